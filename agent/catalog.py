@@ -1,0 +1,165 @@
+"""The metric catalog: every metric the agent can emit, declared once as data.
+
+Each check folder holds a ``metadata.csv`` (the agent's own metrics live in
+``agent/metadata.csv``); this module reads them all into one :class:`Catalog`. Checks,
+exporters, dashboards and docs agree with it, and tests prove that they do.
+
+Columns: ``metric_name,metric_type,unit,description,check,tags`` where ``tags`` is a
+space-separated list of the tag keys the metric carries (besides the instance's own).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from agent.samples import Kind
+
+__all__ = ["Catalog", "MetricSpec", "UNITS", "load_catalog", "prometheus_name"]
+
+NAMESPACE = "mlwarden"
+# Catalog units are base units: values are emitted in them, so exporters never convert.
+UNITS = {
+    "": "",
+    "seconds": "seconds",
+    "bytes": "bytes",
+    "ratio": "ratio",
+    "celsius": "celsius",
+    "watts": "watts",
+    "hertz": "hertz",
+    "joules": "joules",
+    "dollars": "dollars",
+    "dollars_per_hour": "dollars_per_hour",
+    "requests": "",
+    "errors": "",
+    "runs": "",
+    "tasks": "",
+    "gpus": "",
+    "points": "",
+    "notifications": "",
+    "alerts": "",
+    "files": "",
+    "samples": "",
+    "events": "",
+    "processes": "",
+}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+_PROM_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+def prometheus_name(name: str, kind: Kind | str, unit: str = "") -> str:
+    """Turn a dotted catalog name into its Prometheus name.
+
+    ``mlwarden.endpoint.latency`` (gauge, seconds) -> ``mlwarden_endpoint_latency_seconds``;
+    counters get ``_total``. The one place names are converted; raises ValueError for a name
+    Prometheus would refuse.
+    """
+    suffix = UNITS.get(unit, unit)
+    base = name.replace(".", "_").replace("-", "_")
+    if suffix and not base.endswith("_" + suffix):
+        base = f"{base}_{suffix}"
+    if Kind(kind) in (Kind.COUNT, Kind.MONOTONIC_COUNT):
+        base = base.removesuffix("_total") + "_total"
+    if not _PROM_RE.match(base):
+        raise ValueError(f"metric name {name!r} cannot be a Prometheus name ({base!r})")
+    return base
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One catalog row."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    check: str
+    tags: tuple[str, ...]
+
+    @property
+    def prometheus(self) -> str:
+        return prometheus_name(self.name, self.kind, self.unit)
+
+
+class Catalog:
+    """Every declared metric, by name."""
+
+    def __init__(self, specs: Iterable[MetricSpec]) -> None:
+        self._specs: dict[str, MetricSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"metric {spec.name!r} is declared twice in the catalog")
+            self._specs[spec.name] = spec
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __getitem__(self, name: str) -> MetricSpec:
+        return self._specs[name]
+
+    def __iter__(self) -> Iterator[MetricSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.name))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def get(self, name: str) -> MetricSpec | None:
+        return self._specs.get(name)
+
+    def for_check(self, check: str) -> list[MetricSpec]:
+        return [s for s in self if s.check == check]
+
+
+def read_metadata_csv(path: Path) -> list[MetricSpec]:
+    """Parse one metadata.csv, failing with the file and line on a bad row."""
+    specs = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for lineno, row in enumerate(csv.DictReader(fh), start=2):
+            where = f"{path}:{lineno}"
+            name = (row.get("metric_name") or "").strip()
+            if not _NAME_RE.match(name) or not name.startswith(NAMESPACE + "."):
+                raise ValueError(f"{where}: metric name {name!r} must look like mlwarden.area.name")
+            try:
+                kind = Kind((row.get("metric_type") or "").strip())
+            except ValueError:
+                raise ValueError(f"{where}: metric_type must be one of "
+                                 f"{[k.value for k in Kind]}") from None
+            unit = (row.get("unit") or "").strip()
+            if unit not in UNITS:
+                raise ValueError(f"{where}: unit {unit!r} is not one of {sorted(UNITS)}")
+            spec = MetricSpec(
+                name=name,
+                kind=kind,
+                unit=unit,
+                description=(row.get("description") or "").strip(),
+                check=(row.get("check") or "").strip(),
+                tags=tuple((row.get("tags") or "").split()),
+            )
+            spec.prometheus  # validates the converted name too
+            specs.append(spec)
+    return specs
+
+
+def metadata_files() -> list[Path]:
+    """The agent's own metadata.csv plus one per installed check type."""
+    from agent.plugins import check_types
+
+    files = [Path(__file__).with_name("metadata.csv")]
+    for cls in check_types().values():
+        path = cls.metadata_path()
+        if path is not None and path.exists() and path not in files:
+            files.append(path)
+    return files
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> Catalog:
+    """The catalog of every installed check plus the agent's own metrics (cached)."""
+    specs: list[MetricSpec] = []
+    for path in metadata_files():
+        specs.extend(read_metadata_csv(path))
+    return Catalog(specs)

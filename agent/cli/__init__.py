@@ -1,0 +1,47 @@
+"""The ``mlwarden`` command: one module per command group, each adding its subparsers.
+
+A command group module exposes ``register(subparsers)``; each subcommand sets ``func``
+to a callable taking the parsed args and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.cli import check_cmd, config_cmd, run_cmd, status_cmd
+
+__all__ = ["main", "build_parser"]
+
+COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlwarden",
+        description="Monitoring and alerting agent for ML pipelines: model endpoints, "
+        "Airflow DAGs and GPU nodes, exported to Datadog or Prometheus, alerted to Slack.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``mlwarden run``: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from agent.cli.common import add_config_arg, config_from_args
+
+log = logging.getLogger("agent.cli")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run the agent until SIGTERM/SIGINT (SIGHUP reloads the config)",
+        description="Run the agent. Without --config it runs on embedded defaults: SQLite "
+        "history in ./mlwarden.db, /metrics on 127.0.0.1:9464, alerts to the console, the "
+        "self-check, and the GPU check where a GPU is present.",
+    )
+    add_config_arg(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="override agent.listen")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.app import run_agent
+    from agent.logs import setup_logging
+
+    config = config_from_args(args)
+    overrides = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    if overrides:
+        from agent.config import AgentSection
+
+        section = AgentSection.model_validate({**config.agent.model_dump(), **overrides})
+        config = config.model_copy(update={"agent": section})
+    setup_logging(config.agent.log_level, config.agent.log_format)
+    return asyncio.run(run_agent(config, args.config))

@@ -1,0 +1,302 @@
+"""The agent's config: one YAML file, validated into frozen pydantic models.
+
+The only module that reads YAML. ``${VAR}`` and ``${VAR:-default}`` are taken from the
+environment in every string value. Every problem is reported at once, each naming the key
+path (``checks[2].interval``), what was expected and what was found; unknown keys are
+errors, with the nearest valid key suggested, so a typo never passes silently. Secrets are
+``SecretStr`` and are registered with :mod:`agent.secrets` so they are never printed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from agent.check import InstanceConfig
+from agent.durations import Duration
+from agent.errors import ConfigError, UnknownCheckError
+from agent.export.config import ExportersConfig
+from agent.plugins import check_types, get_check_type
+from agent.secrets import register_secret
+
+__all__ = ["AgentConfig", "AgentSection", "default_config", "load_config", "parse_config"]
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(_Model):
+    """The daemon itself."""
+
+    history: str = Field(
+        "sqlite:///mlwarden.db",
+        description="SQLAlchemy URL of the history store (SQLite file or PostgreSQL).",
+    )
+    listen: str = Field(
+        "127.0.0.1:9464",
+        description="host:port of the HTTP server (/healthz /readyz /status /metrics).",
+    )
+    hostname: str = Field(
+        default_factory=socket.gethostname,
+        description="This agent's name; the `agent` tag on its own metrics.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tags added to every sample (e.g. env, cluster)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="`auto`: JSON when stdout is not a terminal."
+    )
+    shutdown_timeout: Duration = Field(
+        8.0, gt=0, description="How long in-flight checks may finish after SIGTERM."
+    )
+    pipeline_queue: int = Field(
+        10_000, ge=10, description="Check results held before the pipeline sheds load."
+    )
+    http_connections: int = Field(
+        200, ge=1, description="Connection limit of the HTTP client shared by all probes."
+    )
+    self_check: bool = Field(True, description="Run the built-in `agent` self-check.")
+    self_check_interval: Duration = Field(15.0, gt=0)
+    auth_token: SecretStr | None = Field(
+        None, description="Bearer token required on /status and /metrics when set."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected host:port like '127.0.0.1:9464', found {value!r}")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class AgentConfig(_Model):
+    """The whole file."""
+
+    agent: AgentSection = Field(default_factory=AgentSection)
+    exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    checks: tuple[InstanceConfig, ...] = Field(
+        default=(), description="Check instances; each entry's keys depend on its `type`."
+    )
+
+    def check(self, name: str) -> InstanceConfig:
+        for instance in self.checks:
+            if instance.name == name:
+                return instance
+        names = ", ".join(c.name for c in self.checks) or "none"
+        raise LookupError(f"no check instance named {name!r} in the config (have: {names})")
+
+
+# -- loading -------------------------------------------------------------------------
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read, substitute and validate a config file; raises ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    return parse_config(text, source=source, env=env, base_dir=Path(path).parent)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> AgentConfig:
+    """Validate config text; ``source`` names it in errors."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping of sections, found {_kind(raw)}"])
+    problems: list[str] = []
+    raw = _substitute(raw, env if env is not None else os.environ, (), problems)
+    env_paths = {p.split(":", 1)[0] for p in problems}
+    checks_raw = raw.pop("checks", None) or []
+    top: AgentConfig | None = None
+    try:
+        top = AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, (), AgentConfig))
+    checks: list[InstanceConfig] = []
+    if not isinstance(checks_raw, list):
+        problems.append(f"checks: expected a list of check instances, found {_kind(checks_raw)}")
+        checks_raw = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(checks_raw):
+        instance = _validate_check(item, ("checks", i), problems)
+        if instance is None:
+            continue
+        if instance.name in seen:
+            problems.append(
+                f"checks[{i}].name: {instance.name!r} is already used by checks[{seen[instance.name]}]; "
+                "instance names must be unique"
+            )
+            continue
+        seen[instance.name] = i
+        checks.append(instance)
+    if problems:
+        # a value whose variable is unset is reported once, not again as a bad value
+        env_count = len(env_paths)
+        problems = problems[:env_count] + [
+            p for p in problems[env_count:] if p.split(":", 1)[0] not in env_paths
+        ]
+        raise ConfigError(source, problems)
+    assert top is not None
+    config = top.model_copy(update={"checks": tuple(checks)})
+    _register_secrets(config)
+    return config
+
+
+def default_config() -> AgentConfig:
+    """The embedded defaults `mlwarden run` uses without a config file."""
+    return AgentConfig()
+
+
+def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfig | None:
+    path = _path(loc)
+    if not isinstance(item, dict):
+        problems.append(f"{path}: expected a mapping with at least `type` and `name`, found {_kind(item)}")
+        return None
+    type_name = item.get("type")
+    if not type_name:
+        problems.append(f"{path}.type: missing required key (installed types: "
+                        f"{', '.join(sorted(check_types())) or 'none'})")
+        return None
+    try:
+        cls = get_check_type(str(type_name))
+    except UnknownCheckError as exc:
+        close = difflib.get_close_matches(str(type_name), list(check_types()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"{path}.type: {exc}{hint}")
+        return None
+    try:
+        return cls.Config.model_validate(item)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, loc, cls.Config))
+        return None
+
+
+def _substitute(value: Any, env: Mapping[str, str], loc: tuple, problems: list[str]) -> Any:
+    if isinstance(value, str):
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(
+                f"{_path(loc)}: environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+            return ""
+
+        return _ENV_RE.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, (*loc, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, (*loc, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a mapping"}
+    shown = repr(value) if isinstance(value, (str, int, float, bool)) else ""
+    return f"{names.get(type(value), type(value).__name__)}{' ' + shown if shown else ''}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Valid keys of the model reached by ``loc`` (for typo suggestions)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = _path((*prefix, *loc))
+        kind = err["type"]
+        found = err.get("input")
+        if kind == "extra_forbidden":
+            key = str(loc[-1]) if loc else "?"
+            valid = _fields_at(model, loc[:-1])
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{path}: unknown key{hint}; valid keys here: {', '.join(valid)}")
+        elif kind == "missing":
+            problems.append(f"{path}: missing required key")
+        else:
+            msg = err["msg"]
+            msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            if "found" in msg:
+                problems.append(f"{path}: {msg}")
+            else:
+                problems.append(f"{path}: {msg[0].lower() + msg[1:]}, found {_kind(found)}")
+    return problems
+
+
+def _register_secrets(model: Any) -> None:
+    if isinstance(model, SecretStr):
+        register_secret(model.get_secret_value())
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            _register_secrets(getattr(model, name))
+    elif isinstance(model, (list, tuple)):
+        for item in model:
+            _register_secrets(item)
+    elif isinstance(model, dict):
+        for item in model.values():
+            _register_secrets(item)

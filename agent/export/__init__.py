@@ -1,0 +1,1 @@
+"""Exporters: where samples go besides the history store (Prometheus, Datadog)."""

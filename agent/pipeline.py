@@ -1,0 +1,112 @@
+"""The per-poll flow: every check result goes through one bounded queue to every sink.
+
+Sinks (latest values, the history store, exporters, rules) are called in the order they
+were attached, each isolated from the others: a sink that raises is logged and counted,
+and the rest still get the result. Sinks must be cheap on the loop; slow work (disk,
+network) belongs on their own task or thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable
+from typing import Protocol
+
+from agent.samples import CheckResult
+
+__all__ = ["Pipeline", "Sink"]
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Anything that takes check results."""
+
+    name: str
+
+    def consume(self, result: CheckResult) -> None | Awaitable[None]: ...
+
+
+class Pipeline:
+    """One queue between the checks and every sink.
+
+    When the queue is full (sinks fell far behind) the oldest result is shed and counted,
+    so memory stays bounded and the freshest data wins.
+    """
+
+    def __init__(self, sinks: list[Sink] | None = None, maxsize: int = 10_000) -> None:
+        self.sinks: list[Sink] = list(sinks or [])
+        self._queue: asyncio.Queue[CheckResult] = asyncio.Queue(maxsize=maxsize)
+        self.maxsize = maxsize
+        self.shed = 0
+        self.processed = 0
+        self.sink_errors: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def attach(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def detach(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def submit(self, result: CheckResult) -> None:
+        if self._queue.full():
+            try:
+                self._queue.get_nowait()
+                self._queue.task_done()
+            except asyncio.QueueEmpty:
+                pass
+            self.shed += 1
+            if self.shed == 1 or self.shed % 1000 == 0:
+                log.warning("pipeline queue full (%d results): shedding the oldest; %d shed so far",
+                            self.maxsize, self.shed)
+        self._queue.put_nowait(result)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="pipeline")
+
+    async def _run(self) -> None:
+        while True:
+            result = await self._queue.get()
+            try:
+                await self.process(result)
+            finally:
+                self._queue.task_done()
+
+    async def process(self, result: CheckResult) -> None:
+        """Hand one result to every sink, each isolated from the others."""
+        for sink in self.sinks:
+            try:
+                out = sink.consume(result)
+                if inspect.isawaitable(out):
+                    await out
+            except Exception:  # noqa: BLE001 - one sink must not starve the others
+                name = getattr(sink, "name", type(sink).__name__)
+                self.sink_errors[name] = self.sink_errors.get(name, 0) + 1
+                log.exception("sink %s failed on a result of check %s", name, result.check)
+        self.processed += 1
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued result reached the sinks; False on timeout."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
