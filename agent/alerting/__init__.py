@@ -1,0 +1,1 @@
+"""Alerts: rules decide when something is wrong; routing and notifiers say so."""

@@ -1,0 +1,1 @@
+"""The history store: everything that must outlive a restart, behind SQLAlchemy."""

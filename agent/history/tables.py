@@ -1,0 +1,137 @@
+"""Every table the agent keeps, on one SQLAlchemy ``MetaData``.
+
+All SQL lives behind these definitions; migrations (Alembic) are generated from them.
+Times are UNIX epoch seconds as floats (``Double``) unless a column says otherwise;
+JSON-shaped columns hold text written with ``json.dumps`` so SQLite and PostgreSQL store
+the same bytes.
+
+Owners: series/samples/rollups — the store's writer (agent.history.store);
+check_state — check cursors; alerts/alert_transitions — the rules engine;
+outbox — notifications and exporter points awaiting delivery; silences — routing;
+leases — leader election.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "metadata",
+    "check_state",
+    "alerts",
+    "alert_transitions",
+    "outbox",
+    "silences",
+    "leases",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Durable per-check state (cursors such as the last Airflow run already reported).
+check_state = Table(
+    "check_state",
+    metadata,
+    Column("check_name", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", Double, nullable=False),
+)
+
+# One row per alert (rule + label set): its current state, resumed after a restart.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("rule", String(200), nullable=False),
+    Column("labels", Text, nullable=False),  # JSON object
+    Column("annotations", Text, nullable=False, default="{}"),  # JSON object
+    Column("state", String(16), nullable=False),  # inactive|pending|firing|resolved|flapping
+    Column("severity", String(32), nullable=False, default="warning"),
+    Column("value", Double),
+    Column("active_since", Double),  # when the condition started holding (pending)
+    Column("fired_at", Double),
+    Column("resolved_at", Double),
+    Column("last_eval", Double),
+    Column("last_transition", Double),
+    Column("transitions_window", Text, nullable=False, default="[]"),  # JSON list of times
+    Column("agent", String(200)),
+    Index("ix_alerts_state", "state"),
+)
+
+# Every state change of every alert, for `mlwarden alerts history` and audits.
+alert_transitions = Table(
+    "alert_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("value", Double),
+    Column("labels", Text, nullable=False, default="{}"),
+    Index("ix_alert_transitions_rule_at", "rule", "at"),
+)
+
+# Anything awaiting delivery: Slack/Alertmanager notifications, Datadog points.
+# A row is written before the send is attempted, so a crash or an outage loses nothing;
+# ``dedup_key`` (unique) makes enqueueing the same notification twice a no-op.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # notification|datadog_series|datadog_check|...
+    Column("receiver", String(200), nullable=False),
+    Column("dedup_key", String(200), nullable=True),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("created_at", Double, nullable=False),
+    Column("due_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False, default="pending"),  # pending|sending|sent|dead
+    Column("last_error", Text),
+    Column("sent_at", Double),
+    Column("result", Text),  # JSON: e.g. the Slack channel id and ts of the posted message
+    UniqueConstraint("dedup_key"),
+    Index("ix_outbox_due", "kind", "state", "due_at"),
+)
+
+# Silences (and maintenance windows): matchers over alert labels, for a time range.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("matchers", Text, nullable=False),  # JSON list of {name, op, value}
+    Column("starts_at", Double, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Column("expired_at", Double),
+)
+
+# Leader election: one row per lease, taken and renewed by compare-and-set.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("renewed_at", Double, nullable=False),
+    Column("generation", Integer, nullable=False, default=0),
+)
