@@ -1,0 +1,131 @@
+"""A durable delivery queue on the store's ``outbox`` table.
+
+Whatever must reach the outside world (a Slack notification, Datadog points, an
+Alertmanager post) is written here first and removed only once delivered, so an outage
+or a restart loses nothing. Rows are claimed in id order per (kind, receiver), which keeps
+delivery in order; ``dedup_key`` makes enqueueing the same item twice a no-op, which is
+how a restart avoids sending twice.
+
+All methods are blocking (they hit the database): call them off the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agent.history.tables import outbox
+
+__all__ = ["Outbox", "OutboxItem"]
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    kind: str
+    receiver: str
+    payload: Any
+    created_at: float
+    due_at: float
+    attempts: int
+    dedup_key: str | None
+    result: Any
+
+
+class Outbox:
+    """Enqueue, claim and settle deliveries of one or more kinds."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
+                dedup_key: str | None = None, due_at: float | None = None) -> int | None:
+        """Add an item; returns its id, or None when ``dedup_key`` was already enqueued."""
+        row = {
+            "kind": kind, "receiver": receiver, "dedup_key": dedup_key,
+            "payload": json.dumps(payload, separators=(",", ":"), default=str),
+            "created_at": now, "due_at": now if due_at is None else due_at,
+            "attempts": 0, "state": "pending",
+        }
+        try:
+            with self.engine.begin() as conn:
+                return int(conn.execute(insert(outbox).values(**row)).inserted_primary_key[0])
+        except IntegrityError:
+            if dedup_key is None:
+                raise
+            return None
+
+    def enqueue_many(self, kind: str, receiver: str, payloads: Sequence[Any], *, now: float) -> int:
+        rows = [{"kind": kind, "receiver": receiver, "dedup_key": None,
+                 "payload": json.dumps(p, separators=(",", ":"), default=str),
+                 "created_at": now, "due_at": now, "attempts": 0, "state": "pending"}
+                for p in payloads]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(outbox), rows)
+        return len(rows)
+
+    def due(self, kind: str, *, now: float, limit: int = 100,
+            receiver: str | None = None) -> list[OutboxItem]:
+        """Pending items of ``kind`` whose time has come, oldest first."""
+        cond = [outbox.c.kind == kind, outbox.c.state == "pending", outbox.c.due_at <= now]
+        if receiver is not None:
+            cond.append(outbox.c.receiver == receiver)
+        query = select(outbox).where(and_(*cond)).order_by(outbox.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [_item(r) for r in conn.execute(query).mappings()]
+
+    def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+                state="sent", sent_at=now, result=None if result is None else json.dumps(result)))
+
+    def set_result(self, item_id: int, result: Any) -> None:
+        """Record a partial result before the send is final (e.g. a posted message's ts)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == item_id).values(result=json.dumps(result)))
+
+    def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+                due_at=due_at, attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+    def mark_dead(self, item_id: int, *, error: str) -> None:
+        """Give up on an item (non-retryable error, too old); it stays for inspection."""
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+                state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+    def pending_count(self, kind: str | None = None) -> int:
+        cond = [outbox.c.state == "pending"]
+        if kind is not None:
+            cond.append(outbox.c.kind == kind)
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox).where(and_(*cond))).scalar_one())
+
+    def oldest_pending(self, kind: str) -> float | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(outbox.c.created_at)).where(
+                and_(outbox.c.kind == kind, outbox.c.state == "pending"))).scalar_one()
+
+    def prune(self, *, sent_before: float) -> int:
+        """Delete delivered and dead items settled before ``sent_before``."""
+        with self.engine.begin() as conn:
+            res = conn.execute(delete(outbox).where(and_(
+                outbox.c.state.in_(("sent", "dead")),
+                func.coalesce(outbox.c.sent_at, outbox.c.created_at) < sent_before)))
+            return int(res.rowcount or 0)
+
+
+def _item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"], kind=row["kind"], receiver=row["receiver"],
+        payload=json.loads(row["payload"]), created_at=row["created_at"], due_at=row["due_at"],
+        attempts=row["attempts"], dedup_key=row["dedup_key"],
+        result=json.loads(row["result"]) if row["result"] else None,
+    )
