@@ -186,7 +186,7 @@ def blocks_for(note: Notification, now: float, *, late_note: str | None = None,
 def fallback_text(note: Notification, now: float, late_note: str | None = None) -> str:
     """The ``text`` of a message: notifications and screen readers show it."""
     firing = note.firing
-    head = _title(note)
+    head = escape(_title(note))
     if firing:
         head += ": " + escape(_cut(firing[0].annotations.get("summary") or firing[0].rule, 300))
     if len(note.alerts) > 1:
