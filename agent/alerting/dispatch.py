@@ -132,7 +132,7 @@ class Dispatcher:
                                  fallbacks=fallbacks_of(config), mute=self._mute_now)
         self.submit = submit
         self.groups: dict[str, Group] = {}
-        self._events: list[AlertEvent] = []
+        self._events: list[tuple[AlertEvent, float]] = []
         self._lock = threading.Lock()
         self._loaded = False
         self._task: asyncio.Task[None] | None = None
@@ -152,7 +152,7 @@ class Dispatcher:
                     or (e.alert.state in (AlertState.RESOLVED, AlertState.INACTIVE)
                         and e.previous in (AlertState.FIRING, AlertState.FLAPPING))]
         with self._lock:
-            self._events.extend(relevant)
+            self._events.extend((e, now) for e in relevant)
             self.events_seen += len(relevant)
 
     # -- store ------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ class Dispatcher:
     def _ingest(self, now: float) -> None:
         with self._lock:
             events, self._events = self._events, []
-        for event in events:
+        for event, seen in events:
             info = _info(event)
             for route in self.router.routes_for(info.labels):
                 gkey = f"{route.receiver}|{route.group_key(info.labels)}"
@@ -201,7 +201,7 @@ class Dispatcher:
                         continue  # a resolution of an alert we never notified about
                     wait = 0.0 if self._immediate(route.receiver) else route.group_wait
                     group = Group(route.id, gkey, route.group_labels(info.labels), route.receiver,
-                                  next_flush=now + wait)
+                                  next_flush=min(seen, now) + wait)
                     self.groups[gkey] = group
                 group.alerts[info.fingerprint] = asdict(info)
                 if self._immediate(route.receiver):
