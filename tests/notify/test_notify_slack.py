@@ -156,3 +156,54 @@ async def test_console_is_the_default_receiver(tmp_path):
     await d.tick(clock.now)
     assert "[FIRING:1] GpuIdle" in out.getvalue() and "node=gpu-3" in out.getvalue()
     await d.stop()
+
+
+async def test_changes_go_to_the_thread_and_update_the_parent(tmp_path, slack):
+    clock = Clock()
+    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
+                          repeat_interval=60), store(tmp_path), clock=clock)
+    d.alerts_changed([fire("GpuIdle", {"node": "gpu-1"}, clock.now)], clock.now)
+    await run_for(d, clock, 2)
+    d.alerts_changed([fire("GpuIdle", {"node": "gpu-2"}, clock.now)], clock.now)
+    await run_for(d, clock, 12)
+    assert len(slack.top_level()) == 1
+    parent = slack.top_level()[0]
+    replies = slack.replies(parent.ts)
+    assert len(replies) == 1 and "Now firing: 2 alert(s)" in replies[0].text
+    assert "[FIRING:2] GpuIdle" in json.dumps(parent.updates[-1]["blocks"])
+    await run_for(d, clock, 60)  # repeat_interval: a reminder in the thread, not a new message
+    assert len(slack.top_level()) == 1
+    assert any("Still firing" in r.text for r in slack.replies(parent.ts))
+    await d.stop()
+
+
+async def test_a_storm_is_paced_to_one_message_per_second_per_channel(tmp_path, slack):
+    clock = Clock()
+    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
+                          group_by=["alertname", "n"]), store(tmp_path), clock=clock)
+    d.alerts_changed([fire("Storm", {"n": str(i)}, clock.now) for i in range(6)], clock.now)
+    await run_for(d, clock, 10, step=0.25)
+    assert len(slack.top_level()) == 6
+    with d.engine.connect() as conn:
+        sent = [r.sent_at for r in conn.execute(select(outbox.c.sent_at).order_by(outbox.c.id))]
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert all(g >= 1.0 for g in gaps), gaps
+    await d.stop()
+
+
+async def test_status_and_metrics_report_slack_failures(tmp_path, slack, catalog_check):
+    clock = Clock()
+    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False}),
+                   store(tmp_path), clock=clock)
+    slack.fail("500")
+    d.alerts_changed([fire("A", {"n": "1"}, clock.now)], clock.now)
+    await run_for(d, clock, 30)
+    st = d.status()["receivers"]["slack"]
+    assert st["sent"] == 0 and st["failed_attempts"] >= 2 and "HTTP 500" in st["last_error"]
+    result = d.metrics(clock.now)
+    catalog_check(result)
+    by_name = {(s.metric, s.tag("reason")): s.value for s in result.samples if s.tag("receiver") == "slack"}
+    assert by_name[("mlwarden.alerting.notifications.pending", None)] == 1
+    assert by_name[("mlwarden.alerting.delivery.failures", "server_error")] >= 2
+    assert by_name[("mlwarden.alerting.notifications.oldest_pending_age", None)] >= 29
+    await d.stop()
