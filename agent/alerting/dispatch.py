@@ -144,6 +144,7 @@ class Dispatcher:
         self.last_tick: float | None = None
         self.last_error: str | None = None
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
+        self.ensure_schema = False  # standalone use creates the tables; the store's owner migrates them
 
     # -- AlertSink --------------------------------------------------------------------------
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
@@ -331,6 +332,10 @@ class Dispatcher:
             await asyncio.sleep(self.config.delivery.tick)
 
     async def start(self) -> None:
+        if self.ensure_schema:
+            from agent.history.db import create_schema
+
+            await self._db(create_schema, self.engine)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerting")
 
@@ -399,9 +404,11 @@ class Dispatcher:
 def make_dispatcher(config: Any, *, engine: Engine | None = None, reader: SeriesReader | None = None,
                     submit: Callable[[CheckResult], None] | None = None) -> Dispatcher:
     """The ``alerting`` component for an AgentConfig; without an engine it opens ``agent.history``."""
+    ensure_schema = engine is None
     if engine is None:
-        from agent.history.db import create_schema, make_engine
+        from agent.history.db import make_engine
 
         engine = make_engine(config.agent.history)
-        create_schema(engine)
-    return Dispatcher(config.alerting, engine, reader=reader, submit=submit)
+    dispatcher = Dispatcher(config.alerting, engine, reader=reader, submit=submit)
+    dispatcher.ensure_schema = ensure_schema
+    return dispatcher
