@@ -201,7 +201,8 @@ class Delivery:
             return note, None
         keep, why = [], None
         for alert in note.alerts:
-            reason = self.mute(alert.labels, now)
+            # a resolution is never muted: the thread of a message already sent must not stay "firing"
+            reason = self.mute(alert.labels, now) if alert.state == "firing" else None
             if reason is None:
                 keep.append(alert)
             else:
