@@ -39,21 +39,33 @@ class _Model(BaseModel):
 class SlackSettings(_Model):
     """Slack credentials shared by the Slack receivers (bot token and/or incoming webhook)."""
 
-    token: SecretStr | None = Field(None, description="Bot token (xoxb-...): chat.postMessage, threads, updates, charts.")
+    token: SecretStr | None = Field(
+        None, description="Bot token (xoxb-...): chat.postMessage, threads, updates, charts."
+    )
     webhook_url: SecretStr | None = Field(
-        None, description="Incoming webhook URL: plain messages, no threads, updates or files.")
+        None, description="Incoming webhook URL: plain messages, no threads, updates or files."
+    )
     default_channel: str = Field("#ml-alerts", description="Channel of the `slack` bot receiver.")
-    base_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (tests, proxies).")
+    base_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (tests, proxies)."
+    )
     timeout: Duration = Field(10.0, gt=0, description="Timeout of one Slack API call.")
-    charts: bool = Field(True, description="Attach a chart of the metric's recent history (bot mode).")
-    chart_window: Duration = Field(3600.0, gt=0, description="History shown on the chart and sparkline.")
+    charts: bool = Field(
+        True, description="Attach a chart of the metric's recent history (bot mode)."
+    )
+    chart_window: Duration = Field(
+        3600.0, gt=0, description="History shown on the chart and sparkline."
+    )
 
 
 class AlertmanagerSettings(_Model):
     """Defaults of the Alertmanager receivers."""
 
     resend_interval: Duration = Field(
-        60.0, gt=0, description="Re-post firing alerts this often, so Alertmanager keeps them active.")
+        60.0,
+        gt=0,
+        description="Re-post firing alerts this often, so Alertmanager keeps them active.",
+    )
     timeout: Duration = Field(10.0, gt=0, description="Timeout of one POST to /api/v2/alerts.")
 
 
@@ -62,22 +74,31 @@ class ReceiverConfig(_Model):
 
     name: str = Field(..., min_length=1, description="Name that routes refer to.")
     type: Literal["slack", "webhook", "alertmanager", "console"] = Field(
-        ..., description="`slack` (bot token), `webhook` (Slack incoming webhook), `alertmanager`, `console`.")
+        ...,
+        description="`slack` (bot token), `webhook` (Slack incoming webhook), `alertmanager`, `console`.",
+    )
     channel: str | None = Field(None, description="Slack channel (`slack` receivers).")
     url: SecretStr | None = Field(
-        None, description="Webhook URL (`webhook`) or Alertmanager base URL (`alertmanager`).")
+        None, description="Webhook URL (`webhook`) or Alertmanager base URL (`alertmanager`)."
+    )
     token: SecretStr | None = Field(None, description="Bot token; default: `alerting.slack.token`.")
     fallback: str | None = Field(
-        None, description="Receiver used when this one is misconfigured (invalid_auth, channel_not_found).")
+        None,
+        description="Receiver used when this one is misconfigured (invalid_auth, channel_not_found).",
+    )
     send_resolved: bool | None = Field(None, description="Default: `alerting.send_resolved`.")
 
     @model_validator(mode="after")
     def _needs(self) -> "ReceiverConfig":
         if self.type == "webhook" and self.url is None:
-            raise ValueError(f"receiver {self.name!r} of type webhook needs `url` (the incoming webhook URL)")
+            raise ValueError(
+                f"receiver {self.name!r} of type webhook needs `url` (the incoming webhook URL)"
+            )
         if self.type == "alertmanager" and self.url is None:
-            raise ValueError(f"receiver {self.name!r} of type alertmanager needs `url` "
-                             "(e.g. http://alertmanager:9093)")
+            raise ValueError(
+                f"receiver {self.name!r} of type alertmanager needs `url` "
+                "(e.g. http://alertmanager:9093)"
+            )
         if self.fallback == self.name:
             raise ValueError(f"receiver {self.name!r} cannot be its own fallback")
         return self
@@ -89,7 +110,9 @@ class QuietHours(_Model):
     start: str = Field(..., description="HH:MM")
     end: str = Field(..., description="HH:MM; may be earlier than start (overnight).")
     timezone: str = Field("UTC", description="IANA zone name, e.g. Europe/Berlin.")
-    except_severity: tuple[str, ...] = Field(("critical",), description="Severities that are never held.")
+    except_severity: tuple[str, ...] = Field(
+        ("critical",), description="Severities that are never held."
+    )
 
     @field_validator("start", "end")
     @classmethod
@@ -106,7 +129,9 @@ class QuietHours(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')"
+            ) from None
         return value
 
 
@@ -114,16 +139,34 @@ class RouteConfig(_Model):
     """A node of the route tree; unset timers and group_by are inherited from the parent."""
 
     match: dict[str, str] = Field(default_factory=dict, description="Labels that must be equal.")
-    match_re: dict[str, str] = Field(default_factory=dict, description="Labels that must fully match a regex.")
+    match_re: dict[str, str] = Field(
+        default_factory=dict, description="Labels that must fully match a regex."
+    )
     receiver: str | None = Field(None, description="Receiver name; inherited when unset.")
-    channel: str | None = Field(None, description="Shorthand: the `slack` bot receiver in this channel.")
-    group_by: tuple[str, ...] | None = Field(None, description="Labels that split alerts into groups; `...` = all.")
-    group_wait: Duration | None = Field(None, description="Wait before the first notification of a group.")
-    group_interval: Duration | None = Field(None, description="Wait before notifying changes of a group.")
-    repeat_interval: Duration | None = Field(None, description="Re-notify an unchanged firing group this often.")
-    continue_: bool = Field(False, alias="continue", description="Keep matching sibling routes after this one.")
-    quiet_hours: QuietHours | None = Field(None, description="Hold non-critical notifications in this window.")
-    routes: tuple["RouteConfig", ...] = Field(default=(), description="Child routes, tried in order.")
+    channel: str | None = Field(
+        None, description="Shorthand: the `slack` bot receiver in this channel."
+    )
+    group_by: tuple[str, ...] | None = Field(
+        None, description="Labels that split alerts into groups; `...` = all."
+    )
+    group_wait: Duration | None = Field(
+        None, description="Wait before the first notification of a group."
+    )
+    group_interval: Duration | None = Field(
+        None, description="Wait before notifying changes of a group."
+    )
+    repeat_interval: Duration | None = Field(
+        None, description="Re-notify an unchanged firing group this often."
+    )
+    continue_: bool = Field(
+        False, alias="continue", description="Keep matching sibling routes after this one."
+    )
+    quiet_hours: QuietHours | None = Field(
+        None, description="Hold non-critical notifications in this window."
+    )
+    routes: tuple["RouteConfig", ...] = Field(
+        default=(), description="Child routes, tried in order."
+    )
 
     @field_validator("match_re")
     @classmethod
@@ -132,7 +175,9 @@ class RouteConfig(_Model):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"match_re.{key}: {pattern!r} is not a valid regex ({exc})") from None
+                raise ValueError(
+                    f"match_re.{key}: {pattern!r} is not a valid regex ({exc})"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -148,37 +193,58 @@ class InhibitRuleConfig(_Model):
 
     source_match: dict[str, str] = Field(..., description="Labels of the muting (source) alert.")
     target_match: dict[str, str] = Field(..., description="Labels of the muted (target) alerts.")
-    equal: tuple[str, ...] = Field(default=(), description="Labels that must be equal in source and target.")
+    equal: tuple[str, ...] = Field(
+        default=(), description="Labels that must be equal in source and target."
+    )
 
 
 class DeliveryConfig(_Model):
     """How the outbox is drained."""
 
     retry_initial: Duration = Field(5.0, gt=0, description="First retry delay after a failed send.")
-    retry_max: Duration = Field(300.0, gt=0, description="Longest retry delay (exponential backoff).")
-    pace: Duration = Field(1.0, ge=0, description="Minimum time between two messages to one channel.")
+    retry_max: Duration = Field(
+        300.0, gt=0, description="Longest retry delay (exponential backoff)."
+    )
+    pace: Duration = Field(
+        1.0, ge=0, description="Minimum time between two messages to one channel."
+    )
     late_after: Duration = Field(
-        60.0, ge=0, description="A message sent this much later than due says how late and why.")
-    tick: Duration = Field(0.5, gt=0, description="How often groups are flushed and the outbox is drained.")
-    keep_sent: Duration = Field(7 * 86400.0, gt=0, description="Delivered rows are pruned after this.")
+        60.0, ge=0, description="A message sent this much later than due says how late and why."
+    )
+    tick: Duration = Field(
+        0.5, gt=0, description="How often groups are flushed and the outbox is drained."
+    )
+    keep_sent: Duration = Field(
+        7 * 86400.0, gt=0, description="Delivered rows are pruned after this."
+    )
 
 
 class AlertingConfig(_Model):
     """Routing of alerts to receivers (the root route's settings live at this level)."""
 
     enabled: bool = Field(True, description="Route and send alerts at all.")
-    slack: SlackSettings | None = Field(None, description="Slack bot token and/or incoming webhook.")
+    slack: SlackSettings | None = Field(
+        None, description="Slack bot token and/or incoming webhook."
+    )
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     receivers: tuple[ReceiverConfig, ...] = Field(default=(), description="Named receivers.")
     receiver: str | None = Field(
-        None, description="Default receiver; default: `slack` when Slack is configured, else `console`.")
-    group_by: tuple[str, ...] = Field(("alertname",), description="Labels alerts are grouped by by default.")
+        None,
+        description="Default receiver; default: `slack` when Slack is configured, else `console`.",
+    )
+    group_by: tuple[str, ...] = Field(
+        ("alertname",), description="Labels alerts are grouped by by default."
+    )
     group_wait: Duration = Field(30.0, ge=0)
     group_interval: Duration = Field(300.0, gt=0)
     repeat_interval: Duration = Field(4 * 3600.0, gt=0)
     send_resolved: bool = Field(True, description="Notify when a group's alerts resolve.")
-    quiet_hours: QuietHours | None = Field(None, description="Root quiet hours (inherited by routes).")
-    routes: tuple[RouteConfig, ...] = Field(default=(), description="Child routes of the root, tried in order.")
+    quiet_hours: QuietHours | None = Field(
+        None, description="Root quiet hours (inherited by routes)."
+    )
+    routes: tuple[RouteConfig, ...] = Field(
+        default=(), description="Child routes of the root, tried in order."
+    )
     inhibit_rules: tuple[InhibitRuleConfig, ...] = Field(default=())
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     agent_url: str | None = Field(None, description="Link sent as generatorURL to Alertmanager.")
@@ -212,8 +278,10 @@ class AlertingConfig(_Model):
             for i, route in enumerate(routes):
                 where = f"{path}[{i}]"
                 if route.receiver and route.receiver not in known:
-                    problems.append(f"{where}.receiver {route.receiver!r} is not defined "
-                                    f"(have: {', '.join(sorted(known))})")
+                    problems.append(
+                        f"{where}.receiver {route.receiver!r} is not defined "
+                        f"(have: {', '.join(sorted(known))})"
+                    )
                 if route.channel and (self.slack is None or self.slack.token is None):
                     problems.append(f"{where}.channel needs `alerting.slack.token` (bot mode)")
                 walk(route.routes, f"{where}.routes")

@@ -60,7 +60,9 @@ class Group:
     key: str
     labels: dict[str, str]
     receiver: str
-    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint -> AlertInfo as dict
+    alerts: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # fingerprint -> AlertInfo as dict
     notified: dict[str, str] = field(default_factory=dict)  # fingerprint -> state last sent
     incident: str | None = None
     seq: int = 0
@@ -89,8 +91,9 @@ class Router:
     def routes_for(self, labels: Mapping[str, str]) -> list[Route]:
         return self.root.match(labels)
 
-    def mute_reason(self, labels: Mapping[str, str], now: float,
-                    firing: Sequence[Mapping[str, str]] = ()) -> str | None:
+    def mute_reason(
+        self, labels: Mapping[str, str], now: float, firing: Sequence[Mapping[str, str]] = ()
+    ) -> str | None:
         if self.silences is not None:
             silence = self.silences.muted_by(labels, now)
             if silence is not None:
@@ -106,10 +109,18 @@ def _info(event: AlertEvent) -> AlertInfo:
     a = event.alert
     state = "firing" if a.state in (AlertState.FIRING, AlertState.FLAPPING) else "resolved"
     return AlertInfo(
-        fingerprint=a.fingerprint, rule=a.rule, labels=alert_labels(a.rule, a.labels, a.severity),
-        state=state, severity=a.severity, annotations=dict(a.annotations), value=a.value,
-        threshold=a.threshold, active_since=a.active_since, fired_at=a.fired_at,
-        resolved_at=(a.resolved_at or event.at) if state == "resolved" else None)
+        fingerprint=a.fingerprint,
+        rule=a.rule,
+        labels=alert_labels(a.rule, a.labels, a.severity),
+        state=state,
+        severity=a.severity,
+        annotations=dict(a.annotations),
+        value=a.value,
+        threshold=a.threshold,
+        active_since=a.active_since,
+        fired_at=a.fired_at,
+        resolved_at=(a.resolved_at or event.at) if state == "resolved" else None,
+    )
 
 
 class Dispatcher:
@@ -117,19 +128,34 @@ class Dispatcher:
 
     name = "alerting"
 
-    def __init__(self, config: AlertingConfig, engine: Engine, *, reader: SeriesReader | None = None,
-                 clock: Callable[[], float] = time.time, notifiers: Mapping[str, Notifier] | None = None,
-                 submit: Callable[[CheckResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: AlertingConfig,
+        engine: Engine,
+        *,
+        reader: SeriesReader | None = None,
+        clock: Callable[[], float] = time.time,
+        notifiers: Mapping[str, Notifier] | None = None,
+        submit: Callable[[CheckResult], None] | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.clock = clock
         self.silences = SilenceStore(engine)
         self.router = Router(config, self.silences)
         self.outbox = Outbox(engine)
-        self.notifiers = dict(notifiers) if notifiers is not None else build_notifiers(
-            config, self.router.root, reader=reader)
-        self.delivery = Delivery(self.outbox, self.notifiers, config=config.delivery,
-                                 fallbacks=fallbacks_of(config), mute=self._mute_now)
+        self.notifiers = (
+            dict(notifiers)
+            if notifiers is not None
+            else build_notifiers(config, self.router.root, reader=reader)
+        )
+        self.delivery = Delivery(
+            self.outbox,
+            self.notifiers,
+            config=config.delivery,
+            fallbacks=fallbacks_of(config),
+            mute=self._mute_now,
+        )
         self.submit = submit
         self.groups: dict[str, Group] = {}
         self._events: list[tuple[AlertEvent, float]] = []
@@ -144,14 +170,22 @@ class Dispatcher:
         self.last_tick: float | None = None
         self.last_error: str | None = None
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
-        self.ensure_schema = False  # standalone use creates the tables; the store's owner migrates them
+        self.ensure_schema = (
+            False  # standalone use creates the tables; the store's owner migrates them
+        )
 
     # -- AlertSink --------------------------------------------------------------------------
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
         """Queue state changes; grouping and sending happen on the component's loop."""
-        relevant = [e for e in events if e.alert.state in (AlertState.FIRING, AlertState.FLAPPING)
-                    or (e.alert.state in (AlertState.RESOLVED, AlertState.INACTIVE)
-                        and e.previous in (AlertState.FIRING, AlertState.FLAPPING))]
+        relevant = [
+            e
+            for e in events
+            if e.alert.state in (AlertState.FIRING, AlertState.FLAPPING)
+            or (
+                e.alert.state in (AlertState.RESOLVED, AlertState.INACTIVE)
+                and e.previous in (AlertState.FIRING, AlertState.FLAPPING)
+            )
+        ]
         with self._lock:
             self._events.extend((e, now) for e in relevant)
             self.events_seen += len(relevant)
@@ -160,8 +194,11 @@ class Dispatcher:
     def load(self) -> None:
         """Resume groups from the store (blocking)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(check_state.c.key, check_state.c.value)
-                                .where(check_state.c.check_name == STATE_CHECK)).all()
+            rows = conn.execute(
+                select(check_state.c.key, check_state.c.value).where(
+                    check_state.c.check_name == STATE_CHECK
+                )
+            ).all()
         for key, value in rows:
             try:
                 self.groups[str(key)] = Group.from_json(str(value))
@@ -174,17 +211,25 @@ class Dispatcher:
             return
         with self.engine.begin() as conn:
             for key in self._removed:
-                conn.execute(delete(check_state).where(and_(check_state.c.check_name == STATE_CHECK,
-                                                            check_state.c.key == key)))
+                conn.execute(
+                    delete(check_state).where(
+                        and_(check_state.c.check_name == STATE_CHECK, check_state.c.key == key)
+                    )
+                )
             for key in self._dirty:
                 group = self.groups.get(key)
                 if group is None:
                     continue
                 cond = and_(check_state.c.check_name == STATE_CHECK, check_state.c.key == key)
-                res = conn.execute(update(check_state).where(cond).values(value=group.to_json(), updated_at=now))
+                res = conn.execute(
+                    update(check_state).where(cond).values(value=group.to_json(), updated_at=now)
+                )
                 if not res.rowcount:
-                    conn.execute(insert(check_state).values(check_name=STATE_CHECK, key=key,
-                                                            value=group.to_json(), updated_at=now))
+                    conn.execute(
+                        insert(check_state).values(
+                            check_name=STATE_CHECK, key=key, value=group.to_json(), updated_at=now
+                        )
+                    )
         self._dirty.clear()
         self._removed.clear()
 
@@ -201,8 +246,13 @@ class Dispatcher:
                     if info.state == "resolved":
                         continue  # a resolution of an alert we never notified about
                     wait = 0.0 if self._immediate(route.receiver) else route.group_wait
-                    group = Group(route.id, gkey, route.group_labels(info.labels), route.receiver,
-                                  next_flush=min(seen, now) + wait)
+                    group = Group(
+                        route.id,
+                        gkey,
+                        route.group_labels(info.labels),
+                        route.receiver,
+                        next_flush=min(seen, now) + wait,
+                    )
                     self.groups[gkey] = group
                 group.alerts[info.fingerprint] = asdict(info)
                 if self._immediate(route.receiver):
@@ -214,7 +264,12 @@ class Dispatcher:
         return notifier is not None and notifier.type == "alertmanager"
 
     def _firing_labels(self) -> list[dict[str, str]]:
-        return [a["labels"] for g in self.groups.values() for a in g.alerts.values() if a["state"] == "firing"]
+        return [
+            a["labels"]
+            for g in self.groups.values()
+            for a in g.alerts.values()
+            if a["state"] == "firing"
+        ]
 
     def _mute_now(self, labels: Mapping[str, str], now: float) -> str | None:
         return self.router.mute_reason(labels, now, self._firing_labels())
@@ -237,7 +292,9 @@ class Dispatcher:
         self.notifications_queued += queued
         return queued
 
-    def _flush_group(self, group: Group, route: Route, now: float, firing: list[dict[str, str]]) -> int:
+    def _flush_group(
+        self, group: Group, route: Route, now: float, firing: list[dict[str, str]]
+    ) -> int:
         alerts = [AlertInfo.from_dict(a) for a in group.alerts.values()]
         live = []
         for alert in alerts:
@@ -246,21 +303,34 @@ class Dispatcher:
                 continue
             live.append(alert)
         firing_now = [a for a in live if a.state == "firing"]
-        resolved_now = [a for a in alerts if a.state == "resolved" and group.notified.get(a.fingerprint) == "firing"]
-        worst = "critical" if any(a.severity == "critical" for a in firing_now) else \
-            (firing_now[0].severity if firing_now else "info")
+        resolved_now = [
+            a
+            for a in alerts
+            if a.state == "resolved" and group.notified.get(a.fingerprint) == "firing"
+        ]
+        worst = (
+            "critical"
+            if any(a.severity == "critical" for a in firing_now)
+            else (firing_now[0].severity if firing_now else "info")
+        )
         if in_quiet_hours(route.quiet_hours, now, worst):
             return 0  # held, not dropped: tried again on the next tick
         immediate = self._immediate(group.receiver)
-        repeat_every = self.config.alertmanager.resend_interval if immediate else route.repeat_interval
-        changed = {a.fingerprint for a in firing_now if group.notified.get(a.fingerprint) != "firing"}
+        repeat_every = (
+            self.config.alertmanager.resend_interval if immediate else route.repeat_interval
+        )
+        changed = {
+            a.fingerprint for a in firing_now if group.notified.get(a.fingerprint) != "firing"
+        }
         event: str | None = None
         if group.incident is None:
             if firing_now:
                 event = "firing"
         elif changed or resolved_now:
             event = "update" if firing_now else "resolved"
-        elif firing_now and group.last_notify is not None and now - group.last_notify >= repeat_every:
+        elif (
+            firing_now and group.last_notify is not None and now - group.last_notify >= repeat_every
+        ):
             event = "repeat"
         elif not firing_now and not resolved_now and not any(a.state == "firing" for a in alerts):
             event = None  # nothing left to say
@@ -276,8 +346,16 @@ class Dispatcher:
                 group.incident = _key(group.key, started, "incident")
             assert group.incident is not None
             dedup = group.incident if event == "firing" else _key(group.incident, group.seq, event)
-            note = Notification(receiver=group.receiver, group_key=group.key, group_labels=group.labels,
-                                event=event, incident=group.incident, alerts=shown, created_at=now, seq=group.seq)
+            note = Notification(
+                receiver=group.receiver,
+                group_key=group.key,
+                group_labels=group.labels,
+                event=event,
+                incident=group.incident,
+                alerts=shown,
+                created_at=now,
+                seq=group.seq,
+            )
             if self.delivery.enqueue(note, dedup_key=dedup, now=now) is not None:
                 queued = 1
             group.last_notify = now
@@ -319,7 +397,9 @@ class Dispatcher:
             try:
                 await self.tick(now)
                 if now - last_prune > 3600:
-                    await self._db(partial(self.outbox.prune, sent_before=now - self.config.delivery.keep_sent))
+                    await self._db(
+                        partial(self.outbox.prune, sent_before=now - self.config.delivery.keep_sent)
+                    )
                     last_prune = now
                 if self.submit is not None:
                     self.submit(await self._db(self.metrics, now))
@@ -360,10 +440,17 @@ class Dispatcher:
         for name, notifier in self.notifiers.items():
             s = self.delivery.stats[name]
             receivers[name] = {
-                "type": notifier.type, "target": notifier.description, "sent": s.sent,
-                "failed_attempts": s.failed_attempts, "dropped": s.dropped, "forwarded": s.forwarded,
-                "muted": s.muted, "last_success": s.last_success, "last_error": s.last_error,
-                "last_error_at": s.last_error_at, "broken": s.broken,
+                "type": notifier.type,
+                "target": notifier.description,
+                "sent": s.sent,
+                "failed_attempts": s.failed_attempts,
+                "dropped": s.dropped,
+                "forwarded": s.forwarded,
+                "muted": s.muted,
+                "last_success": s.last_success,
+                "last_error": s.last_error,
+                "last_error_at": s.last_error_at,
+                "broken": s.broken,
             }
         return {
             "groups": len(self.groups),
@@ -384,25 +471,65 @@ class Dispatcher:
             tags = make_tags({"receiver": name, "receiver_type": notifier.type})
             p = pending.get(name, {"pending": 0, "oldest_age": 0.0})
             samples += [
-                Sample("mlwarden.alerting.notifications.sent", s.sent, tags, now, Kind.MONOTONIC_COUNT),
-                Sample("mlwarden.alerting.notifications.dropped", s.dropped + s.forwarded, tags, now, Kind.MONOTONIC_COUNT),
-                Sample("mlwarden.alerting.notifications.pending", p["pending"], tags, now, Kind.GAUGE),
-                Sample("mlwarden.alerting.notifications.oldest_pending_age", p["oldest_age"], tags, now, Kind.GAUGE),
-                Sample("mlwarden.alerting.receiver.up", 0.0 if s.broken else 1.0, tags, now, Kind.GAUGE),
+                Sample(
+                    "mlwarden.alerting.notifications.sent", s.sent, tags, now, Kind.MONOTONIC_COUNT
+                ),
+                Sample(
+                    "mlwarden.alerting.notifications.dropped",
+                    s.dropped + s.forwarded,
+                    tags,
+                    now,
+                    Kind.MONOTONIC_COUNT,
+                ),
+                Sample(
+                    "mlwarden.alerting.notifications.pending", p["pending"], tags, now, Kind.GAUGE
+                ),
+                Sample(
+                    "mlwarden.alerting.notifications.oldest_pending_age",
+                    p["oldest_age"],
+                    tags,
+                    now,
+                    Kind.GAUGE,
+                ),
+                Sample(
+                    "mlwarden.alerting.receiver.up", 0.0 if s.broken else 1.0, tags, now, Kind.GAUGE
+                ),
             ]
             for reason, count in s.failures_by_reason.items():
-                samples.append(Sample("mlwarden.alerting.delivery.failures", count, make_tags(tags, {"reason": reason}), now,
-                                      Kind.MONOTONIC_COUNT))
+                samples.append(
+                    Sample(
+                        "mlwarden.alerting.delivery.failures",
+                        count,
+                        make_tags(tags, {"reason": reason}),
+                        now,
+                        Kind.MONOTONIC_COUNT,
+                    )
+                )
         samples.append(Sample("mlwarden.alerting.groups", len(self.groups), (), now, Kind.GAUGE))
         broken = [n for n, s in self.delivery.stats.items() if s.broken]
         status = Status.CRITICAL if broken else Status.OK
-        message = f"receivers stopped: {', '.join(broken)}" if broken else f"{len(self.groups)} alert groups"
-        return CheckResult(check="alerting", check_type="agent", status=status, message=message,
-                           samples=samples, started=now)
+        message = (
+            f"receivers stopped: {', '.join(broken)}"
+            if broken
+            else f"{len(self.groups)} alert groups"
+        )
+        return CheckResult(
+            check="alerting",
+            check_type="agent",
+            status=status,
+            message=message,
+            samples=samples,
+            started=now,
+        )
 
 
-def make_dispatcher(config: Any, *, engine: Engine | None = None, reader: SeriesReader | None = None,
-                    submit: Callable[[CheckResult], None] | None = None) -> Dispatcher:
+def make_dispatcher(
+    config: Any,
+    *,
+    engine: Engine | None = None,
+    reader: SeriesReader | None = None,
+    submit: Callable[[CheckResult], None] | None = None,
+) -> Dispatcher:
     """The ``alerting`` component for an AgentConfig; without an engine it opens ``agent.history``."""
     ensure_schema = engine is None
     if engine is None:

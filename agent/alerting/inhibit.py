@@ -22,12 +22,18 @@ class InhibitRule:
 
     @classmethod
     def from_config(cls, cfg: InhibitRuleConfig) -> "InhibitRule":
-        return cls(tuple(sorted(cfg.source_match.items())), tuple(sorted(cfg.target_match.items())), cfg.equal)
+        return cls(
+            tuple(sorted(cfg.source_match.items())),
+            tuple(sorted(cfg.target_match.items())),
+            cfg.equal,
+        )
 
     def describe(self) -> str:
         src = ",".join(f"{k}={v}" for k, v in self.source)
         tgt = ",".join(f"{k}={v}" for k, v in self.target)
-        return f"{src} inhibits {tgt}" + (f" (equal: {', '.join(self.equal)})" if self.equal else "")
+        return f"{src} inhibits {tgt}" + (
+            f" (equal: {', '.join(self.equal)})" if self.equal else ""
+        )
 
 
 def _has(labels: Mapping[str, str], pairs: tuple[tuple[str, str], ...]) -> bool:
@@ -40,8 +46,9 @@ class Inhibitor:
     def __init__(self, rules: Iterable[InhibitRuleConfig]) -> None:
         self.rules = [InhibitRule.from_config(r) for r in rules]
 
-    def muted_by(self, labels: Mapping[str, str],
-                 firing: Iterable[Mapping[str, str]]) -> tuple[InhibitRule, Mapping[str, str]] | None:
+    def muted_by(
+        self, labels: Mapping[str, str], firing: Iterable[Mapping[str, str]]
+    ) -> tuple[InhibitRule, Mapping[str, str]] | None:
         """The rule and source alert that mute ``labels``, or None."""
         candidates = [r for r in self.rules if _has(labels, r.target)]
         if not candidates:
@@ -50,6 +57,8 @@ class Inhibitor:
             if source == labels:
                 continue
             for rule in candidates:
-                if _has(source, rule.source) and all(source.get(e, "") == labels.get(e, "") for e in rule.equal):
+                if _has(source, rule.source) and all(
+                    source.get(e, "") == labels.get(e, "") for e in rule.equal
+                ):
                     return rule, source
         return None

@@ -29,7 +29,9 @@ class Matcher:
             try:
                 object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z"))
             except re.error as exc:
-                raise ValueError(f"{self.name}{self.op}{self.value!r}: invalid regex ({exc})") from None
+                raise ValueError(
+                    f"{self.name}{self.op}{self.value!r}: invalid regex ({exc})"
+                ) from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         got = labels.get(self.name, "")
@@ -54,7 +56,9 @@ def parse_matcher(text: str) -> Matcher:
         name, sep, value = text.partition(op)
         if sep and name.strip() and ("=" not in name and "!" not in name and "~" not in name):
             return Matcher(name.strip(), op, value.strip().strip('"'))
-    raise ValueError(f"expected a matcher like alert=GpuIdle, node!=gpu-3 or node=~'gpu-.*', found {text!r}")
+    raise ValueError(
+        f"expected a matcher like alert=GpuIdle, node!=gpu-3 or node=~'gpu-.*', found {text!r}"
+    )
 
 
 def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:

@@ -77,21 +77,33 @@ def _receiver_of(cfg: RouteConfig, parent: str) -> str:
 def build_routes(config: AlertingConfig) -> Route:
     """The root route of ``config`` with every child's inherited settings resolved."""
     root = Route(
-        id="root", matchers=(), receiver=config.default_receiver(), group_by=config.group_by,
-        group_wait=config.group_wait, group_interval=config.group_interval,
-        repeat_interval=config.repeat_interval, quiet_hours=config.quiet_hours,
+        id="root",
+        matchers=(),
+        receiver=config.default_receiver(),
+        group_by=config.group_by,
+        group_wait=config.group_wait,
+        group_interval=config.group_interval,
+        repeat_interval=config.repeat_interval,
+        quiet_hours=config.quiet_hours,
     )
 
     def add(parent: Route, children: tuple[RouteConfig, ...]) -> None:
         for i, cfg in enumerate(children):
             matchers = tuple(Matcher(k, "=", v) for k, v in sorted(cfg.match.items())) + tuple(
-                Matcher(k, "=~", v) for k, v in sorted(cfg.match_re.items()))
+                Matcher(k, "=~", v) for k, v in sorted(cfg.match_re.items())
+            )
             node = Route(
-                id=f"{parent.id}/{i}", matchers=matchers, receiver=_receiver_of(cfg, parent.receiver),
+                id=f"{parent.id}/{i}",
+                matchers=matchers,
+                receiver=_receiver_of(cfg, parent.receiver),
                 group_by=cfg.group_by if cfg.group_by is not None else parent.group_by,
                 group_wait=cfg.group_wait if cfg.group_wait is not None else parent.group_wait,
-                group_interval=cfg.group_interval if cfg.group_interval is not None else parent.group_interval,
-                repeat_interval=cfg.repeat_interval if cfg.repeat_interval is not None else parent.repeat_interval,
+                group_interval=cfg.group_interval
+                if cfg.group_interval is not None
+                else parent.group_interval,
+                repeat_interval=cfg.repeat_interval
+                if cfg.repeat_interval is not None
+                else parent.repeat_interval,
                 continue_=cfg.continue_,
                 quiet_hours=cfg.quiet_hours if cfg.quiet_hours is not None else parent.quiet_hours,
             )
@@ -107,8 +119,10 @@ def config_warnings(root: Route) -> list[str]:
     out = []
     for route in root.walk():
         if route.repeat_interval < route.group_interval:
-            out.append(f"route {route.id}: repeat_interval ({route.repeat_interval:g}s) is shorter than "
-                       f"group_interval ({route.group_interval:g}s); repeats happen every group_interval")
+            out.append(
+                f"route {route.id}: repeat_interval ({route.repeat_interval:g}s) is shorter than "
+                f"group_interval ({route.group_interval:g}s); repeats happen every group_interval"
+            )
     return out
 
 

@@ -58,18 +58,35 @@ class SilenceStore:
         self.engine = engine
         self._live: tuple[Silence, ...] = ()
 
-    def add(self, matchers: Sequence[Matcher], *, starts_at: float, ends_at: float, now: float,
-            created_by: str = "", comment: str = "") -> Silence:
+    def add(
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        starts_at: float,
+        ends_at: float,
+        now: float,
+        created_by: str = "",
+        comment: str = "",
+    ) -> Silence:
         if not matchers:
             raise ValueError("a silence needs at least one matcher (e.g. --match alert=GpuIdle)")
         if ends_at <= starts_at:
             raise ValueError("a silence must end after it starts")
-        silence = Silence(str(uuid.uuid4()), tuple(matchers), starts_at, ends_at, created_by, comment, now)
+        silence = Silence(
+            str(uuid.uuid4()), tuple(matchers), starts_at, ends_at, created_by, comment, now
+        )
         with self.engine.begin() as conn:
-            conn.execute(insert(silences).values(
-                id=silence.id, matchers=json.dumps([m.as_dict() for m in matchers]),
-                starts_at=starts_at, ends_at=ends_at, created_by=created_by, comment=comment,
-                created_at=now))
+            conn.execute(
+                insert(silences).values(
+                    id=silence.id,
+                    matchers=json.dumps([m.as_dict() for m in matchers]),
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    created_by=created_by,
+                    comment=comment,
+                    created_at=now,
+                )
+            )
         self._live = (*self._live, silence)
         return silence
 
@@ -78,18 +95,26 @@ class SilenceStore:
         found = [s for s in self.list(now=now, include_expired=True) if s.id.startswith(silence_id)]
         if len(found) != 1:
             if len(found) > 1:
-                raise ValueError(f"id prefix {silence_id!r} matches {len(found)} silences; give more of it")
+                raise ValueError(
+                    f"id prefix {silence_id!r} matches {len(found)} silences; give more of it"
+                )
             raise SilenceNotFound(silence_id)
         with self.engine.begin() as conn:
-            conn.execute(update(silences).where(silences.c.id == found[0].id).values(expired_at=now))
+            conn.execute(
+                update(silences).where(silences.c.id == found[0].id).values(expired_at=now)
+            )
         self._live = tuple(s for s in self._live if s.id != found[0].id)
         return found[0]
 
     def list(self, *, now: float, include_expired: bool = False) -> list[Silence]:
         query = select(silences).order_by(silences.c.starts_at, silences.c.id)
         if not include_expired:
-            query = query.where(and_(silences.c.ends_at > now,
-                                     or_(silences.c.expired_at.is_(None), silences.c.expired_at > now)))
+            query = query.where(
+                and_(
+                    silences.c.ends_at > now,
+                    or_(silences.c.expired_at.is_(None), silences.c.expired_at > now),
+                )
+            )
         with self.engine.connect() as conn:
             return [_silence(r) for r in conn.execute(query).mappings()]
 
@@ -105,10 +130,16 @@ class SilenceStore:
 
 
 def _silence(row: Mapping[str, object]) -> Silence:
-    matchers = tuple(Matcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"])))
+    matchers = tuple(
+        Matcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"]))
+    )
     return Silence(
-        id=str(row["id"]), matchers=matchers, starts_at=float(row["starts_at"]),  # type: ignore[arg-type]
-        ends_at=float(row["ends_at"]), created_by=str(row["created_by"] or ""),  # type: ignore[arg-type]
-        comment=str(row["comment"] or ""), created_at=float(row["created_at"]),  # type: ignore[arg-type]
+        id=str(row["id"]),
+        matchers=matchers,
+        starts_at=float(row["starts_at"]),  # type: ignore[arg-type]
+        ends_at=float(row["ends_at"]),
+        created_by=str(row["created_by"] or ""),  # type: ignore[arg-type]
+        comment=str(row["comment"] or ""),
+        created_at=float(row["created_at"]),  # type: ignore[arg-type]
         expired_at=None if row["expired_at"] is None else float(row["expired_at"]),  # type: ignore[arg-type]
     )

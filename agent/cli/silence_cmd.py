@@ -17,15 +17,28 @@ from agent.errors import StoreError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("silence", help="mute alerts matching labels for a while",
-                       description="Add, list and expire silences (stored in the history store).")
+    p = sub.add_parser(
+        "silence",
+        help="mute alerts matching labels for a while",
+        description="Add, list and expire silences (stored in the history store).",
+    )
     ssub = p.add_subparsers(dest="silence_command", metavar="SUBCOMMAND")
     ssub.required = True
-    a = ssub.add_parser("add", help="add a silence", description="Mute alerts whose labels match every --match.")
+    a = ssub.add_parser(
+        "add", help="add a silence", description="Mute alerts whose labels match every --match."
+    )
     add_config_arg(a)
-    a.add_argument("--match", "-m", action="append", required=True, metavar="LABEL=VALUE",
-                   help="matcher: name=value, name!=value, name=~regex, name!~regex (repeatable; all must hold)")
-    a.add_argument("--for", dest="duration", default="2h", help="how long (default 2h; e.g. 30m, 1h30m, 2d)")
+    a.add_argument(
+        "--match",
+        "-m",
+        action="append",
+        required=True,
+        metavar="LABEL=VALUE",
+        help="matcher: name=value, name!=value, name=~regex, name!~regex (repeatable; all must hold)",
+    )
+    a.add_argument(
+        "--for", dest="duration", default="2h", help="how long (default 2h; e.g. 30m, 1h30m, 2d)"
+    )
     a.add_argument("--start", help="ISO time to start (default: now)")
     a.add_argument("--comment", dest="comment", default="", help="why (shown in list and in logs)")
     a.add_argument("--author", default=None, help="who (default: the current user)")
@@ -69,8 +82,14 @@ def add(args: argparse.Namespace) -> int:
         raise
     store = _store(args)
     try:
-        silence = store.add(matchers, starts_at=start, ends_at=start + seconds, now=now,
-                            created_by=args.author or getpass.getuser(), comment=args.comment)
+        silence = store.add(
+            matchers,
+            starts_at=start,
+            ends_at=start + seconds,
+            now=now,
+            created_by=args.author or getpass.getuser(),
+            comment=args.comment,
+        )
     except ValueError as exc:
         die(str(exc), code=2)
         raise
@@ -82,12 +101,36 @@ def list_(args: argparse.Namespace) -> int:
     now = time.time()
     silences = _store(args).list(now=now, include_expired=args.all)
     if args.json:
-        print(json.dumps([{"id": s.id, "matchers": [m.as_dict() for m in s.matchers], "starts_at": s.starts_at,
-                           "ends_at": s.ends_at, "state": s.state(now), "created_by": s.created_by,
-                           "comment": s.comment} for s in silences], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": s.id,
+                        "matchers": [m.as_dict() for m in s.matchers],
+                        "starts_at": s.starts_at,
+                        "ends_at": s.ends_at,
+                        "state": s.state(now),
+                        "created_by": s.created_by,
+                        "comment": s.comment,
+                    }
+                    for s in silences
+                ],
+                indent=2,
+            )
+        )
         return 0
-    rows = [(s.id[:8], s.state(now), _when(s.starts_at), _when(s.ends_at), " ".join(map(str, s.matchers)),
-             s.created_by, s.comment[:50]) for s in silences]
+    rows = [
+        (
+            s.id[:8],
+            s.state(now),
+            _when(s.starts_at),
+            _when(s.ends_at),
+            " ".join(map(str, s.matchers)),
+            s.created_by,
+            s.comment[:50],
+        )
+        for s in silences
+    ]
     print_table(["ID", "STATE", "STARTS", "ENDS", "MATCHERS", "BY", "COMMENT"], rows)
     return 0
 

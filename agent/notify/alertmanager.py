@@ -47,7 +47,9 @@ def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
 class AlertmanagerNotifier(Notifier):
     type = "alertmanager"
 
-    def __init__(self, name: str, *, url: str, timeout: float = 10.0, generator_url: str | None = None) -> None:
+    def __init__(
+        self, name: str, *, url: str, timeout: float = 10.0, generator_url: str | None = None
+    ) -> None:
         self.name = name
         self.description = "Alertmanager"
         self._url = url.rstrip("/") + "/api/v2/alerts"
@@ -65,7 +67,9 @@ class AlertmanagerNotifier(Notifier):
         if not body:
             return {"posted": 0}
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
         where = f"alertmanager receiver {self.name!r}"
         try:
             async with self._session.post(self._url, json=body) as resp:
@@ -75,11 +79,18 @@ class AlertmanagerNotifier(Notifier):
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise NotifyError(f"{where}: timed out posting to {self._url}", retryable=True) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise NotifyError(f"{where}: cannot reach {self._url}: {scrub(str(exc))[:200]}", retryable=True) from exc
+            raise NotifyError(
+                f"{where}: cannot reach {self._url}: {scrub(str(exc))[:200]}", retryable=True
+            ) from exc
         if 200 <= status < 300:
             return {"posted": len(body)}
         if status == 429 or status >= 500:
-            raise NotifyError(f"{where}: HTTP {status} from {self._url}", retryable=True,
-                              retry_after=float(after) if after and after.isdigit() else None)
-        raise NotifyError(f"{where}: Alertmanager refused the alerts: HTTP {status} {scrub(text)[:300]}",
-                          retryable=False)
+            raise NotifyError(
+                f"{where}: HTTP {status} from {self._url}",
+                retryable=True,
+                retry_after=float(after) if after and after.isdigit() else None,
+            )
+        raise NotifyError(
+            f"{where}: Alertmanager refused the alerts: HTTP {status} {scrub(text)[:300]}",
+            retryable=False,
+        )

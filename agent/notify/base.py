@@ -39,8 +39,13 @@ class ReceiverBroken(NotifyError):
 class SeriesReader(Protocol):
     """Metric history for charts; the history store implements it."""
 
-    def read_series(self, metric: str, since: float, until: float | None = None,
-                    tags: Mapping[str, str] | None = None) -> Mapping[Any, list[tuple[float, float]]]: ...
+    def read_series(
+        self,
+        metric: str,
+        since: float,
+        until: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Mapping[Any, list[tuple[float, float]]]: ...
 
 
 @dataclass
@@ -139,7 +144,7 @@ class Notifier(abc.ABC):
     async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
         """Deliver ``note``; returns what to record (e.g. channel and ts); raises NotifyError."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, most notifiers hold a session
         """Release connections."""
 
 

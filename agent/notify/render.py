@@ -44,11 +44,19 @@ LIMITS = {
 }
 MAX_ALERTS_SHOWN = 10
 HIDDEN_LABELS = {"alertname", "alert", "severity", "__metric__"}
-_EMOJI = {"critical": ":red_circle:", "error": ":red_circle:", "warning": ":large_orange_circle:",
-          "info": ":large_blue_circle:"}
+_EMOJI = {
+    "critical": ":red_circle:",
+    "error": ":red_circle:",
+    "warning": ":large_orange_circle:",
+    "info": ":large_blue_circle:",
+}
 _FMT = re.compile(r"(?<![\w])([*_~`])|([*_~`])(?![\w])")
-_LINKS = (("runbook_url", "Runbook"), ("dashboard_url", "Dashboard"), ("log_url", "Airflow log"),
-          ("url", "Link"))
+_LINKS = (
+    ("runbook_url", "Runbook"),
+    ("dashboard_url", "Dashboard"),
+    ("log_url", "Airflow log"),
+    ("url", "Link"),
+)
 
 
 def escape(text: object) -> str:
@@ -121,9 +129,15 @@ def _value_line(alert: AlertInfo, now: float) -> str:
     return " · ".join(parts)
 
 
-def _alert_section(alert: AlertInfo, now: float, group_labels: dict[str, str]) -> list[dict[str, Any]]:
+def _alert_section(
+    alert: AlertInfo, now: float, group_labels: dict[str, str]
+) -> list[dict[str, Any]]:
     summary = alert.annotations.get("summary") or alert.rule
-    icon = ":white_check_mark:" if alert.state == "resolved" else _EMOJI.get(alert.severity, ":warning:")
+    icon = (
+        ":white_check_mark:"
+        if alert.state == "resolved"
+        else _EMOJI.get(alert.severity, ":warning:")
+    )
     lines = [f"{icon} *{escape(_cut(summary, 500))}*"]
     desc = alert.annotations.get("description")
     if desc:
@@ -131,11 +145,22 @@ def _alert_section(alert: AlertInfo, now: float, group_labels: dict[str, str]) -
     line = _value_line(alert, now)
     if line:
         lines.append(line)
-    section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 2900)}}
-    shown = [(k, v) for k, v in sorted(alert.labels.items())
-             if k not in HIDDEN_LABELS and group_labels.get(k) != v]
-    fields = [{"type": "mrkdwn", "text": _cut(f"*{escape(_cut(k, 100))}*\n{code(v, 300)}", LIMITS["field_text"])}
-              for k, v in shown[: LIMITS["section_fields"]]]
+    section: dict[str, Any] = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), 2900)},
+    }
+    shown = [
+        (k, v)
+        for k, v in sorted(alert.labels.items())
+        if k not in HIDDEN_LABELS and group_labels.get(k) != v
+    ]
+    fields = [
+        {
+            "type": "mrkdwn",
+            "text": _cut(f"*{escape(_cut(k, 100))}*\n{code(v, 300)}", LIMITS["field_text"]),
+        }
+        for k, v in shown[: LIMITS["section_fields"]]
+    ]
     if fields:
         section["fields"] = fields
     blocks = [section]
@@ -143,32 +168,63 @@ def _alert_section(alert: AlertInfo, now: float, group_labels: dict[str, str]) -
     for key, label in _LINKS:
         url = alert.annotations.get(key, "")
         if url.startswith(("http://", "https://")) and len(url) <= LIMITS["button_url"]:
-            buttons.append({"type": "button", "text": {"type": "plain_text", "text": label},
-                            "url": url, "action_id": f"link-{key}"})
+            buttons.append(
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": label},
+                    "url": url,
+                    "action_id": f"link-{key}",
+                }
+            )
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return blocks
 
 
-def blocks_for(note: Notification, now: float, *, late_note: str | None = None,
-               sparklines: dict[str, str] | None = None, footer: str = "mlwarden") -> list[dict[str, Any]]:
+def blocks_for(
+    note: Notification,
+    now: float,
+    *,
+    late_note: str | None = None,
+    sparklines: dict[str, str] | None = None,
+    footer: str = "mlwarden",
+) -> list[dict[str, Any]]:
     """The Block Kit message of ``note``: header, one section per alert (cut to fit), context."""
     resolved_all = note.event == "resolved"
-    icon = ":white_check_mark:" if resolved_all else _EMOJI.get(_worst(note.firing or note.alerts), ":warning:")
+    icon = (
+        ":white_check_mark:"
+        if resolved_all
+        else _EMOJI.get(_worst(note.firing or note.alerts), ":warning:")
+    )
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(f"{_title(note)}", LIMITS["header_text"] - 4),
-                                    "emoji": True}},
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"{_title(note)}", LIMITS["header_text"] - 4),
+                "emoji": True,
+            },
+        },
     ]
     if note.group_labels:
-        labels = "  ".join(f"{escape(_cut(k, 60))}={code(v, 120)}" for k, v in note.group_labels.items())
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(f"{icon} {labels}", 2900)}]})
+        labels = "  ".join(
+            f"{escape(_cut(k, 60))}={code(v, 120)}" for k, v in note.group_labels.items()
+        )
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": _cut(f"{icon} {labels}", 2900)}],
+            }
+        )
     alerts = sorted(note.alerts, key=lambda a: (a.state != "firing", a.started or 0, a.fingerprint))
     shown = alerts[:MAX_ALERTS_SHOWN]
     for alert in shown:
         blocks.extend(_alert_section(alert, now, note.group_labels))
         spark = (sparklines or {}).get(alert.fingerprint)
         if spark:
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(spark, 2900)}]})
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(spark, 2900)}]}
+            )
         blocks.append({"type": "divider"})
     if blocks[-1]["type"] == "divider":
         blocks.pop()
@@ -222,10 +278,14 @@ def plain_text(note: Notification, now: float, late_note: str | None = None) -> 
     """Console output: one headline and one line per alert, no markup."""
     lines = [_title(note) + (f" ({late_note})" if late_note else "")]
     for alert in note.alerts:
-        labels = ",".join(f"{k}={_cut(v, 80)}" for k, v in sorted(alert.labels.items()) if k not in HIDDEN_LABELS)
+        labels = ",".join(
+            f"{k}={_cut(v, 80)}" for k, v in sorted(alert.labels.items()) if k not in HIDDEN_LABELS
+        )
         summary = _cut(alert.annotations.get("summary") or alert.rule, 200)
-        lines.append(f"  {alert.state.upper():8} {alert.severity:8} {summary} {{{labels}}} "
-                     f"{_value_line(alert, now).replace('*', '')}".rstrip())
+        lines.append(
+            f"  {alert.state.upper():8} {alert.severity:8} {summary} {{{labels}}} "
+            f"{_value_line(alert, now).replace('*', '')}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -239,8 +299,13 @@ def sparkline(points: Sequence[tuple[float, float]], width: int = 30) -> str:
         return ""
     if len(values) > width:
         size = len(values) / width
-        values = [sum(chunk) / len(chunk) for chunk in
-                  (values[int(i * size): max(int(i * size) + 1, int((i + 1) * size))] for i in range(width))]
+        values = [
+            sum(chunk) / len(chunk)
+            for chunk in (
+                values[int(i * size) : max(int(i * size) + 1, int((i + 1) * size))]
+                for i in range(width)
+            )
+        ]
     lo, hi = min(values), max(values)
     span = hi - lo
     if span == 0:

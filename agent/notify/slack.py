@@ -66,19 +66,26 @@ def slack_errors(receiver: str, method: str) -> Iterator[None]:
             after = None
             with contextlib.suppress(Exception):
                 after = float(resp.headers.get("Retry-After") or resp.headers.get("retry-after"))
-            raise NotifyError(f"{where}: rate limited by Slack (Retry-After {after}s)",
-                              retryable=True, retry_after=after) from exc
+            raise NotifyError(
+                f"{where}: rate limited by Slack (Retry-After {after}s)",
+                retryable=True,
+                retry_after=after,
+            ) from exc
         if status is not None and status >= 500:
             raise NotifyError(f"{where}: Slack answered HTTP {status}", retryable=True) from exc
         if error in BROKEN_ERRORS:
             raise ReceiverBroken(f"{where}: {error}: {BROKEN_ERRORS[error]}") from exc
         if error in ("internal_error", "fatal_error", "service_unavailable", "request_timeout"):
             raise NotifyError(f"{where}: Slack error {error}", retryable=True) from exc
-        raise NotifyError(f"{where}: Slack refused the request: {error or status}", retryable=False) from exc
+        raise NotifyError(
+            f"{where}: Slack refused the request: {error or status}", retryable=False
+        ) from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise NotifyError(f"{where}: timed out", retryable=True) from exc
     except (aiohttp.ClientError, OSError, SlackRequestError) as exc:
-        raise NotifyError(f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True) from exc
+        raise NotifyError(
+            f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True
+        ) from exc
     except SlackClientError as exc:
         raise NotifyError(f"{where}: {scrub(str(exc))[:300]}", retryable=False) from exc
 
@@ -88,8 +95,17 @@ class SlackNotifier(Notifier):
 
     type = "slack"
 
-    def __init__(self, name: str, *, token: str, channel: str, base_url: str = "https://slack.com/api/",
-                 timeout: float = 10.0, chart: ChartFn | None = None, footer: str = "mlwarden") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        token: str,
+        channel: str,
+        base_url: str = "https://slack.com/api/",
+        timeout: float = 10.0,
+        chart: ChartFn | None = None,
+        footer: str = "mlwarden",
+    ) -> None:
         self.name = name
         self.channel = channel
         self.pace_key = f"slack:{channel}"
@@ -106,9 +122,15 @@ class SlackNotifier(Notifier):
 
     def _api(self) -> AsyncWebClient:
         if self._client is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
-            self._client = AsyncWebClient(token=self._token, base_url=self._base_url,
-                                          timeout=int(max(1, self._timeout)), session=self._session)
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+            self._client = AsyncWebClient(
+                token=self._token,
+                base_url=self._base_url,
+                timeout=int(max(1, self._timeout)),
+                session=self._session,
+            )
         return self._client
 
     async def close(self) -> None:
@@ -143,22 +165,43 @@ class SlackNotifier(Notifier):
         # an update, repeat or resolution of a posted incident: reply in the thread, rewrite the parent
         channel, parent_ts = str(parent["channel"]), str(parent["ts"])
         if "reply_ts" not in state:
-            found = await self._find_posted(ctx, thread_ts=parent_ts, channel=channel) if ctx.previous else None
+            found = (
+                await self._find_posted(ctx, thread_ts=parent_ts, channel=channel)
+                if ctx.previous
+                else None
+            )
             if found is None:
-                found = await self._post(text=thread_reply(note, ctx.now, ctx.late_note), blocks=None,
-                                         dedup=ctx.dedup_key, thread_ts=parent_ts, channel=channel)
+                found = await self._post(
+                    text=thread_reply(note, ctx.now, ctx.late_note),
+                    blocks=None,
+                    dedup=ctx.dedup_key,
+                    thread_ts=parent_ts,
+                    channel=channel,
+                )
             await record(channel=channel, reply_ts=found[1], thread_ts=parent_ts)
         with slack_errors(self.name, "chat.update"):
             await self._api().chat_update(channel=channel, ts=parent_ts, text=text, blocks=blocks)
         return state
 
-    async def _post(self, *, text: str, blocks: list[dict[str, Any]] | None, dedup: str,
-                    thread_ts: str | None = None, channel: str | None = None) -> tuple[str, str]:
+    async def _post(
+        self,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None,
+        dedup: str,
+        thread_ts: str | None = None,
+        channel: str | None = None,
+    ) -> tuple[str, str]:
         with slack_errors(self.name, "chat.postMessage"):
             resp = await self._api().chat_postMessage(
-                channel=channel or self._channel_id or self.channel, text=text, blocks=blocks,
-                thread_ts=thread_ts, unfurl_links=False, unfurl_media=False,
-                metadata={"event_type": EVENT_TYPE, "event_payload": {"dedup": dedup}})
+                channel=channel or self._channel_id or self.channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata={"event_type": EVENT_TYPE, "event_payload": {"dedup": dedup}},
+            )
         channel_id = str(resp["channel"])
         self._channel_id = self._channel_id or channel_id
         return channel_id, str(resp["ts"])
@@ -179,8 +222,12 @@ class SlackNotifier(Notifier):
         try:
             with slack_errors(self.name, "files_upload_v2"):
                 await self._api().files_upload_v2(
-                    channel=channel_id, thread_ts=ts, file=png, filename=f"{alert.rule}.png",
-                    title=f"{alert.rule}: recent history")
+                    channel=channel_id,
+                    thread_ts=ts,
+                    file=png,
+                    filename=f"{alert.rule}.png",
+                    title=f"{alert.rule}: recent history",
+                )
         except ReceiverBroken as exc:
             self.chart_errors += 1
             log.warning("%s (charts need the files:write scope)", exc)
@@ -197,7 +244,11 @@ class SlackNotifier(Notifier):
         for _ in range(50):  # bounded paging
             with slack_errors(self.name, "conversations.list"):
                 resp = await self._api().conversations_list(
-                    types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor)
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=200,
+                    cursor=cursor,
+                )
             for ch in resp.get("channels", []):
                 if ch.get("name") == name:
                     self._channel_id = str(ch["id"])
@@ -205,23 +256,37 @@ class SlackNotifier(Notifier):
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
-        raise ReceiverBroken(f"slack receiver {self.name!r}: channel_not_found: no channel named {self.channel!r}")
+        raise ReceiverBroken(
+            f"slack receiver {self.name!r}: channel_not_found: no channel named {self.channel!r}"
+        )
 
-    async def _find_posted(self, ctx: SendContext, *, thread_ts: str | None,
-                           channel: str | None = None) -> tuple[str, str] | None:
+    async def _find_posted(
+        self, ctx: SendContext, *, thread_ts: str | None, channel: str | None = None
+    ) -> tuple[str, str] | None:
         """After an interrupted attempt: the message Slack already has for this dedup key, if any."""
         channel_id = channel or await self._resolve_channel_id()
-        with slack_errors(self.name, "conversations.replies" if thread_ts else "conversations.history"):
+        with slack_errors(
+            self.name, "conversations.replies" if thread_ts else "conversations.history"
+        ):
             if thread_ts:
                 resp = await self._api().conversations_replies(
-                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200)
+                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200
+                )
             else:
                 resp = await self._api().conversations_history(
-                    channel=channel_id, include_all_metadata=True, limit=200)
+                    channel=channel_id, include_all_metadata=True, limit=200
+                )
         for msg in resp.get("messages", []):
             meta: Mapping[str, Any] = msg.get("metadata") or {}
-            if meta.get("event_type") == EVENT_TYPE and (meta.get("event_payload") or {}).get("dedup") == ctx.dedup_key:
-                log.info("slack receiver %r: %s was already posted (ts %s); not posting it again",
-                         self.name, ctx.dedup_key, msg.get("ts"))
+            if (
+                meta.get("event_type") == EVENT_TYPE
+                and (meta.get("event_payload") or {}).get("dedup") == ctx.dedup_key
+            ):
+                log.info(
+                    "slack receiver %r: %s was already posted (ts %s); not posting it again",
+                    self.name,
+                    ctx.dedup_key,
+                    msg.get("ts"),
+                )
                 return channel_id, str(msg["ts"])
         return None

@@ -26,7 +26,14 @@ from sqlalchemy import and_, select
 
 from agent.alerting.config import DeliveryConfig
 from agent.history.tables import outbox as outbox_table
-from agent.notify.base import Notification, Notifier, NotifyError, ReceiverBroken, SendContext, backoff
+from agent.notify.base import (
+    Notification,
+    Notifier,
+    NotifyError,
+    ReceiverBroken,
+    SendContext,
+    backoff,
+)
 from agent.notify.render import human_duration
 from agent.outbox import Outbox, OutboxItem
 from agent.secrets import scrub
@@ -71,8 +78,15 @@ def _reason(exc: NotifyError) -> str:
 class Delivery:
     """Drains the ``notification`` items of the outbox to their notifiers."""
 
-    def __init__(self, outbox: Outbox, notifiers: Mapping[str, Notifier], *, config: DeliveryConfig,
-                 fallbacks: Mapping[str, str | None] | None = None, mute: MuteFn | None = None) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        notifiers: Mapping[str, Notifier],
+        *,
+        config: DeliveryConfig,
+        fallbacks: Mapping[str, str | None] | None = None,
+        mute: MuteFn | None = None,
+    ) -> None:
         self.outbox = outbox
         self.notifiers = dict(notifiers)
         self.config = config
@@ -87,9 +101,18 @@ class Delivery:
     # -- queries the Outbox class does not offer ------------------------------------------
     def _head(self, receiver: str) -> OutboxItem | None:
         """The oldest pending item of ``receiver``, due or not: it must go first."""
-        query = (select(outbox_table).where(and_(outbox_table.c.kind == KIND, outbox_table.c.receiver == receiver,
-                                                 outbox_table.c.state == "pending"))
-                 .order_by(outbox_table.c.id).limit(1))
+        query = (
+            select(outbox_table)
+            .where(
+                and_(
+                    outbox_table.c.kind == KIND,
+                    outbox_table.c.receiver == receiver,
+                    outbox_table.c.state == "pending",
+                )
+            )
+            .order_by(outbox_table.c.id)
+            .limit(1)
+        )
         with self.outbox.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         if row is None:
@@ -148,9 +171,14 @@ class Delivery:
             parent = None
             if note.event != "firing" and note.incident and note.incident != item.dedup_key:
                 parent = await self._db(self._result_of, note.incident)
-            ctx = SendContext(now=now, dedup_key=item.dedup_key or f"outbox-{item.id}",
-                              late_note=self._late_note(notifier, note, item, now),
-                              previous=previous, parent=parent, record=record)
+            ctx = SendContext(
+                now=now,
+                dedup_key=item.dedup_key or f"outbox-{item.id}",
+                late_note=self._late_note(notifier, note, item, now),
+                previous=previous,
+                parent=parent,
+                record=record,
+            )
             # -- retry verdict
             try:
                 result = await notifier.send(note, ctx)
@@ -159,20 +187,33 @@ class Delivery:
                 stats.broken = message
                 self._failed(stats, exc, now)
                 fallback = self.fallbacks.get(name)
-                log.error("%s; receiver %r stops until its config is fixed%s", message, name,
-                          f" and its notifications go to {fallback!r}" if fallback else
-                          " (no fallback receiver configured: its notifications are kept as dead items)")
+                log.error(
+                    "%s; receiver %r stops until its config is fixed%s",
+                    message,
+                    name,
+                    f" and its notifications go to {fallback!r}"
+                    if fallback
+                    else " (no fallback receiver configured: its notifications are kept as dead items)",
+                )
                 continue  # the loop forwards this item and the rest
             except NotifyError as exc:
                 self._failed(stats, exc, now)
                 if exc.retryable:
-                    delay = max(exc.retry_after or 0.0, backoff(item.attempts, self.config.retry_initial,
-                                                                self.config.retry_max))
+                    delay = max(
+                        exc.retry_after or 0.0,
+                        backoff(item.attempts, self.config.retry_initial, self.config.retry_max),
+                    )
                     if exc.retry_after and pace_key:
                         self._next_ok[pace_key] = now + exc.retry_after
-                    log.warning("%s; retrying in %s (attempt %d)", scrub(str(exc)), human_duration(delay),
-                                item.attempts + 1)
-                    await self._db(self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(exc)))
+                    log.warning(
+                        "%s; retrying in %s (attempt %d)",
+                        scrub(str(exc)),
+                        human_duration(delay),
+                        item.attempts + 1,
+                    )
+                    await self._db(
+                        self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(exc))
+                    )
                     return done
                 stats.dropped += 1
                 log.error("%s; dropping this notification (%s)", scrub(str(exc)), item.dedup_key)
@@ -180,11 +221,15 @@ class Delivery:
                 done += 1
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug in a notifier: retry, do not lose it
-                wrapped = NotifyError(f"receiver {name!r}: unexpected {type(exc).__name__}: {exc}", retryable=True)
+                wrapped = NotifyError(
+                    f"receiver {name!r}: unexpected {type(exc).__name__}: {exc}", retryable=True
+                )
                 self._failed(stats, wrapped, now)
                 log.exception("receiver %r failed unexpectedly; retrying later", name)
                 delay = backoff(item.attempts, self.config.retry_initial, self.config.retry_max)
-                await self._db(self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(wrapped)))
+                await self._db(
+                    self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(wrapped))
+                )
                 return done
             # -- record
             await self._db(self.outbox.mark_sent, item.id, now=now, result=result)
@@ -213,12 +258,16 @@ class Delivery:
             note.alerts = keep
         return note, None
 
-    def _late_note(self, notifier: Notifier, note: Notification, item: OutboxItem, now: float) -> str | None:
+    def _late_note(
+        self, notifier: Notifier, note: Notification, item: OutboxItem, now: float
+    ) -> str | None:
         late = now - note.created_at
         if late < self.config.late_after:
             return None
         kind = self.stats[notifier.name].last_failure_kind
-        peer = {"slack": "Slack", "webhook": "Slack", "alertmanager": "Alertmanager"}.get(notifier.type, notifier.name)
+        peer = {"slack": "Slack", "webhook": "Slack", "alertmanager": "Alertmanager"}.get(
+            notifier.type, notifier.name
+        )
         if item.attempts == 0:
             why = "the agent was not running" if kind is None else f"{peer} was unreachable"
         elif kind == "rate_limited":
@@ -244,16 +293,22 @@ class Delivery:
             if payload.get("incident"):
                 payload["incident"] = f"{payload['incident']}>{fallback}"
             key = f"{item.dedup_key or item.id}>{fallback}"
-            await self._db(self.outbox.enqueue, KIND, fallback, payload, now=item.created_at, dedup_key=key)
+            await self._db(
+                self.outbox.enqueue, KIND, fallback, payload, now=item.created_at, dedup_key=key
+            )
             stats.forwarded += 1
-            await self._db(self.outbox.mark_dead, item.id, error=f"forwarded to {fallback!r}: {why}")
+            await self._db(
+                self.outbox.mark_dead, item.id, error=f"forwarded to {fallback!r}: {why}"
+            )
         else:
             stats.dropped += 1
             await self._db(self.outbox.mark_dead, item.id, error=why)
 
     def enqueue(self, note: Notification, *, dedup_key: str, now: float) -> int | None:
         """Queue ``note`` (blocking: call off the loop). Returns None when already queued."""
-        return self.outbox.enqueue(KIND, note.receiver, note.to_json(), now=now, dedup_key=dedup_key)
+        return self.outbox.enqueue(
+            KIND, note.receiver, note.to_json(), now=now, dedup_key=dedup_key
+        )
 
     def pending(self, now: float) -> dict[str, dict[str, Any]]:
         """Per receiver: queued items and the age of the oldest (blocking)."""
@@ -261,9 +316,14 @@ class Delivery:
         with self.outbox.engine.connect() as conn:
             from sqlalchemy import func
 
-            rows = conn.execute(select(outbox_table.c.receiver, func.count(), func.min(outbox_table.c.created_at))
-                                .where(and_(outbox_table.c.kind == KIND, outbox_table.c.state == "pending"))
-                                .group_by(outbox_table.c.receiver)).all()
+            rows = conn.execute(
+                select(outbox_table.c.receiver, func.count(), func.min(outbox_table.c.created_at))
+                .where(and_(outbox_table.c.kind == KIND, outbox_table.c.state == "pending"))
+                .group_by(outbox_table.c.receiver)
+            ).all()
         for receiver, count, oldest in rows:
-            out[str(receiver)] = {"pending": int(count), "oldest_age": max(0.0, now - float(oldest))}
+            out[str(receiver)] = {
+                "pending": int(count),
+                "oldest_age": max(0.0, now - float(oldest)),
+            }
         return out

@@ -32,17 +32,42 @@ class Clock:
         return self.now
 
 
-def fire(rule: str, labels: dict[str, str], at: float, *, severity: str = "warning", value: float = 0.02,
-         threshold: float = 0.05, annotations: dict[str, str] | None = None) -> AlertEvent:
-    alert = Alert(rule=rule, labels=dict(labels), state=AlertState.FIRING, severity=severity,
-                  annotations=annotations if annotations is not None else {"summary": f"{rule} on {labels}"},
-                  value=value, threshold=threshold, active_since=at - 60, fired_at=at)
+def fire(
+    rule: str,
+    labels: dict[str, str],
+    at: float,
+    *,
+    severity: str = "warning",
+    value: float = 0.02,
+    threshold: float = 0.05,
+    annotations: dict[str, str] | None = None,
+) -> AlertEvent:
+    alert = Alert(
+        rule=rule,
+        labels=dict(labels),
+        state=AlertState.FIRING,
+        severity=severity,
+        annotations=annotations if annotations is not None else {"summary": f"{rule} on {labels}"},
+        value=value,
+        threshold=threshold,
+        active_since=at - 60,
+        fired_at=at,
+    )
     return AlertEvent(alert, AlertState.PENDING, at)
 
 
 def resolve(event: AlertEvent, at: float) -> AlertEvent:
     a = event.alert
-    alert = Alert(rule=a.rule, labels=dict(a.labels), state=AlertState.RESOLVED, severity=a.severity,
-                  annotations=dict(a.annotations), value=0.5, threshold=a.threshold,
-                  active_since=a.active_since, fired_at=a.fired_at, resolved_at=at)
+    alert = Alert(
+        rule=a.rule,
+        labels=dict(a.labels),
+        state=AlertState.RESOLVED,
+        severity=a.severity,
+        annotations=dict(a.annotations),
+        value=0.5,
+        threshold=a.threshold,
+        active_since=a.active_since,
+        fired_at=a.fired_at,
+        resolved_at=at,
+    )
     return AlertEvent(alert, AlertState.FIRING, at)

@@ -41,13 +41,18 @@ def pg_engine():
 async def test_groups_and_silences_survive_restart_on_postgresql(pg_engine):
     out = io.StringIO()
     clock = Clock()
-    cfg = AlertingConfig.model_validate({"group_wait": 0, "group_interval": 5, "group_by": ["alertname", "node"]})
+    cfg = AlertingConfig.model_validate(
+        {"group_wait": 0, "group_interval": 5, "group_by": ["alertname", "node"]}
+    )
 
     def dispatcher() -> Dispatcher:
-        return Dispatcher(cfg, pg_engine, clock=clock, notifiers={"console": ConsoleNotifier(stream=out)})
+        return Dispatcher(
+            cfg, pg_engine, clock=clock, notifiers={"console": ConsoleNotifier(stream=out)}
+        )
 
-    SilenceStore(pg_engine).add([parse_matcher("node=gpu-9")], starts_at=clock.now, ends_at=clock.now + 600,
-                                now=clock.now)
+    SilenceStore(pg_engine).add(
+        [parse_matcher("node=gpu-9")], starts_at=clock.now, ends_at=clock.now + 600, now=clock.now
+    )
     d = dispatcher()
     ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now)
     d.alerts_changed([ev, fire("GpuIdle", {"node": "gpu-9"}, clock.now)], clock.now)

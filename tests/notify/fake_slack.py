@@ -24,14 +24,36 @@ TOKEN = "xoxb-test-0123456789"
 CHANNELS = {"ml-alerts": "C0ALERTS01", "ml-oncall": "C0ONCALL01", "fallback": "C0FALLBK01"}
 
 ALLOWED = {
-    "chat.postMessage": {"channel", "text", "blocks", "thread_ts", "unfurl_links", "unfurl_media", "metadata",
-                         "attachments", "mrkdwn"},
+    "chat.postMessage": {
+        "channel",
+        "text",
+        "blocks",
+        "thread_ts",
+        "unfurl_links",
+        "unfurl_media",
+        "metadata",
+        "attachments",
+        "mrkdwn",
+    },
     "chat.update": {"channel", "ts", "text", "blocks", "attachments"},
-    "conversations.history": {"channel", "include_all_metadata", "limit", "oldest", "latest", "cursor"},
+    "conversations.history": {
+        "channel",
+        "include_all_metadata",
+        "limit",
+        "oldest",
+        "latest",
+        "cursor",
+    },
     "conversations.replies": {"channel", "ts", "include_all_metadata", "limit", "cursor"},
     "conversations.list": {"types", "exclude_archived", "limit", "cursor"},
     "files.getUploadURLExternal": {"filename", "length", "alt_txt", "snippet_type"},
-    "files.completeUploadExternal": {"files", "channel_id", "initial_comment", "thread_ts", "channels"},
+    "files.completeUploadExternal": {
+        "files",
+        "channel_id",
+        "initial_comment",
+        "thread_ts",
+        "channels",
+    },
 }
 BLOCK_TYPES = {"header", "section", "divider", "context", "actions", "image"}
 
@@ -40,12 +62,16 @@ class BlockError(ValueError):
     pass
 
 
-def _text_obj(obj: Any, where: str, limit: int, kinds: tuple[str, ...] = ("plain_text", "mrkdwn")) -> None:
+def _text_obj(
+    obj: Any, where: str, limit: int, kinds: tuple[str, ...] = ("plain_text", "mrkdwn")
+) -> None:
     if not isinstance(obj, dict) or obj.get("type") not in kinds:
         raise BlockError(f"{where}: expected a text object of type {kinds}")
     text = obj.get("text")
     if not isinstance(text, str) or not 1 <= len(text) <= limit:
-        raise BlockError(f"{where}: text must be 1..{limit} characters, got {len(text) if isinstance(text, str) else text!r}")
+        raise BlockError(
+            f"{where}: text must be 1..{limit} characters, got {len(text) if isinstance(text, str) else text!r}"
+        )
     extra = set(obj) - {"type", "text", "emoji", "verbatim"}
     if extra:
         raise BlockError(f"{where}: unknown keys {sorted(extra)}")
@@ -92,7 +118,11 @@ def validate_blocks(blocks: Any) -> None:
                     raise BlockError(f"{where}.elements[{j}]: only buttons are expected here")
                 _text_obj(e.get("text"), f"{where}.elements[{j}].text", 75, ("plain_text",))
                 url = e.get("url", "")
-                if not isinstance(url, str) or len(url) > 3000 or not url.startswith(("http://", "https://")):
+                if (
+                    not isinstance(url, str)
+                    or len(url) > 3000
+                    or not url.startswith(("http://", "https://"))
+                ):
                     raise BlockError(f"{where}.elements[{j}].url: invalid URL")
         extra = set(block) - {"type", "text", "fields", "elements", "block_id", "accessory"}
         if extra:
@@ -133,8 +163,13 @@ class FakeSlack:
         self.port = 0
 
     # -- control --------------------------------------------------------------------------
-    def fail(self, mode: str, methods: set[str] | None = None, retry_after: int = 1,
-             times: int | None = None) -> None:
+    def fail(
+        self,
+        mode: str,
+        methods: set[str] | None = None,
+        retry_after: int = 1,
+        times: int | None = None,
+    ) -> None:
         self.failure = Failure(mode, methods, retry_after, times)
 
     def recover(self) -> None:
@@ -182,8 +217,11 @@ class FakeSlack:
         if f.mode == "500":
             return web.Response(status=500, text="internal server error")
         if f.mode == "429":
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                     headers={"Retry-After": str(f.retry_after)})
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(f.retry_after)},
+            )
         if f.mode == "timeout":
             await asyncio.sleep(self.hang_seconds)
             return web.Response(status=504)
@@ -220,9 +258,15 @@ class FakeSlack:
         unknown = set(params) - ALLOWED[method] - {"token"}
         if unknown:
             self.refused.append((method, f"unknown parameters {sorted(unknown)}"))
-            return web.json_response({"ok": False, "error": "invalid_arguments", "unknown": sorted(unknown)})
-        lost = self.failure is not None and self.failure.mode == "lost_response" and (
-            self.failure.methods is None or method in self.failure.methods) and self.failure.remaining != 0
+            return web.json_response(
+                {"ok": False, "error": "invalid_arguments", "unknown": sorted(unknown)}
+            )
+        lost = (
+            self.failure is not None
+            and self.failure.mode == "lost_response"
+            and (self.failure.methods is None or method in self.failure.methods)
+            and self.failure.remaining != 0
+        )
         if not lost:
             failed = await self._failure_for(method)
             if failed is not None:
@@ -240,7 +284,9 @@ class FakeSlack:
             assert self.failure is not None
             if self.failure.remaining is not None:
                 self.failure.remaining -= 1
-            await asyncio.sleep(self.hang_seconds)  # processed, but the answer never arrives in time
+            await asyncio.sleep(
+                self.hang_seconds
+            )  # processed, but the answer never arrives in time
         return web.json_response(doc)
 
     def _err(self, error: str) -> dict[str, Any]:
@@ -302,27 +348,42 @@ class FakeSlack:
             return self._err("channel_not_found")
         meta = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
         msgs = [m for m in reversed(self.messages) if m.channel == channel and m.thread_ts is None]
-        return {"ok": True, "messages": self._history(msgs[: int(p.get("limit", 100))], meta), "has_more": False}
+        return {
+            "ok": True,
+            "messages": self._history(msgs[: int(p.get("limit", 100))], meta),
+            "has_more": False,
+        }
 
     def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel_id(str(p["channel"]), need_id=True)
         if channel is None:
             return self._err("channel_not_found")
         meta = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
-        msgs = [m for m in self.messages if m.channel == channel and (m.ts == p["ts"] or m.thread_ts == p["ts"])]
+        msgs = [
+            m
+            for m in self.messages
+            if m.channel == channel and (m.ts == p["ts"] or m.thread_ts == p["ts"])
+        ]
         if not msgs:
             return self._err("thread_not_found")
         return {"ok": True, "messages": self._history(msgs, meta), "has_more": False}
 
     def _m_conversations_list(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "channels": [{"id": cid, "name": name} for name, cid in CHANNELS.items()],
-                "response_metadata": {"next_cursor": ""}}
+        return {
+            "ok": True,
+            "channels": [{"id": cid, "name": name} for name, cid in CHANNELS.items()],
+            "response_metadata": {"next_cursor": ""},
+        }
 
     def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         length = int(p["length"])
         file_id = f"F{len(self._uploads) + 1:08d}"
         self._uploads[file_id] = {"filename": p["filename"], "length": length, "data": None}
-        return {"ok": True, "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}", "file_id": file_id}
+        return {
+            "ok": True,
+            "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}",
+            "file_id": file_id,
+        }
 
     def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         files = json.loads(p["files"]) if isinstance(p["files"], str) else p["files"]
@@ -333,7 +394,14 @@ class FakeSlack:
             up = self._uploads.get(f["id"])
             if up is None or up["data"] is None:
                 return self._err("file_not_found")
-            self.files.append({**up, "title": f.get("title"), "channel": channel_id, "thread_ts": p.get("thread_ts")})
+            self.files.append(
+                {
+                    **up,
+                    "title": f.get("title"),
+                    "channel": channel_id,
+                    "thread_ts": p.get("thread_ts"),
+                }
+            )
         return {"ok": True, "files": [{"id": f["id"]} for f in files]}
 
     async def _upload(self, request: web.Request) -> web.Response:
@@ -356,7 +424,14 @@ class FakeSlack:
         if request.match_info["c"] != "XXXX":
             return web.Response(status=404, text="no_service")
         body = await request.json()
-        unknown = set(body) - {"text", "blocks", "unfurl_links", "unfurl_media", "attachments", "response_type"}
+        unknown = set(body) - {
+            "text",
+            "blocks",
+            "unfurl_links",
+            "unfurl_media",
+            "attachments",
+            "response_type",
+        }
         if unknown:
             return web.Response(status=400, text="invalid_payload")
         try:

@@ -55,7 +55,9 @@ class Recorder:
 
 @pytest.fixture
 async def alertmanager(tmp_path):
-    binary = require_peer(PEERS / "promstack" / "bin" / "alertmanager", "bash tests/peers/install-promstack.sh")
+    binary = require_peer(
+        PEERS / "promstack" / "bin" / "alertmanager", "bash tests/peers/install-promstack.sh"
+    )
     rec = await Recorder().start()
     port = free_port()
     (tmp_path / "am.yml").write_text(f"""
@@ -72,13 +74,22 @@ receivers:
         channel: '#ml-alerts'
         send_resolved: true
 """)
-    proc = Proc("alertmanager", [binary, f"--config.file={tmp_path / 'am.yml'}",
-                                 f"--storage.path={tmp_path / 'am-data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                                 "--log.level=warn"], log_dir=tmp_path).start()
+    proc = Proc(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        log_dir=tmp_path,
+    ).start()
     try:
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30, proc=proc))
+            None, lambda: wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30, proc=proc)
+        )
         yield f"http://127.0.0.1:{port}", rec
     finally:
         proc.stop()
@@ -95,18 +106,32 @@ async def wait_until(pred, timeout: float, what: str) -> None:
 
 
 def agent(tmp_path, name: str, url: str) -> Dispatcher:
-    cfg = AlertingConfig.model_validate({
-        "receivers": [{"name": "am", "type": "alertmanager", "url": url}], "receiver": "am",
-        "agent_url": f"http://{name}:9464/status", "alertmanager": {"resend_interval": 5}})
+    cfg = AlertingConfig.model_validate(
+        {
+            "receivers": [{"name": "am", "type": "alertmanager", "url": url}],
+            "receiver": "am",
+            "agent_url": f"http://{name}:9464/status",
+            "alertmanager": {"resend_interval": 5},
+        }
+    )
     return Dispatcher(cfg, store(tmp_path, f"{name}.db"))
 
 
 def test_payload_shape_matches_captured_post():
     """Our alert document has the keys of a POST the real Alertmanager accepted (fixture)."""
     captured = json.loads((FIXTURES / "_index.json").read_text())[1]["request_body"][0]
-    ours = am_alert(AlertInfo("f", "ExampleAlert", {"alertname": "ExampleAlert", "alert": "ExampleAlert",
-                                                    "severity": "critical"}, "resolved",
-                              annotations={"summary": "s"}, fired_at=1.0, resolved_at=2.0), "http://x/graph")
+    ours = am_alert(
+        AlertInfo(
+            "f",
+            "ExampleAlert",
+            {"alertname": "ExampleAlert", "alert": "ExampleAlert", "severity": "critical"},
+            "resolved",
+            annotations={"summary": "s"},
+            fired_at=1.0,
+            resolved_at=2.0,
+        ),
+        "http://x/graph",
+    )
     assert set(ours) == set(captured)
     assert "alert" not in ours["labels"] and ours["labels"]["alertname"] == "ExampleAlert"
 
@@ -115,8 +140,12 @@ async def test_two_agents_same_alert_one_slack_message(tmp_path, alertmanager):
     url, rec = alertmanager
     a, b = agent(tmp_path, "agent-a", url), agent(tmp_path, "agent-b", url)
     now = time.time()
-    ev = fire("GpuIdle", {"node": "gpu-3"}, now, annotations={"summary": "GPU gpu-3 idle",
-                                                             "runbook_url": "https://runbooks.example/gpu"})
+    ev = fire(
+        "GpuIdle",
+        {"node": "gpu-3"},
+        now,
+        annotations={"summary": "GPU gpu-3 idle", "runbook_url": "https://runbooks.example/gpu"},
+    )
     for d in (a, b):
         d.alerts_changed([ev], now)
         await d.tick(time.time())
@@ -146,7 +175,9 @@ async def test_two_agents_same_alert_one_slack_message(tmp_path, alertmanager):
     for d in (a, b):
         d.alerts_changed([resolve(ev, done)], done)
         await d.tick(time.time())
-    await wait_until(lambda: any("[RESOLVED]" in json.dumps(p) for p in rec.posts), 15, "the resolved message")
+    await wait_until(
+        lambda: any("[RESOLVED]" in json.dumps(p) for p in rec.posts), 15, "the resolved message"
+    )
     assert len([p for p in rec.posts if "[RESOLVED]" in json.dumps(p)]) == 1
     for d in (a, b):
         await d.stop()

@@ -15,8 +15,13 @@ from tests.notify.fake_slack import TOKEN
 
 pytestmark = pytest.mark.integration
 
-NASTY = {"dag": "<!channel>", "owner": "<@U123>", "task": "*bold*", "blob": "x" * 10_000,
-         "err": "a & b > c <https://evil.example|click>"}
+NASTY = {
+    "dag": "<!channel>",
+    "owner": "<@U123>",
+    "task": "*bold*",
+    "blob": "x" * 10_000,
+    "err": "a & b > c <https://evil.example|click>",
+}
 
 
 def mrkdwn_texts(blocks) -> list[str]:
@@ -47,13 +52,27 @@ def assert_inert(texts: list[str]) -> None:
 @pytest.mark.parametrize("mode", ["bot", "webhook"])
 async def test_injected_labels_are_escaped_and_cut_to_limits(tmp_path, slack, mode):
     clock = Clock()
-    slack_cfg = ({"token": TOKEN, "base_url": slack.base_url, "charts": False} if mode == "bot"
-                 else {"webhook_url": slack.webhook_url})
-    d = Dispatcher(AlertingConfig.model_validate({"slack": slack_cfg, "group_wait": 0, "group_by": ["alertname"]}),
-                   store(tmp_path), clock=clock)
-    annotations = {"summary": "DAG <!channel> failed: *bold* " + "y" * 10_000,
-                   "description": "owner <@U123> & co", "runbook_url": "javascript:alert(1)"}
-    events = [fire("<!here>Failed", {**NASTY, "n": str(i)}, clock.now, annotations=annotations) for i in range(14)]
+    slack_cfg = (
+        {"token": TOKEN, "base_url": slack.base_url, "charts": False}
+        if mode == "bot"
+        else {"webhook_url": slack.webhook_url}
+    )
+    d = Dispatcher(
+        AlertingConfig.model_validate(
+            {"slack": slack_cfg, "group_wait": 0, "group_by": ["alertname"]}
+        ),
+        store(tmp_path),
+        clock=clock,
+    )
+    annotations = {
+        "summary": "DAG <!channel> failed: *bold* " + "y" * 10_000,
+        "description": "owner <@U123> & co",
+        "runbook_url": "javascript:alert(1)",
+    }
+    events = [
+        fire("<!here>Failed", {**NASTY, "n": str(i)}, clock.now, annotations=annotations)
+        for i in range(14)
+    ]
     d.alerts_changed(events, clock.now)
     await d.tick(clock.now)
     assert not slack.refused, slack.refused

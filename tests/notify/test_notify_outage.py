@@ -22,11 +22,22 @@ pytestmark = pytest.mark.integration
 
 
 def cfg(base_url: str) -> AlertingConfig:
-    return AlertingConfig.model_validate({
-        "slack": {"token": TOKEN, "default_channel": "#ml-alerts", "base_url": base_url, "timeout": 1,
-                  "charts": False},
-        "group_by": ["alertname"], "group_wait": 0, "group_interval": 5, "repeat_interval": 3600,
-        "delivery": {"retry_initial": 2, "retry_max": 30, "pace": 1, "late_after": 60}})
+    return AlertingConfig.model_validate(
+        {
+            "slack": {
+                "token": TOKEN,
+                "default_channel": "#ml-alerts",
+                "base_url": base_url,
+                "timeout": 1,
+                "charts": False,
+            },
+            "group_by": ["alertname"],
+            "group_wait": 0,
+            "group_interval": 5,
+            "repeat_interval": 3600,
+            "delivery": {"retry_initial": 2, "retry_max": 30, "pace": 1, "late_after": 60},
+        }
+    )
 
 
 @pytest.mark.parametrize("mode", ["500", "timeout"])
@@ -38,8 +49,12 @@ async def test_two_minute_outage_with_restart_delivers_each_once_in_order(tmp_pa
     d = Dispatcher(cfg(slack.base_url), engine, clock=clock)
     slack.fail(mode)
     a = fire("AlphaDown", {"model": "a"}, t0)
-    events = {0: [a], 20: [fire("BetaDown", {"model": "b"}, t0 + 20)],
-              40: [fire("GammaDown", {"model": "c"}, t0 + 40)], 70: [resolve(a, t0 + 70)]}
+    events = {
+        0: [a],
+        20: [fire("BetaDown", {"model": "b"}, t0 + 20)],
+        40: [fire("GammaDown", {"model": "c"}, t0 + 40)],
+        70: [resolve(a, t0 + 70)],
+    }
     restarted = False
     while clock.now < t0 + 420:
         elapsed = round(clock.now - t0)
@@ -56,15 +71,25 @@ async def test_two_minute_outage_with_restart_delivers_each_once_in_order(tmp_pa
     await d.stop()
 
     top = slack.top_level()
-    assert [m.text.split("]")[1].split(":")[0].strip() for m in top] == ["AlphaDown", "BetaDown", "GammaDown"]
+    assert [m.text.split("]")[1].split(":")[0].strip() for m in top] == [
+        "AlphaDown",
+        "BetaDown",
+        "GammaDown",
+    ]
     assert all(m.metadata for m in top)
     alpha = top[0]
-    assert [r.text.splitlines()[0] for r in slack.replies(alpha.ts)] == [":white_check_mark: Resolved after 1 min."]
+    assert [r.text.splitlines()[0] for r in slack.replies(alpha.ts)] == [
+        ":white_check_mark: Resolved after 1 min."
+    ]
     assert "[RESOLVED] AlphaDown" in json.dumps(alpha.updates[-1]["blocks"])
-    assert slack.messages.index(slack.replies(alpha.ts)[0]) > slack.messages.index(top[2]), "queue order kept"
+    assert slack.messages.index(slack.replies(alpha.ts)[0]) > slack.messages.index(
+        top[2]
+    ), "queue order kept"
     for m in top:
         assert "Slack was unreachable" in json.dumps(m.blocks) and "delayed" in json.dumps(m.blocks)
     assert len(slack.messages) == 4
     with engine.connect() as conn:
-        states = dict(conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())
+        states = dict(
+            conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all()
+        )
     assert states == {"sent": 4}

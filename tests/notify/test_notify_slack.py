@@ -27,13 +27,24 @@ class History:
 
     def read_series(self, metric, since, until=None, tags=None):
         self.calls.append((metric, since, until, tags))
-        return {(("node", "gpu-3"),): [(t, v) for t, v in self.points if since <= t <= (until or t)]}
+        return {
+            (("node", "gpu-3"),): [(t, v) for t, v in self.points if since <= t <= (until or t)]
+        }
 
 
 def config(fake, **over) -> AlertingConfig:
-    doc = {"slack": {"token": TOKEN, "default_channel": "#ml-alerts", "base_url": fake.base_url, "timeout": 2},
-           "group_wait": 0, "group_interval": 10, "repeat_interval": 3600,
-           "delivery": {"retry_initial": 5, "retry_max": 60, "pace": 1, "late_after": 60}}
+    doc = {
+        "slack": {
+            "token": TOKEN,
+            "default_channel": "#ml-alerts",
+            "base_url": fake.base_url,
+            "timeout": 2,
+        },
+        "group_wait": 0,
+        "group_interval": 10,
+        "repeat_interval": 3600,
+        "delivery": {"retry_initial": 5, "retry_max": 60, "pace": 1, "late_after": 60},
+    }
     doc.update(over)
     return AlertingConfig.model_validate(doc)
 
@@ -49,9 +60,16 @@ async def test_firing_then_resolved_posts_once_threads_chart_and_updates(tmp_pat
     clock = Clock()
     history = History([(clock.now - 600 + i * 10, 0.01 * (i % 7)) for i in range(70)])
     d = Dispatcher(config(slack), store(tmp_path), reader=history, clock=clock)
-    ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now,
-              annotations={"summary": "GPU gpu-3 idle", "metric": "mlwarden.gpu.utilization",
-                           "runbook_url": "https://runbooks.example/gpu-idle"})
+    ev = fire(
+        "GpuIdle",
+        {"node": "gpu-3"},
+        clock.now,
+        annotations={
+            "summary": "GPU gpu-3 idle",
+            "metric": "mlwarden.gpu.utilization",
+            "runbook_url": "https://runbooks.example/gpu-idle",
+        },
+    )
     d.alerts_changed([ev], clock.now)
     await run_for(d, clock, 3)
     assert len(slack.top_level()) == 1
@@ -77,10 +95,15 @@ async def test_firing_then_resolved_posts_once_threads_chart_and_updates(tmp_pat
 
 async def test_429_honours_retry_after_and_500_backs_off_then_delivers(tmp_path, slack):
     clock = Clock()
-    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False}),
-                   store(tmp_path), clock=clock)
+    d = Dispatcher(
+        config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False}),
+        store(tmp_path),
+        clock=clock,
+    )
     slack.fail("429", {"chat.postMessage"}, retry_after=30, times=1)
-    d.alerts_changed([fire("EndpointDown", {"model": "ranker"}, clock.now, severity="critical")], clock.now)
+    d.alerts_changed(
+        [fire("EndpointDown", {"model": "ranker"}, clock.now, severity="critical")], clock.now
+    )
     await d.tick(clock.now)
     assert slack.top_level() == []
     st = d.status()["receivers"]["slack"]
@@ -95,21 +118,29 @@ async def test_429_honours_retry_after_and_500_backs_off_then_delivers(tmp_path,
 
 async def test_invalid_auth_stops_once_and_uses_fallback(tmp_path, slack):
     clock = Clock()
-    cfg = config(slack, receivers=[
-        {"name": "oncall", "type": "slack", "channel": "#ml-oncall", "fallback": "hook"},
-        {"name": "hook", "type": "webhook", "url": slack.webhook_url}],
-        receiver="oncall")
+    cfg = config(
+        slack,
+        receivers=[
+            {"name": "oncall", "type": "slack", "channel": "#ml-oncall", "fallback": "hook"},
+            {"name": "hook", "type": "webhook", "url": slack.webhook_url},
+        ],
+        receiver="oncall",
+    )
     d = Dispatcher(cfg, store(tmp_path), clock=clock)
     slack.fail("invalid_auth", {"chat.postMessage", "conversations.history", "conversations.list"})
-    d.alerts_changed([fire("A", {"n": "1"}, clock.now), fire("B", {"n": "2"}, clock.now)], clock.now)
+    d.alerts_changed(
+        [fire("A", {"n": "1"}, clock.now), fire("B", {"n": "2"}, clock.now)], clock.now
+    )
     await run_for(d, clock, 5)
     posts = [c for c in slack.calls if c[0] == "chat.postMessage"]
     assert len(posts) == 1, "one clear error, then the receiver stops"
     st = d.status()["receivers"]["oncall"]
     assert st["broken"] and "invalid_auth" in st["broken"] and TOKEN not in json.dumps(d.status())
     assert len(slack.webhook_posts) == 2
-    assert [p["text"].split("]")[1].strip() for p in slack.webhook_posts] == ["A: A on {'n': '1'}",
-                                                                               "B: B on {'n': '2'}"]
+    assert [p["text"].split("]")[1].strip() for p in slack.webhook_posts] == [
+        "A: A on {'n': '1'}",
+        "B: B on {'n': '2'}",
+    ]
     await d.stop()
 
 
@@ -117,8 +148,13 @@ async def test_lost_response_is_not_posted_twice(tmp_path, slack):
     """Slack stores the message but the answer never arrives: the retry finds it by metadata."""
     clock = Clock()
     slack.hang_seconds = 3
-    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "timeout": 1,
-                                        "charts": False}), store(tmp_path), clock=clock)
+    d = Dispatcher(
+        config(
+            slack, slack={"token": TOKEN, "base_url": slack.base_url, "timeout": 1, "charts": False}
+        ),
+        store(tmp_path),
+        clock=clock,
+    )
     slack.fail("lost_response", {"chat.postMessage"}, times=1)
     d.alerts_changed([fire("A", {"n": "1"}, clock.now)], clock.now)
     await d.tick(clock.now)
@@ -135,10 +171,25 @@ async def test_lost_response_is_not_posted_twice(tmp_path, slack):
 async def test_webhook_sends_blocks_with_sparkline(tmp_path, slack):
     clock = Clock()
     history = History([(clock.now - 600 + i * 10, float(i % 10)) for i in range(60)])
-    d = Dispatcher(AlertingConfig.model_validate({"slack": {"webhook_url": slack.webhook_url}, "group_wait": 0}),
-                   store(tmp_path), reader=history, clock=clock)
-    d.alerts_changed([fire("GpuIdle", {"node": "gpu-3"}, clock.now,
-                           annotations={"summary": "idle", "metric": "mlwarden.gpu.utilization"})], clock.now)
+    d = Dispatcher(
+        AlertingConfig.model_validate(
+            {"slack": {"webhook_url": slack.webhook_url}, "group_wait": 0}
+        ),
+        store(tmp_path),
+        reader=history,
+        clock=clock,
+    )
+    d.alerts_changed(
+        [
+            fire(
+                "GpuIdle",
+                {"node": "gpu-3"},
+                clock.now,
+                annotations={"summary": "idle", "metric": "mlwarden.gpu.utilization"},
+            )
+        ],
+        clock.now,
+    )
     await d.tick(clock.now)
     assert len(slack.webhook_posts) == 1
     body = json.dumps(slack.webhook_posts[0]["blocks"], ensure_ascii=False)
@@ -149,8 +200,12 @@ async def test_webhook_sends_blocks_with_sparkline(tmp_path, slack):
 async def test_console_is_the_default_receiver(tmp_path):
     out = io.StringIO()
     clock = Clock()
-    d = Dispatcher(AlertingConfig.model_validate({"group_wait": 0}), store(tmp_path), clock=clock,
-                   notifiers={"console": ConsoleNotifier("console", stream=out)})
+    d = Dispatcher(
+        AlertingConfig.model_validate({"group_wait": 0}),
+        store(tmp_path),
+        clock=clock,
+        notifiers={"console": ConsoleNotifier("console", stream=out)},
+    )
     assert d.router.root.receiver == "console"
     d.alerts_changed([fire("GpuIdle", {"node": "gpu-3"}, clock.now)], clock.now)
     await d.tick(clock.now)
@@ -160,8 +215,15 @@ async def test_console_is_the_default_receiver(tmp_path):
 
 async def test_changes_go_to_the_thread_and_update_the_parent(tmp_path, slack):
     clock = Clock()
-    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
-                          repeat_interval=60), store(tmp_path), clock=clock)
+    d = Dispatcher(
+        config(
+            slack,
+            slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
+            repeat_interval=60,
+        ),
+        store(tmp_path),
+        clock=clock,
+    )
     d.alerts_changed([fire("GpuIdle", {"node": "gpu-1"}, clock.now)], clock.now)
     await run_for(d, clock, 2)
     d.alerts_changed([fire("GpuIdle", {"node": "gpu-2"}, clock.now)], clock.now)
@@ -179,8 +241,15 @@ async def test_changes_go_to_the_thread_and_update_the_parent(tmp_path, slack):
 
 async def test_a_storm_is_paced_to_one_message_per_second_per_channel(tmp_path, slack):
     clock = Clock()
-    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
-                          group_by=["alertname", "n"]), store(tmp_path), clock=clock)
+    d = Dispatcher(
+        config(
+            slack,
+            slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
+            group_by=["alertname", "n"],
+        ),
+        store(tmp_path),
+        clock=clock,
+    )
     d.alerts_changed([fire("Storm", {"n": str(i)}, clock.now) for i in range(6)], clock.now)
     await run_for(d, clock, 10, step=0.25)
     assert len(slack.top_level()) == 6
@@ -193,8 +262,11 @@ async def test_a_storm_is_paced_to_one_message_per_second_per_channel(tmp_path, 
 
 async def test_status_and_metrics_report_slack_failures(tmp_path, slack, catalog_check):
     clock = Clock()
-    d = Dispatcher(config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False}),
-                   store(tmp_path), clock=clock)
+    d = Dispatcher(
+        config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False}),
+        store(tmp_path),
+        clock=clock,
+    )
     slack.fail("500")
     d.alerts_changed([fire("A", {"n": "1"}, clock.now)], clock.now)
     await run_for(d, clock, 30)
@@ -202,7 +274,9 @@ async def test_status_and_metrics_report_slack_failures(tmp_path, slack, catalog
     assert st["sent"] == 0 and st["failed_attempts"] >= 2 and "HTTP 500" in st["last_error"]
     result = d.metrics(clock.now)
     catalog_check(result)
-    by_name = {(s.metric, s.tag("reason")): s.value for s in result.samples if s.tag("receiver") == "slack"}
+    by_name = {
+        (s.metric, s.tag("reason")): s.value for s in result.samples if s.tag("receiver") == "slack"
+    }
     assert by_name[("mlwarden.alerting.notifications.pending", None)] == 1
     assert by_name[("mlwarden.alerting.delivery.failures", "server_error")] >= 2
     assert by_name[("mlwarden.alerting.notifications.oldest_pending_age", None)] >= 29
