@@ -299,7 +299,9 @@ class Dispatcher:
         live = []
         for alert in alerts:
             if alert.state == "firing" and self.router.mute_reason(alert.labels, now, firing):
-                self.muted += 1
+                if group.notified.get(alert.fingerprint) is None:
+                    self.muted += 1  # counted once per alert; "firing" stays so it can resolve
+                    group.notified[alert.fingerprint] = "muted"
                 continue
             live.append(alert)
         firing_now = [a for a in live if a.state == "firing"]
@@ -338,8 +340,6 @@ class Dispatcher:
         queued = 0
         if event is not None and not (event == "resolved" and not send_resolved):
             shown = firing_now + resolved_now
-            if immediate and event != "resolved":
-                shown = firing_now + resolved_now
             group.seq += 1
             if event == "firing":
                 started = min((a.started or now) for a in firing_now)

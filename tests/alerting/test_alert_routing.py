@@ -256,3 +256,20 @@ async def test_resolved_notification_is_on_by_default_and_can_be_turned_off(tmp_
         assert out.getvalue().count("[RESOLVED] A") == expected
         assert d.groups == {}
         await d.stop()
+
+
+async def test_silence_added_after_firing_does_not_swallow_the_resolution(tmp_path):
+    d, clock, out = console_dispatcher(tmp_path, {"group_wait": 0, "group_interval": 5})
+    ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now)
+    d.alerts_changed([ev], clock.now)
+    await d.tick(clock.now)
+    SilenceStore(d.engine).add(
+        [parse_matcher("node=gpu-3")], starts_at=clock.now, ends_at=clock.now + 3600, now=clock.now
+    )
+    await d.tick(clock.advance(5))
+    d.alerts_changed([resolve(ev, clock.advance(60))], clock.now)
+    await d.tick(clock.advance(5))
+    assert out.getvalue().count("[FIRING:1] GpuIdle") == 1
+    assert out.getvalue().count("[RESOLVED] GpuIdle") == 1
+    assert d.status()["alerts_muted"] == 0  # it was never held back: it had already been sent
+    await d.stop()
