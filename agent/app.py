@@ -152,6 +152,8 @@ class Agent:
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
         self.config = new
+        if self.alerting is not None:
+            await self.alerting.reconfigure(new.alerting)
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

@@ -170,9 +170,10 @@ class Dispatcher:
         self.last_tick: float | None = None
         self.last_error: str | None = None
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
-        self.ensure_schema = (
-            False  # standalone use creates the tables; the store's owner migrates them
-        )
+        # standalone use creates the tables; otherwise the store's owner migrates them
+        self.ensure_schema = False
+        self._reader = reader
+        self._tick_lock = asyncio.Lock()
 
     # -- AlertSink --------------------------------------------------------------------------
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
@@ -386,9 +387,40 @@ class Dispatcher:
 
     async def tick(self, now: float) -> None:
         """One round: group and queue (off the loop), then deliver what is due."""
-        await self._db(self.flush, now)
-        await self.delivery.run_once(now)
-        self.last_tick = now
+        async with self._tick_lock:
+            await self._db(self.flush, now)
+            await self.delivery.run_once(now)
+            self.last_tick = now
+
+    async def reconfigure(self, config: AlertingConfig) -> None:
+        """Reload: build routes and notifiers from ``config`` first, then swap them in between
+        ticks. Groups, incidents and queued notifications carry over; so do the delivery
+        counts of receivers that still exist. A receiver stopped on a config error starts again.
+        """
+        router = Router(config, self.silences)
+        notifiers = build_notifiers(config, router.root, reader=self._reader)
+        delivery = Delivery(
+            self.outbox,
+            notifiers,
+            config=config.delivery,
+            fallbacks=fallbacks_of(config),
+            mute=self._mute_now,
+        )
+        for name, stats in self.delivery.stats.items():
+            if name in delivery.stats:
+                stats.broken = None
+                delivery.stats[name] = stats
+        async with self._tick_lock:
+            old = self.notifiers
+            self.config, self.router, self.notifiers, self.delivery = (
+                config,
+                router,
+                notifiers,
+                delivery,
+            )
+            self._routes_by_id = {r.id: r for r in router.root.walk()}
+        for notifier in old.values():
+            await notifier.close()
 
     async def _run(self) -> None:
         last_prune = 0.0

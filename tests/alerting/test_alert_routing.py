@@ -273,3 +273,32 @@ async def test_silence_added_after_firing_does_not_swallow_the_resolution(tmp_pa
     assert out.getvalue().count("[RESOLVED] GpuIdle") == 1
     assert d.status()["alerts_muted"] == 0  # it was never held back: it had already been sent
     await d.stop()
+
+
+async def test_reconfigure_swaps_routes_and_keeps_incidents(tmp_path):
+    d, clock, out = console_dispatcher(tmp_path, {"group_wait": 0, "group_interval": 5})
+    ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now)
+    d.alerts_changed([ev], clock.now)
+    await d.tick(clock.now)
+    new = AlertingConfig.model_validate(
+        {
+            "group_wait": 0,
+            "group_interval": 5,
+            "receivers": [{"name": "oncall", "type": "console"}],
+            "routes": [{"match": {"severity": "critical"}, "receiver": "oncall"}],
+        }
+    )
+    await d.reconfigure(new)
+    assert set(d.notifiers) == {"console", "oncall"}
+    for name in d.notifiers:  # point the rebuilt console notifiers at the test's stream
+        d.notifiers[name]._stream = out  # type: ignore[attr-defined]
+    d.alerts_changed(
+        [fire("NodeDown", {"node": "gpu-4"}, clock.now, severity="critical")], clock.now
+    )
+    d.alerts_changed([resolve(ev, clock.advance(30))], clock.now)
+    await d.tick(clock.advance(5))
+    text = out.getvalue()
+    assert "[FIRING:1] NodeDown" in text and "[RESOLVED] GpuIdle" in text
+    assert d.status()["receivers"]["oncall"]["sent"] == 1
+    assert d.status()["receivers"]["console"]["sent"] == 2  # counts carried over the reload
+    await d.stop()
