@@ -281,3 +281,56 @@ async def test_status_and_metrics_report_slack_failures(tmp_path, slack, catalog
     assert by_name[("mlwarden.alerting.delivery.failures", "server_error")] >= 2
     assert by_name[("mlwarden.alerting.notifications.oldest_pending_age", None)] >= 29
     await d.stop()
+
+
+async def test_chart_failure_never_holds_back_the_alert(tmp_path, slack):
+    clock = Clock()
+    history = History([(clock.now - 60 + i, float(i)) for i in range(60)])
+    d = Dispatcher(config(slack), store(tmp_path), reader=history, clock=clock)
+    slack.fail("500", {"files.completeUploadExternal"})
+    d.alerts_changed(
+        [fire("A", {"node": "gpu-3"}, clock.now, annotations={"summary": "a", "metric": "m"})],
+        clock.now,
+    )
+    await run_for(d, clock, 3)
+    assert len(slack.top_level()) == 1 and slack.files == []
+    assert d.notifiers["slack"].chart_errors == 1
+    assert d.status()["receivers"]["slack"]["sent"] == 1
+    await d.stop()
+
+
+async def test_lost_thread_reply_is_found_in_the_thread_not_repeated(tmp_path, slack):
+    clock = Clock()
+    slack.hang_seconds = 3
+    d = Dispatcher(
+        config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "timeout": 1, "charts": False}),
+        store(tmp_path),
+        clock=clock,
+    )
+    ev = fire("A", {"n": "1"}, clock.now)
+    d.alerts_changed([ev], clock.now)
+    await run_for(d, clock, 2)
+    parent = slack.top_level()[0]
+    slack.fail("lost_response", {"chat.postMessage"}, times=1)
+    d.alerts_changed([resolve(ev, clock.now)], clock.now)
+    await run_for(d, clock, 40)
+    assert len(slack.replies(parent.ts)) == 1
+    assert any(c[0] == "conversations.replies" for c in slack.calls)
+    assert "[RESOLVED] A" in json.dumps(parent.updates[-1]["blocks"])
+    await d.stop()
+
+
+async def test_no_secret_in_logs_or_status(tmp_path, slack, caplog):
+    from agent.secrets import register_secret
+
+    register_secret(TOKEN)
+    clock = Clock()
+    cfg = config(slack, receivers=[{"name": "hook", "type": "webhook", "url": slack.webhook_url}])
+    d = Dispatcher(cfg, store(tmp_path), clock=clock)
+    slack.fail("invalid_auth")
+    d.alerts_changed([fire("A", {"n": "1"}, clock.now)], clock.now)
+    await run_for(d, clock, 3)
+    assert d.status()["receivers"]["slack"]["broken"]
+    dumped = json.dumps(d.status()) + caplog.text
+    assert TOKEN not in dumped and "XXXX" not in dumped
+    await d.stop()
