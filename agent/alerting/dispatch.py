@@ -22,11 +22,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, select
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.inhibit import Inhibitor
@@ -70,7 +70,7 @@ class Group:
     last_notify: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(vars(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Group":
@@ -202,35 +202,40 @@ class Dispatcher:
             ).all()
         for key, value in rows:
             try:
-                self.groups[str(key)] = Group.from_json(str(value))
+                group = Group.from_json(str(value))
+                self.groups[group.key] = group
             except (TypeError, ValueError) as exc:
                 log.warning("alerting: ignoring unreadable saved group %s: %s", key, exc)
         self._loaded = True
 
     def _save(self, now: float) -> None:
+        """Write changed groups (one transaction). Rows are keyed by a hash of the group key,
+        which holds label values of any length; the key itself is inside the JSON."""
         if not self._dirty and not self._removed:
             return
+        gone = [_key(k) for k in self._removed | self._dirty]
+        rows = [
+            {
+                "check_name": STATE_CHECK,
+                "key": _key(k),
+                "value": self.groups[k].to_json(),
+                "updated_at": now,
+            }
+            for k in self._dirty
+            if k in self.groups
+        ]
         with self.engine.begin() as conn:
-            for key in self._removed:
+            for i in range(0, len(gone), 500):
                 conn.execute(
                     delete(check_state).where(
-                        and_(check_state.c.check_name == STATE_CHECK, check_state.c.key == key)
-                    )
-                )
-            for key in self._dirty:
-                group = self.groups.get(key)
-                if group is None:
-                    continue
-                cond = and_(check_state.c.check_name == STATE_CHECK, check_state.c.key == key)
-                res = conn.execute(
-                    update(check_state).where(cond).values(value=group.to_json(), updated_at=now)
-                )
-                if not res.rowcount:
-                    conn.execute(
-                        insert(check_state).values(
-                            check_name=STATE_CHECK, key=key, value=group.to_json(), updated_at=now
+                        and_(
+                            check_state.c.check_name == STATE_CHECK,
+                            check_state.c.key.in_(gone[i : i + 500]),
                         )
                     )
+                )
+            if rows:
+                conn.execute(insert(check_state), rows)
         self._dirty.clear()
         self._removed.clear()
 
@@ -255,7 +260,7 @@ class Dispatcher:
                         next_flush=min(seen, now) + wait,
                     )
                     self.groups[gkey] = group
-                group.alerts[info.fingerprint] = asdict(info)
+                group.alerts[info.fingerprint] = dict(vars(info))
                 if self._immediate(route.receiver):
                     group.next_flush = min(group.next_flush, now)
                 self._dirty.add(gkey)

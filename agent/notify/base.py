@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.errors import NotifyError
@@ -97,7 +97,9 @@ class Notification:
     seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = dict(vars(self))
+        doc["alerts"] = [dict(vars(a)) for a in self.alerts]
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Notification":
