@@ -55,14 +55,16 @@ async def test_groups_and_silences_survive_restart_on_postgresql(pg_engine):
     )
     d = dispatcher()
     ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now)
-    d.alerts_changed([ev, fire("GpuIdle", {"node": "gpu-9"}, clock.now)], clock.now)
+    huge = fire("GpuIdle", {"node": "n" * 10_000}, clock.now)  # group key far over any column size
+    d.alerts_changed([ev, huge, fire("GpuIdle", {"node": "gpu-9"}, clock.now)], clock.now)
     await d.tick(clock.now)
     await d.stop()
-    assert out.getvalue().count("[FIRING:1] GpuIdle") == 1 and "gpu-9" not in out.getvalue()
+    assert out.getvalue().count("[FIRING:1] GpuIdle") == 2 and "gpu-9" not in out.getvalue()
 
     d = dispatcher()  # restarted: the group and its incident come back from the store
     d.alerts_changed([resolve(ev, clock.advance(60))], clock.now)
     await d.tick(clock.advance(5))
     assert out.getvalue().count("[RESOLVED] GpuIdle") == 1
-    assert out.getvalue().count("[FIRING:1] GpuIdle") == 1
+    assert out.getvalue().count("[FIRING:1] GpuIdle") == 2
+    assert len(d.groups) == 2  # the huge one and the silenced one came back too
     await d.stop()
