@@ -132,6 +132,7 @@ class SendContext:
     previous: Mapping[str, Any] | None = None
     parent: Mapping[str, Any] | None = None
     record: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    queued_at: float = 0.0
 
 
 class Notifier(abc.ABC):

@@ -273,8 +273,12 @@ class SlackNotifier(Notifier):
                     channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200
                 )
             else:
+                # messages since the notification was queued (Slack ts are epoch seconds)
                 resp = await self._api().conversations_history(
-                    channel=channel_id, include_all_metadata=True, limit=200
+                    channel=channel_id,
+                    include_all_metadata=True,
+                    limit=200,
+                    oldest=f"{ctx.queued_at - 300:.6f}",
                 )
         for msg in resp.get("messages", []):
             meta: Mapping[str, Any] = msg.get("metadata") or {}

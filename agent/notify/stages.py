@@ -178,6 +178,7 @@ class Delivery:
                 previous=previous,
                 parent=parent,
                 record=record,
+                queued_at=note.created_at,
             )
             # -- retry verdict
             try:

@@ -347,7 +347,12 @@ class FakeSlack:
         if channel is None:
             return self._err("channel_not_found")
         meta = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
-        msgs = [m for m in reversed(self.messages) if m.channel == channel and m.thread_ts is None]
+        oldest = float(p.get("oldest") or 0)
+        msgs = [
+            m
+            for m in reversed(self.messages)
+            if m.channel == channel and m.thread_ts is None and float(m.ts) >= oldest
+        ]
         return {
             "ok": True,
             "messages": self._history(msgs[: int(p.get("limit", 100))], meta),

@@ -303,7 +303,9 @@ async def test_lost_thread_reply_is_found_in_the_thread_not_repeated(tmp_path, s
     clock = Clock()
     slack.hang_seconds = 3
     d = Dispatcher(
-        config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "timeout": 1, "charts": False}),
+        config(
+            slack, slack={"token": TOKEN, "base_url": slack.base_url, "timeout": 1, "charts": False}
+        ),
         store(tmp_path),
         clock=clock,
     )
