@@ -336,3 +336,35 @@ async def test_no_secret_in_logs_or_status(tmp_path, slack, caplog):
     dumped = json.dumps(d.status()) + caplog.text
     assert TOKEN not in dumped and "XXXX" not in dumped
     await d.stop()
+
+
+async def test_webhook_429_waits_and_revoked_url_stops_with_one_error(tmp_path, slack):
+    clock = Clock()
+    d = Dispatcher(
+        AlertingConfig.model_validate(
+            {"slack": {"webhook_url": slack.webhook_url}, "group_wait": 0, "group_by": ["n"]}
+        ),
+        store(tmp_path),
+        clock=clock,
+    )
+    slack.fail("429", {"webhook"}, retry_after=20, times=1)
+    d.alerts_changed([fire("A", {"n": "1"}, clock.now)], clock.now)
+    await run_for(d, clock, 19)
+    assert slack.webhook_posts == []
+    await run_for(d, clock, 3)
+    assert len(slack.webhook_posts) == 1
+
+    revoked = slack.webhook_url.replace("XXXX", "gone")
+    d2 = Dispatcher(
+        AlertingConfig.model_validate(
+            {"slack": {"webhook_url": revoked}, "group_wait": 0, "group_by": ["n"]}
+        ),
+        store(tmp_path, "second.db"),
+        clock=clock,
+    )
+    d2.alerts_changed([fire("A", {"n": str(i)}, clock.now) for i in range(3)], clock.now)
+    await run_for(d2, clock, 5)
+    st = d2.status()["receivers"]["slack"]
+    assert "no_service" in st["broken"] and st["failed_attempts"] == 1 and st["dropped"] == 3
+    await d.stop()
+    await d2.stop()
