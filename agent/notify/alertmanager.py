@@ -10,6 +10,7 @@ with equal labels, which is why two agents sending the same alert produce one no
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,13 +22,21 @@ from agent.secrets import scrub
 __all__ = ["AlertmanagerNotifier", "am_alert"]
 
 
+# Alertmanager refuses label names outside [a-zA-Z_][a-zA-Z0-9_]* (HTTP 400 for the whole batch)
+_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]|^(?=[0-9])")
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
     """One alert in Alertmanager's API shape (labels and annotations are strings only)."""
-    labels = {k: str(v) for k, v in alert.labels.items() if not k.startswith("__") and k != "alert"}
+    labels = {
+        _LABEL_BAD.sub("_", k) if _LABEL_BAD.search(k) else k: str(v)
+        for k, v in alert.labels.items()
+        if not k.startswith("__") and k != "alert"
+    }
     labels["alertname"] = alert.rule
     annotations = {k: str(v) for k, v in alert.annotations.items() if v is not None}
     if alert.value is not None:

@@ -183,6 +183,46 @@ async def test_two_agents_same_alert_one_slack_message(tmp_path, alertmanager):
         await d.stop()
 
 
+async def test_label_names_alertmanager_refuses_are_rewritten(tmp_path, alertmanager):
+    url, _rec = alertmanager
+    d = agent(tmp_path, "agent-c", url)
+    now = time.time()
+    d.alerts_changed([fire("Odd", {"model-name": "r", "9lives": "x"}, now)], now)
+    await d.tick(time.time())
+    assert d.status()["receivers"]["am"]["sent"] == 1, d.status()["receivers"]["am"]["last_error"]
+    status, body = http_get(f"{url}/api/v2/alerts?filter=alertname%3D%22Odd%22")
+    assert status == 200 and json.loads(body)[0]["labels"]["model_name"] == "r"
+    assert json.loads(body)[0]["labels"]["_9lives"] == "x"
+    await d.stop()
+
+
+async def test_alertmanager_400_is_dropped_with_its_message(tmp_path):
+    """A refusal (captured 400 body) is not retried; the message says what Alertmanager said."""
+    captured = (FIXTURES / "error_post_alerts_bad.json").read_text()
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=400, text=captured, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", refuse)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        d = agent(tmp_path, "agent-d", f"http://127.0.0.1:{port}")
+        now = time.time()
+        d.alerts_changed([fire("GpuIdle", {"node": "gpu-3"}, now)], now)
+        await d.tick(now)
+        st = d.status()["receivers"]["am"]
+        assert st["dropped"] == 1 and "HTTP 400" in st["last_error"]
+        assert "cannot unmarshal" in st["last_error"]
+        await d.stop()
+    finally:
+        await runner.cleanup()
+
+
 async def test_unreachable_alertmanager_is_retried_not_lost(tmp_path):
     port = free_port()  # nothing listens here
     d = agent(tmp_path, "lonely", f"http://127.0.0.1:{port}")
