@@ -48,8 +48,10 @@ async def test_hang_is_cut_at_timeout_as_unknown():
     assert "0.2s" in result.message
 
 
-async def test_garbage_values_are_dropped_with_warnings():
+async def test_garbage_values_are_dropped_with_warnings_and_an_error_status():
     result = await make(GarbageCheck).run()
+    assert result.status is Status.UNKNOWN and result.error == "invalid_samples"
+    assert "2 invalid sample(s)" in result.message
     values = {s.metric: s.value for s in result.samples}
     assert values == {"mlwarden.test.good": 1.5, "mlwarden.test.flag": 1.0}
     assert len(result.warnings) == 2
