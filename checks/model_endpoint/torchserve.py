@@ -15,7 +15,7 @@ from yarl import URL
 
 from checks.model_endpoint.config import ModelEndpointConfig
 from checks.model_endpoint.observation import Observation
-from checks.model_endpoint.probe import HttpProbe
+from checks.model_endpoint.probe import Answer, HttpProbe, ProbeFailure
 
 __all__ = ["inference_path", "observe", "management_url"]
 
@@ -42,11 +42,12 @@ async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
         probe.request("GET", f"{cfg.url.rstrip('/')}/ping"),
         probe.request("GET", describe, headers=headers),
     )
-    if ping.status == 401 or desc.status == 401:
-        which = "inference" if ping.status == 401 else "management"
-        raise (ping if ping.status == 401 else desc).http_failure(
-            f"the {which} API refused the key; set `bearer_token` (inference key) and "
-            "`management_token` (management key) from TorchServe's key file")
+    for answer, which, option in ((ping, "inference", "bearer_token"),
+                                  (desc, "management", "management_token")):
+        if _key_refused(answer):
+            raise answer.http_failure(
+                f"the {which} API refused the key: set `{option}` to the {which} key from "
+                "TorchServe's key_file.json")
     if ping.status not in (200, 500):
         raise ping.http_failure()
     health = ping.json()
@@ -80,3 +81,14 @@ async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
     return Observation(ping, ready=ready, state=state, version=version,
                        platform=entry.get("runtime") or entry.get("engine") or None,
                        versions=versions, workers=len(statuses), workers_ready=ready_workers)
+
+
+def _key_refused(answer: Answer) -> bool:
+    """TorchServe's token check answers 400 (older builds 401) with an InvalidKeyException."""
+    if answer.status not in (400, 401):
+        return False
+    try:
+        data = answer.json()
+    except ProbeFailure:
+        return answer.status == 401
+    return isinstance(data, dict) and data.get("type") == "InvalidKeyException"
