@@ -27,7 +27,7 @@ def check_url(value: str) -> str:
         raise ValueError(f"expected an http:// or https:// URL with a host, found {value!r}")
     if url.user or url.password:
         raise ValueError("put credentials in `username`/`password` or `bearer_token`, "
-                         "not in the URL (URLs appear in tags and messages)")
+                         "not in the URL (URLs appear in tags and messages); found some")
     return value
 
 
@@ -66,17 +66,17 @@ class HttpOptions(BaseModel):
     def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
         if any(k.lower() == "authorization" for k in value):
             raise ValueError("set `bearer_token` or `username`/`password` instead of an "
-                             "Authorization header, so the secret is never logged")
+                             "Authorization header, so the secret is never logged; found one")
         return value
 
     @model_validator(mode="after")
     def _auth(self) -> HttpOptions:
         if self.bearer_token is not None and (self.username or self.password):
-            raise ValueError("use either `bearer_token` or `username`/`password`, not both")
+            raise ValueError("use either `bearer_token` or `username`/`password`; found both")
         if (self.password is None) != (self.username is None):
-            raise ValueError("basic auth needs both `username` and `password`")
+            raise ValueError("basic auth needs both `username` and `password`; found only one")
         if self.ca_bundle is not None and not self.tls_verify:
-            raise ValueError("`ca_bundle` has no effect with `tls_verify: false`; remove one")
+            raise ValueError("`ca_bundle` has no effect with `tls_verify: false`; found both, remove one")
         return self
 
 
@@ -150,14 +150,16 @@ class ModelEndpointConfig(InstanceConfig, HttpOptions):
     @model_validator(mode="after")
     def _per_protocol(self) -> ModelEndpointConfig:
         if self.protocol in _NEEDS_MODEL and not self.model:
-            raise ValueError(f"protocol {self.protocol!r} needs `model` (the model's name)")
+            raise ValueError(f"protocol {self.protocol!r} needs `model` (the model's name); none found")
         if self.protocol != "torchserve" and (self.management_url or self.management_token):
-            raise ValueError("`management_url`/`management_token` apply to protocol torchserve only")
+            raise ValueError("`management_url`/`management_token` apply to protocol torchserve only; "
+                             f"found them with protocol {self.protocol!r}")
         if self.protocol != "http" and (self.expect or self.expected_status != (200,)):
-            raise ValueError("`expected_status`/`expect` apply to protocol http only "
-                             "(use `canary.expect` for inference answers)")
+            raise ValueError("`expected_status`/`expect` apply to protocol http only (use "
+                             f"`canary.expect` for inference answers); found them with protocol "
+                             f"{self.protocol!r}")
         if self.protocol == "http" and self.canary is not None and self.canary.path is None:
-            raise ValueError("protocol http has no inference route: set `canary.path`")
+            raise ValueError("protocol http has no inference route: set `canary.path` (none found)")
         return self
 
     @property

@@ -51,9 +51,10 @@ class MetricSelector(BaseModel):
     @model_validator(mode="after")
     def _one_of(self) -> MetricSelector:
         if (self.name is None) == (self.regex is None):
-            raise ValueError("give exactly one of `name` or `regex`")
+            raise ValueError("give exactly one of `name` or `regex`; found "
+                             + ("both" if self.name else "neither"))
         if self.rename is not None and self.regex is not None:
-            raise ValueError("`rename` needs `name` (a regex selects many metrics)")
+            raise ValueError("`rename` needs `name` (a regex selects many metrics); found `regex`")
         return self
 
 
@@ -61,7 +62,7 @@ class OpenMetricsConfig(InstanceConfig, HttpOptions):
     """One Prometheus text endpoint (Triton, TorchServe, vLLM, DCGM exporter, ...)."""
 
     metrics: tuple[MetricSelector, ...] = Field(
-        min_length=1, description="Which series to forward (by name or regex)."
+        description="Which series to forward (by name or regex)."
     )
     label_map: dict[str, str] = Field(
         default_factory=dict, description="Rename source labels to tags: {label: tag}."
@@ -70,6 +71,13 @@ class OpenMetricsConfig(InstanceConfig, HttpOptions):
     max_series: int = Field(
         2000, ge=1, description="Most series forwarded per scrape (the rest are dropped, with a warning)."
     )
+
+    @field_validator("metrics")
+    @classmethod
+    def _some(cls, value: tuple[MetricSelector, ...]) -> tuple[MetricSelector, ...]:
+        if not value:
+            raise ValueError("list at least one metric to forward; found none")
+        return value
 
     @property
     def probe_deadline(self) -> float:
