@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -119,7 +118,8 @@ def main() -> None:
         targets = {}
         for mode in ("fresh", "keep-alive"):
             port = free_port()
-            p = Proc(f"target-{mode}", [sys.executable, "-c", TARGET, str(port), mode], log_dir=work)
+            p = Proc(f"target-{mode}", [sys.executable, "-c", TARGET, str(port), mode],
+                     log_dir=work)
             procs.append(p.start())
             targets[mode] = f"http://127.0.0.1:{port}/health"
             wait_http(targets[mode], timeout=30, proc=p)

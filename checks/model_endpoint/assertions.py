@@ -21,13 +21,17 @@ def lookup(data: Any, path: str) -> Any:
         key, index = match.groups()
         if key is not None and isinstance(value, dict) and key in value:
             value = value[key]
-        elif key is not None and key.isdigit() and isinstance(value, list) and int(key) < len(value):
-            value = value[int(key)]
-        elif index is not None and isinstance(value, list) and -len(value) <= int(index) < len(value):
-            value = value[int(index)]
+        elif isinstance(value, list) and _fits(key if index is None else index, value):
+            value = value[int(key if index is None else index)]
         else:
             return _MISSING
     return value
+
+
+def _fits(index: str | None, items: list) -> bool:
+    if index is None or not index.lstrip("-").isdigit():
+        return False
+    return -len(items) <= int(index) < len(items)
 
 
 def failed_assertions(data: Any, assertions: Iterable[JsonAssertion]) -> list[str]:

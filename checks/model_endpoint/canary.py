@@ -9,7 +9,8 @@ from checks.model_endpoint.probe import Answer, HttpProbe
 __all__ = ["run_canary"]
 
 
-async def run_canary(probe: HttpProbe, url: str, canary: CanaryConfig) -> tuple[Answer, dict | list]:
+async def run_canary(probe: HttpProbe, url: str,
+                     canary: CanaryConfig) -> tuple[Answer, dict | list]:
     """The answer and its JSON; a ProbeFailure when it failed or had the wrong shape."""
     answer = await probe.request("POST", url, json_body=canary.request)
     if not 200 <= answer.status < 300:

@@ -76,7 +76,8 @@ class HttpOptions(BaseModel):
         if (self.password is None) != (self.username is None):
             raise ValueError("basic auth needs both `username` and `password`; found only one")
         if self.ca_bundle is not None and not self.tls_verify:
-            raise ValueError("`ca_bundle` has no effect with `tls_verify: false`; found both, remove one")
+            raise ValueError("`ca_bundle` has no effect with `tls_verify: false`; "
+                             "found both, remove one")
         return self
 
 
@@ -123,7 +124,8 @@ class ModelEndpointConfig(InstanceConfig, HttpOptions):
         None, min_length=1, description="Model name (required except for mlflow and http)."
     )
     version: str | None = Field(
-        None, min_length=1, description="Model version to probe (default: whatever the server serves)."
+        None, min_length=1,
+        description="Model version to probe (default: whatever the server serves).",
     )
     management_url: str | None = Field(
         None, description="TorchServe management API (default: `url` with port 8081)."
@@ -150,9 +152,11 @@ class ModelEndpointConfig(InstanceConfig, HttpOptions):
     @model_validator(mode="after")
     def _per_protocol(self) -> ModelEndpointConfig:
         if self.protocol in _NEEDS_MODEL and not self.model:
-            raise ValueError(f"protocol {self.protocol!r} needs `model` (the model's name); none found")
+            raise ValueError(f"protocol {self.protocol!r} needs `model` (the model's name); "
+                             "none found")
         if self.protocol != "torchserve" and (self.management_url or self.management_token):
-            raise ValueError("`management_url`/`management_token` apply to protocol torchserve only; "
+            raise ValueError("`management_url`/`management_token` apply to protocol "
+                             "torchserve only; "
                              f"found them with protocol {self.protocol!r}")
         if self.protocol != "http" and (self.expect or self.expected_status != (200,)):
             raise ValueError("`expected_status`/`expect` apply to protocol http only (use "

@@ -69,7 +69,8 @@ class OpenMetricsConfig(InstanceConfig, HttpOptions):
     )
     drop_labels: tuple[str, ...] = Field(default=(), description="Source labels not forwarded.")
     max_series: int = Field(
-        2000, ge=1, description="Most series forwarded per scrape (the rest are dropped, with a warning)."
+        2000, ge=1,
+        description="Most series forwarded per scrape (the rest are dropped, with a warning).",
     )
 
     @field_validator("metrics")

@@ -29,7 +29,8 @@ _BAD = re.compile(r"[^a-z0-9_]")
 _COUNTERISH = {"_total": ("", Kind.MONOTONIC_COUNT), "_created": None}
 _SUFFIXES: dict[str, dict[str, tuple[str, Kind] | None]] = {
     "counter": _COUNTERISH,
-    "histogram": {"_bucket": (".bucket", Kind.MONOTONIC_COUNT), "_sum": (".sum", Kind.MONOTONIC_COUNT),
+    "histogram": {"_bucket": (".bucket", Kind.MONOTONIC_COUNT),
+                  "_sum": (".sum", Kind.MONOTONIC_COUNT),
                   "_count": (".count", Kind.MONOTONIC_COUNT), "_created": None},
     "summary": {"": ("", Kind.GAUGE), "_sum": (".sum", Kind.MONOTONIC_COUNT),
                 "_count": (".count", Kind.MONOTONIC_COUNT), "_created": None},
@@ -75,7 +76,8 @@ def _matcher(selectors: Sequence[MetricSelector]):  # noqa: ANN202 - internal
     regexes = [(re.compile(s.regex), s) for s in selectors if s.regex is not None]
 
     def match(family: Metric) -> MetricSelector | None:
-        names = (family.name, family.name + "_total") if family.type == "counter" else (family.name,)
+        names = ((family.name, family.name + "_total") if family.type == "counter"
+                 else (family.name,))
         for name in names:
             if name in exact:
                 return exact[name]

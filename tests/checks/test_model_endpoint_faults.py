@@ -22,7 +22,7 @@ from agent.samples import Status
 from checks.model_endpoint.check import ModelEndpointCheck
 from checks.model_endpoint.probe import ErrorKind, classify
 from tests.support.procs import free_port
-from tests.support.targets import Target, canned, json_response
+from tests.support.targets import Target, canned
 
 pytestmark = pytest.mark.unit
 

@@ -132,7 +132,7 @@ async def test_ready_version_canary_then_refused_after_stop(mlserver, catalog_ch
         assert info.tag("version") == "v1" and info.tag("server") == "mlserver 1.7.1"
         assert up.tag_dict | {"model": MODEL, "protocol": "v2", "endpoint": url,
                               "check": "iris"} == up.tag_dict
-        assert _values(result, "mlwarden.endpoint.latency.connect"), "first probe opens a connection"
+        assert _values(result, "mlwarden.endpoint.latency.connect"), "a first probe connects"
         assert _values(result, "mlwarden.endpoint.latency.p99")
         [lat] = _values(result, "mlwarden.endpoint.canary.latency")
         assert 0 < lat.value < 3

@@ -86,7 +86,8 @@ def torchserve(statuses, healthy=True, version="2.0"):
     ping = json_response({"status": "Healthy" if healthy else "Unhealthy"},
                          status=200 if healthy else 500)
     inference = Target({("GET", "/ping"): ping,
-                        ("POST", f"/predictions/ranker/{version}"): keyed(INFERENCE_KEY, predictions)})
+                        ("POST", f"/predictions/ranker/{version}"):
+                            keyed(INFERENCE_KEY, predictions)})
     management = Target({("GET", f"/models/ranker/{version}"): keyed(
         MANAGEMENT_KEY, json_response(torchserve_description("ranker", version, statuses)))})
     return inference, management
@@ -285,7 +286,8 @@ def v2_routes(ready_status: int, ready_body: bytes = b"") -> dict:
         ("GET", "/v2/health/live"): canned(""),
         ("GET", "/v2"): json_response(load_fixture("mlserver", "server_metadata.json")),
         ("GET", "/v2/models/iris-sklearn/ready"): canned(ready_body, status=ready_status),
-        ("GET", "/v2/models/iris-sklearn"): json_response(load_fixture("mlserver", "model_metadata.json")),
+        ("GET", "/v2/models/iris-sklearn"):
+            json_response(load_fixture("mlserver", "model_metadata.json")),
     }
 
 
@@ -293,7 +295,8 @@ async def test_v2_400_empty_body_means_not_ready(ctx):
     async with Target(v2_routes(400)) as t:
         result = await make(ctx, url=t.url, protocol="v2", model="iris-sklearn").run()
     assert result.status == Status.CRITICAL
-    assert result.message.startswith("model iris-sklearn: NOT READY (mlserver 1.7.1"), result.message
+    assert result.message.startswith("model iris-sklearn: NOT READY (mlserver 1.7.1"), \
+        result.message
 
 
 async def test_v2_kserve_ready_false_body(ctx):

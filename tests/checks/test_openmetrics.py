@@ -29,7 +29,8 @@ async def ctx():
 
 
 def pick(*selectors, **kw):
-    return select_samples(parse_families(EXPOSITION), [MetricSelector(**s) for s in selectors], **kw)
+    chosen = [MetricSelector(**s) for s in selectors]
+    return select_samples(parse_families(EXPOSITION), chosen, **kw)
 
 
 def test_counter_forwarded_as_monotonic_count_with_labels():
@@ -142,7 +143,8 @@ async def test_404_and_max_series_warning(ctx):
         capped = await OpenMetricsCheck(OpenMetricsCheck.Config(
             type="openmetrics", name="capped", url=t.url + "/metrics", metrics=[{"regex": ".*"}],
             max_series=10), ctx).run()
-    assert gone.status == Status.CRITICAL and "answered HTTP 404: 404 page not found" in gone.message
+    assert gone.status == Status.CRITICAL
+    assert "answered HTTP 404: 404 page not found" in gone.message
     assert capped.status == Status.OK
     assert any("forwarded only the first 10 series" in w for w in capped.warnings)
 
