@@ -1,5 +1,8 @@
 """Open Inference Protocol (V2): KServe, Triton, MLServer.
 
+Server liveness and readiness, the model's (version's) readiness and the server's
+metadata are asked together; the model's metadata only once it is ready.
+
 Not ready is 400 with an empty body on MLServer and Triton, 503 on KServe's Python
 server; an unknown model is 404. KServe's model-ready route also answers 200 with
 ``{"ready": false}``, so a 200 body is read when it is JSON.
@@ -31,8 +34,9 @@ def inference_path(cfg: ModelEndpointConfig) -> str:
 async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
     base = cfg.url.rstrip("/")
     model = _model_path(cfg)
-    live, ready, server = await asyncio.gather(
+    live, server_ready, ready, server = await asyncio.gather(
         probe.request("GET", f"{base}/v2/health/live"),
+        probe.request("GET", f"{base}/v2/health/ready"),
         probe.request("GET", f"{base}{model}/ready"),
         probe.request("GET", f"{base}/v2"),
     )
@@ -42,6 +46,9 @@ async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
             raise live.http_failure("the server says it is not live")
         return Observation(ready, ready=False, state="NOT LIVE", server=server_name,
                            problem="the server says it is not live")
+    if server_ready.status in (400, 503) and ready.status != 200:
+        return Observation(ready, ready=False, state="NOT READY", server=server_name,
+                           problem="the server says it is not ready")
     if ready.status in (400, 503):
         return Observation(ready, ready=False, state="NOT READY", server=server_name)
     if ready.status == 404:

@@ -281,9 +281,10 @@ async def test_mlflow_404_ping_is_model_not_loaded(ctx):
 
 
 # -- V2 from MLServer's captured answers -------------------------------------------
-def v2_routes(ready_status: int, ready_body: bytes = b"") -> dict:
+def v2_routes(ready_status: int, ready_body: bytes = b"", server_ready: int = 200) -> dict:
     return {
         ("GET", "/v2/health/live"): canned(""),
+        ("GET", "/v2/health/ready"): canned("", status=server_ready),
         ("GET", "/v2"): json_response(load_fixture("mlserver", "server_metadata.json")),
         ("GET", "/v2/models/iris-sklearn/ready"): canned(ready_body, status=ready_status),
         ("GET", "/v2/models/iris-sklearn"):
@@ -297,6 +298,14 @@ async def test_v2_400_empty_body_means_not_ready(ctx):
     assert result.status == Status.CRITICAL
     assert result.message.startswith("model iris-sklearn: NOT READY (mlserver 1.7.1"), \
         result.message
+
+
+async def test_v2_server_not_ready(ctx):
+    async with Target(v2_routes(400, server_ready=400)) as t:
+        result = await make(ctx, url=t.url, protocol="v2", model="iris-sklearn").run()
+    assert result.status == Status.CRITICAL
+    assert result.message.startswith(
+        "model iris-sklearn: NOT READY: the server says it is not ready"), result.message
 
 
 async def test_v2_kserve_ready_false_body(ctx):
