@@ -207,7 +207,9 @@ def classify(exc: BaseException, what: str, deadline: float, phases: Phases) -> 
         reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
         return ProbeFailure(ErrorKind.TLS, f"{what}: TLS handshake failed ({reason})")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        os_error = exc.os_error
+        reason = ("connection refused" if isinstance(os_error, ConnectionRefusedError)
+                  else os_error.strerror or type(os_error).__name__)
         return ProbeFailure(ErrorKind.REFUSED,
                             f"{what}: cannot connect to {exc.host}:{exc.port} ({reason})")
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,

@@ -68,7 +68,7 @@ async def test_refused_is_critical(ctx):
     result = await make(ctx, url=f"http://127.0.0.1:{port}/", request_timeout="2s").run()
     assert result.status == Status.CRITICAL
     assert error_kind(result) == "refused"
-    assert f"cannot connect to 127.0.0.1:{port}" in result.message
+    assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in result.message
 
 
 async def test_500_is_critical_with_the_servers_words(ctx):
