@@ -159,7 +159,9 @@ class RouteConfig(_Model):
         None, description="Re-notify an unchanged firing group this often."
     )
     continue_: bool = Field(
-        False, alias="continue", description="Keep matching sibling routes after this one."
+        False,
+        alias="continue",
+        description="Written `continue:` in YAML: keep matching sibling routes after this one.",
     )
     quiet_hours: QuietHours | None = Field(
         None, description="Hold non-critical notifications in this window."
@@ -188,8 +190,10 @@ class RouteConfig(_Model):
 
 
 class InhibitRuleConfig(_Model):
-    """While an alert matching ``source_match`` fires, mute alerts matching ``target_match``
-    that have the same values of the ``equal`` labels (e.g. NodeDown mutes that node's endpoints)."""
+    """A firing source alert mutes the target alerts that share its ``equal`` labels.
+
+    E.g. a NodeDown alert on gpu-3 mutes the EndpointDown alerts of gpu-3.
+    """
 
     source_match: dict[str, str] = Field(..., description="Labels of the muting (source) alert.")
     target_match: dict[str, str] = Field(..., description="Labels of the muted (target) alerts.")
@@ -226,7 +230,10 @@ class AlertingConfig(_Model):
     slack: SlackSettings | None = Field(
         None, description="Slack bot token and/or incoming webhook."
     )
-    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    alertmanager: AlertmanagerSettings = Field(
+        default_factory=AlertmanagerSettings,
+        description="Settings of the `alertmanager` receivers.",
+    )
     receivers: tuple[ReceiverConfig, ...] = Field(default=(), description="Named receivers.")
     receiver: str | None = Field(
         None,
@@ -235,9 +242,19 @@ class AlertingConfig(_Model):
     group_by: tuple[str, ...] = Field(
         ("alertname",), description="Labels alerts are grouped by by default."
     )
-    group_wait: Duration = Field(30.0, ge=0)
-    group_interval: Duration = Field(300.0, gt=0)
-    repeat_interval: Duration = Field(4 * 3600.0, gt=0)
+    group_wait: Duration = Field(
+        30.0, ge=0, description="Wait before the first notification of a new group."
+    )
+    group_interval: Duration = Field(
+        300.0,
+        gt=0,
+        description="Wait before notifying changes (alerts joining or resolving) of a group.",
+    )
+    repeat_interval: Duration = Field(
+        4 * 3600.0,
+        gt=0,
+        description="Re-notify a group that is still firing, unchanged, this often.",
+    )
     send_resolved: bool = Field(True, description="Notify when a group's alerts resolve.")
     quiet_hours: QuietHours | None = Field(
         None, description="Root quiet hours (inherited by routes)."
@@ -245,8 +262,13 @@ class AlertingConfig(_Model):
     routes: tuple[RouteConfig, ...] = Field(
         default=(), description="Child routes of the root, tried in order."
     )
-    inhibit_rules: tuple[InhibitRuleConfig, ...] = Field(default=())
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    inhibit_rules: tuple[InhibitRuleConfig, ...] = Field(
+        default=(),
+        description="Firing alerts that mute others (e.g. NodeDown mutes that node's endpoints).",
+    )
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Retries, pacing and lateness of deliveries."
+    )
     agent_url: str | None = Field(None, description="Link sent as generatorURL to Alertmanager.")
 
     @field_validator("group_by")
