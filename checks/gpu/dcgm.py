@@ -75,6 +75,8 @@ def parse_exposition(text: str, fallback_node: str) -> tuple[list[NodeReading], 
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, float(sample.value)
+            if family.type == "counter" and name == family.name + "_total":
+                name = family.name  # the parser renames counter samples; DCGM's names have no _total
             if not name.startswith("DCGM_") or "UUID" not in labels:
                 continue
             if is_blank(value):
