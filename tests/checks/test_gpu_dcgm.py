@@ -102,7 +102,9 @@ async def test_kubernetes_mode_exporter_maps_into_the_catalog():
 
 
 async def test_dcgm_and_nvml_feed_the_same_metrics():
-    nvml = await make_check(FakeNvml(one_gpu()), price_per_gpu_hour=1.0).run()
+    local = make_check(FakeNvml(one_gpu()), price_per_gpu_hour=1.0)
+    nvml = await local.run()
+    await local.close()
     exporter = Exporter(exposition([DcgmGpu(0, UUIDS[0])]))
     async with Target({("GET", "/metrics"): exporter.handler}) as target:
         check = dcgm_check(target.url + "/metrics", price_per_gpu_hour=1.0)

@@ -266,7 +266,9 @@ async def test_no_driver_is_unknown_said_once(error, says, caplog):
 
 
 async def test_no_gpu_is_unknown():
-    result = await run(make_check(FakeNvml([])))
+    check = make_check(FakeNvml([]))
+    result = await run(check)
+    await check.close()
     assert result.status == Status.UNKNOWN
     assert result.message == "NVML is working but found no GPU on this node"
 
@@ -301,10 +303,10 @@ async def test_xid_events_are_counted_per_gpu_and_code():
     assert {s.kind for s in result.samples if s.metric == "mlwarden.gpu.xid.errors"} == {Kind.COUNT}
     again = await run(check)
     assert not series(again, "mlwarden.gpu.xid.errors") and again.status == Status.OK
-    watcher = check._nvml.watcher
+    thread = check._nvml.watcher._thread
+    assert thread.is_alive()
     await check.close()
-    assert not watcher.running
-    assert not any(t.name == "nvml-xid" for t in threading.enumerate())
+    assert not thread.is_alive()   # close() stopped the watcher thread
 
 
 async def test_gpus_without_xid_events_are_named_once():
