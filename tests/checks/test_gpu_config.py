@@ -131,3 +131,33 @@ def test_mlwarden_check_on_a_machine_without_a_gpu(tmp_path):
     doc = json.loads(as_json.stdout)
     assert (doc["status"], doc["type"]) == ("UNKNOWN", "gpu")
     assert doc["message"] in table.stdout
+
+
+def test_example_rules_use_declared_metrics_tags_and_the_rule_schema():
+    import re
+
+    import yaml
+
+    rules = yaml.safe_load((REPO / "examples" / "rules" / "gpu.yaml").read_text())["rules"]
+    catalog = load_catalog()
+    keys = {"alert", "metric", "where", "aggregate", "window", "op", "threshold", "for", "severity",
+            "summary", "description", "runbook_url", "absent"}
+    aggregates = {"last", "avg", "min", "max", "sum", "count", "p50", "p90", "p95", "p99", "rate", "increase"}
+    for rule in rules:
+        name = rule["alert"]
+        assert set(rule) <= keys, name
+        spec = catalog.get(rule["metric"])
+        assert spec is not None and spec.check == "gpu", name
+        assert rule.get("aggregate", "last") in aggregates, name
+        assert rule["severity"] in {"critical", "warning", "info"}, name
+        if "absent" in rule:
+            assert "op" not in rule and "threshold" not in rule, name
+        else:
+            assert rule["op"] in {"<", "<=", ">", ">=", "==", "!=", }, name
+            assert isinstance(rule["threshold"], (int, float)), name
+        for tag in rule.get("where", {}):
+            assert tag in spec.tags, (name, tag)
+        for text in (rule["summary"], rule.get("description", "")):
+            for label in re.findall(r"\{(\w+)(?::[^}]*)?\}", text):
+                assert label == "value" or label in spec.tags, (name, label)
+    assert {"GpuNodeIdle", "GpuLost", "GpuXidCritical", "GpuTemperatureHigh"} <= {r["alert"] for r in rules}
