@@ -256,6 +256,10 @@ class Nvml:
         except lib.NVMLError as exc:
             self.field_errors.setdefault(what, str(exc))
             return None
+        except getattr(lib, "NVMLLibraryMismatchError", ()) as exc:
+            # an unversioned pynvml call the (older) driver lacks: say so, leave the field out
+            self.field_errors.setdefault(what, f"the driver is older than nvidia-ml-py ({exc})")
+            return None
 
     # -- XID events (used by checks.gpu.xid's watcher thread) ----------------------------
     def xid_event_set(self) -> tuple[Any, list[str]]:

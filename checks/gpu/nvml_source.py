@@ -37,6 +37,7 @@ class NvmlSource:
         self.nvml = Nvml(lib)
         self.watcher: XidWatcher | None = None
         self._xid_poll_ms = xid_poll_ms
+        self._watcher_failures = 0
         self.notes: list[str] = []  # one-off remarks for the check to warn about
 
     def read(self) -> tuple[NodeReading, dict[tuple[str, str, int], int]]:
@@ -57,10 +58,14 @@ class NvmlSource:
         self._start_watcher()
         xids = self.watcher.drain() if self.watcher is not None else {}
         if self.watcher is not None and self.watcher.error:
-            self.notes.append(f"XID event watcher stopped: {self.watcher.error}; XIDs are not counted "
-                              "until the check restarts")
+            self._watcher_failures += 1
+            give_up = self._watcher_failures >= 3
+            self.notes.append(f"XID event watcher stopped: {self.watcher.error}; "
+                              + ("XIDs are no longer counted" if give_up else "restarting it"))
             self.watcher.stop()
             self.watcher = None
+            if give_up:
+                self.config = self.config.model_copy(update={"xid_events": False})
         return NodeReading(node=self.node, gpus=readings, lost=lost, source="nvml"), xids
 
     def _start_watcher(self) -> None:

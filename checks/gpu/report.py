@@ -82,7 +82,14 @@ class Reporter:
             emit.emit_gpu(out, node.node, gpu)
             if gpu.is_mig:
                 instances.setdefault(gpu.parent_uuid, []).append(gpu)
-        lost = self.lost.observe(node.node, node.gpus, node.lost, now, missing_reason)
+        known = {g.uuid for g in physical}
+        for parent, parts in instances.items():
+            if parent not in known:  # dcgm-exporter may list only the MIG instances of a GPU
+                first = parts[0]
+                gpu = GpuReading(index=first.index, uuid=parent, model=first.model, pci_bus_id=first.pci_bus_id)
+                physical.append(gpu)
+                out.gauge("gpu.up", 1, emit.gpu_tags(node.node, gpu))
+        lost = self.lost.observe(node.node, physical, node.lost, now, missing_reason)
         for gone in lost:
             emit.emit_lost(out, node.node, gone)
             what = f"GPU {gone.index or '?'}" + (f" ({gone.uuid})" if gone.uuid else "")

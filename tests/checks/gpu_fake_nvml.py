@@ -94,7 +94,7 @@ class FakeNvml(types.ModuleType):
     def __init__(self, gpus: list[FakeGpu], *, init_error: str = "", driver: str = "580.159.03") -> None:
         super().__init__("pynvml")
         for name in dir(pynvml):  # the real constants and error classes
-            if name.startswith(("NVML_", "NVMLError", "nvmlEventType", "nvmlClocks")):
+            if name.startswith(("NVML_", "NVMLError", "NVMLLibraryMismatchError", "nvmlEventType", "nvmlClocks")):
                 setattr(self, name, getattr(pynvml, name))
         self.gpus = gpus
         self.init_error = init_error

@@ -255,3 +255,24 @@ def test_hostname_falls_back_to_the_url_host():
     text = exposition([DcgmGpu(0, UUIDS[0])]).replace('Hostname="gpu-node-1",', "")
     (node,), _ = parse_exposition(text, "10.1.2.3")
     assert node.node == "10.1.2.3"
+
+
+async def test_a_gpu_listed_only_through_its_mig_instances_is_counted_and_judged():
+    parent = "GPU-a100a100-0000-0000-0000-000000000000"
+    instances = [DcgmGpu(0, parent, model="NVIDIA A100-SXM4-40GB", mig_profile=p, mig_id=i,
+                         values={"DCGM_FI_DEV_GPU_UTIL": BLANK_INT64, "DCGM_FI_PROF_GR_ENGINE_ACTIVE": 0.0})
+                 for p, i in (("3g.20gb", "1"), ("1g.5gb", "13"))]
+    exporter = Exporter(exposition(instances))
+    clock = Clock()
+    async with Target({("GET", "/metrics"): exporter.handler}) as target:
+        check = dcgm_check(target.url + "/metrics", clock=clock, idle_window=600, price_per_gpu_hour=2.5)
+        for _ in range(11):
+            result = await run(check)
+            clock.t += 60
+        await check.context.close()
+    assert result.status == Status.OK, result.message
+    assert value(result, "mlwarden.gpu.count") == 1
+    assert value(result, "mlwarden.gpu.up", uuid=parent) == 1
+    assert value(result, "mlwarden.gpu.idle", uuid=parent) == 1
+    assert value(result, "mlwarden.gpu.node.idle.cost_rate") == 2.5
+    assert len(series(result, "mlwarden.gpu.up", parent_uuid=parent)) == 2

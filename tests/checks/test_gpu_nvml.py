@@ -380,3 +380,40 @@ async def test_a_hanging_nvml_read_costs_only_its_own_timeout():
     third = await run(check)
     assert third.status == Status.OK
     await check.close()
+
+
+async def test_a_driver_older_than_the_bindings_leaves_the_field_out():
+    lib = FakeNvml(one_gpu(processes=[(1, GiB)]))
+
+    def too_new(handle):
+        raise pynvml.NVMLLibraryMismatchError("Unversioned function called and the pyNVML version "
+                                              "does not match the NVML lib version.")
+
+    lib.nvmlDeviceGetComputeRunningProcesses = too_new
+    check = make_check(lib)
+    result = await run(check)
+    assert result.status == Status.OK
+    assert value(result, "mlwarden.gpu.processes") == 0        # graphics processes still read
+    assert result.warnings == ["NVML cannot read compute_processes: the driver is older than "
+                               "nvidia-ml-py (Unversioned function called and the pyNVML version does "
+                               "not match the NVML lib version.); it is left out"]
+    await check.close()
+
+
+async def test_a_failing_xid_watcher_is_restarted_then_given_up():
+    lib = FakeNvml(one_gpu())
+
+    def broken_wait(eventSet, timeoutms):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN)
+
+    lib.nvmlEventSetWait_v2 = broken_wait
+    check = make_check(lib)
+    notes = []
+    for _ in range(5):
+        result = await run(check)
+        notes.extend(w for w in result.warnings if "XID" in w)
+        time.sleep(0.05)
+    assert notes[:2] == ["XID event watcher stopped: NVMLError_Unknown: Unknown Error; restarting it"] * 2
+    assert notes[2] == "XID event watcher stopped: NVMLError_Unknown: Unknown Error; XIDs are no longer counted"
+    assert len(notes) == 3
+    await check.close()
