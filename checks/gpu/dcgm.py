@@ -133,7 +133,6 @@ class DcgmSource:
 
     def __init__(self, urls: tuple[str, ...]) -> None:
         self.urls = urls
-        self.node_of: dict[str, list[str]] = {}  # URL -> nodes it reported last time
 
     async def read(self, http: aiohttp.ClientSession, timeout: float,
                    run_blocking: Callable) -> list[tuple[str, list[NodeReading], str | None, int]]:
@@ -160,5 +159,4 @@ class DcgmSource:
             return url, [], f"{url} answered but holds no DCGM_* GPU series (is it a dcgm-exporter?)", 0
         for node in nodes:
             node.source = url
-        self.node_of[url] = [n.node for n in nodes]
         return url, nodes, None, blanks

@@ -276,3 +276,20 @@ async def test_a_gpu_listed_only_through_its_mig_instances_is_counted_and_judged
     assert value(result, "mlwarden.gpu.idle", uuid=parent) == 1
     assert value(result, "mlwarden.gpu.node.idle.cost_rate") == 2.5
     assert len(series(result, "mlwarden.gpu.up", parent_uuid=parent)) == 2
+
+
+def test_optional_fields_an_operator_adds_to_the_counter_list():
+    gpu = DcgmGpu(0, UUIDS[0])
+    text = exposition([gpu], extra={
+        "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": [(gpu, {}, 0x40 | 0x4)],
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": [(gpu, {}, 12)],
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": [(gpu, {}, 1)],
+        "DCGM_FI_DEV_POWER_MGMT_LIMIT": [(gpu, {}, 700.0)],
+        "DCGM_FI_DEV_FB_TOTAL": [(gpu, {}, 81559)],
+    })
+    (node,), _ = parse_exposition(text, "x")
+    reading = node.gpus[0]
+    assert reading.throttle_reasons == 0x44
+    assert (reading.ecc_corrected, reading.ecc_uncorrected) == (12, 1)
+    assert reading.power_limit == 700.0
+    assert reading.memory_total == 81559 * MiB   # the exporter's total wins over used + free + reserved
