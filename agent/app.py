@@ -23,7 +23,7 @@ from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.prometheus import PrometheusExporter
 from agent.pipeline import Pipeline
-from agent.plugins import get_check_type
+from agent.plugins import check_types, get_check_type
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -51,6 +51,10 @@ def default_instances(config: AgentConfig) -> list[InstanceConfig]:
     if config.agent.self_check and "agent" not in types:
         cls = get_check_type("agent")
         extra.append(cls.Config(type="agent", name="agent", interval=config.agent.self_check_interval))
+    gpu = check_types().get("gpu") if "gpu" not in types else None
+    auto = getattr(gpu, "auto_instance", None)  # an nvml instance only where a GPU is present
+    if auto is not None and (instance := auto()) is not None:
+        extra.append(instance)
     return extra
 
 
