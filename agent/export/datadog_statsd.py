@@ -1,0 +1,153 @@
+"""Datadog through a local Datadog Agent: DogStatsD over UDP or a Unix socket.
+
+The hot path is ``consume()``: per sample a cached tag list and one buffered line, so a
+poll costs microseconds per metric and a datagram carries many metrics. UDP drops are
+silent, so the client's own telemetry is on and its drop counters are read (they reset
+each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps totals).
+
+Kinds: gauges are gauges; ``count`` samples are sent as counts (``|c``), never gauges;
+``monotonic_count`` totals become the delta since the previous total, sent as counts.
+Each check result also becomes a service check ``mlwarden.<check type>.status`` tagged
+with the instance, so Datadog monitors can follow every check instance's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from datadog.dogstatsd.base import DogStatsd
+
+from agent.export.config import DatadogConfig
+from agent.export.counters import MonotonicDeltas
+from agent.export.health import ExporterHealth
+from agent.export.tags import dd_tags
+from agent.samples import CheckResult, Kind
+
+__all__ = ["DogStatsdExporter", "service_check_name"]
+
+log = logging.getLogger(__name__)
+
+
+def service_check_name(check_type: str) -> str:
+    """The service check a check instance's status is sent as."""
+    return f"mlwarden.{check_type}.status"
+
+
+class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
+    """DogStatsd whose telemetry counters are also kept as totals across telemetry flushes."""
+
+    def _reset_telemetry(self) -> None:
+        self.total_dropped = getattr(self, "total_dropped", 0) + getattr(self, "packets_dropped_queue", 0) \
+            + getattr(self, "packets_dropped_writer", 0) + getattr(self, "packets_dropped_expired", 0)
+        self.total_sent = getattr(self, "total_sent", 0) + getattr(self, "packets_sent", 0)
+        super()._reset_telemetry()
+
+    @property
+    def dropped_so_far(self) -> int:
+        return int(self.total_dropped + self.packets_dropped)
+
+    @property
+    def sent_so_far(self) -> int:
+        return int(self.total_sent + self.packets_sent)
+
+
+class DogStatsdExporter:
+    """Pipeline sink and component that sends every sample to a DogStatsD server."""
+
+    name = "datadog"
+
+    def __init__(self, config: DatadogConfig) -> None:
+        self.config = config
+        self.target = config.dogstatsd_target()
+        self.health = ExporterHealth("datadog")
+        self.health.state = "ok"
+        self._deltas = MonotonicDeltas()
+        self._seen_dropped = 0
+        self.statsd = _CountingDogStatsd(
+            host=None if self.target.socket else self.target.host,
+            port=None if self.target.socket else self.target.port,
+            socket_path=self.target.socket,
+            disable_buffering=not config.buffering,
+            flush_interval=config.flush_interval,
+            disable_telemetry=False,
+            telemetry_min_flush_interval=10,
+            # DD_ENV, DD_SERVICE and DD_VERSION become env/service/version constant tags
+            # inside the client; nothing to add here.
+            constant_tags=[],
+            origin_detection_enabled=False,
+        )
+        self._gauge = self.statsd.gauge
+        self._count = self.statsd.count
+
+    @property
+    def destination(self) -> str:
+        if self.target.socket:
+            return f"unix://{self.target.socket}"
+        return f"udp://{self.target.host}:{self.target.port}"
+
+    # -- component -------------------------------------------------------------------
+    async def start(self) -> None:
+        log.info("sending metrics to DogStatsD at %s (buffering %s)", self.destination,
+                 "on" if self.config.buffering else "off")
+
+    async def stop(self) -> None:
+        self.flush()
+        self.statsd.close_socket()
+        self.statsd.stop()
+
+    def status(self) -> dict[str, Any]:
+        self._observe_drops()
+        return {"mode": "dogstatsd", "destination": self.destination,
+                "packets_sent": self.statsd.sent_so_far, **self.health.as_dict()}
+
+    # -- sink ------------------------------------------------------------------------
+    def consume(self, result: CheckResult) -> None:
+        gauge, count, deltas = self._gauge, self._count, self._deltas
+        n = 0
+        for sample in result.samples:
+            tags = dd_tags(sample.tags)
+            kind = sample.kind
+            if kind is Kind.GAUGE:
+                gauge(sample.metric, sample.value, tags=tags)
+            elif kind is Kind.COUNT:
+                count(sample.metric, sample.value, tags=tags)
+            else:
+                delta = deltas.delta(sample.key, sample.value)
+                if delta is None:
+                    continue
+                count(sample.metric, delta, tags=tags)
+            n += 1
+        if self.config.service_checks and result.check_type != "exporters":
+            self.statsd.service_check(
+                service_check_name(result.check_type), int(result.status),
+                tags=dd_tags(_instance_tags(result)), message=result.message or None,
+            )
+        self.health.success(n)
+        self._observe_drops()
+
+    def forget(self, check: str) -> None:
+        self._deltas.forget(check)
+
+    def flush(self) -> None:
+        self.statsd.flush()
+        self._observe_drops()
+
+    def _observe_drops(self) -> None:
+        dropped = self.statsd.dropped_so_far
+        if dropped > self._seen_dropped:
+            new = dropped - self._seen_dropped
+            self._seen_dropped = dropped
+            self.health.drop("dogstatsd_send_failed", new)
+            self.health.failure(
+                f"{new} DogStatsD packet(s) could not be sent to {self.destination} "
+                "(is the Datadog Agent running and listening there?)", time.time())
+
+
+def _instance_tags(result: CheckResult) -> tuple[tuple[str, str], ...]:
+    """Tags of a check instance's service check: the instance's own tags, from any sample."""
+    for sample in result.samples:
+        if sample.metric == "mlwarden.check.status":
+            return tuple((k, v) for k, v in sample.tags if k != "check_type")
+    return (("check", result.check),)
