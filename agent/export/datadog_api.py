@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -359,7 +360,9 @@ class DatadogApiExporter:
         except HttpTimeout as exc:
             raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s", outcome="retry") from exc
         except HTTPError as exc:
-            status = getattr(exc, "status_code", None)
+            # the package keeps the status only in its message; our client recorded nothing
+            # because requests raised, so read it from the message
+            status = _status_in(str(exc))
             raise _Verdict(f"{where} answered HTTP {status} to a {what} submission",
                            outcome="retry", status=status) from exc
         except ClientError as exc:
@@ -408,6 +411,11 @@ def _points(payload: Any) -> int:
     if isinstance(payload, dict) and "series" in payload:
         return sum(len(s["points"]) for s in payload["series"])
     return 1
+
+
+def _status_in(message: str) -> int | None:
+    match = re.search(r"response code: (\d{3})", message)
+    return int(match.group(1)) if match else None
 
 
 def _float(value: Any) -> float | None:

@@ -89,9 +89,12 @@ async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine,
     await wait_until(lambda: len(durations(intake)) == len(sent), 5, "the points before the outage")
     intake.mode = "error"
     await feed(OUTAGE / 2, exporter)
+    assert "HTTP 503" in exporter.status()["last_error"]
     intake.mode = "hang"
     await feed(OUTAGE / 4, exporter)
-    assert exporter.status()["state"] == "failing"
+    status = exporter.status()
+    assert status["state"] == "failing"
+    assert "no answer within" in status["last_error"] or "backing off" in status["last_error"]
     assert exporter.health.queue_length > 0
     await exporter.stop()  # restart in the middle of the outage, same database
     exporter = DatadogApiExporter(config(intake), engine, hostname="node-1")
