@@ -79,6 +79,11 @@ class DatadogConfig(_Model):
     buffering: bool = Field(
         True, description="Pack many metrics per datagram (client-side buffering)."
     )
+    max_packet_size: int | None = Field(
+        None, ge=512, le=65_000,
+        description="Largest DogStatsD datagram in bytes (default 1432 over UDP, 8192 over a "
+        "Unix socket; raise to 8192 when the Datadog Agent is on the same host).",
+    )
     flush_interval: Duration = Field(
         1.0, gt=0, description="dogstatsd: buffer flush period; api: how often points are batched."
     )

@@ -58,7 +58,7 @@ class DogStatsdExporter:
 
     name = "datadog"
 
-    def __init__(self, config: DatadogConfig) -> None:
+    def __init__(self, config: DatadogConfig, telemetry_interval: int = 10) -> None:
         self.config = config
         self.target = config.dogstatsd_target()
         self.health = ExporterHealth("datadog")
@@ -71,8 +71,9 @@ class DogStatsdExporter:
             socket_path=self.target.socket,
             disable_buffering=not config.buffering,
             flush_interval=config.flush_interval,
+            max_buffer_len=config.max_packet_size or 0,
             disable_telemetry=False,
-            telemetry_min_flush_interval=10,
+            telemetry_min_flush_interval=telemetry_interval,
             # DD_ENV, DD_SERVICE and DD_VERSION become env/service/version constant tags
             # inside the client; nothing to add here.
             constant_tags=[],
