@@ -45,8 +45,8 @@ def test_outage_and_restart_lose_nothing_and_send_nothing_twice(tmp_path):
             time.sleep(OUTAGE / 2)
             intake.mode = "hang"
             time.sleep(OUTAGE / 4)
-            agent.stop()  # SIGTERM in the middle of the outage
             down_from = time.time()
+            agent.stop()  # SIGTERM in the middle of the outage
             agent, port = start_agent(tmp_path, extra)
             down_until = time.time()
             time.sleep(OUTAGE / 4)

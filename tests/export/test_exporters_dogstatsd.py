@@ -77,17 +77,26 @@ async def test_names_values_types_tags_and_service_checks_arrive(listener, monke
     assert checks[1].message == "connection refused" and "check:ranker_prod" in checks[1].tags
 
 
+def send_in_chunks(exporter: DogStatsdExporter, listener: DogStatsdListener) -> None:
+    """100 results, flushed every 10 and waited for: a Unix datagram socket queues only a
+    few datagrams (net.unix.max_dgram_qlen), so a listener starved of CPU would see drops
+    (which the exporter counts, see the test below) rather than the packing under test."""
+    batch = results(1)[0]
+    for chunk in range(10):
+        for _ in range(10):
+            exporter.consume(batch)
+        exporter.flush()
+        want = 40 * (chunk + 1) - 1  # 4 per result, but the first monotonic total only seeds
+        wait_for(lambda: len(listener.ours()) >= want, 5, 0.02, f"{want} metrics")
+
+
 async def test_buffering_packs_many_metrics_per_datagram_and_telemetry_is_on(listener, monkeypatch):
     exporter = exporter_for(listener, monkeypatch, telemetry_interval=0, service_checks=False)
-    batch = results(1)[0]
-    for _ in range(100):
-        exporter.consume(batch)
-    exporter.flush()
-    wait_for(lambda: len(listener.ours()) >= 399, 5, 0.05, "399 metrics")
+    send_in_chunks(exporter, listener)
     await exporter.stop()
     assert len(listener.ours()) == 399  # 4 per result, but the first monotonic total only seeds
     # unbuffered this would be 399 datagrams; ~130-byte lines fill 1432-byte UDP packets
-    assert listener.our_datagrams <= (45 if listener.path is None else 10), listener.our_datagrams
+    assert listener.our_datagrams <= (50 if listener.path is None else 20), listener.our_datagrams
     names = {m.name for m in listener.snapshot()[0]}
     assert "datadog.dogstatsd.client.packets_sent" in names  # the client's own telemetry
     assert exporter.status()["packets_sent"] >= 1
@@ -111,13 +120,9 @@ async def test_unreachable_socket_drops_are_counted_not_silent(tmp_path, monkeyp
 
 async def test_larger_packets_for_a_local_agent(listener, monkeypatch):
     exporter = exporter_for(listener, monkeypatch, service_checks=False, max_packet_size=8192)
-    batch = results(1)[0]
-    for _ in range(100):
-        exporter.consume(batch)
-    exporter.flush()
-    wait_for(lambda: len(listener.ours()) >= 399, 5, 0.05, "399 metrics")
+    send_in_chunks(exporter, listener)
     await exporter.stop()
-    assert listener.our_datagrams <= 10, listener.our_datagrams
+    assert listener.our_datagrams <= 20, listener.our_datagrams
 
 
 def test_config_wins_over_environment(monkeypatch):

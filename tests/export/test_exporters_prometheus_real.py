@@ -109,6 +109,10 @@ scrape_configs:
 
         up = api(base, "/api/v1/query", query='mlwarden_exporter_up{exporter="prometheus"}')["result"]
         assert up and up[0]["value"][1] == "1"
+        status, body = http_get(f"http://127.0.0.1:{agent}/status", timeout=5)
+        components = json.loads(body)["components"]
+        assert components["prometheus"]["state"] == "ok" and components["prometheus"]["scrapes"] >= 1
+        assert components["exporter-health"]["exporters"] == ["prometheus"]
         # a counter only grows across scrapes
         first = float(runs()[0]["value"][1])
         wait_for(lambda: float(runs()[0]["value"][1]) > first, 20, 0.5, "the runs counter to grow")
