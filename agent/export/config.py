@@ -84,8 +84,10 @@ class DatadogConfig(_Model):
         description="Largest DogStatsD datagram in bytes (default 1432 over UDP, 8192 over a "
         "Unix socket; raise to 8192 when the Datadog Agent is on the same host).",
     )
-    flush_interval: Duration = Field(
-        1.0, gt=0, description="dogstatsd: buffer flush period; api: how often points are batched."
+    flush_interval: Duration | None = Field(
+        None, gt=0,
+        description="dogstatsd: buffer flush period (default 1s); api: how often points are "
+        "batched and sent (default 10s).",
     )
     service_checks: bool = Field(
         True, description="Send a service check per check instance with its status."
@@ -128,6 +130,12 @@ class DatadogConfig(_Model):
             raise ValueError("mode `api` needs `api_key` (or the DD_API_KEY environment variable), "
                              "found neither")
         return self
+
+    @property
+    def interval(self) -> float:
+        if self.flush_interval is not None:
+            return self.flush_interval
+        return 10.0 if self.mode == "api" else 1.0
 
     def dogstatsd_target(self) -> DogStatsdTarget:
         env = os.environ

@@ -44,9 +44,8 @@ from agent.catalog import Catalog, load_catalog
 from agent.errors import ExportError
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
-from agent.export.datadog_statsd import _instance_tags, service_check_name
 from agent.export.health import ExporterHealth
-from agent.export.tags import dd_tags
+from agent.export.tags import dd_tags, instance_tags, service_check_name
 from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
 from agent.samples import CheckResult, Kind
@@ -183,7 +182,7 @@ class DatadogApiExporter:
                 "host_name": self.hostname,
                 "status": int(result.status),
                 "timestamp": int(result.started),
-                "tags": dd_tags(_instance_tags(result)),
+                "tags": dd_tags(instance_tags(result)),
             }
             if result.message:
                 check["message"] = result.message[:4000]
@@ -207,7 +206,7 @@ class DatadogApiExporter:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.config.flush_interval)
+                await asyncio.wait_for(self._wake.wait(), self.config.interval)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

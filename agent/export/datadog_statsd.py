@@ -22,17 +22,12 @@ from datadog.dogstatsd.base import DogStatsd
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.health import ExporterHealth
-from agent.export.tags import dd_tags
+from agent.export.tags import dd_tags, instance_tags, service_check_name
 from agent.samples import CheckResult, Kind
 
-__all__ = ["DogStatsdExporter", "service_check_name"]
+__all__ = ["DogStatsdExporter"]
 
 log = logging.getLogger(__name__)
-
-
-def service_check_name(check_type: str) -> str:
-    """The service check a check instance's status is sent as."""
-    return f"mlwarden.{check_type}.status"
 
 
 class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
@@ -70,7 +65,7 @@ class DogStatsdExporter:
             port=None if self.target.socket else self.target.port,
             socket_path=self.target.socket,
             disable_buffering=not config.buffering,
-            flush_interval=config.flush_interval,
+            flush_interval=config.interval,
             max_buffer_len=config.max_packet_size or 0,
             disable_telemetry=False,
             telemetry_min_flush_interval=telemetry_interval,
@@ -123,7 +118,7 @@ class DogStatsdExporter:
         if self.config.service_checks and result.check_type != "exporters":
             self.statsd.service_check(
                 service_check_name(result.check_type), int(result.status),
-                tags=dd_tags(_instance_tags(result)), message=result.message or None,
+                tags=dd_tags(instance_tags(result)), message=result.message or None,
             )
         self.health.success(n)
         self._observe_drops()
@@ -144,11 +139,3 @@ class DogStatsdExporter:
             self.health.failure(
                 f"{new} DogStatsD packet(s) could not be sent to {self.destination} "
                 "(is the Datadog Agent running and listening there?)", time.time())
-
-
-def _instance_tags(result: CheckResult) -> tuple[tuple[str, str], ...]:
-    """Tags of a check instance's service check: the instance's own tags, from any sample."""
-    for sample in result.samples:
-        if sample.metric == "mlwarden.check.status":
-            return tuple((k, v) for k, v in sample.tags if k != "check_type")
-    return (("check", result.check),)

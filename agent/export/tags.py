@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from agent.samples import Tags
+from agent.samples import CheckResult, Tags
 
-__all__ = ["dd_tag", "dd_tags"]
+__all__ = ["dd_tag", "dd_tags", "instance_tags", "service_check_name"]
 
 _BAD = re.compile(r"[^a-z0-9_\-:./]+")
 _RUNS = re.compile(r"__+")
@@ -35,3 +35,16 @@ def dd_tag(key: str, value: str) -> str:
 def dd_tags(tags: Tags) -> list[str]:
     """Datadog tag strings of a sample's tag tuple (cached: tag sets repeat every poll)."""
     return [dd_tag(k, v) for k, v in tags]
+
+
+def service_check_name(check_type: str) -> str:
+    """The service check a check instance's status is sent as."""
+    return f"mlwarden.{check_type}.status"
+
+
+def instance_tags(result: CheckResult) -> tuple[tuple[str, str], ...]:
+    """Tags of a check instance's service check: the instance's own tags, from any sample."""
+    for sample in result.samples:
+        if sample.metric == "mlwarden.check.status":
+            return tuple((k, v) for k, v in sample.tags if k != "check_type")
+    return (("check", result.check),)

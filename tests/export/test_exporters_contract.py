@@ -25,7 +25,6 @@ from agent.history.db import create_schema, make_engine
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.dogstatsd_listener import DogStatsdListener
 from tests.export.fake_intake import FakeIntake
-from tests.support.procs import wait_for
 
 TAGS = make_tags({"check": "ranker", "model": "ranker"})
 
