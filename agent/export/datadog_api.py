@@ -38,6 +38,7 @@ from datadog import initialize as dd_initialize
 from datadog.api.api_client import APIClient
 from datadog.api.exceptions import ApiError, ClientError, HttpBackoff, HTTPError, HttpTimeout
 from datadog.api.http_client import RequestClient
+from datadog.api.service_checks import ServiceCheck
 from sqlalchemy import Engine, and_, delete, func
 
 from agent.catalog import Catalog, load_catalog
@@ -334,10 +335,10 @@ class DatadogApiExporter:
     def _configure_client(self) -> None:
         dd_initialize(api_key=self._api_key, api_host=self.api_url, host_name=self.hostname,
                       mute=False, return_raw_response=True, hostname_from_config=False)
-        dd_api._timeout = self.config.timeout
+        dd_api._timeout = self.config.timeout  # type: ignore[assignment]  # requests takes floats
         dd_api._max_retries = 0
         APIClient._http_client = _RecordingClient
-        APIClient._backoff_period = self.config.client_backoff
+        APIClient._backoff_period = self.config.client_backoff  # type: ignore[assignment]
         APIClient._backoff_timestamp = None
         APIClient._timeout_counter = 0
 
@@ -351,7 +352,7 @@ class DatadogApiExporter:
                 out = APIClient.submit("POST", "series", api_version="v2", body=payload,
                                        compress_payload=True)
             else:
-                out = dd_api.ServiceCheck.check(**payload)
+                out = ServiceCheck.check(**payload)
         except HttpBackoff as exc:
             left = _backoff_left()
             raise _Verdict(f"{where}: the datadog client is backing off after repeated timeouts "
