@@ -130,6 +130,7 @@ class DatadogApiExporter:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._units: dict[str, str | None] = {}
+        self._store_failing = False
 
     # -- component -------------------------------------------------------------------
     async def start(self) -> None:
@@ -211,13 +212,42 @@ class DatadogApiExporter:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            series, checks = self._take()
             try:
-                await self._blocking(self.cycle, self.clock(), *self._take())
+                await self._blocking(self._to_outbox, self.clock(), series, checks)
+            except asyncio.CancelledError:
+                self._restore(series, checks)
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store is down: keep the batch in memory
+                self._restore(series, checks)
+                self._cycle_failed(f"cannot write to the outbox in the store: {exc}")
+                continue
+            try:
+                await self._blocking(self.cycle, self.clock())
+                self._store_failing = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store may be down; keep trying
-                self.health.failure(f"datadog exporter cycle failed: {scrub(str(exc))}")
-                log.exception("datadog exporter: a send cycle failed; retrying next interval")
+                self._cycle_failed(f"a delivery round failed: {exc}")
+
+    def _restore(self, series: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+        """Put a batch the outbox did not take back in memory, within the queue's bound."""
+        cap = self.config.max_points_per_request * 10
+        self._series[:0] = series
+        self._checks[:0] = checks
+        if len(self._series) > cap:
+            self.health.drop("queue_full", len(self._series) - cap)
+            del self._series[:len(self._series) - cap]
+        if len(self._checks) > cap:
+            self.health.drop("queue_full", len(self._checks) - cap)
+            del self._checks[:len(self._checks) - cap]
+
+    def _cycle_failed(self, message: str) -> None:
+        message = f"datadog exporter: {scrub(message)}"
+        self.health.failure(message)
+        if not self._store_failing:
+            log.error("%s; retrying every %gs (points wait in memory)", message, self.config.interval)
+        self._store_failing = True
 
     def _take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The memory batch, taken on the loop (where ``consume`` appends to it)."""

@@ -203,3 +203,24 @@ def test_queue_is_bounded_and_overflow_is_counted(engine, intake):
     assert Outbox(engine).pending_count(SERIES_KIND) == 3
     assert exporter.health.dropped["queue_full"] == 6  # three batches of two points
     assert Outbox(engine).pending_count(CHECK_KIND) == 0
+
+
+async def test_store_unavailable_keeps_points_in_memory_and_logs_once(tmp_path, intake, caplog):
+    caplog.set_level(logging.ERROR, logger="agent.export.datadog_api")
+    eng = make_engine(f"sqlite:///{tmp_path}/no-schema-yet.db")  # no outbox table: writes fail
+    exporter = DatadogApiExporter(config(intake, service_checks=False), eng, hostname="node-1")
+    await exporter.start()
+    sent = []
+    for k in range(10):
+        ts = time.time()
+        exporter.consume(result(k, ts))
+        sent.append((int(ts), float(k)))
+        await asyncio.sleep(0.1)
+    assert exporter.status()["state"] == "failing"
+    assert "outbox" in exporter.status()["last_error"]
+    create_schema(eng)  # the store is back
+    await wait_until(lambda: len(durations(intake)) == len(sent), 10, "the kept points")
+    await exporter.stop()
+    eng.dispose()
+    assert durations(intake) == sent
+    assert len([r for r in caplog.records if "outbox" in r.getMessage()]) == 1
