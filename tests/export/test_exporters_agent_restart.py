@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from tests.export.fake_intake import FakeIntake
-from tests.export.test_exporters_prometheus_real import start_agent
+from tests.export.agent_proc import start_agent
 from tests.support.procs import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -9,42 +9,16 @@ labels must be those the catalog declares.
 from __future__ import annotations
 
 import json
-import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from agent.catalog import load_catalog
+from tests.export.agent_proc import start_agent
 from tests.support.procs import PEERS, Proc, free_port, http_get, require_peer, wait_for, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HINT = "bash tests/peers/install-promstack.sh"
-MLWARDEN = Path(sys.executable).with_name("mlwarden")
-
-
-def agent_config(tmp: Path, port: int, extra: str = "") -> Path:
-    cfg = tmp / "agent.yaml"
-    cfg.write_text(f"""
-agent:
-  history: sqlite:///{tmp}/history.db
-  listen: 127.0.0.1:{port}
-  hostname: test-agent
-  self_check_interval: 1s
-  log_format: text
-  tags: {{env: test}}
-exporters:
-{extra or "  prometheus: {enabled: true}"}
-""")
-    return cfg
-
-
-def start_agent(tmp: Path, extra: str = "") -> tuple[Proc, int]:
-    port = free_port()
-    proc = Proc("mlwarden-agent", [MLWARDEN, "run", "--config", agent_config(tmp, port, extra)],
-                log_dir=tmp).start()
-    wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=proc)
-    return proc, port
 
 
 def api(base: str, path: str, **params: str) -> dict:
