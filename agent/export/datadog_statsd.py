@@ -1,7 +1,8 @@
 """Datadog through a local Datadog Agent: DogStatsD over UDP or a Unix socket.
 
-The hot path is ``consume()``: per sample a cached tag list and one buffered line, so a
-poll costs microseconds per metric and a datagram carries many metrics. UDP drops are
+The hot path is ``consume()``: each series' datagram line is serialised once by the
+client itself and cached, split around the value, so a poll costs a dict lookup, a float
+format and a buffer append per metric, and a datagram carries many metrics. UDP drops are
 silent, so the client's own telemetry is on and its drop counters are read (they reset
 each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps totals).
 
@@ -23,11 +24,12 @@ from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tags, instance_tags, service_check_name
-from agent.samples import CheckResult, Kind
+from agent.samples import CheckResult, Kind, SeriesKey, Tags
 
 __all__ = ["DogStatsdExporter"]
 
 log = logging.getLogger(__name__)
+_UNSET: Any = ("", "")  # a cache miss (None in the cache means: use the public calls)
 
 
 class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
@@ -38,6 +40,28 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
             + getattr(self, "packets_dropped_writer", 0) + getattr(self, "packets_dropped_expired", 0)
         self.total_sent = getattr(self, "total_sent", 0) + getattr(self, "packets_sent", 0)
         super()._reset_telemetry()
+
+    def line_template(self, metric: str, metric_type: str, tags: list[str]) -> tuple[str, str] | None:
+        """The datagram line of a series split around its value, serialised once by the
+        client itself (namespace, constant tags, container id as it would send them).
+
+        None when this client version lacks the internals the fast path relies on; the
+        exporter then uses the public ``gauge``/``count`` calls.
+        """
+        try:
+            line = self._serialize_metric(metric, metric_type, "\x00", tags)
+        except (AttributeError, TypeError):
+            return None
+        head, sep, tail = line.partition(":\x00|")
+        if not sep or "\x00" in tail:
+            return None
+        return head + ":", "|" + tail
+
+    def send_line(self, line: str) -> None:
+        """Hand one serialised line to the client's buffer, counted in its telemetry."""
+        if self._telemetry:
+            self.metrics_count += 1
+        self._send(line)
 
     @property
     def dropped_so_far(self) -> int:
@@ -74,8 +98,8 @@ class DogStatsdExporter:
             constant_tags=[],
             origin_detection_enabled=False,
         )
-        self._gauge = self.statsd.gauge
-        self._count = self.statsd.count
+        self._lines: dict[tuple[SeriesKey, Kind], tuple[str, str] | None] = {}
+        self._send_line = self.statsd.send_line
 
     @property
     def destination(self) -> str:
@@ -100,20 +124,24 @@ class DogStatsdExporter:
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
-        gauge, count, deltas = self._gauge, self._count, self._deltas
+        """Send a result's samples; a series' line is serialised once, then only its value."""
+        lines, send, deltas = self._lines, self._send_line, self._deltas
         n = 0
         for sample in result.samples:
-            tags = dd_tags(sample.tags)
             kind = sample.kind
-            if kind is Kind.GAUGE:
-                gauge(sample.metric, sample.value, tags=tags)
-            elif kind is Kind.COUNT:
-                count(sample.metric, sample.value, tags=tags)
-            else:
-                delta = deltas.delta(sample.key, sample.value)
+            value = sample.value
+            if kind is Kind.MONOTONIC_COUNT:
+                delta = deltas.delta(sample.key, value)
                 if delta is None:
                     continue
-                count(sample.metric, delta, tags=tags)
+                value = delta
+            template = lines.get((sample.key, kind), _UNSET)
+            if template is _UNSET:
+                template = self._template(sample.metric, kind, sample.tags)
+            if template is None:
+                self._fallback(sample.metric, kind, value, sample.tags)
+            else:
+                send(template[0] + repr(value) + template[1])
             n += 1
         if self.config.service_checks and result.check_type != "exporters":
             self.statsd.service_check(
@@ -123,8 +151,22 @@ class DogStatsdExporter:
         self.health.success(n)
         self._observe_drops()
 
+    def _template(self, metric: str, kind: Kind, tags: Tags) -> tuple[str, str] | None:
+        mtype = "g" if kind is Kind.GAUGE else "c"
+        template = self.statsd.line_template(metric, mtype, dd_tags(tags))
+        self._lines[((metric, tags), kind)] = template
+        return template
+
+    def _fallback(self, metric: str, kind: Kind, value: float, tags: Tags) -> None:
+        if kind is Kind.GAUGE:
+            self.statsd.gauge(metric, value, tags=dd_tags(tags))
+        else:
+            self.statsd.count(metric, value, tags=dd_tags(tags))
+
     def forget(self, check: str) -> None:
         self._deltas.forget(check)
+        for key in [k for k in self._lines if ("check", check) in k[0][1]]:
+            del self._lines[key]
 
     def flush(self) -> None:
         self.statsd.flush()

@@ -9,6 +9,7 @@ import pytest
 
 from agent.export.config import DatadogConfig
 from agent.export.datadog_statsd import DogStatsdExporter
+from agent.export.tags import dd_tags
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.dogstatsd_listener import DogStatsdListener
 from tests.support.procs import wait_for
@@ -136,3 +137,32 @@ def test_config_wins_over_environment(monkeypatch):
     assert DatadogConfig().dogstatsd_target().socket == "/var/run/datadog/dsd.socket"
     assert os.environ["DD_AGENT_HOST"] == "10.0.0.1"
     time.sleep(0)
+
+
+async def test_cached_lines_are_what_the_client_itself_would_send(listener, monkeypatch):
+    exporter = exporter_for(listener, monkeypatch, service_checks=False)
+    result = results(1)[0]
+    exporter.consume(result)  # the cached fast path
+    exporter.flush()
+    for s in result.samples:  # the client's public calls, same data
+        if s.kind is Kind.GAUGE:
+            exporter.statsd.gauge(s.metric, s.value, tags=list(dd_tags(s.tags)))
+        elif s.kind is Kind.COUNT:
+            exporter.statsd.count(s.metric, s.value, tags=list(dd_tags(s.tags)))
+    exporter.flush()
+    wait_for(lambda: len(listener.ours()) >= 6, 5, 0.05, "both sets of lines")
+    await exporter.stop()
+    ours = listener.ours()
+    assert ours[:3] == ours[3:6]
+    assert listener.problems == []
+
+
+async def test_public_calls_when_the_client_cannot_serialise_lines_for_the_cache(listener, monkeypatch):
+    exporter = exporter_for(listener, monkeypatch, service_checks=False)
+    monkeypatch.setattr(exporter.statsd, "line_template", lambda *args: None)  # a future client
+    exporter.consume(results(1)[0])
+    exporter.flush()
+    wait_for(lambda: len(listener.ours()) >= 3, 5, 0.05, "the lines")
+    await exporter.stop()
+    assert [(m.name, m.type) for m in listener.ours()] == [
+        ("mlwarden.check.duration", "g"), ("mlwarden.check.runs", "c"), ("mlwarden.check.status", "g")]
