@@ -81,8 +81,8 @@ class DatadogConfig(_Model):
     )
     max_packet_size: int | None = Field(
         None, ge=512, le=65_000,
-        description="Largest DogStatsD datagram in bytes (default 1432 over UDP, 8192 over a "
-        "Unix socket; raise to 8192 when the Datadog Agent is on the same host).",
+        description="Largest DogStatsD datagram in bytes (default 8192 over a Unix socket or "
+        "to a loopback address, 1432 (one Ethernet MTU) over UDP to another host).",
     )
     flush_interval: Duration | None = Field(
         None, gt=0,

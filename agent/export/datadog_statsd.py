@@ -90,7 +90,7 @@ class DogStatsdExporter:
             socket_path=self.target.socket,
             disable_buffering=not config.buffering,
             flush_interval=config.interval,
-            max_buffer_len=config.max_packet_size or 0,
+            max_buffer_len=config.max_packet_size or _default_packet_size(self.target.host, self.target.socket),
             disable_telemetry=False,
             telemetry_min_flush_interval=telemetry_interval,
             # DD_ENV, DD_SERVICE and DD_VERSION become env/service/version constant tags
@@ -181,3 +181,11 @@ class DogStatsdExporter:
             self.health.failure(
                 f"{new} DogStatsD packet(s) could not be sent to {self.destination} "
                 "(is the Datadog Agent running and listening there?)", time.time())
+
+
+def _default_packet_size(host: str, socket_path: str | None) -> int:
+    """8192 bytes to a Datadog Agent on this host (its default dogstatsd_buffer_size; no
+    network MTU on loopback or a Unix socket), else 0: the client's 1432 for UDP."""
+    if socket_path or host in ("localhost", "::1") or host.startswith("127."):
+        return 8192
+    return 0

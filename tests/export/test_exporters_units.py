@@ -96,3 +96,12 @@ def test_monotonic_deltas_seed_then_count_and_survive_resets():
 def test_pushgateway_grouping_key_paths():
     assert group_path("mlwarden", "node-1") == "/metrics/job/mlwarden/instance/node-1"
     assert group_path("mlwarden", "a/b") == "/metrics/job/mlwarden/instance@base64/YS9i"
+
+
+def test_default_datagram_size_follows_where_the_agent_is():
+    from agent.export.datadog_statsd import _default_packet_size
+
+    assert _default_packet_size("127.0.0.1", None) == 8192
+    assert _default_packet_size("localhost", None) == 8192
+    assert _default_packet_size("10.0.0.5", "/var/run/datadog/dsd.socket") == 8192
+    assert _default_packet_size("datadog-agent.monitoring.svc", None) == 0  # the client's 1432
