@@ -21,6 +21,7 @@ from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
+from agent.export.build import build_exporters, default_engine
 from agent.export.prometheus import PrometheusExporter
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
@@ -104,9 +105,10 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        if self.config.exporters.prometheus.enabled:
-            self.prometheus = PrometheusExporter()
-            self.pipeline.attach(self.prometheus)
+        # TODO(merge): hand the store's engine instead: lambda: self.store.engine
+        exporters = build_exporters(self.config, lambda: default_engine(self.config), self.pipeline.submit)
+        self.prometheus = exporters.prometheus
+        self.components.extend(exporters.components)
         for component in self.components:
             await component.start()
             sink = getattr(component, "consume", None)
