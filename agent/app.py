@@ -21,6 +21,7 @@ from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.prometheus import PrometheusExporter
+from agent.history.store import HistoryStore
 from agent.pipeline import Pipeline
 from agent.plugins import get_check_type
 from agent.scheduler import CheckScheduler
@@ -75,6 +76,9 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
+        self.history = HistoryStore(config.agent.history, config.history)
+        self.history.emit = self.pipeline.submit
+        self.components.append(self.history)
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
@@ -83,6 +87,7 @@ class Agent:
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
+            state=self.history,
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,

@@ -34,6 +34,7 @@ RESOLUTIONS: dict[str, int] = {"raw": 0, "1m": 60, "1h": 3600}
 # with no step, ranges up to this long are answered from raw samples, then from 1m rollups
 NATIVE_RAW_MAX = 86400.0
 NATIVE_1M_MAX = 31 * 86400.0
+EXACT_ONLY_RAW = ("p95", "last")
 
 Points = list[tuple[float, float]]
 
@@ -104,9 +105,15 @@ AGGREGATES: dict[str, Callable[[_Acc], float]] = {
 
 
 def choose_resolution(since: float, until: float, step: float | None, now: float,
-                      retention: RetentionConfig) -> str:
-    """The coarsest resolution that answers ``step`` and still holds data at ``since``."""
-    if step is None:
+                      retention: RetentionConfig, agg: str = "avg") -> str:
+    """The coarsest resolution that answers ``step`` and still holds data at ``since``.
+
+    ``p95`` and ``last`` need the samples themselves, so they read raw data while it is
+    kept; past raw retention they fall back to rollup means (an approximation).
+    """
+    if agg in EXACT_ONLY_RAW:
+        pick = "raw"
+    elif step is None:
         span = until - since
         pick = "raw" if span <= NATIVE_RAW_MAX else "1m" if span <= NATIVE_1M_MAX else "1h"
     else:
@@ -171,7 +178,7 @@ class HistoryReader:
             raise ValueError(f"step must be positive, got {step!r}")
         now = self.clock()
         until = now if until is None else until
-        resolution = choose_resolution(since, until, step, now, self.retention)
+        resolution = choose_resolution(since, until, step, now, self.retention, agg)
         found = self.list_series(metric, tags)
         out: dict[Tags, Points] = {}
         if not found:
