@@ -82,7 +82,7 @@ class Writer(threading.Thread):
         self._closing = False
         self._cache = SeriesCache(engine)
         self._insert = insert_ignore(engine, samples)
-        self._next_maintenance = time.monotonic() + min(5.0, maintenance_interval)
+        self._next_maintenance = time.monotonic() + maintenance_interval
         self._steps: Iterator[str] | None = None
         self._maint_started = 0.0
 
