@@ -99,11 +99,12 @@ class Writer(threading.Thread):
             room = self.queue_size - len(self._buf)
             take = batch if len(batch) <= room else batch[:max(room, 0)]
             if take:
-                if not self._buf:
+                was_empty = not self._buf
+                if was_empty:
                     self._oldest_at = time.monotonic()
                 self._buf.extend(take)
-                if len(self._buf) >= self.batch_size:
-                    self._cond.notify()
+                if was_empty or len(self._buf) >= self.batch_size:
+                    self._cond.notify()  # the writer sleeps until a deadline it must now set
             shed = len(batch) - len(take)
         if shed:
             before = self.stats.shed
