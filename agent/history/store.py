@@ -208,8 +208,10 @@ class HistoryStore:
         deadline = time.monotonic() + timeout
         target = w.stats.written + w.depth
         while time.monotonic() < deadline:
-            if w.depth == 0 and w.stats.written >= target - w.stats.lost_at_stop:
+            if w.depth == 0 or w.stats.written >= target:
                 return True
+            if not w.is_alive():
+                return False
             time.sleep(0.01)
         return False
 

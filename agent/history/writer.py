@@ -80,6 +80,7 @@ class Writer(threading.Thread):
         self._cond = threading.Condition()
         self._oldest_at = 0.0  # monotonic time the oldest buffered sample arrived
         self._closing = False
+        self._inflight = 0
         self._cache = SeriesCache(engine)
         self._insert = insert_ignore(engine, samples)
         self._next_maintenance = time.monotonic() + maintenance_interval
@@ -89,14 +90,15 @@ class Writer(threading.Thread):
     # -- the event loop side (cheap, never blocks on I/O) -------------------------------
     @property
     def depth(self) -> int:
-        return len(self._buf)
+        """Samples accepted but not yet committed (buffered, or in a batch being written)."""
+        return len(self._buf) + self._inflight
 
     def offer(self, batch: Sequence[Sample]) -> int:
         """Queue samples; returns how many were accepted (the rest are shed and counted)."""
         if not batch:
             return 0
         with self._cond:
-            room = self.queue_size - len(self._buf)
+            room = self.queue_size - len(self._buf) - self._inflight
             take = batch if len(batch) <= room else batch[:max(room, 0)]
             if take:
                 was_empty = not self._buf
@@ -136,9 +138,11 @@ class Writer(threading.Thread):
                 closing = self._closing
                 if not pending and (closing or self._batch_ready()):
                     pending = self._take()
+                    self._inflight = len(pending)
             if pending:
                 if self._write(pending):
                     pending, backoff = [], 0.0
+                    self._inflight = 0
                 else:
                     backoff = min(max(backoff * 2, 0.5), 30.0)
                     if closing:
