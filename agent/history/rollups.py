@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select
 
 from agent.history.sql import bucket_floor, upsert
 from agent.history.tables import ROLLUPS, rollup_1m, rollup_progress, samples, series
@@ -53,12 +53,22 @@ def _source_select(resolution: str, ids: list[int], start: float, end: float):  
             .group_by(src.c.series_id, bucket))
 
 
-def fold(engine: Engine, resolution: str, until: float, *, chunk: int, start_back: float) -> Iterator[str]:
-    """Fold complete buckets older than ``until``; yields after every transaction.
+def _oldest(engine: Engine, source: str, ids: list[int]) -> float | None:
+    """The oldest time in ``source``: one primary-key probe per series, never a scan."""
+    table = samples if source == "raw" else rollup_1m
+    col = table.c.ts if source == "raw" else table.c.bucket
+    query = select(func.min(col)).where(table.c.series_id == bindparam("sid"))
+    found = []
+    with engine.connect() as conn:
+        for sid in ids:
+            value = conn.execute(query, {"sid": sid}).scalar_one()
+            if value is not None:
+                found.append(value)
+    return min(found) if found else None
 
-    ``start_back``: with no watermark yet, start this far before ``until`` (the source's
-    retention: nothing older is kept anyway).
-    """
+
+def fold(engine: Engine, resolution: str, until: float, *, chunk: int) -> Iterator[str]:
+    """Fold complete buckets older than ``until``; yields after every transaction."""
     size, table = ROLLUPS[resolution]
     window = size * WINDOW_BUCKETS[resolution]
     target = upsert(engine, table, ["series_id", "bucket"], ["min", "max", "sum", "count"])
@@ -70,8 +80,9 @@ def fold(engine: Engine, resolution: str, until: float, *, chunk: int, start_bac
             source_done = progress(conn, source)
             end = min(end, ((source_done or 0.0) // size) * size)
         ids = [row[0] for row in conn.execute(select(series.c.id).order_by(series.c.id))]
-    if done is None:
-        done = max(0.0, ((until - start_back) // size) * size)
+    if done is None:  # the first fold starts at the oldest source row
+        oldest = _oldest(engine, SOURCE[resolution], ids)
+        done = ((oldest if oldest is not None else end) // size) * size
     if not ids:
         if end > done:
             with engine.begin() as conn:
@@ -91,7 +102,7 @@ def fold(engine: Engine, resolution: str, until: float, *, chunk: int, start_bac
         done = w_end
 
 
-def fold_all(engine: Engine, until: float, *, chunk: int, start_back: dict[str, float]) -> Iterator[str]:
+def fold_all(engine: Engine, until: float, *, chunk: int) -> Iterator[str]:
     """1m from raw, then 1h from 1m."""
-    yield from fold(engine, "1m", until, chunk=chunk, start_back=start_back["1m"])
-    yield from fold(engine, "1h", until, chunk=chunk, start_back=start_back["1h"])
+    yield from fold(engine, "1m", until, chunk=chunk)
+    yield from fold(engine, "1h", until, chunk=chunk)

@@ -229,8 +229,7 @@ class HistoryStore:
 
     def _maintenance(self, now: float) -> Iterator[str]:
         c = self.config
-        yield from fold_all(self._engine, now - c.rollup_delay, chunk=c.maintenance_chunk,
-                            start_back={"1m": c.retention.raw, "1h": c.retention.minute})
+        yield from fold_all(self._engine, now - c.rollup_delay, chunk=c.maintenance_chunk)
         yield from apply_retention(self._engine, c.retention, now, chunk=c.maintenance_chunk,
                                    report=self.retention_report)
 
