@@ -164,7 +164,8 @@ def query_cmd(args: argparse.Namespace) -> int:
         for label, t, v in rows:
             w.writerow([label, f"{t:.3f}", _iso(t), repr(v)])
     else:
-        print_table(["SERIES", "TIME (UTC)", "VALUE"], [(label, _iso(t), f"{v:.6g}") for label, t, v in rows])
+        print_table(["SERIES", "TIME (UTC)", "VALUE"],
+                    [(label, _iso(t), f"{v:.6g}") for label, t, v in rows], out=sys.stdout)
         step = f", step {format_duration(result.step)} {result.agg}" if result.step else ""
         print(f"\n{len(result.series)} series, {len(rows)} points from {result.resolution} data{step}",
               file=sys.stderr)
@@ -185,7 +186,7 @@ def series_cmd(args: argparse.Namespace) -> int:
             w.writerow([s.id, s.metric, _label(s.tags), _iso(s.created_at)])
     else:
         print_table(["ID", "METRIC", "TAGS", "CREATED (UTC)"],
-                    [(s.id, s.metric, _label(s.tags), _iso(s.created_at)) for s in found])
+                    [(s.id, s.metric, _label(s.tags), _iso(s.created_at)) for s in found], out=sys.stdout)
     return 0 if found else 1
 
 
