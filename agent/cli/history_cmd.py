@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--threshold", type=float, default=None, help="draw a horizontal threshold line")
     pl.set_defaults(func=plot_cmd)
 
+    m = hsub.add_parser("migrate", help="create or upgrade the database schema (Alembic)",
+                        description="Bring the history database to the current schema, as the "
+                        "agent does at start (useful before rolling out to a shared PostgreSQL).")
+    add_config_arg(m)
+    m.add_argument("--db", metavar="URL", help="SQLAlchemy URL (default: agent.history of the config)")
+    m.set_defaults(func=migrate_cmd)
+
 
 # -- helpers ----------------------------------------------------------------------------
 def _reader(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -206,3 +213,30 @@ def plot_cmd(args: argparse.Namespace) -> int:
     n = sum(len(p) for p in result.series.values())
     print(f"wrote {args.output}: {len(result.series)} series, {n} points ({result.resolution} data)")
     return 0 if result.series else 1
+
+
+def migrate_cmd(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agent.errors import StoreError
+    from agent.history import migrations
+    from agent.history.db import make_engine
+
+    config = config_from_args(args)
+    url = args.db or config.agent.history
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+        engine = make_engine(url)
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine)
+        after = migrations.current_revision(engine)
+    except StoreError as exc:
+        die(str(exc), code=1)
+    except SQLAlchemyError as exc:
+        die(f"cannot migrate {shown}: {getattr(exc, 'orig', None) or exc}", code=1)
+    except Exception as exc:  # noqa: BLE001 - a bad URL
+        die(f"cannot migrate {url!r}: {exc}", code=2)
+    print(f"{shown}: schema {before or '(empty)'} -> {after}" if before != after
+          else f"{shown}: schema already at {after}")
+    return 0

@@ -95,3 +95,11 @@ def test_no_matching_series_is_exit_1(db, capsys):
     assert main(["history", "query", "mlwarden.endpoint.latency", "--db", db,
                  "--tag", "model=none"]) == 1
     assert "no series of mlwarden.endpoint.latency match" in capsys.readouterr().err
+
+
+def test_migrate_creates_then_reports_current(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert main(["history", "migrate", "--db", url]) == 0
+    assert f"{url}: schema (empty) -> 0001" in capsys.readouterr().out
+    assert main(["history", "migrate", "--db", url]) == 0
+    assert "schema already at 0001" in capsys.readouterr().out
