@@ -27,7 +27,9 @@ class RetentionConfig(_Model):
 class HistoryConfig(_Model):
     """How the history store writes, rolls up and forgets samples."""
 
-    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="How long each resolution is kept."
+    )
     batch_size: int = Field(
         5000, ge=1, le=100_000,
         description="Samples written per transaction at most (one executemany).",
