@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 __all__ = ["alembic_config", "upgrade", "current_revision", "head_revision"]
 
@@ -28,9 +28,30 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
+# the tables of the first revision: a database holding all of them but no Alembic revision
+# was made by ``metadata.create_all`` (agents before migrations existed) and is adopted
+BASELINE = "0001"
+BASELINE_TABLES = frozenset({
+    "alert_transitions", "alerts", "check_state", "leases", "outbox", "rollup_1h", "rollup_1m",
+    "rollup_progress", "samples", "series", "silences",
+})
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database at ``engine`` up to ``revision`` (blocking)."""
-    command.upgrade(alembic_config(engine), revision)
+    config = alembic_config(engine)
+    if current_revision(engine) is None:
+        present = set(inspect(engine).get_table_names()) & BASELINE_TABLES
+        if present == BASELINE_TABLES:
+            command.stamp(config, BASELINE)
+        elif present:
+            from agent.errors import StoreError
+
+            raise StoreError(
+                f"the database holds some of the agent's tables ({', '.join(sorted(present))}) "
+                "but no schema revision, so it cannot be upgraded safely; point agent.history "
+                "at a new database, or drop those tables")
+    command.upgrade(config, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
