@@ -23,6 +23,7 @@ from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.build import build_exporters, default_engine
 from agent.export.prometheus import PrometheusExporter
+from agent.history.store import HistoryStore
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.scheduler import CheckScheduler
@@ -81,7 +82,12 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
-        self.alerting = make_dispatcher(config, submit=self.pipeline.submit) if config.alerting.enabled else None
+        self.history = HistoryStore(config.agent.history, config.history)
+        self.history.emit = self.pipeline.submit
+        self.components.append(self.history)  # first: it migrates the database the others use
+        self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
+                                         submit=self.pipeline.submit)
+                         if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
@@ -91,6 +97,7 @@ class Agent:
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
+            state=self.history,
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
