@@ -21,7 +21,7 @@ from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
-from agent.export.build import build_exporters, default_engine
+from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
 from agent.history.store import HistoryStore
 from agent.pipeline import Pipeline
@@ -112,8 +112,7 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        # TODO(merge): hand the store's engine instead: lambda: self.store.engine
-        exporters = build_exporters(self.config, lambda: default_engine(self.config), self.pipeline.submit)
+        exporters = build_exporters(self.config, lambda: self.history.engine, self.pipeline.submit)
         self.prometheus = exporters.prometheus
         self.components.extend(exporters.components)
         for component in self.components:
@@ -220,7 +219,11 @@ async def _close_quietly(check: AgentCheck) -> None:
 async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads. A second stop signal exits at once."""
     loop = asyncio.get_running_loop()
-    agent = Agent(config, config_path)
+    try:
+        agent = Agent(config, config_path)
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     stop = asyncio.Event()
     signals_seen = 0
 
@@ -240,6 +243,10 @@ async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
         await agent.start()
     except OSError as exc:
         log.error("cannot start: %s (is another agent listening on %s?)", exc, config.agent.listen)
+        await agent.stop()
+        return 1
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
         await agent.stop()
         return 1
     await stop.wait()
