@@ -13,9 +13,10 @@ from agent.check import AgentCheck
 from agent.errors import CheckError
 from agent.samples import Status
 from checks.airflow.active import collect_active
-from checks.airflow.client import AirflowClient
+from checks.airflow.client import AirflowApiError, AirflowClient
 from checks.airflow.config import AirflowConfig
-from checks.airflow.dags import DagCache
+from checks.airflow.dags import Dag, DagCache
+from checks.airflow.history import DagHistory
 from checks.airflow.health import collect_health
 from checks.airflow.import_errors import collect_import_errors
 from checks.airflow.runs import collect_finished_runs, emit_freshness
@@ -35,6 +36,11 @@ class AirflowCheck(AgentCheck):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.client = AirflowClient(self.config, lambda: self.context.http, self.context.clock)
         self._dags = DagCache()
+        self._history = DagHistory()
+
+    async def _runs(self, dags: dict[str, Dag]) -> None:
+        self._history = await collect_finished_runs(self, dags)
+        emit_freshness(self, dags, self._history)
 
     async def check(self) -> None:
         try:
@@ -42,34 +48,29 @@ class AirflowCheck(AgentCheck):
         except CheckError:
             self.gauge("airflow.can_connect", 0)
             raise
-        self.gauge("airflow.can_connect", 1)
         failed: list[str] = []
+        refused = False
 
         async def section(name: str, coro: object) -> bool:
+            nonlocal refused
             try:
                 await coro  # type: ignore[misc]
                 return True
             except CheckError as exc:
                 failed.append(f"{name}: {exc}")
+                refused |= isinstance(exc, AirflowApiError) and exc.status in (401, 403)
                 return False
 
         await section("health", collect_health(self))
-        dags = None
-        try:
-            dags = await self._dags.get(self)
-        except CheckError as exc:
-            failed.append(f"dags: {exc}")
-        if dags is not None:
+        if await section("dags", self._dags.get(self)):
+            dags = self._dags.selected
             self.gauge("airflow.dags.watched", len(dags))
-            history = None
-            try:
-                history = await collect_finished_runs(self, dags)
-            except CheckError as exc:
-                failed.append(f"runs: {exc}")
-            if history is not None:
-                emit_freshness(self, dags, history)
-                await section("active runs", collect_active(self, dags, history, self._dags.listed_at or self.now))
+            if await section("runs", self._runs(dags)):
+                await section("active runs", collect_active(self, dags, self._history,
+                                                            self._dags.listed_at or self.now))
         await section("import errors", collect_import_errors(self))
+        # "connected" means the API answered and accepted this check's credentials
+        self.gauge("airflow.can_connect", 0 if refused else 1)
         if failed:
             raise CheckError("; ".join(failed))
         self.service_check(Status.OK, f"Airflow {self.client.airflow_version} "

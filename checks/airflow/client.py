@@ -82,6 +82,7 @@ class AirflowClient:
             await self._detect()
         if self._auth is None:
             self._auth = self._make_auth()
+            await self._auth.headers()  # log in now: a refused password is a connect failure
 
     async def _detect(self) -> None:
         order = ["2", "1"] if self.version is None else [self.version]
