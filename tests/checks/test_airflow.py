@@ -538,3 +538,29 @@ async def test_a_poll_of_2000_dags_is_bounded_work(clock: Clock) -> None:
     assert after_first == 2 + 20 + 5 + 40
     # a steady-state poll does not list the DAGs again and looks up only 20 more
     assert check.client.requests - after_first == 5 + 40
+
+
+def test_example_rules_use_declared_metrics_and_only_their_tags() -> None:
+    """examples/rules/airflow.yaml: every metric is in the catalog, every template field and
+    matcher names a tag that metric carries (the rules engine validates the rest)."""
+    import string
+
+    import yaml
+
+    from agent.catalog import load_catalog
+    from tests.support.procs import REPO
+
+    catalog = load_catalog()
+    rules = yaml.safe_load((REPO / "examples" / "rules" / "airflow.yaml").read_text())["rules"]
+    names = {r["alert"] for r in rules}
+    assert {"AirflowDagRunFailed", "AirflowDagLate", "AirflowRunStuck", "AirflowImportError",
+            "AirflowSchedulerUnhealthy"} <= names
+    for rule in rules:
+        spec = catalog.get(rule["metric"])
+        assert spec is not None and spec.check == "airflow", rule["alert"]
+        known = set(spec.tags) | {"check", "value", "threshold", "for", "alert"}
+        assert set(rule.get("where", {})) <= set(spec.tags), rule["alert"]
+        for field in ("summary", "description"):
+            used = {f.split(".")[0] for _, f, _, _ in string.Formatter().parse(rule.get(field, "")) if f}
+            assert used <= known, f"{rule['alert']}.{field} uses {used - known}"
+        assert ("absent" in rule) != ("op" in rule and "threshold" in rule), rule["alert"]
