@@ -19,7 +19,7 @@ from checks.airflow.dags import Dag, DagCache
 from checks.airflow.history import DagHistory
 from checks.airflow.health import collect_health
 from checks.airflow.import_errors import collect_import_errors
-from checks.airflow.runs import collect_finished_runs, emit_freshness
+from checks.airflow.runs import collect_finished_runs, emit_freshness, lookup_freshness
 
 __all__ = ["AirflowCheck"]
 
@@ -40,7 +40,10 @@ class AirflowCheck(AgentCheck):
 
     async def _runs(self, dags: dict[str, Dag]) -> None:
         self._history = await collect_finished_runs(self, dags)
-        emit_freshness(self, dags, self._history)
+        try:
+            await lookup_freshness(self, dags, self._history)
+        finally:
+            emit_freshness(self, dags, self._history)
 
     async def check(self) -> None:
         try:
@@ -65,9 +68,9 @@ class AirflowCheck(AgentCheck):
         if await section("dags", self._dags.get(self)):
             dags = self._dags.selected
             self.gauge("airflow.dags.watched", len(dags))
-            if await section("runs", self._runs(dags)):
-                await section("active runs", collect_active(self, dags, self._history,
-                                                            self._dags.listed_at or self.now))
+            await section("runs", self._runs(dags))
+            await section("active runs", collect_active(self, dags, self._history,
+                                                        self._dags.listed_at or self.now))
         await section("import errors", collect_import_errors(self))
         # "connected" means the API answered and accepted this check's credentials
         self.gauge("airflow.can_connect", 0 if refused else 1)

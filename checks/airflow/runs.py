@@ -20,14 +20,14 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from checks.airflow.client import seg
+from checks.airflow.client import AirflowApiError, seg
 from checks.airflow.cursor import RunCursor, run_key
 from checks.airflow.dags import Dag
 from checks.airflow.history import NEVER, DagHistory
 from checks.airflow.links import run_url, task_log_url
 from checks.airflow.times import format_ts, parse_ts
 
-__all__ = ["collect_finished_runs", "emit_freshness", "CURSOR_KEY", "HISTORY_KEY"]
+__all__ = ["collect_finished_runs", "emit_freshness", "lookup_freshness", "CURSOR_KEY", "HISTORY_KEY"]
 
 CURSOR_KEY = "runs_cursor"
 HISTORY_KEY = "dag_history"
@@ -82,7 +82,6 @@ async def collect_finished_runs(check: Any, dags: dict[str, Dag]) -> DagHistory:
         await store.set_state(check.name, HISTORY_KEY, history.dump())
     if error is not None:
         raise error
-    await _lookup_freshness(check, dags, history)
     return history
 
 
@@ -123,8 +122,12 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
     })
 
 
-async def _lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory) -> None:
-    """Learn the last finished run of DAGs the check has not seen finish, a few per poll."""
+async def lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory) -> None:
+    """Learn the last finished run of DAGs the check has not seen finish, a few per poll.
+
+    A DAG deleted between the DAG list and this lookup (Airflow 3: 404) counts as never
+    succeeded until the list drops it, so one vanished DAG cannot fail every poll.
+    """
     client, cfg = check.client, check.config
     unknown = [d for d in sorted(dags) if d not in history.last_success]
     unknown = unknown[:cfg.freshness_lookups_per_poll]
@@ -132,6 +135,14 @@ async def _lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistor
         return
 
     async def lookup(dag_id: str) -> None:
+        try:
+            await lookup_one(dag_id)
+        except AirflowApiError as exc:
+            if exc.status != 404:
+                raise
+            history.last_success[dag_id] = NEVER
+
+    async def lookup_one(dag_id: str) -> None:
         path = f"/dags/{seg(dag_id)}/dagRuns"
         last = await client.get(path, [("order_by", "-end_date"), ("limit", 1),
                                        *(("state", s) for s in TERMINAL)])

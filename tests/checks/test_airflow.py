@@ -564,3 +564,30 @@ def test_example_rules_use_declared_metrics_and_only_their_tags() -> None:
             used = {f.split(".")[0] for _, f, _, _ in string.Formatter().parse(rule.get(field, "")) if f}
             assert used <= known, f"{rule['alert']}.{field} uses {used - known}"
         assert ("absent" in rule) != ("op" in rule and "threshold" in rule), rule["alert"]
+
+
+async def test_a_dag_deleted_after_the_listing_does_not_fail_every_poll(clock: Clock) -> None:
+    fake = FakeAirflow("3", clock)
+    gone = "/api/v2/dags/batch_score/dagRuns"
+    fake.overrides[gone] = lambda request: web.json_response(
+        load_fixture("airflow3", "unknown_dag_dagruns.json"), status=404)
+    fake.run("train_ranker", "ok", "success", T0 - 60, T0 - 30)
+    state = MemoryState()
+    async with fake.target() as t:
+        first, _ = await poll(cfg(t.url), state, clock)
+        second, _ = await poll(cfg(t.url), state, clock)
+    assert first.status == Status.OK and second.status == Status.OK, first.message
+    assert not find(first, "dag.last_success_age", dag_id="batch_score")
+    assert value(first, "dag.last_success_age", dag_id="train_ranker") == pytest.approx(30)
+
+
+async def test_a_failed_freshness_lookup_still_reports_runs_and_active(clock: Clock) -> None:
+    fake = FakeAirflow("3", clock)
+    fake.overrides["/api/v2/dags/batch_score/dagRuns"] = lambda request: web.Response(status=502)
+    fake.run("train_ranker", "f", "failed", T0 - 60, T0 - 30)
+    fake.ti("train_ranker", "f", "train", "failed")
+    async with fake.target() as t:
+        result, _ = await poll(cfg(t.url), MemoryState(), clock)
+    assert result.status == Status.CRITICAL and "runs: GET" in result.message
+    assert "unexpected status 502" in result.message
+    assert find(result, "task_instance.failed") and find(result, "dag.stuck_runs")
