@@ -52,7 +52,11 @@ def ssl_context(tls: TlsConfig) -> ssl.SSLContext | bool:
         if tls.cert_file:
             ctx.load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise CheckError(f"cannot load the TLS files of this check: {exc}") from None
+        files = ", ".join(f"{k}={v}" for k, v in (("ca_file", tls.ca_file),
+                                                  ("cert_file", tls.cert_file),
+                                                  ("key_file", tls.key_file)) if v)
+        raise CheckError(f"cannot load the TLS files of this check ({files}): "
+                         f"{exc.strerror or exc}") from None
     return ctx
 
 
@@ -64,7 +68,7 @@ class AirflowClient:
         self.config = config
         self._http = http
         self._clock = clock
-        self._ssl = ssl_context(config.tls)
+        self._ssl: ssl.SSLContext | bool | None = None  # built at connect: errors reach run()
         self.version: str | None = None if config.api_version == "auto" else config.api_version
         self.airflow_version: str | None = None
         self._auth: Auth | None = None
@@ -78,6 +82,8 @@ class AirflowClient:
     # -- set-up ----------------------------------------------------------------------
     async def connect(self) -> None:
         """Learn the API version (once) and set up authentication."""
+        if self._ssl is None:
+            self._ssl = ssl_context(self.config.tls)
         if self.version is None or self.airflow_version is None:
             await self._detect()
         if self._auth is None:
