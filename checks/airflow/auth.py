@@ -105,8 +105,8 @@ class PasswordJwt:
         body = await self._fetch(self._username, self._password)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise CheckError("POST /auth/token answered without an access_token "
-                             f"(keys: {sorted(body) if isinstance(body, dict) else type(body).__name__})")
+            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+            raise CheckError(f"POST /auth/token answered without an access_token (keys: {keys})")
         register_secret(token)
         self._token = token
         self._expires = jwt_expiry(token)

@@ -114,7 +114,8 @@ class AirflowClient:
         if self.config.token is not None:
             return await StaticBearer(self.config.token.get_secret_value()).headers()
         assert self.config.username and self.config.password
-        return await BasicAuth(self.config.username, self.config.password.get_secret_value()).headers()
+        password = self.config.password.get_secret_value()
+        return await BasicAuth(self.config.username, password).headers()
 
     def _make_auth(self) -> Auth:
         cfg = self.config
@@ -166,10 +167,11 @@ class AirflowClient:
         body = await self.get(path, [*params, ("limit", limit), ("offset", offset)])
         items = body.get(key) if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise AirflowApiError(f"GET {path}: the answer has no `{key}` list "
-                                  f"(keys: {sorted(body) if isinstance(body, dict) else type(body).__name__})")
+            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+            raise AirflowApiError(f"GET {path}: the answer has no `{key}` list (keys: {keys})")
         total = body.get("total_entries")
-        return [i for i in items if isinstance(i, dict)], (total if isinstance(total, int) else None)
+        total = total if isinstance(total, int) else None
+        return [i for i in items if isinstance(i, dict)], total
 
     async def get_all(self, path: str, key: str, params: Params = (), *,
                       max_items: int | None = None) -> list[dict[str, Any]]:
@@ -207,7 +209,7 @@ class AirflowClient:
             try:
                 async with self._http().request(
                     method, yarl.URL(url, encoded=True), headers=headers, json=json_body,
-                    ssl=self._ssl, allow_redirects=False,
+                    ssl=True if self._ssl is None else self._ssl, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=self.config.deadline),
                 ) as resp:
                     text = await resp.text(errors="replace")

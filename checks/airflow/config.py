@@ -22,8 +22,12 @@ class TlsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    verify: bool = Field(True, description="Verify the server certificate. Never turn off in production.")
-    ca_file: str | None = Field(None, description="PEM bundle of CAs to trust instead of the system ones.")
+    verify: bool = Field(
+        True, description="Verify the server certificate. Never turn off in production."
+    )
+    ca_file: str | None = Field(
+        None, description="PEM bundle of CAs to trust instead of the system ones."
+    )
     cert_file: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: str | None = Field(None, description="Private key of `cert_file` (PEM).")
 
@@ -45,7 +49,9 @@ class AirflowConfig(InstanceConfig):
         "cluster",
         description="`cluster` (default): one elected agent polls a shared Airflow.",
     )
-    url: str = Field(description="Base URL of the Airflow webserver / api-server, e.g. http://airflow:8080.")
+    url: str = Field(
+        description="Base URL of the Airflow webserver / api-server, e.g. http://airflow:8080."
+    )
     ui_url: str | None = Field(
         None, description="Base URL users open in a browser, for log links (default: `url`)."
     )
@@ -54,7 +60,9 @@ class AirflowConfig(InstanceConfig):
         description="`2`: Airflow 3 (/api/v2, JWT); `1`: Airflow 2 (/api/v1, basic auth); "
         "`auto` asks /api/v2/version, then /api/v1/version.",
     )
-    username: str | None = Field(None, description="User for basic auth (v1) or POST /auth/token (v2).")
+    username: str | None = Field(
+        None, description="User for basic auth (v1) or POST /auth/token (v2)."
+    )
     password: SecretStr | None = Field(None, description="Password of `username`.")
     token: SecretStr | None = Field(
         None,
@@ -74,7 +82,8 @@ class AirflowConfig(InstanceConfig):
     )
     initial_lookback: Duration = Field(
         3600.0, ge=0,
-        description="On the very first poll (no cursor stored yet), report runs that ended this long ago.",
+        description="On the very first poll (no cursor stored yet), report runs that ended "
+        "this long ago.",
     )
     cursor_overlap: Duration = Field(
         120.0, ge=0,
@@ -104,10 +113,13 @@ class AirflowConfig(InstanceConfig):
         description="A component whose last heartbeat is older than this is unhealthy, "
         "whatever its status field says.",
     )
-    page_size: int = Field(100, ge=1, le=1000, description="Items per API page (Airflow caps it at 100 by default).")
+    page_size: int = Field(
+        100, ge=1, le=1000, description="Items per API page (Airflow caps it at 100 by default)."
+    )
     max_runs_per_poll: int = Field(
         1000, ge=1,
-        description="Finished runs handled per poll; the rest wait for the next poll (bounded work).",
+        description="Finished runs handled per poll; the rest wait for the next poll "
+        "(bounded work).",
     )
     concurrency: int = Field(4, ge=1, le=64, description="API requests in flight at once.")
     freshness_lookups_per_poll: int = Field(

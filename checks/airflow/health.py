@@ -60,7 +60,8 @@ async def collect_health(check: Any) -> None:
         if comp.heartbeat_age is not None:
             check.gauge("airflow.component.heartbeat_age", comp.heartbeat_age, tags=tags)
         if not comp.healthy:
-            age = f", last heartbeat {comp.heartbeat_age:.0f}s ago" if comp.heartbeat_age is not None else ""
+            age = ("" if comp.heartbeat_age is None
+                   else f", last heartbeat {comp.heartbeat_age:.0f}s ago")
             bad.append((comp.component, f"{comp.component} {comp.status}{age}"))
     critical = [text for name, text in bad if name in CRITICAL_COMPONENTS]
     if critical:

@@ -27,7 +27,8 @@ from checks.airflow.history import NEVER, DagHistory
 from checks.airflow.links import run_url, task_log_url
 from checks.airflow.times import format_ts, parse_ts
 
-__all__ = ["collect_finished_runs", "emit_freshness", "lookup_freshness", "CURSOR_KEY", "HISTORY_KEY"]
+__all__ = ["collect_finished_runs", "emit_freshness", "lookup_freshness", "CURSOR_KEY",
+           "HISTORY_KEY"]
 
 CURSOR_KEY = "runs_cursor"
 HISTORY_KEY = "dag_history"
@@ -47,7 +48,8 @@ async def collect_finished_runs(check: Any, dags: dict[str, Dag]) -> DagHistory:
     runs = []
     for run in raw:
         end = parse_ts(run.get("end_date"))
-        if end is None or run.get("state") not in TERMINAL or not isinstance(run.get("dag_id"), str):
+        if (end is None or run.get("state") not in TERMINAL
+                or not isinstance(run.get("dag_id"), str)):
             continue
         key = run_key(run["dag_id"], str(run.get("dag_run_id")), end)
         if not cursor.seen(key):
@@ -103,7 +105,7 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
     for ti in tis:
         task_id = str(ti.get("task_id"))
         try_number = ti.get("try_number") if isinstance(ti.get("try_number"), int) else None
-        map_index = ti.get("map_index") if isinstance(ti.get("map_index"), int) else -1
+        map_index: int = ti["map_index"] if isinstance(ti.get("map_index"), int) else -1
         log_url = task_log_url(base, version, dag_id, run_id, task_id, try_number, map_index)
         links.append((task_id, log_url))
         tags = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id,
