@@ -18,6 +18,7 @@ from typing import Any
 
 from checks.airflow.dags import Dag
 from checks.airflow.history import DagHistory
+from checks.airflow.sparse import SparseGauges
 from checks.airflow.times import parse_ts
 
 __all__ = ["collect_active"]
@@ -32,7 +33,19 @@ def _expected_start(run: dict[str, Any]) -> float | None:
 
 
 async def collect_active(check: Any, dags: dict[str, Dag], history: DagHistory,
-                         listed_at: float) -> None:
+                         listed_at: float, sparse: SparseGauges) -> None:
+    sparse.begin()
+    complete = False
+    try:
+        await _active_runs(check, dags, history, listed_at, sparse)
+        await _queued_tasks(check, dags, sparse)
+        complete = True
+    finally:
+        sparse.end(complete)
+
+
+async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
+                       listed_at: float, sparse: SparseGauges) -> None:
     cfg, client, now = check.config, check.client, check.now
     runs = await client.get_all("/dags/~/dagRuns", "dag_runs",
                                 [("state", "running"), ("state", "queued")])
@@ -62,9 +75,9 @@ async def collect_active(check: Any, dags: dict[str, Dag], history: DagHistory,
     for dag_id, dag in sorted(dags.items()):
         tags = {"dag_id": dag_id}
         for state in ("running", "queued"):
-            check.gauge("airflow.dag_run.active", active[dag_id][state],
-                        tags={"dag_id": dag_id, "state": state})
-        check.gauge("airflow.dag.stuck_runs", stuck[dag_id], tags=tags)
+            sparse.gauge(check, "airflow.dag_run.active", active[dag_id][state],
+                         {"dag_id": dag_id, "state": state})
+        sparse.gauge(check, "airflow.dag.stuck_runs", stuck[dag_id], tags)
         if dag.paused:
             continue
         delays = [queued_delay[dag_id]] if dag_id in queued_delay else []
@@ -72,9 +85,8 @@ async def collect_active(check: Any, dags: dict[str, Dag], history: DagHistory,
             delays.append(listed_at - dag.next_run_due)
         if delays:
             delay = max(0.0, max(delays))
-            check.gauge("airflow.dag.schedule_delay", delay, tags=tags)
-            check.gauge("airflow.dag.late", 1 if delay > cfg.late_after else 0, tags=tags)
-    await _queued_tasks(check, dags)
+            sparse.gauge(check, "airflow.dag.schedule_delay", delay, tags)
+            sparse.gauge(check, "airflow.dag.late", 1 if delay > cfg.late_after else 0, tags)
 
 
 def _stuck_limit(cfg: Any, p95: float | None) -> float | None:
@@ -83,7 +95,7 @@ def _stuck_limit(cfg: Any, p95: float | None) -> float | None:
     return min(limits) if limits else None
 
 
-async def _queued_tasks(check: Any, dags: dict[str, Dag]) -> None:
+async def _queued_tasks(check: Any, dags: dict[str, Dag], sparse: SparseGauges) -> None:
     cfg, now = check.config, check.now
     tis = await check.client.get_all("/dags/~/dagRuns/~/taskInstances", "task_instances",
                                      [("state", "queued")])
@@ -103,7 +115,7 @@ async def _queued_tasks(check: Any, dags: dict[str, Dag]) -> None:
         too_long[dag_id] += age > cfg.queued_too_long
     for dag_id in sorted(dags):
         tags = {"dag_id": dag_id}
-        check.gauge("airflow.task_instance.queued", count[dag_id], tags=tags)
-        check.gauge("airflow.task_instance.queued_too_long", too_long[dag_id], tags=tags)
+        sparse.gauge(check, "airflow.task_instance.queued", count[dag_id], tags)
+        sparse.gauge(check, "airflow.task_instance.queued_too_long", too_long[dag_id], tags)
         if dag_id in oldest:
             check.gauge("airflow.task_instance.queued_max_age", oldest[dag_id], tags=tags)

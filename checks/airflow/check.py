@@ -19,6 +19,7 @@ from checks.airflow.dags import Dag, DagCache
 from checks.airflow.history import DagHistory
 from checks.airflow.health import collect_health
 from checks.airflow.import_errors import collect_import_errors
+from checks.airflow.sparse import SparseGauges
 from checks.airflow.runs import collect_finished_runs, emit_freshness, lookup_freshness
 
 __all__ = ["AirflowCheck"]
@@ -37,6 +38,7 @@ class AirflowCheck(AgentCheck):
         self.client = AirflowClient(self.config, lambda: self.context.http, self.context.clock)
         self._dags = DagCache()
         self._history = DagHistory()
+        self._sparse = SparseGauges()
 
     async def _runs(self, dags: dict[str, Dag]) -> None:
         self._history = await collect_finished_runs(self, dags)
@@ -70,7 +72,8 @@ class AirflowCheck(AgentCheck):
             self.gauge("airflow.dags.watched", len(dags))
             await section("runs", self._runs(dags))
             await section("active runs", collect_active(self, dags, self._history,
-                                                        self._dags.listed_at or self.now))
+                                                        self._dags.listed_at or self.now,
+                                                        self._sparse))
         await section("import errors", collect_import_errors(self))
         # "connected" means the API answered and accepted this check's credentials
         self.gauge("airflow.can_connect", 0 if refused else 1)

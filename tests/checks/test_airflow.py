@@ -591,3 +591,25 @@ async def test_a_failed_freshness_lookup_still_reports_runs_and_active(clock: Cl
     assert result.status == Status.CRITICAL and "runs: GET" in result.message
     assert "unexpected status 502" in result.message
     assert find(result, "task_instance.failed") and find(result, "dag.stuck_runs")
+
+
+async def test_per_dag_zeros_are_sent_first_then_only_when_a_series_returns_to_zero(
+        clock: Clock) -> None:
+    fake = FakeAirflow("3", clock)
+    run = fake.run("batch_score", "r", "running", T0 - 10, None)
+    async with fake.target() as t:
+        config = cfg(t.url)
+        first, check = await poll(config, MemoryState(), clock)
+        second, _ = await poll(config, MemoryState(), clock, check)
+        run.update(state="success", end_date=iso(T0 + 5))
+        clock.now += 10
+        third, _ = await poll(config, MemoryState(), clock, check)
+        fourth, _ = await poll(config, MemoryState(), clock, check)
+    running = {"state": "running"}
+    assert value(first, "dag_run.active", dag_id="train_ranker", **running) == 0
+    assert value(first, "dag_run.active", dag_id="batch_score", **running) == 1
+    assert not find(second, "dag_run.active", dag_id="train_ranker")
+    assert value(second, "dag_run.active", dag_id="batch_score", **running) == 1
+    assert value(third, "dag_run.active", dag_id="batch_score", **running) == 0
+    assert not find(fourth, "dag_run.active")
+    assert not find(fourth, "dag.stuck_runs") and not find(fourth, "task_instance.queued")
