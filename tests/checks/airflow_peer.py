@@ -11,9 +11,12 @@ basic-auth backend, its roles after ``sync-perm`` and its venv on PATH.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -85,10 +88,29 @@ class AirflowPeer:
     def dags(self) -> set[str]:
         return {d["dag_id"] for d in self.request("GET", "/dags?limit=100")["dags"]}
 
+    def rss_bytes(self) -> int:
+        """Resident memory of every process in the peer's process sessions."""
+        import psutil
+
+        sessions = {p.pid for p in self.procs if p.poll() is None}
+        total = 0
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getsid(proc.pid) in sessions:
+                    total += proc.memory_info().rss
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+        return total
+
     def log_tails(self, lines: int = 15) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail(lines)}" for p in self.procs)
 
     def stop(self) -> None:
+        # SIGTERM every session first so they shut down in parallel, then reap each
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(self.procs):
             proc.stop(timeout=10)
 

@@ -46,7 +46,8 @@ class FileState:
 @pytest.fixture(scope="module", params=["3", "2"], ids=["airflow3", "airflow2"])
 def airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     peer = start_airflow(request.param, tmp_path_factory.mktemp(f"airflow{request.param}"))
-    print(f"\nAirflow {request.param} started in {peer.startup_seconds:.1f}s")
+    print(f"\nAirflow {request.param} started in {peer.startup_seconds:.1f}s, "
+          f"RSS {peer.rss_bytes() / 2**20:.0f} MiB")
     yield peer
     peer.stop()
 
