@@ -21,7 +21,7 @@ import yarl
 
 from agent.errors import CheckError
 from checks.airflow.auth import Auth, BasicAuth, PasswordJwt, StaticBearer
-from checks.airflow.config import AirflowConfig, TlsConfig
+from checks.airflow.config import AirflowConfig
 
 __all__ = ["AirflowApiError", "AirflowClient", "seg"]
 
@@ -41,20 +41,24 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def ssl_context(tls: TlsConfig) -> ssl.SSLContext | bool:
+def ssl_context(cfg: AirflowConfig) -> ssl.SSLContext | bool:
     """What aiohttp's ``ssl=`` takes for these options (True: the default context)."""
-    if not tls.verify:
+    if not cfg.tls_verify and cfg.client_cert is None:
         return False
-    if not (tls.ca_file or tls.cert_file):
+    if not (cfg.ca_bundle or cfg.client_cert):
         return True
     try:
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        ctx = ssl.create_default_context(cafile=str(cfg.ca_bundle) if cfg.ca_bundle else None)
+        if not cfg.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cfg.client_cert:
+            ctx.load_cert_chain(str(cfg.client_cert),
+                                str(cfg.client_key) if cfg.client_key else None)
     except (OSError, ssl.SSLError) as exc:
-        files = ", ".join(f"{k}={v}" for k, v in (("ca_file", tls.ca_file),
-                                                  ("cert_file", tls.cert_file),
-                                                  ("key_file", tls.key_file)) if v)
+        files = ", ".join(f"{k}={v}" for k, v in (("ca_bundle", cfg.ca_bundle),
+                                                  ("client_cert", cfg.client_cert),
+                                                  ("client_key", cfg.client_key)) if v)
         raise CheckError(f"cannot load the TLS files of this check ({files}): "
                          f"{exc.strerror or exc}") from None
     return ctx
@@ -83,7 +87,7 @@ class AirflowClient:
     async def connect(self) -> None:
         """Learn the API version (once) and set up authentication."""
         if self._ssl is None:
-            self._ssl = ssl_context(self.config.tls)
+            self._ssl = ssl_context(self.config)
         if self.version is None or self.airflow_version is None:
             await self._detect()
         if self._auth is None:

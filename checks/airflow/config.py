@@ -7,35 +7,15 @@ log line, an error, /status or a Slack message.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from agent.check import InstanceConfig
 from agent.durations import Duration
 
-__all__ = ["AirflowConfig", "TlsConfig"]
-
-
-class TlsConfig(BaseModel):
-    """How to trust the Airflow API's certificate (and present one, for mutual TLS)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    verify: bool = Field(
-        True, description="Verify the server certificate. Never turn off in production."
-    )
-    ca_file: str | None = Field(
-        None, description="PEM bundle of CAs to trust instead of the system ones."
-    )
-    cert_file: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key_file: str | None = Field(None, description="Private key of `cert_file` (PEM).")
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsConfig:
-        if self.key_file and not self.cert_file:
-            raise ValueError("tls.key_file is set without tls.cert_file")
-        return self
+__all__ = ["AirflowConfig"]
 
 
 class AirflowConfig(InstanceConfig):
@@ -68,7 +48,14 @@ class AirflowConfig(InstanceConfig):
         None,
         description="A bearer token used as is (no renewal); instead of username/password.",
     )
-    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options for https:// URLs.")
+    tls_verify: bool = Field(True, description="Verify the Airflow API's TLS certificate.")
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of CA certificates to verify the Airflow API with."
+    )
+    client_cert: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS."
+    )
+    client_key: Path | None = Field(None, description="Private key of `client_cert` (PEM).")
     dags: tuple[str, ...] = Field(
         ("*",), description="Glob patterns on dag_id; a DAG is watched when any pattern matches."
     )
@@ -151,6 +138,10 @@ class AirflowConfig(InstanceConfig):
             raise ValueError("`username` and `password` go together")
         if self.token is None and not self.username:
             raise ValueError("give `username` and `password` (or a bearer `token`)")
+        if self.ca_bundle is not None and not self.tls_verify:
+            raise ValueError("`ca_bundle` has no effect with `tls_verify: false`; remove one")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("`client_key` is set without `client_cert`")
         return self
 
     @property

@@ -504,6 +504,10 @@ async def test_an_unreachable_airflow_is_critical_with_the_url(clock: Clock) -> 
     ("{type: airflow, name: a, url: 'http://x', token: tttt, api_version: 3}", "checks[0].api_version"),
     ("{type: airflow, name: a, url: 'http://x', token: tttt, stuck_afterr: 1h}",
      "did you mean 'stuck_after'?"),
+    ("{type: airflow, name: a, url: 'https://x', token: tttt, tls_verify: false, ca_bundle: c.pem}",
+     "`ca_bundle` has no effect with `tls_verify: false`"),
+    ("{type: airflow, name: a, url: 'https://x', token: tttt, client_key: k.pem}",
+     "`client_key` is set without `client_cert`"),
 ])
 def test_bad_config_is_named(body: str, problem: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -28,7 +28,8 @@ def cert(tmp_path: Path) -> tuple[Path, Path]:
     return crt, key
 
 
-async def serve_tls(crt: Path, key: Path) -> tuple[web.AppRunner, str]:
+async def serve_tls(crt: Path, key: Path, require_client_cert: bool = False
+                    ) -> tuple[web.AppRunner, str]:
     async def version(request: web.Request) -> web.Response:
         return web.json_response(load_fixture("airflow3", "version.json"))
 
@@ -40,6 +41,9 @@ async def serve_tls(crt: Path, key: Path) -> tuple[web.AppRunner, str]:
     app.router.add_post("/auth/token", token)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(crt), str(key))
+    if require_client_cert:  # mutual TLS: the same self-signed certificate is the client's CA
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(str(crt))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
@@ -50,7 +54,7 @@ async def serve_tls(crt: Path, key: Path) -> tuple[web.AppRunner, str]:
 
 async def connect(url: str, **tls: object) -> tuple[Status, str, str | None]:
     config = AirflowConfig(type="airflow", name="tls", url=url, username="admin",
-                           password="pw12345", tls=tls, timeout=10)
+                           password="pw12345", timeout=10, **tls)  # type: ignore[arg-type]
     ctx = CheckContext(state=MemoryState())
     check = AirflowCheck(config, ctx)
     try:
@@ -69,9 +73,9 @@ async def test_an_untrusted_certificate_is_refused_and_a_ca_file_trusts_it(
         status, message, _ = await connect(url)
         assert status == Status.CRITICAL and "cannot reach Airflow" in message
         assert "certificate" in message.lower()
-        status, message, version = await connect(url, ca_file=str(cert[0]))
+        status, message, version = await connect(url, ca_bundle=str(cert[0]))
         assert status == Status.OK and version == "3.3.2", message
-        status, message, version = await connect(url, verify=False)
+        status, message, version = await connect(url, tls_verify=False)
         assert status == Status.OK and version == "3.3.2", message
     finally:
         await runner.cleanup()
@@ -79,7 +83,19 @@ async def test_an_untrusted_certificate_is_refused_and_a_ca_file_trusts_it(
 
 async def test_an_unreadable_ca_file_is_a_clear_error(tmp_path: Path) -> None:
     config = AirflowConfig(type="airflow", name="tls", url="https://127.0.0.1:1",
-                           token="tok-123456", tls={"ca_file": str(tmp_path / "missing.pem")})
+                           token="tok-123456", ca_bundle=tmp_path / "missing.pem")
     result = await AirflowCheck(config, CheckContext()).run()
     assert result.status in (Status.CRITICAL, Status.UNKNOWN)
     assert "TLS files" in result.message and "missing.pem" in result.message
+
+
+async def test_mutual_tls_presents_the_client_certificate(cert: tuple[Path, Path]) -> None:
+    runner, url = await serve_tls(*cert, require_client_cert=True)
+    try:
+        status, message, _ = await connect(url, ca_bundle=str(cert[0]))
+        assert status == Status.CRITICAL and "cannot reach Airflow" in message
+        status, message, version = await connect(url, ca_bundle=str(cert[0]),
+                                                 client_cert=str(cert[0]), client_key=str(cert[1]))
+        assert status == Status.OK and version == "3.3.2", message
+    finally:
+        await runner.cleanup()
