@@ -617,3 +617,22 @@ async def test_per_dag_zeros_are_sent_first_then_only_when_a_series_returns_to_z
     assert value(third, "dag_run.active", dag_id="batch_score", **running) == 0
     assert not find(fourth, "dag_run.active")
     assert not find(fourth, "dag.stuck_runs") and not find(fourth, "task_instance.queued")
+
+
+@pytest.mark.parametrize("major, setting, ok", [
+    ("3", "2", True), ("2", "1", True), ("2", "2", False), ("3", "1", False)])
+async def test_an_explicit_api_version_is_used_and_a_mismatch_is_named(
+        clock: Clock, major: str, setting: str, ok: bool) -> None:
+    fake = FakeAirflow(major, clock)
+    target = fake.target()
+    wrong = "/api/v1/version" if major == "3" else "/api/v2/version"
+    target.routes[("GET", wrong)] = target.routes.get(("GET", wrong)) or (
+        lambda request: fake._not_found(request))
+    async with target as t:
+        result, check = await poll(cfg(t.url, api_version=setting), MemoryState(), clock)
+    if ok:
+        assert result.status == Status.OK and check.client.version == setting, result.message
+    else:
+        assert result.status == Status.CRITICAL
+        assert f"/api/v{setting}/version -> 404" in result.message
+        assert [r for r in t.requests if r[1].endswith("/version")] == [("GET", wrong)]
