@@ -143,8 +143,13 @@ class AirflowClient:
         raise AirflowApiError(f"POST {url}: unexpected status {status} ({_detail(body)})", status)
 
     # -- requests --------------------------------------------------------------------
-    async def get(self, path: str, params: Params = (), *, api: bool = True) -> Any:
-        """GET a JSON document; renews an Airflow 3 token once when it is refused."""
+    async def get(self, path: str, params: Params = (), *, api: bool = True,
+                  ok: tuple[int, ...] = (200,)) -> Any:
+        """GET a JSON document; renews an Airflow 3 token once when it is refused.
+
+        ``ok``: statuses whose JSON body is returned (a health report comes with 503 from
+        some proxies and deployments; its body still says which component is down).
+        """
         if self._auth is None:
             await self.connect()
         assert self._auth is not None
@@ -155,7 +160,7 @@ class AirflowClient:
         if status in (401, 403) and self._auth.renewable:
             await self._auth.renew()
             status, body = await self._send("GET", url, headers=await self._auth.headers())
-        if status == 200:
+        if status in ok and (status == 200 or isinstance(body, dict)):
             return body
         if status in (401, 403):
             what = ("the token was refused; a `token` given in the config cannot be renewed"

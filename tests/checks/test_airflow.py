@@ -636,3 +636,18 @@ async def test_an_explicit_api_version_is_used_and_a_mismatch_is_named(
         assert result.status == Status.CRITICAL
         assert f"/api/v{setting}/version -> 404" in result.message
         assert [r for r in t.requests if r[1].endswith("/version")] == [("GET", wrong)]
+
+
+async def test_a_health_report_sent_with_503_is_still_read(clock: Clock) -> None:
+    fake = FakeAirflow("3", clock)
+    fake.health["scheduler"]["status"] = "unhealthy"
+    target = fake.target()
+
+    async def unhealthy(request: web.Request) -> web.Response:
+        return web.json_response(fake.health, status=503)
+    target.routes[("GET", "/api/v2/monitor/health")] = unhealthy
+    async with target as t:
+        result, _ = await poll(cfg(t.url), MemoryState(), clock)
+    assert value(result, "component.healthy", component="scheduler") == 0
+    assert value(result, "component.healthy", component="triggerer") == 1
+    assert result.status == Status.CRITICAL and "scheduler unhealthy" in result.message
