@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from agent.alerting.config import AlertingConfig
 from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
@@ -97,6 +98,7 @@ class AgentConfig(_Model):
 
     agent: AgentSection = Field(default_factory=AgentSection)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     checks: tuple[InstanceConfig, ...] = Field(
         default=(), description="Check instances; each entry's keys depend on its `type`."
     )
