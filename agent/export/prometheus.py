@@ -50,6 +50,7 @@ def _help(text: str) -> str:
 
 
 def _value(v: float) -> str:
+    v = float(v)  # samples from outside the check firewall may carry ints
     if v == math.inf:
         return "+Inf"
     if v == -math.inf:
