@@ -651,3 +651,23 @@ async def test_a_health_report_sent_with_503_is_still_read(clock: Clock) -> None
     assert value(result, "component.healthy", component="scheduler") == 0
     assert value(result, "component.healthy", component="triggerer") == 1
     assert result.status == Status.CRITICAL and "scheduler unhealthy" in result.message
+
+
+@pytest.mark.parametrize("major, link", [
+    ("3", "http://ui/dags/train_ranker/runs/scheduled__2026-11-28T00%3A00%3A00%2B00%3A00"),
+    ("2", "http://ui/dags/train_ranker/grid?dag_run_id=scheduled__2026-11-28T00%3A00%3A00%2B00%3A00"),
+])
+async def test_a_run_that_failed_without_a_failed_task_links_the_run(
+        clock: Clock, major: str, link: str) -> None:
+    """A dagrun_timeout fails the run and leaves its tasks skipped or up_for_retry."""
+    fake = FakeAirflow(major, clock)
+    run_id = "scheduled__2026-11-28T00:00:00+00:00"
+    fake.run("train_ranker", run_id, "failed", T0 - 3600, T0 - 10, run_type="scheduled")
+    fake.ti("train_ranker", run_id, "train", "skipped")
+    fake.ti("train_ranker", run_id, "publish", "up_for_retry")
+    async with fake.target() as t:
+        result, _ = await poll(cfg(t.url, ui_url="http://ui"), MemoryState(), clock)
+    run = find(result, "dag_run.failed")
+    assert len(run) == 1 and run[0].tag("failed_tasks") == "" and run[0].tag("log_url") == link
+    assert run[0].tag("run_type") == "scheduled"
+    assert not find(result, "task_instance.failed")
