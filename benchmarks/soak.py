@@ -1,0 +1,438 @@
+"""Soak: one agent under a realistic load for a bounded time, watched from outside.
+
+One ``mlwarden run`` subprocess with 1,000 ``model_endpoint`` checks against local targets
+(healthy, slow, failing with 500, refusing connections, hanging past the timeout, flapping
+200/503, and MLServer-shaped V2 models), the Airflow check against the strict fake built
+from recorded Airflow 3 answers (tests/checks/airflow_fake.py), the GPU check's ``dcgm``
+source against dcgm-exporter output (tests/checks/gpu_dcgm_samples.py), 200 rules when the
+rules engine is present (#7), Slack through the strict fake (tests/notify/fake_slack.py)
+and the Prometheus exporter scraped every 10 s. Every server is in this process on
+127.0.0.1; the agent is the only child and is stopped by its PID.
+
+It reports, from outside the agent: RSS over time and its slope after warm-up (flat is the
+aim), CPU per probe, store growth, Slack notifications delivered against the number the
+rules must produce, and schedule drift (p99 lateness of each check's runs against its own
+interval, from /status).
+
+    python benchmarks/soak.py [--duration 240] [--endpoints 1000] [--interval 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import yaml
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agent.config import AgentConfig  # noqa: E402
+from tests.checks.airflow_fake import PASSWORD, USER, FakeAirflow  # noqa: E402
+from tests.checks.gpu_dcgm_samples import DcgmGpu, exposition  # noqa: E402
+from tests.notify.fake_slack import TOKEN, FakeSlack  # noqa: E402
+from tests.support.procs import free_port  # noqa: E402
+from tests.support.targets import load_fixture  # noqa: E402
+
+HAS_RULES = "rules" in AgentConfig.model_fields
+MIB = 2**20
+
+
+# -- targets ---------------------------------------------------------------------------
+class Endpoints:
+    """One aiohttp app serving every endpoint kind; counts the requests it answers."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.flap: dict[str, int] = {}
+        self.dcgm = exposition([DcgmGpu(i, f"GPU-{i:08d}-soak") for i in range(8)])
+        self.model_meta = load_fixture("mlserver", "model_metadata.json")
+        self.server_meta = load_fixture("mlserver", "server_metadata.json")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        r = app.router
+        r.add_get("/ok/{i}", self.ok)
+        r.add_get("/slow/{i}", self.slow)
+        r.add_get("/fail/{i}", self.fail)
+        r.add_get("/hang/{i}", self.hang)
+        r.add_get("/flap/{i}", self.flapping)
+        r.add_get("/v2/health/live", self.empty)
+        r.add_get("/v2/health/ready", self.empty)
+        r.add_get("/v2", self.v2_server)
+        r.add_get("/v2/models/{m}/ready", self.empty)
+        r.add_get("/v2/models/{m}", self.v2_model)
+        r.add_get("/dcgm/metrics", self.metrics)
+        return app
+
+    async def ok(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        return web.json_response({"status": "ok"})
+
+    async def slow(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        await asyncio.sleep(0.2 + (int(request.match_info["i"]) % 10) * 0.15)  # 0.2 .. 1.55 s
+        return web.json_response({"status": "ok"})
+
+    async def fail(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        return web.json_response({"error": "model crashed"}, status=500)
+
+    async def hang(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        await asyncio.sleep(20)  # past the check's 3 s timeout; bounded
+        return web.json_response({"status": "late"})
+
+    async def flapping(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        key = request.match_info["i"]
+        n = self.flap[key] = self.flap.get(key, 0) + 1
+        return web.json_response({"status": "ok"}, status=200 if n % 2 else 503)
+
+    async def empty(self, request: web.Request) -> web.Response:
+        if request.path == "/v2/health/live":
+            self.requests += 1
+        return web.Response(body=b"")
+
+    async def v2_server(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server_meta)
+
+    async def v2_model(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.model_meta, "name": request.match_info["m"]})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.dcgm, content_type="text/plain")
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+# -- the agent's config ----------------------------------------------------------------
+KINDS = (("fail", 100), ("down", 20), ("hang", 20), ("flap", 100), ("slow", 160), ("v2", 100))
+
+
+def endpoint_names(total: int) -> list[tuple[str, str, int]]:
+    """(check name, kind, index) for ``total`` endpoints; the rest of the kinds is healthy."""
+    out, n = [], 0
+    scale = total / 1000
+    for kind, count in KINDS:
+        for i in range(max(1, int(count * scale))):
+            out.append((f"ep-{kind}-{i}", kind, i))
+            n += 1
+    for i in range(total - n):
+        out.append((f"ep-ok-{i}", "ok", i))
+    return out[:total]
+
+
+def make_rules(names: list[tuple[str, str, int]]) -> tuple[list[dict[str, Any]], int]:
+    """200 rules on the checks' own verdicts; returns them and the alerts that must fire."""
+    by_kind: dict[str, list[str]] = {}
+    for name, kind, _ in names:
+        by_kind.setdefault(kind, []).append(name)
+    rules, expected = [], 0
+    # fail: CRITICAL on every run -> fires once each and stays firing
+    for name in by_kind.get("fail", [])[:100]:
+        rules.append({"alert": f"SoakFail_{name}", "metric": "mlwarden.check.status",
+                      "where": {"check": name}, "op": "==", "threshold": 2, "for": "0s",
+                      "severity": "critical", "summary": "{check} is CRITICAL ({value:.0f})"})
+        expected += 1
+    # flap: CRITICAL every other run; `for: 1h` must hold them all back
+    for name in by_kind.get("flap", [])[:50]:
+        rules.append({"alert": f"SoakFlap_{name}", "metric": "mlwarden.check.status",
+                      "where": {"check": name}, "op": "==", "threshold": 2, "for": "1h",
+                      "summary": "{check} flaps"})
+    # healthy and slow-but-in-time targets: must never fire
+    quiet = by_kind.get("ok", []) + by_kind.get("slow", []) + by_kind.get("v2", [])
+    for name in quiet[: 200 - len(rules)]:
+        rules.append({"alert": f"SoakQuiet_{name}", "metric": "mlwarden.check.status",
+                      "where": {"check": name}, "op": ">", "threshold": 0, "for": "0s",
+                      "summary": "{check} is not OK"})
+    return rules, expected
+
+
+def write_config(path: Path, args: argparse.Namespace, port: int, ep_port: int, closed_port: int,
+                 airflow_url: str, slack: FakeSlack) -> tuple[list[tuple[str, str, int]], int]:
+    names = endpoint_names(args.endpoints)
+    base = f"http://127.0.0.1:{ep_port}"
+    checks: list[dict[str, Any]] = []
+    for name, kind, i in names:
+        c: dict[str, Any] = {"type": "model_endpoint", "name": name, "interval": f"{args.interval}s",
+                             "protocol": "http"}
+        if kind == "v2":
+            c.update(protocol="v2", url=base, model=f"model-{i}")
+        elif kind == "down":
+            c["url"] = f"http://127.0.0.1:{closed_port}/"
+        else:
+            c["url"] = f"{base}/{kind}/{i}"
+        if kind == "hang":
+            c.update(timeout="3s", request_timeout="3s")
+        checks.append(c)
+    checks.append({"type": "airflow", "name": "airflow", "url": airflow_url, "api_version": "2",
+                   "username": USER, "password": PASSWORD, "interval": f"{args.interval}s"})
+    checks.append({"type": "gpu", "name": "fleet-gpus", "source": "dcgm",
+                   "urls": [f"{base}/dcgm/metrics"], "interval": f"{args.interval}s",
+                   "price_per_gpu_hour": 2.0})
+    doc: dict[str, Any] = {
+        "agent": {"listen": f"127.0.0.1:{port}", "history": f"sqlite:///{path.parent}/history.db",
+                  "log_level": "warning", "log_format": "json"},
+        "exporters": {"prometheus": {"enabled": True}},
+        "alerting": {
+            "slack": {"token": TOKEN, "base_url": slack.base_url, "default_channel": "#ml-alerts",
+                      "charts": False},
+            "group_by": ["alertname"], "group_wait": "1s", "group_interval": "10m",
+            "repeat_interval": "4h", "delivery": {"pace": "0s"},
+        },
+        "checks": checks,
+    }
+    expected = 0
+    if HAS_RULES:
+        doc["rules"], expected = make_rules(names)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return names, expected
+
+
+# -- watching ----------------------------------------------------------------------------
+@dataclass
+class Watch:
+    t0: float
+    rss: list[tuple[float, float]] = field(default_factory=list)       # (s since ready, MiB)
+    cpu: list[tuple[float, float, int]] = field(default_factory=list)  # (s, cpu s, probes)
+    store: list[tuple[float, int]] = field(default_factory=list)       # (s, bytes)
+    scrapes: list[tuple[float, int]] = field(default_factory=list)     # (s taken, bytes)
+    status_polls: list[float] = field(default_factory=list)
+    first_run: dict[str, tuple[float, int]] = field(default_factory=dict)
+    lateness: list[float] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    last_status: dict[str, Any] = field(default_factory=dict)
+
+    def status(self, doc: dict[str, Any], warm: bool) -> int:
+        """Record runs; lateness of run k = its start - (first seen start + k * interval)."""
+        self.last_status = doc
+        probes = 0
+        for c in doc["checks"]:
+            probes += c["runs"]
+            if not c["last_run"] or not warm:
+                continue
+            start = datetime.fromisoformat(c["last_run"]).timestamp()
+            name, interval = c["name"], c["interval"]
+            if name not in self.first_run:
+                self.first_run[name] = (start, c["runs"])
+                continue
+            s0, r0 = self.first_run[name]
+            k = round((start - s0) / interval)
+            if k <= 0:
+                continue
+            self.lateness.append(start - s0 - k * interval)
+            self.skipped[name] = max(0, k - (c["runs"] - r0))
+        return probes
+
+
+def store_bytes(tmp: Path) -> int:
+    return sum(p.stat().st_size for p in tmp.glob("history.db*") if p.exists())
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope in units per minute."""
+    if len(points) < 3:
+        return float("nan")
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return statistics.linear_regression(xs, ys).slope * 60
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def soak(args: argparse.Namespace) -> int:
+    endpoints = Endpoints()
+    fake_airflow = FakeAirflow("3", time.time)
+    now = time.time()
+    fake_airflow.run("example_dag", "manual__soak_1", "success", now - 600, now - 500)
+    fake_airflow.run("example_dag", "manual__soak_2", "failed", now - 400, now - 300)
+    airflow_target = fake_airflow.target()
+    slack = FakeSlack()
+    runners: list[web.AppRunner] = []
+    proc: subprocess.Popen[bytes] | None = None
+    code = 1
+    with tempfile.TemporaryDirectory(prefix="mlwarden-soak-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            runner, ep_port = await serve(endpoints.app())
+            runners.append(runner)
+            await airflow_target.__aenter__()
+            await slack.start()
+            port, closed_port = free_port(), free_port()
+            cfg = tmp / "agent.yaml"
+            names, expected = write_config(cfg, args, port, ep_port, closed_port,
+                                           airflow_target.url, slack)
+            print(f"soak: {len(names)} endpoint checks + airflow + gpu(dcgm), interval {args.interval}s, "
+                  f"rules: {'200' if HAS_RULES else 'none (rules engine not in this tree)'}, "
+                  f"duration {args.duration}s", flush=True)
+            log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
+            t_spawn = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+                                    cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+            ps = psutil.Process(proc.pid)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+                base = f"http://127.0.0.1:{port}"
+                ready_by = time.monotonic() + 60
+                while time.monotonic() < ready_by:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"agent exited with {proc.returncode}:\n"
+                                           + (tmp / "agent.log").read_text()[-3000:])
+                    with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                        async with http.get(base + "/readyz") as r:
+                            if r.status == 200:
+                                break
+                    await asyncio.sleep(0.2)
+                else:
+                    raise RuntimeError("agent not ready within 60 s")
+                print(f"ready after {time.monotonic() - t_spawn:.2f} s", flush=True)
+                w = Watch(time.monotonic())
+                warmup = max(30.0, args.duration * 0.3)
+                end = w.t0 + args.duration
+                next_scrape = w.t0
+                while time.monotonic() < end and proc.poll() is None:
+                    t = time.monotonic() - w.t0
+                    async with http.get(base + "/status") as r:
+                        doc = await r.json()
+                    w.status_polls.append(time.monotonic() - w.t0 - t)
+                    probes = w.status(doc, warm=t >= warmup)
+                    cpu = ps.cpu_times()
+                    w.cpu.append((t, cpu.user + cpu.system, probes))
+                    w.rss.append((t, ps.memory_info().rss / MIB))
+                    w.store.append((t, store_bytes(tmp)))
+                    if time.monotonic() >= next_scrape:
+                        s = time.monotonic()
+                        async with http.get(base + "/metrics") as r:
+                            body = await r.read()
+                        w.scrapes.append((time.monotonic() - s, len(body)))
+                        next_scrape += 10
+                    await asyncio.sleep(max(0.0, min(5.0, end - time.monotonic())))
+                if proc.poll() is not None:
+                    raise RuntimeError(f"agent died with {proc.returncode} during the soak:\n"
+                                       + (tmp / "agent.log").read_text()[-3000:])
+                await asyncio.sleep(0)
+            report(w, warmup, endpoints, slack, fake_airflow, expected, tmp)
+            code = 0
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+                print(f"agent stopped (pid {proc.pid}, exit {proc.returncode})")
+            await slack.stop()
+            try:
+                await airflow_target.__aexit__(None, None, None)
+            except AssertionError as exc:  # the strict fake saw routes it does not serve
+                print(f"FINDING: airflow fake: {exc}")
+                code = 1
+            for runner in runners:
+                await runner.cleanup()
+            errors = [ln for ln in (tmp / "agent.log").read_text(errors="replace").splitlines()
+                      if '"level": "error"' in ln or '"levelname": "ERROR"' in ln] \
+                if (tmp / "agent.log").exists() else []
+            print(f"agent log: {len(errors)} error lines" + (f"; first: {errors[0][:300]}" if errors else ""))
+    return code
+
+
+def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airflow: FakeAirflow,
+           expected: int, tmp: Path) -> None:
+    steady = [p for p in w.rss if p[0] >= warmup]
+    print("\n== RSS (MiB) over time")
+    step = max(1, len(w.rss) // 12)
+    print("  " + "  ".join(f"{t:.0f}s:{m:.1f}" for t, m in w.rss[::step]))
+    print(f"  after warm-up ({warmup:.0f} s): min {min(m for _, m in steady):.1f}  "
+          f"max {max(m for _, m in steady):.1f}  slope {slope(steady):+.3f} MiB/min")
+    c0 = next(c for c in w.cpu if c[0] >= warmup)
+    c1 = w.cpu[-1]
+    probes = c1[2] - c0[2]
+    span = c1[0] - c0[0]
+    print("\n== CPU (after warm-up)")
+    print(f"  agent CPU {c1[1] - c0[1]:.2f} s over {span:.0f} s ({(c1[1] - c0[1]) / span * 100:.1f}% of one core)")
+    if probes:
+        print(f"  check runs {probes} ({probes / span:.1f}/s): {(c1[1] - c0[1]) / probes * 1e3:.3f} ms CPU per run "
+              "(everything included: probe, pipeline, store, rules, exporter, /status polls)")
+    print(f"  target requests answered: {endpoints.requests}")
+    s0 = next(s for s in w.store if s[0] >= warmup)
+    s1 = w.store[-1]
+    print("\n== store (SQLite file + WAL)")
+    print(f"  size at end {s1[1] / MIB:.1f} MiB; growth after warm-up "
+          f"{(s1[1] - s0[1]) / MIB / max(1, s1[0] - s0[0]) * 3600:.1f} MiB/hour"
+          + (f", {(s1[1] - s0[1]) / probes:.0f} bytes per check run" if probes else ""))
+    print("\n== schedule drift (check run start vs first run + k x interval, after warm-up)")
+    late = w.lateness
+    print(f"  {len(late)} observations: p50 {pct(late, .5) * 1e3:.0f} ms  p99 {pct(late, .99) * 1e3:.0f} ms"
+          f"  max {max(late, default=float('nan')) * 1e3:.0f} ms; skipped runs {sum(w.skipped.values())}")
+    checks = w.last_status.get("checks", [])
+    print(f"  missed (scheduler) {sum(c['missed'] for c in checks)}, "
+          f"skipped_overlap {sum(c['skipped_overlap'] for c in checks)}; "
+          f"pipeline {json.dumps(w.last_status.get('pipeline'))}")
+    print(f"  /status poll (1,000+ checks) p50 {pct(w.status_polls, .5) * 1e3:.0f} ms, "
+          f"max {max(w.status_polls) * 1e3:.0f} ms")
+    print("\n== Prometheus /metrics")
+    if w.scrapes:
+        print(f"  {len(w.scrapes)} scrapes, p50 {pct([s for s, _ in w.scrapes], .5) * 1e3:.0f} ms, "
+              f"{w.scrapes[-1][1] / 1024:.0f} KiB")
+    by_status: dict[str, int] = {}
+    for c in checks:
+        by_status[c["status"]] = by_status.get(c["status"], 0) + 1
+    print("\n== checks by status: " + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
+    for name in ("airflow", "fleet-gpus"):
+        c = next((c for c in checks if c["name"] == name), None)
+        if c:
+            print(f"  {name}: {c['status']} runs {c['runs']} - {c['message'][:150]}")
+    print(f"  airflow fake: {len(airflow.calls)} API calls, tokens issued {airflow.tokens_issued}, "
+          f"bad params {airflow.bad_params[:3]}")
+    print("\n== alert notifications (Slack fake)")
+    top = slack.top_level()
+    wrong = [m.text[:80] for m in top if "SoakFail_" not in (m.text or "")]
+    print(f"  top-level messages {len(top)} (expected {expected if HAS_RULES else 'n/a: no rules engine'}),"
+          f" replies {len(slack.messages) - len(top)}, refused by the fake {len(slack.refused)}"
+          f"{': ' + str(slack.refused[:2]) if slack.refused else ''}")
+    if wrong:
+        print(f"  UNEXPECTED messages ({len(wrong)}): {wrong[:3]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=240.0, help="seconds after ready (default 240)")
+    parser.add_argument("--endpoints", type=int, default=1000)
+    parser.add_argument("--interval", type=int, default=10, help="check interval, seconds")
+    args = parser.parse_args()
+    if not 10 <= args.duration <= 3600:
+        parser.error("--duration must be between 10 and 3600 seconds")
+    random.seed(1)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(asyncio.run(soak(args)))
+
+
+if __name__ == "__main__":
+    main()
