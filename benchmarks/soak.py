@@ -209,6 +209,7 @@ def write_config(path: Path, args: argparse.Namespace, port: int, ep_port: int, 
     if HAS_RULES:
         doc["rules"], expected = make_rules(names)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.chmod(0o600)  # it holds the (fake) Slack token
     return names, expected
 
 
@@ -219,6 +220,7 @@ class Watch:
     rss: list[tuple[float, float]] = field(default_factory=list)       # (s since ready, MiB)
     cpu: list[tuple[float, float, int]] = field(default_factory=list)  # (s, cpu s, probes)
     store: list[tuple[float, int]] = field(default_factory=list)       # (s, bytes)
+    rows_at_warmup: dict[str, int] = field(default_factory=dict)
     scrapes: list[tuple[float, int]] = field(default_factory=list)     # (s taken, bytes)
     status_polls: list[float] = field(default_factory=list)
     first_run: dict[str, tuple[float, int]] = field(default_factory=dict)
@@ -250,6 +252,24 @@ class Watch:
 
 def store_bytes(tmp: Path) -> int:
     return sum(p.stat().st_size for p in tmp.glob("history.db*") if p.exists())
+
+
+def store_rows(tmp: Path) -> dict[str, int]:
+    """Rows and pages in use, read through a read-only connection beside the agent (WAL)."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{tmp / 'history.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            one = lambda q: db.execute(q).fetchone()[0]  # noqa: E731
+            used = (one("PRAGMA page_count") - one("PRAGMA freelist_count")) * one("PRAGMA page_size")
+            return {"samples": one("SELECT count(*) FROM samples"),
+                    "series": one("SELECT count(*) FROM series"), "used": used}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        print(f"  (cannot read the store: {exc})")
+        return {}
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -326,6 +346,9 @@ async def soak(args: argparse.Namespace) -> int:
                     w.cpu.append((t, cpu.user + cpu.system, probes))
                     w.rss.append((t, ps.memory_info().rss / MIB))
                     w.store.append((t, store_bytes(tmp)))
+                    if t >= warmup and not w.rows_at_warmup:
+                        w.rows_at_warmup = store_rows(tmp) or {"samples": 0, "series": 0, "used": 0}
+                        w.rows_at_warmup["t"] = int(t)
                     if time.monotonic() >= next_scrape:
                         s = time.monotonic()
                         async with http.get(base + "/metrics") as r:
@@ -356,10 +379,18 @@ async def soak(args: argparse.Namespace) -> int:
                 code = 1
             for runner in runners:
                 await runner.cleanup()
-            errors = [ln for ln in (tmp / "agent.log").read_text(errors="replace").splitlines()
-                      if '"level": "error"' in ln or '"levelname": "ERROR"' in ln] \
-                if (tmp / "agent.log").exists() else []
-            print(f"agent log: {len(errors)} error lines" + (f"; first: {errors[0][:300]}" if errors else ""))
+            levels: dict[str, list[str]] = {}
+            if (tmp / "agent.log").exists():
+                for line in (tmp / "agent.log").read_text(errors="replace").splitlines():
+                    try:
+                        level = json.loads(line).get("level", "?")
+                    except ValueError:
+                        level = "not json"
+                    levels.setdefault(level, []).append(line)
+            print("agent log lines by level: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(levels.items())))
+            for level in ("error", "critical", "not json"):
+                for line in levels.get(level, [])[:3]:
+                    print(f"  {level}: {line[:300]}")
     return code
 
 
@@ -381,12 +412,19 @@ def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airf
         print(f"  check runs {probes} ({probes / span:.1f}/s): {(c1[1] - c0[1]) / probes * 1e3:.3f} ms CPU per run "
               "(everything included: probe, pipeline, store, rules, exporter, /status polls)")
     print(f"  target requests answered: {endpoints.requests}")
-    s0 = next(s for s in w.store if s[0] >= warmup)
-    s1 = w.store[-1]
-    print("\n== store (SQLite file + WAL)")
-    print(f"  size at end {s1[1] / MIB:.1f} MiB; growth after warm-up "
-          f"{(s1[1] - s0[1]) / MIB / max(1, s1[0] - s0[0]) * 3600:.1f} MiB/hour"
-          + (f", {(s1[1] - s0[1]) / probes:.0f} bytes per check run" if probes else ""))
+    print("\n== store (SQLite)")
+    print(f"  files (db + WAL) at end {w.store[-1][1] / MIB:.1f} MiB")
+    rows, r0 = store_rows(tmp), w.rows_at_warmup
+    if rows:
+        print(f"  at end: {rows['samples']} raw samples in {rows['series']} series, "
+              f"{rows['used'] / MIB:.1f} MiB of pages in use, "
+              f"{rows['used'] / max(1, rows['samples']):.0f} bytes per stored sample")
+    if rows and r0:
+        span_s = max(1.0, w.store[-1][0] - r0["t"])
+        grown = rows["used"] - r0["used"]
+        print(f"  after warm-up: +{rows['samples'] - r0['samples']} samples, +{rows['series'] - r0['series']} "
+              f"series, +{grown / MIB:.2f} MiB in {span_s:.0f} s = {grown / MIB / span_s * 3600:.0f} MiB/hour"
+              + (f", {grown / probes:.0f} bytes per check run" if probes else ""))
     print("\n== schedule drift (check run start vs first run + k x interval, after warm-up)")
     late = w.lateness
     print(f"  {len(late)} observations: p50 {pct(late, .5) * 1e3:.0f} ms  p99 {pct(late, .99) * 1e3:.0f} ms"
@@ -405,6 +443,13 @@ def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airf
     for c in checks:
         by_status[c["status"]] = by_status.get(c["status"], 0) + 1
     print("\n== checks by status: " + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
+    by_kind: dict[str, dict[str, int]] = {}
+    for c in checks:
+        kind = c["name"].split("-")[1] if c["name"].startswith("ep-") else c["name"]
+        counts = by_kind.setdefault(kind, {})
+        counts[c["status"]] = counts.get(c["status"], 0) + 1
+    print("  by kind: " + "; ".join(f"{k}: " + ",".join(f"{s} {n}" for s, n in sorted(v.items()))
+                                    for k, v in sorted(by_kind.items())))
     for name in ("airflow", "fleet-gpus"):
         c = next((c for c in checks if c["name"] == name), None)
         if c:
