@@ -21,6 +21,7 @@ from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.prometheus import PrometheusExporter
+from agent.leader import build_leadership
 from agent.pipeline import Pipeline
 from agent.plugins import get_check_type
 from agent.scheduler import CheckScheduler
@@ -75,6 +76,9 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
+        self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname)
+        self.components.append(self.leader)
+        self.scheduler.gate = self.leader.gate
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
@@ -86,6 +90,7 @@ class Agent:
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
+            agent=config.agent.hostname,
         )
 
     # -- RuntimeInfo, for the self-check ---------------------------------------------

@@ -24,6 +24,7 @@ from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
+from agent.leader import LeaderConfig
 from agent.plugins import check_types, get_check_type
 from agent.secrets import register_secret
 
@@ -95,6 +96,7 @@ class AgentConfig(_Model):
 
     agent: AgentSection = Field(default_factory=AgentSection)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    leader: LeaderConfig = Field(default_factory=LeaderConfig)
     checks: tuple[InstanceConfig, ...] = Field(
         default=(), description="Check instances; each entry's keys depend on its `type`."
     )
