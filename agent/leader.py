@@ -250,7 +250,7 @@ class LeaderElector:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        await self._attempt(first=True)
+        await self.attempt(first=True)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="mlwarden-leader")
 
     async def stop(self) -> None:
@@ -296,7 +296,7 @@ class LeaderElector:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._next_delay())
-            await self._attempt()
+            await self.attempt()
 
     def _next_delay(self) -> float:
         renew = self.config.renew_interval
@@ -306,7 +306,8 @@ class LeaderElector:
         # a follower wakes when the current lease runs out, if that is sooner than a renew
         return max(0.05, min(renew, rec.remaining + 0.05))
 
-    async def _attempt(self, first: bool = False) -> None:
+    async def attempt(self, first: bool = False) -> None:
+        """Try once now to take or renew the lease (the loop calls this every few seconds)."""
         sent = self._monotonic()
         try:
             if first or self._last_error:
