@@ -76,7 +76,9 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
-        self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname)
+        self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname,
+                                       candidate=self._has_cluster_checks,
+                                       on_elected=lambda: self.scheduler.run_now("cluster"))
         self.components.append(self.leader)
         self.scheduler.gate = self.leader.gate
         self.context = self._context(config)
@@ -92,6 +94,9 @@ class Agent:
             agent_tags=config.agent.tags,
             agent=config.agent.hostname,
         )
+
+    def _has_cluster_checks(self) -> bool:
+        return any(c.scope == "cluster" and c.enabled for c in self.config.checks)
 
     # -- RuntimeInfo, for the self-check ---------------------------------------------
     def check_states(self) -> Mapping[str, Any]:

@@ -218,8 +218,14 @@ class LeaderElector:
         *,
         owns_engine: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        candidate: Callable[[], bool] = lambda: True,
+        on_elected: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_elected = on_elected  # e.g. run the cluster checks now, not at their next slot
+        # only agents that have cluster checks campaign: a sidecar must never win the lease
+        # and leave the Airflow check unrun
+        self._candidate = candidate
         self.agent_name = agent_name
         # unique per process: two agents misconfigured with one hostname still never share a lease
         self.identity = f"{agent_name}/{uuid.uuid4().hex[:8]}"
@@ -279,6 +285,7 @@ class LeaderElector:
         leader = self.is_leader
         return {
             "enabled": True,
+            "candidate": self._is_candidate(),
             "lease": self.config.lease_name,
             "identity": self.identity,
             "is_leader": leader,
@@ -309,10 +316,17 @@ class LeaderElector:
     async def attempt(self, first: bool = False) -> None:
         """Try once now to take or renew the lease (the loop calls this every few seconds)."""
         sent = self._monotonic()
+        candidate = self._is_candidate()
         try:
             if first or self._last_error:
                 await self._blocking(self.lease.ensure_table)
-            rec = await self._blocking(self.lease.try_acquire)
+            if candidate:
+                rec = await self._blocking(self.lease.try_acquire)
+            else:
+                if self.is_leader:  # its cluster checks were removed by a reload
+                    self._valid_until = 0.0
+                    await self._blocking(self.lease.release)
+                rec = await self._blocking(self.lease.read)
         except (SQLAlchemyError, asyncio.TimeoutError, OSError) as exc:
             message = _brief(exc)
             if message != self._last_error:
@@ -327,9 +341,16 @@ class LeaderElector:
             log.info("leader election: the database answers again")
         self._last_error = None
         self._record = rec
-        mine = rec.holder == self.identity
+        mine = candidate and rec is not None and rec.holder == self.identity
         self._valid_until = sent + self.config.lease_duration if mine else 0.0
         self._after(mine)
+
+    def _is_candidate(self) -> bool:
+        try:
+            return bool(self._candidate())
+        except Exception:  # noqa: BLE001 - a broken predicate must not stop the loop
+            log.exception("leader election: the candidacy check failed; campaigning anyway")
+            return True
 
     def _after(self, leading: bool) -> None:
         was = self._leader_since is not None
@@ -339,6 +360,11 @@ class LeaderElector:
             term = self._record.generation if self._record else "?"
             log.info("this agent (%s) is now the leader (lease %r, term %s); cluster checks run here",
                      self.identity, self.config.lease_name, term)
+            if self._on_elected is not None:
+                try:
+                    self._on_elected()
+                except Exception:  # noqa: BLE001 - leadership stands; the checks run on schedule
+                    log.exception("leader election: starting the cluster checks early failed")
         elif not leading and was:
             self._leader_since = None
             self.transitions += 1
@@ -376,20 +402,30 @@ class SoloLeadership:
 
 
 def build_leadership(
-    history_url: str, config: LeaderConfig, agent_name: str, engine: Engine | None = None
+    history_url: str,
+    config: LeaderConfig,
+    agent_name: str,
+    engine: Engine | None = None,
+    candidate: Callable[[], bool] = lambda: True,
+    on_elected: Callable[[], None] | None = None,
 ) -> LeaderElector | SoloLeadership:
     """The leadership that fits the history store: an elector on PostgreSQL, solo on SQLite.
 
     Pass the store's ``engine`` to share its connection pool; without one an engine is made
-    from ``history_url`` and owned (disposed) by the elector.
+    from ``history_url`` and owned (disposed) by the elector. ``candidate`` says whether this
+    agent should campaign now (it has enabled ``scope: cluster`` checks); ``on_elected`` runs
+    when it becomes the leader.
     """
     from agent.history.db import is_sqlite, make_engine
 
     if is_sqlite(engine if engine is not None else history_url):
         return SoloLeadership("SQLite history: one agent per database, every check runs here")
     if engine is None:
-        return LeaderElector(make_engine(history_url), config, agent_name, owns_engine=True)
-    return LeaderElector(engine, config, agent_name)
+        engine, owned = make_engine(history_url), True
+    else:
+        owned = False
+    return LeaderElector(engine, config, agent_name, owns_engine=owned, candidate=candidate,
+                         on_elected=on_elected)
 
 
 def _brief(exc: BaseException) -> str:

@@ -148,3 +148,28 @@ async def test_only_local_checks_carry_the_agent_tag():
     for sample in cluster_result.samples:
         assert sample.tag_dict == {"env": "prod", "check": "c"}
     await context.close()
+
+
+async def test_agents_without_cluster_checks_never_campaign(pg_engine):
+    """A sidecar sharing the database must not win the lease and leave Airflow unpolled."""
+    has_cluster = {"sidecar": False, "cluster": True}
+    sidecar = LeaderElector(pg_engine, LeaderConfig(lease_duration=20, renew_interval=5), "sidecar",
+                            candidate=lambda: has_cluster["sidecar"])
+    cluster = LeaderElector(pg_engine, LeaderConfig(lease_duration=20, renew_interval=5), "cluster",
+                            candidate=lambda: has_cluster["cluster"])
+    await sidecar.attempt(first=True)  # first on a free lease, but not a candidate
+    assert not sidecar.is_leader and sidecar.status()["leader"] is None
+    assert sidecar.status()["candidate"] is False
+    await cluster.attempt(first=True)
+    assert cluster.is_leader
+    await sidecar.attempt()
+    assert sidecar.status()["leader"] == cluster.identity
+    # a reload removes the cluster checks: the leader steps down and releases the lease
+    has_cluster["cluster"] = False
+    has_cluster["sidecar"] = True
+    await cluster.attempt()
+    assert not cluster.is_leader
+    await sidecar.attempt()
+    assert sidecar.is_leader, "the released lease should be free at once"
+    await sidecar.stop()
+    await cluster.stop()
