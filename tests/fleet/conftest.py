@@ -50,3 +50,27 @@ def pg_engine(pg_url: str) -> Iterator:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def live_agent(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real `mlwarden run` process on a free loopback port (SQLite history): (proc, port)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.support.procs import Proc, free_port, wait_http
+
+    tmp = tmp_path_factory.mktemp("live-agent")
+    port = free_port()
+    config = tmp / "mlwarden.yaml"
+    config.write_text(json.dumps({"agent": {"history": f"sqlite:///{tmp}/history.db",
+                                            "listen": f"127.0.0.1:{port}", "log_format": "text"}}))
+    exe = Path(sys.executable).with_name("mlwarden")
+    proc = Proc("live-agent", [str(exe), "run", "-c", str(config)], log_dir=tmp, cwd=tmp)
+    proc.start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60, proc=proc)
+        yield proc, port
+    finally:
+        proc.stop(timeout=10)
