@@ -416,8 +416,14 @@ def build_leadership(
     agent should campaign now (it has enabled ``scope: cluster`` checks); ``on_elected`` runs
     when it becomes the leader.
     """
-    from agent.history.db import is_sqlite, make_engine
+    from sqlalchemy.engine import make_url
 
+    from agent.history.db import is_sqlite, make_engine
+    from agent.secrets import register_secret
+
+    password = make_url(history_url).password if "://" in history_url else None
+    if password:  # a fleet's URL carries the database password: never log or show it
+        register_secret(str(password))
     if is_sqlite(engine if engine is not None else history_url):
         return SoloLeadership("SQLite history: one agent per database, every check runs here")
     if engine is None:

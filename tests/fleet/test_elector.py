@@ -173,3 +173,18 @@ async def test_agents_without_cluster_checks_never_campaign(pg_engine):
     assert sidecar.is_leader, "the released lease should be free at once"
     await sidecar.stop()
     await cluster.stop()
+
+
+async def test_the_database_password_never_reaches_status_or_logs(caplog):
+    from agent.secrets import scrub
+
+    url = f"postgresql+psycopg://mlwarden:s3cret-pw@127.0.0.1:{free_port()}/fleet"
+    lead = build_leadership(url, LeaderConfig(lease_duration=4, renew_interval=2), "node-a",
+                            candidate=lambda: True)
+    assert isinstance(lead, LeaderElector)
+    await lead.attempt(first=True)  # the database is down: logged, not raised
+    await lead.stop()
+    assert lead.status()["last_error"]
+    assert "s3cret-pw" not in str(lead.status())
+    assert "s3cret-pw" not in scrub(url)
+    assert "s3cret-pw" not in "\n".join(scrub(r.getMessage()) for r in caplog.records)
