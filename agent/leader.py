@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.durations import Duration
+from agent.errors import StoreError
 from agent.history.tables import leases
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ def db_now(engine: Engine) -> ColumnElement[float]:
         return cast(func.extract("epoch", func.clock_timestamp()), Double)
     if backend == "sqlite":
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Double)
-    raise NotImplementedError(f"leader election supports PostgreSQL and SQLite, not {backend}")
+    raise StoreError(f"agent.history: leader election for `scope: cluster` checks needs a "
+                     f"PostgreSQL database to share (SQLite for one agent); {backend} is not supported")
 
 
 def _insert_ignore(engine: Engine) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ from agent.check import CheckContext, InstanceConfig
 from agent.config import parse_config
 from agent.errors import ConfigError
 from agent.history.db import make_engine
-from agent.leader import LeaderConfig, LeaderElector, SoloLeadership, build_leadership
+from agent.leader import Lease, LeaderConfig, LeaderElector, SoloLeadership, build_leadership
 from checks.agent.check import AgentSelfCheck
 from tests.support.procs import free_port
 
@@ -188,3 +188,19 @@ async def test_the_database_password_never_reaches_status_or_logs(caplog):
     assert "s3cret-pw" not in str(lead.status())
     assert "s3cret-pw" not in scrub(url)
     assert "s3cret-pw" not in "\n".join(scrub(r.getMessage()) for r in caplog.records)
+
+
+def test_an_unsupported_database_is_a_clear_store_error():
+    from agent.errors import StoreError
+
+    with pytest.raises(StoreError, match="needs a PostgreSQL database.*mysql is not supported"):
+        Lease(_FakeEngine("mysql"), "cluster", "node-a", duration=15)  # type: ignore[arg-type]
+
+
+class _FakeEngine:
+    """Just enough of an Engine to name its backend (no MySQL driver is installed here)."""
+
+    def __init__(self, backend: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.url = make_url(f"{backend}://u@127.0.0.1/x")
