@@ -171,8 +171,9 @@ class AgentCheck(ABC):
         self.config = config
         self.name = config.name
         self.context = context or CheckContext()
-        own = {"agent": self.context.agent} if self.context.agent and config.scope == "local" else None
-        self._base_tags: Tags = make_tags(self.context.agent_tags, own, config.tags, {"check": config.name})
+        own = {"agent": self.context.agent} if self.context.agent and config.scope == "local" else {}
+        self._base_tags: Tags = make_tags(self.context.agent_tags, own, config.tags,
+                                          {"check": config.name})
         self._samples: list[Sample] = []
         self._status: Status | None = None
         self._message = ""

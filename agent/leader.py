@@ -119,7 +119,8 @@ def db_now(engine: Engine) -> ColumnElement[float]:
     if backend == "sqlite":
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Double)
     raise StoreError(f"agent.history: leader election for `scope: cluster` checks needs a "
-                     f"PostgreSQL database to share (SQLite for one agent); {backend} is not supported")
+                     f"PostgreSQL database to share (SQLite for one agent); {backend} "
+                     "is not supported")
 
 
 def _insert_ignore(engine: Engine) -> Callable[..., Any]:
@@ -360,8 +361,8 @@ class LeaderElector:
             self._leader_since = time.time()
             self.transitions += 1
             term = self._record.generation if self._record else "?"
-            log.info("this agent (%s) is now the leader (lease %r, term %s); cluster checks run here",
-                     self.identity, self.config.lease_name, term)
+            log.info("this agent (%s) is now the leader (lease %r, term %s); "
+                     "cluster checks run here", self.identity, self.config.lease_name, term)
             if self._on_elected is not None:
                 try:
                     self._on_elected()

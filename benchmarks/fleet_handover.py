@@ -53,7 +53,6 @@ async def trial(url: str, lease: float, clean: bool) -> float:
         # die at a random point of the renew cycle
         await asyncio.sleep((time.monotonic() * 7919) % cfg.renew_interval)
         rest = [e for e in electors if e is not leader]
-        died = time.monotonic()
         if clean:
             await leader.stop()
         else:

@@ -204,3 +204,30 @@ class _FakeEngine:
         from sqlalchemy.engine import make_url
 
         self.url = make_url(f"{backend}://u@127.0.0.1/x")
+
+
+async def test_a_new_leader_runs_its_cluster_checks_at_once_not_at_their_next_slot():
+    from agent.pipeline import Pipeline
+    from agent.scheduler import CheckScheduler
+
+    scheduler = CheckScheduler(Pipeline(maxsize=100))
+    cluster = AgentSelfCheck(InstanceConfig(type="agent", name="c", scope="cluster", interval=3600))
+    local = AgentSelfCheck(InstanceConfig(type="agent", name="l", interval=3600))
+    scheduler.set_checks([cluster, local])
+    scheduler.start()
+    try:
+        for _ in range(500):  # the first runs happen within a second of the start
+            if all(s.runs for s in scheduler.states.values()):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        runs = {name: s.runs for name, s in scheduler.states.items()}
+        assert runs == {"c": 1, "l": 1}
+        scheduler.run_now("cluster")
+        for _ in range(100):
+            if scheduler.states["c"].runs == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert scheduler.states["c"].runs == 2 and scheduler.states["l"].runs == 1
+    finally:
+        scheduler.shutdown()

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from agent.history.db import make_engine
 from agent.history.tables import leases
 from tests.fleet.probe import AGENT_HEADER
 from tests.support.procs import Proc, free_port, http_get, wait_for, wait_http
