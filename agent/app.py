@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agent import __version__
+from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
@@ -81,6 +82,8 @@ class Agent:
                                        on_elected=lambda: self.scheduler.run_now("cluster"))
         self.components.append(self.leader)
         self.scheduler.gate = self.leader.gate
+        self.alerting = make_dispatcher(config, submit=self.pipeline.submit) if config.alerting.enabled else None
+        self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
@@ -159,6 +162,8 @@ class Agent:
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
         self.config = new
+        if self.alerting is not None:
+            await self.alerting.reconfigure(new.alerting)
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

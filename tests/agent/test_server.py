@@ -1,0 +1,66 @@
+"""The HTTP server, in-process: health, readiness, status, metrics and the bearer token."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from agent.app import Agent
+from agent.config import parse_config
+from tests.support.procs import free_port
+
+
+async def _get(url, headers=None):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=headers or {}) as r:
+            return r.status, await r.text()
+
+
+async def _agent(text):
+    port = free_port()
+    cfg = parse_config(text.replace("PORT", str(port)), env={"TOKEN": "tok-abc-123"})
+    agent = Agent(cfg)
+    await agent.start()
+    return agent, f"http://127.0.0.1:{port}"
+
+
+async def test_endpoints_answer():
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'sqlite://'}\n")
+    try:
+        await agent.scheduler.run_once("agent")
+        await agent.pipeline.drain(2)
+        assert await _get(base + "/healthz") == (200, '{"status": "ok"}')
+        code, body = await _get(base + "/readyz")
+        assert code == 200
+        code, body = await _get(base + "/status")
+        doc = json.loads(body)
+        assert code == 200 and doc["checks"][0]["name"] == "agent"
+        assert doc["checks"][0]["status"] == "OK"
+        code, body = await _get(base + "/metrics")
+        assert code == 200 and "mlwarden_agent_threads" in body
+    finally:
+        await agent.stop()
+
+
+async def test_readyz_fails_when_scheduler_stopped():
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT}\n")
+    try:
+        agent.scheduler.shutdown()
+        code, body = await _get(base + "/readyz")
+        assert code == 503 and "scheduler is not running" in body
+    finally:
+        await agent.stop()
+
+
+async def test_bearer_token_guards_status_and_metrics_but_not_probes():
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, auth_token: '${TOKEN}'}\n")
+    try:
+        assert (await _get(base + "/status"))[0] == 401
+        assert (await _get(base + "/metrics", {"Authorization": "Bearer wrong"}))[0] == 401
+        code, body = await _get(base + "/status", {"Authorization": "Bearer tok-abc-123"})
+        assert code == 200 and "tok-abc-123" not in body
+        assert (await _get(base + "/healthz"))[0] == 200
+        assert (await _get(base + "/readyz"))[0] == 200
+    finally:
+        await agent.stop()
