@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 
 class LeaderConfig(BaseModel):
-    """The ``leader:`` section: the lease that picks the agent running cluster-wide checks."""
+    """Leader election: which agent runs the `scope: cluster` checks when agents share a database."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
