@@ -79,7 +79,8 @@ class Agent:
         self.components: list[Component] = []
         self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname,
                                        candidate=self._has_cluster_checks,
-                                       on_elected=lambda: self.scheduler.run_now("cluster"))
+                                       on_elected=lambda: self.scheduler.run_now("cluster"),
+                                       submit=self.pipeline.submit)
         self.components.append(self.leader)
         self.scheduler.gate = self.leader.gate
         self.alerting = make_dispatcher(config, submit=self.pipeline.submit) if config.alerting.enabled else None

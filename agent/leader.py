@@ -44,6 +44,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from agent.durations import Duration
 from agent.errors import StoreError
 from agent.history.tables import leases
+from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 
 if TYPE_CHECKING:
     from agent.check import AgentCheck
@@ -223,8 +224,10 @@ class LeaderElector:
         monotonic: Callable[[], float] = time.monotonic,
         candidate: Callable[[], bool] = lambda: True,
         on_elected: Callable[[], None] | None = None,
+        submit: Callable[[CheckResult], None] | None = None,
     ) -> None:
         self.config = config
+        self._submit = submit  # the pipeline: mlwarden.leader.* after every attempt
         self._on_elected = on_elected  # e.g. run the cluster checks now, not at their next slot
         # only agents that have cluster checks campaign: a sidecar must never win the lease
         # and leave the Airflow check unrun
@@ -339,6 +342,7 @@ class LeaderElector:
                           message, still, self.config.renew_interval)
             self._last_error = message
             self._after(self.is_leader)
+            self._report()
             return
         if self._last_error:
             log.info("leader election: the database answers again")
@@ -347,6 +351,31 @@ class LeaderElector:
         mine = candidate and rec is not None and rec.holder == self.identity
         self._valid_until = sent + self.config.lease_duration if mine else 0.0
         self._after(mine)
+        self._report()
+
+    def metrics(self, now: float) -> CheckResult:
+        """Whether this agent leads, as samples: a fleet alerts on "no leader" or flapping."""
+        tags = make_tags({"agent": self.agent_name, "lease": self.config.lease_name})
+        samples = [
+            Sample("mlwarden.leader.is_leader", 1.0 if self.is_leader else 0.0, tags, now),
+            Sample("mlwarden.leader.transitions", float(self.transitions), tags, now,
+                   Kind.MONOTONIC_COUNT),
+        ]
+        if self._last_error:
+            status, message = Status.WARNING, f"leader election: {self._last_error}"
+        else:
+            status = Status.OK
+            message = "leader" if self.is_leader else f"follower of {self.status()['leader']}"
+        return CheckResult(check="leader", check_type="agent", status=status, message=message,
+                           samples=samples, started=now)
+
+    def _report(self) -> None:
+        if self._submit is None:
+            return
+        try:
+            self._submit(self.metrics(time.time()))
+        except Exception:  # noqa: BLE001 - metrics must never stop the election
+            log.exception("leader election: could not submit its metrics")
 
     def _is_candidate(self) -> bool:
         try:
@@ -411,13 +440,14 @@ def build_leadership(
     engine: Engine | None = None,
     candidate: Callable[[], bool] = lambda: True,
     on_elected: Callable[[], None] | None = None,
+    submit: Callable[[CheckResult], None] | None = None,
 ) -> LeaderElector | SoloLeadership:
     """The leadership that fits the history store: an elector on PostgreSQL, solo on SQLite.
 
     Pass the store's ``engine`` to share its connection pool; without one an engine is made
     from ``history_url`` and owned (disposed) by the elector. ``candidate`` says whether this
     agent should campaign now (it has enabled ``scope: cluster`` checks); ``on_elected`` runs
-    when it becomes the leader.
+    when it becomes the leader; ``submit`` receives the election's metrics.
     """
     from sqlalchemy.engine import make_url
 
@@ -434,7 +464,7 @@ def build_leadership(
     else:
         owned = False
     return LeaderElector(engine, config, agent_name, owns_engine=owned, candidate=candidate,
-                         on_elected=on_elected)
+                         on_elected=on_elected, submit=submit)
 
 
 def _brief(exc: BaseException) -> str:

@@ -231,3 +231,23 @@ async def test_a_new_leader_runs_its_cluster_checks_at_once_not_at_their_next_sl
         assert scheduler.states["c"].runs == 2 and scheduler.states["l"].runs == 1
     finally:
         scheduler.shutdown()
+
+
+async def test_the_election_reports_its_metrics_through_the_pipeline(pg_engine, catalog_check):
+    results = []
+    cfg = LeaderConfig(lease_duration=20, renew_interval=5)
+    a = LeaderElector(pg_engine, cfg, "node-a", submit=results.append)
+    b = LeaderElector(pg_engine, cfg, "node-b", submit=results.append)
+    await a.attempt(first=True)
+    await b.attempt(first=True)
+    by_agent = {dict(r.samples[0].tags)["agent"]: r for r in results}
+    for result in results:
+        catalog_check(result)
+    lead = {s.metric: s.value for s in by_agent["node-a"].samples}
+    follow = {s.metric: s.value for s in by_agent["node-b"].samples}
+    assert lead == {"mlwarden.leader.is_leader": 1.0, "mlwarden.leader.transitions": 1.0}
+    assert follow == {"mlwarden.leader.is_leader": 0.0, "mlwarden.leader.transitions": 0.0}
+    assert dict(by_agent["node-a"].samples[0].tags) == {"agent": "node-a", "lease": cfg.lease_name}
+    assert by_agent["node-b"].message == f"follower of {a.identity}"
+    await a.stop()
+    await b.stop()

@@ -131,6 +131,11 @@ def test_three_agents_one_poller_and_handover_after_sigkill(pg_url, pg_engine, t
             else:
                 assert check["runs"] == 0 and leader in (check["paused_reason"] or "")
         term = row["generation"]
+        for name, (_p, port) in agents.items():
+            code, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            value = "1.0" if name == leader else "0.0"
+            assert code == 200 and (f'mlwarden_leader_is_leader{{agent="{name}",'
+                                    f'lease="mlwarden-cluster"}} {value}') in body.decode()
         side = _status(sidecar_port)["components"]["leader"]
         assert side["candidate"] is False and side["is_leader"] is False
         assert side["leader"] == row["holder"]
