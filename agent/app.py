@@ -24,6 +24,7 @@ from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
 from agent.history.store import HistoryStore
+from agent.leader import build_leadership
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.scheduler import CheckScheduler
@@ -85,6 +86,13 @@ class Agent:
         self.history = HistoryStore(config.agent.history, config.history)
         self.history.emit = self.pipeline.submit
         self.components.append(self.history)  # first: it migrates the database the others use
+        self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname,
+                                       engine=self.history.engine,
+                                       candidate=self._has_cluster_checks,
+                                       on_elected=lambda: self.scheduler.run_now("cluster"),
+                                       submit=self.pipeline.submit)
+        self.components.append(self.leader)
+        self.scheduler.gate = self.leader.gate
         self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
                                          submit=self.pipeline.submit)
                          if config.alerting.enabled else None)
@@ -101,7 +109,11 @@ class Agent:
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
+            agent=config.agent.hostname,
         )
+
+    def _has_cluster_checks(self) -> bool:
+        return any(c.scope == "cluster" and c.enabled for c in self.config.checks)
 
     # -- RuntimeInfo, for the self-check ---------------------------------------------
     def check_states(self) -> Mapping[str, Any]:
