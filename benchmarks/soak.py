@@ -225,6 +225,8 @@ class Watch:
     status_polls: list[float] = field(default_factory=list)
     first_run: dict[str, tuple[float, int]] = field(default_factory=dict)
     lateness: list[float] = field(default_factory=list)
+    lateness_by_kind: dict[str, list[float]] = field(default_factory=dict)
+    healthz: list[float] = field(default_factory=list)  # /healthz answer times: event-loop stalls
     skipped: dict[str, int] = field(default_factory=dict)
     last_status: dict[str, Any] = field(default_factory=dict)
 
@@ -245,7 +247,10 @@ class Watch:
             k = round((start - s0) / interval)
             if k <= 0:
                 continue
-            self.lateness.append(start - s0 - k * interval)
+            late = start - s0 - k * interval
+            self.lateness.append(late)
+            kind = name.split("-")[1] if name.startswith("ep-") else name
+            self.lateness_by_kind.setdefault(kind, []).append(late)
             self.skipped[name] = max(0, k - (c["runs"] - r0))
         return probes
 
@@ -333,6 +338,16 @@ async def soak(args: argparse.Namespace) -> int:
                     raise RuntimeError("agent not ready within 60 s")
                 print(f"ready after {time.monotonic() - t_spawn:.2f} s", flush=True)
                 w = Watch(time.monotonic())
+
+                async def ping() -> None:  # the agent's event loop answers /healthz at once
+                    while time.monotonic() < w.t0 + args.duration:
+                        s = time.monotonic()
+                        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                            async with http.get(base + "/healthz") as r:
+                                await r.read()
+                            w.healthz.append(time.monotonic() - s)
+                        await asyncio.sleep(0.5)
+                pinger = asyncio.create_task(ping())
                 warmup = max(30.0, args.duration * 0.3)
                 end = w.t0 + args.duration
                 next_scrape = w.t0
@@ -359,7 +374,9 @@ async def soak(args: argparse.Namespace) -> int:
                 if proc.poll() is not None:
                     raise RuntimeError(f"agent died with {proc.returncode} during the soak:\n"
                                        + (tmp / "agent.log").read_text()[-3000:])
-                await asyncio.sleep(0)
+                pinger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
             report(w, warmup, endpoints, slack, fake_airflow, expected, tmp)
             code = 0
         finally:
@@ -429,6 +446,11 @@ def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airf
     late = w.lateness
     print(f"  {len(late)} observations: p50 {pct(late, .5) * 1e3:.0f} ms  p99 {pct(late, .99) * 1e3:.0f} ms"
           f"  max {max(late, default=float('nan')) * 1e3:.0f} ms; skipped runs {sum(w.skipped.values())}")
+    print("  p99 by kind: " + ", ".join(f"{k} {pct(v, .99) * 1e3:.0f} ms"
+                                      for k, v in sorted(w.lateness_by_kind.items())))
+    print(f"  runs more than 0.5 s late: {sum(x > .5 for x in late)}; "
+          f"/healthz answer time p50 {pct(w.healthz, .5) * 1e3:.0f} ms, p99 {pct(w.healthz, .99) * 1e3:.0f} ms, "
+          f"max {max(w.healthz, default=float('nan')) * 1e3:.0f} ms (event-loop stalls)")
     checks = w.last_status.get("checks", [])
     print(f"  missed (scheduler) {sum(c['missed'] for c in checks)}, "
           f"skipped_overlap {sum(c['skipped_overlap'] for c in checks)}; "
