@@ -21,8 +21,11 @@ from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.prometheus import PrometheusExporter
+from agent.heartbeat import Heartbeat
 from agent.pipeline import Pipeline
 from agent.plugins import get_check_type
+from agent.rules.engine import RulesEngine
+from agent.rules.sinks import LoggingAlertSink
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -76,6 +79,12 @@ class Agent:
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
         self.context = self._context(config)
+        self.alert_sinks: list[Any] = [LoggingAlertSink()]  # routing (issue 8) provides the real ones
+        if config.rules:
+            self.components.append(RulesEngine.from_config(config, self.alert_sinks))
+        if config.heartbeat is not None:
+            self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
+                                             self.readiness_problems))
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
         self.last_reload_error: str | None = None

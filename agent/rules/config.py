@@ -109,7 +109,7 @@ class RuleConfig(_Model):
         catalog = load_catalog()
         if value not in catalog:
             names = [spec.name for spec in catalog]
-            close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(value, names, n=1, cutoff=0.8)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
                 f"unknown metric{hint}: rules may only use metrics declared in a metadata.csv "

@@ -68,6 +68,17 @@ class RulesEngine:
         self.evaluations = 0
         self.last_tick: float | None = None
 
+    @classmethod
+    def from_config(cls, config: Any, sinks: Sequence[AlertSink], engine: Any = None,
+                    source: SeriesSource | None = None) -> RulesEngine:
+        """The component for an AgentConfig; ``engine`` defaults to one on agent.history."""
+        if engine is None:
+            from agent.history.db import make_engine
+
+            engine = make_engine(config.agent.history)
+        state = AlertStateStore(engine, agent=config.agent.hostname)
+        return cls(config.rules, config.rules_engine, sinks=sinks, state=state, source=source)
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         now = self.clock()
