@@ -141,9 +141,10 @@ class RuleEvaluator:
         self.truncated: set[SeriesKey] = set()
 
     # -- input ------------------------------------------------------------------------
-    def ingest(self, samples: Iterable[Sample]) -> set[tuple[CompiledRule, Tags]]:
-        """Remember the samples rules read; returns the (rule, group) pairs they affect."""
-        affected: set[tuple[CompiledRule, Tags]] = set()
+    def ingest(self, samples: Iterable[Sample]) -> dict[tuple[CompiledRule, Tags], None]:
+        """Remember the samples rules read; returns the (rule, group) pairs they affect, in
+        the order of the samples (so replays print transitions in a stable order)."""
+        affected: dict[tuple[CompiledRule, Tags], None] = {}
         by_metric = self.by_metric
         buffers = self.buffers
         max_points = self.settings.max_points
@@ -175,7 +176,7 @@ class RuleEvaluator:
                         rule.last_seen[group] = ts
                     if rule.synthetic:
                         self._drop_synthetic(rule, group, ts)
-                affected.add((rule, group))
+                affected[(rule, group)] = None
         return affected
 
     def prime(self, metric: str, data: Mapping[Tags, Sequence[tuple[float, float]]]) -> None:
