@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.alerting.model import AlertState
@@ -117,11 +117,10 @@ class AlertStateStore:
                              f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from exc
 
     def load(self, now: float, flap_window: float) -> list[AlertRecord]:
-        """Alerts to resume: every live one, and resolved ones whose flap history still counts."""
+        """Alerts to resume: every live one, and those over whose flap history still counts
+        (the evaluator drops the ones whose history aged out)."""
         query = select(alerts).where(
-            or_(alerts.c.state.in_(_LIVE),
-                and_(alerts.c.state == AlertState.RESOLVED.value,
-                     alerts.c.last_transition >= now - flap_window))
+            or_(alerts.c.state.in_(_LIVE), alerts.c.last_transition >= now - flap_window)
         )
         if self.agent is not None:
             query = query.where(or_(alerts.c.agent == self.agent, alerts.c.agent.is_(None)))

@@ -179,8 +179,7 @@ class RulesEngine:
         evaluator = self.evaluator
         if self.source is None or evaluator is None:
             return
-        for metric, horizon in evaluator.horizon.items():
-            span = max(horizon, self.settings.evaluation_interval * 10)
+        for metric, span in evaluator.prime_spans().items():
             data = await self._read(metric, now - span, now, None)
             if data:
                 evaluator.prime(metric, data)

@@ -179,9 +179,14 @@ class RuleEvaluator:
                 affected[(rule, group)] = None
         return affected
 
+    def prime_spans(self) -> dict[str, float]:
+        """How far back to read each metric after a restart: what memory would still hold."""
+        return {metric: horizon + self.settings.stale_after for metric, horizon in self.horizon.items()}
+
     def prime(self, metric: str, data: Mapping[Tags, Sequence[tuple[float, float]]]) -> None:
         """Fill buffers from the store after a restart (no evaluation, no alerts)."""
-        samples = [Sample(metric, v, tags, t) for tags, points in data.items() for t, v in points]
+        samples = [Sample(metric, v, tags, t) for tags, points in data.items() for t, v in points
+                   if v is not None and v == v]
         samples.sort(key=lambda s: s.timestamp)
         self.ingest(samples)
 
@@ -214,6 +219,10 @@ class RuleEvaluator:
                         self._eval_threshold(rule, group, now)
                     elif now - self.started >= self.settings.stale_after:
                         self._vanish(rule, group, rec, now)  # restored, and its series never came back
+                    elif not self._forgettable(rec, now):
+                        # restored and no sample since: the data has not changed, so neither has
+                        # the verdict; only the timers (for, keep_firing_for, flap) move on
+                        self._step(rule, rec, _last_verdict(rec), rec.value, now)
             self._forget_settled(rule, now)
 
     def store_rules(self) -> list[CompiledRule]:
@@ -257,6 +266,8 @@ class RuleEvaluator:
         adopted = 0
         for rec in records:
             group = rec.group
+            if self._forgettable(rec, now):
+                continue
             rule = next((r for r in by_name.get(rec.rule, ())
                          if r.new_record(group).fingerprint == rec.fingerprint), None)
             if rule is None:  # the rule is gone or changed its labels: close the alert
@@ -304,6 +315,9 @@ class RuleEvaluator:
 
     def _judge(self, rule: CompiledRule, group: Tags, value: float, now: float) -> None:
         rec = rule.alerts.get(group)
+        if rec is not None and self._forgettable(rec, now):
+            del rule.alerts[group]
+            rec = None
         if rec is None:
             if not rule.compare(value, rule.threshold):
                 return
@@ -334,6 +348,9 @@ class RuleEvaluator:
         silent = max(now - seen, 0.0)
         holds = silent >= limit
         rec = rule.alerts.get(group)
+        if rec is not None and self._forgettable(rec, now):
+            del rule.alerts[group]
+            rec = None
         if rec is None:
             if not holds:
                 return
@@ -384,13 +401,19 @@ class RuleEvaluator:
                 self._vanish(rule, synthetic, rec, now)
             rule.last_seen.pop(synthetic, None)
 
+    def _forgettable(self, rec: AlertRecord, now: float) -> bool:
+        """Over, and its flap history aged out: the same as no alert at all.
+
+        Applied when an alert is next touched, at restore and by the timer's cleanup alike,
+        so when memory is freed never changes what happens next.
+        """
+        return rec.state in (AlertState.INACTIVE, AlertState.RESOLVED) and (
+            not rec.flips or now - rec.flips[-1] > self.settings.flap_window
+        )
+
     def _forget_settled(self, rule: CompiledRule, now: float) -> None:
-        """Drop alerts that are over and whose flap history has aged out (memory stays small)."""
-        window = self.settings.flap_window
         for group, rec in list(rule.alerts.items()):
-            if rec.state in (AlertState.INACTIVE, AlertState.RESOLVED) and (
-                not rec.flips or now - rec.flips[-1] > window
-            ):
+            if self._forgettable(rec, now):
                 del rule.alerts[group]
 
     def _expire(self, now: float) -> None:
@@ -424,6 +447,11 @@ class RuleEvaluator:
             rec = rule.alerts.get(group)
             if rec is not None:
                 self._vanish(rule, group, rec, now)
+
+
+def _last_verdict(rec: AlertRecord) -> bool:
+    """Whether the condition held at the alert's last evaluation (its phase says so)."""
+    return rec.phase in _ACTIVE and rec.clear_since is None
 
 
 def _first_after(times: Sequence[float], since: float) -> int:
