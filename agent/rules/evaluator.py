@@ -46,7 +46,7 @@ class Change:
     """One public state change of one alert."""
 
     record: AlertRecord
-    rule: CompiledRule
+    rule: CompiledRule | None  # None: the rule was removed and its alert closed on restore
     previous: AlertState
     state: AlertState
     at: float
@@ -54,10 +54,11 @@ class Change:
     def alert(self) -> Alert:
         """The shared value type handed to sinks (a snapshot; the record moves on)."""
         rec = self.record
+        cfg = self.rule.cfg if self.rule is not None else None
+        threshold = None if cfg is None else (cfg.absent if cfg.is_absent else cfg.threshold)
         return Alert(
             rule=rec.rule, labels=dict(rec.labels), state=self.state, severity=rec.severity,
-            annotations=dict(rec.annotations), value=rec.value,
-            threshold=self.rule.cfg.threshold if not self.rule.cfg.is_absent else self.rule.cfg.absent,
+            annotations=dict(rec.annotations), value=rec.value, threshold=threshold,
             active_since=rec.active_since, fired_at=rec.fired_at, resolved_at=rec.resolved_at,
             last_eval=rec.last_eval, flap_count=rec.flap_count,
         )
@@ -386,7 +387,7 @@ class RuleEvaluator:
         if change is not None:
             if rule is not None:
                 rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value)
-            self._changes.append(Change(rec, rule, change[0], change[1], now))  # type: ignore[arg-type]
+            self._changes.append(Change(rec, rule, change[0], change[1], now))
         if change is not None or rec.timers() != before:
             self._dirty[rec.fingerprint] = rec
 
