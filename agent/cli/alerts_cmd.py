@@ -61,6 +61,7 @@ def list_alerts(args: argparse.Namespace) -> int:
           _iso(r["fired_at"] if r["state"] in ("firing", "flapping") else r["last_transition"]),
           "" if r["value"] is None else f"{r['value']:g}",
           (r["annotations"] or {}).get("summary", "")[:80]) for r in rows],
+        out=sys.stdout,
     )
     if not rows:
         shown = f" in state {args.state}" if args.state else ""
@@ -82,7 +83,7 @@ def history(args: argparse.Namespace) -> int:
         return 1
     print_table(["TIME", "LABELS", "TRANSITION", "VALUE"],
                 [(_iso(r["at"]), _labels(r["labels"]), f"{r['from_state']} -> {r['to_state']}",
-                  "" if r["value"] is None else f"{r['value']:g}") for r in rows])
+                  "" if r["value"] is None else f"{r['value']:g}") for r in rows], out=sys.stdout)
     return 0
 
 

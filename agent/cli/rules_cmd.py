@@ -85,7 +85,7 @@ def test(args: argparse.Namespace) -> int:
     rows = [(_iso(t.at), t.rule, ",".join(f"{k}={v}" for k, v in sorted(t.labels.items())),
              f"{t.previous} -> {t.state}" + (f" ({t.flap_count} changes)" if t.state == "flapping" else ""),
              "" if t.value is None else f"{t.value:g}", t.summary) for t in transitions]
-    print_table(["TIME", "ALERT", "LABELS", "TRANSITION", "VALUE", "SUMMARY"], rows)
+    print_table(["TIME", "ALERT", "LABELS", "TRANSITION", "VALUE", "SUMMARY"], rows, out=sys.stdout)
     print(f"\n{len(samples)} samples, {len(rules)} rules, {len(transitions)} transitions")
     return 0
 
