@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,32 @@ class Change:
         )
 
 
+class Group:
+    """The series of one rule that make one alert (one series unless ``group_by``).
+
+    The hot path walks object references (series -> its groups -> their buffers) instead
+    of hashing tag tuples, and an alert's labels and fingerprint are built once per group.
+    """
+
+    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record")
+
+    def __init__(self, rule: CompiledRule, key: Tags) -> None:
+        self.rule = rule
+        self.key = key
+        self.members: list[SeriesBuffer] = []
+        self.alert: AlertRecord | None = None
+        self.last_seen = -math.inf  # absent rules: the newest sample of any member
+        self.interval: float | None = None  # absent_intervals: the members' own interval
+        self._record: tuple[dict[str, str], str] | None = None
+
+    def new_record(self) -> AlertRecord:
+        if self._record is None:
+            labels = self.rule.labels(self.key)
+            self._record = (labels, fingerprint(self.rule.name, labels))
+        labels, fp = self._record
+        return AlertRecord(fp, self.rule.name, dict(labels), self.rule.cfg.severity, group=self.key)
+
+
 class CompiledRule:
     """A rule ready for the hot path, with its groups and live alerts."""
 
@@ -86,38 +113,32 @@ class CompiledRule:
         self.timing = Timing(cfg.for_, cfg.keep_firing_for, settings.flap_threshold,
                              settings.flap_window, settings.flap_settle)
         self.extra = {**cfg.labels, "severity": cfg.severity}
-        self.cache: dict[Tags, Tags | None] = {}
-        self.groups: dict[Tags, list[Tags]] = {}
-        self.alerts: dict[Tags, AlertRecord] = {}
-        self.last_seen: dict[Tags, float] = {}
-        self.synthetic: set[Tags] = set()
-        self.intervals: dict[Tags, float] = {}  # absent_intervals: each group's own interval
+        self.groups: dict[Tags, Group] = {}
+        self.live: dict[Group, None] = {}  # groups that hold an alert
+        self.synthetic: set[Group] = set()  # absent: the "nothing matched at all" group
 
-    def group_of(self, tags: Tags) -> Tags | None:
-        """The group a series belongs to, or None when the selector rejects it (cached)."""
-        try:
-            return self.cache[tags]
-        except KeyError:
-            pass
-        group: Tags | None = None
-        if self.selector.matches(tags):
-            if self.cfg.group_by is None:
-                group = tags
-            else:
-                values = dict(tags)
-                group = tuple(sorted((k, values[k]) for k in self.cfg.group_by if k in values))
-        self.cache[tags] = group
+    def group_key(self, tags: Tags) -> Tags | None:
+        """The group key of a series, or None when the selector rejects it."""
+        if not self.selector.matches(tags):
+            return None
+        if self.cfg.group_by is None:
+            return tags
+        values = dict(tags)
+        return tuple(sorted((k, values[k]) for k in self.cfg.group_by if k in values))
+
+    def group(self, key: Tags) -> Group:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(self, key)
         return group
 
-    def labels(self, group: Tags) -> dict[str, str]:
-        labels = dict(group)
+    def labels(self, key: Tags) -> dict[str, str]:
+        labels = dict(key)
         labels.update(self.extra)
         return labels
 
-    def new_record(self, group: Tags) -> AlertRecord:
-        labels = self.labels(group)
-        return AlertRecord(fingerprint(self.name, labels), self.name, labels, self.cfg.severity,
-                           group=group)
+    def new_record(self, key: Tags) -> AlertRecord:
+        return self.group(key).new_record() if key in self.groups else Group(self, key).new_record()
 
 
 class RuleEvaluator:
@@ -142,43 +163,44 @@ class RuleEvaluator:
         self.truncated: set[SeriesKey] = set()
 
     # -- input ------------------------------------------------------------------------
-    def ingest(self, samples: Iterable[Sample]) -> dict[tuple[CompiledRule, Tags], None]:
-        """Remember the samples rules read; returns the (rule, group) pairs they affect, in
-        the order of the samples (so replays print transitions in a stable order)."""
-        affected: dict[tuple[CompiledRule, Tags], None] = {}
+    def ingest(self, samples: Iterable[Sample]) -> dict[Group, None]:
+        """Remember the samples rules read; returns the groups they affect, in the order of
+        the samples (so replays print transitions in a stable order)."""
+        affected: dict[Group, None] = {}
         by_metric = self.by_metric
         buffers = self.buffers
-        max_points = self.settings.max_points
         for sample in samples:
-            rules = by_metric.get(sample.metric)
-            if rules is None:
+            metric = sample.metric
+            if metric not in by_metric:
                 continue
             value = sample.value
             if value != value:  # NaN is a missing sample, never a value to compare
                 continue
-            tags = sample.tags
-            key = (sample.metric, tags)
+            key = (metric, sample.tags)
             buf = buffers.get(key)
             if buf is None:
-                buf = buffers[key] = SeriesBuffer(max_points)
+                buf = self._new_series(key)
             ts = sample.timestamp
             buf.append(ts, value)
-            for rule in rules:
-                group = rule.group_of(tags)
-                if group is None:
-                    continue
-                members = rule.groups.get(group)
-                if members is None:
-                    rule.groups[group] = [tags]
-                elif tags not in members:
-                    members.append(tags)
-                if rule.is_absent:
-                    if ts > rule.last_seen.get(group, -math.inf):
-                        rule.last_seen[group] = ts
-                    if rule.synthetic:
-                        self._drop_synthetic(rule, group, ts)
-                affected[(rule, group)] = None
+            for group in buf.groups:
+                if group.rule.is_absent:
+                    if ts > group.last_seen:
+                        group.last_seen = ts
+                    if group.rule.synthetic:
+                        self._drop_synthetic(group.rule, group, ts)
+                affected[group] = None
         return affected
+
+    def _new_series(self, key: SeriesKey) -> SeriesBuffer:
+        metric, tags = key
+        buf = self.buffers[key] = SeriesBuffer(self.settings.max_points, tags)
+        for rule in self.by_metric[metric]:
+            gkey = rule.group_key(tags)
+            if gkey is not None:
+                group = rule.group(gkey)
+                group.members.append(buf)
+                buf.groups.append(group)
+        return buf
 
     def prime_spans(self) -> dict[str, float]:
         """How far back to read each metric after a restart: what memory would still hold."""
@@ -192,38 +214,42 @@ class RuleEvaluator:
         self.ingest(samples)
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, affected: Iterable[tuple[CompiledRule, Tags]], now: float) -> None:
+    def evaluate(self, affected: Iterable[Group], now: float) -> None:
         """Evaluate each affected group at ``now``; changes accumulate for :meth:`drain`."""
-        for rule, group in affected:
-            if rule.is_absent:
-                self._eval_absent(rule, group, now)
+        for group in affected:
+            if group.rule.is_absent:
+                self._eval_absent(group, now)
             else:
-                self._eval_threshold(rule, group, now)
+                self._eval_threshold(group, now)
 
     def tick(self, now: float) -> None:
         """The timer's work: absent rules, expiry of windows and of silent series, and the
         alerts whose ``for``/``keep_firing_for``/flap timers run without new samples."""
         self._expire(now)
+        stale = now - self.started >= self.settings.stale_after
         for rule in self.rules:
             if rule.from_store:
                 continue
             if rule.is_absent:
-                if not rule.groups and rule.cfg.absent is not None and not rule.last_seen:
-                    group = tuple(sorted(rule.selector.equalities().items()))
-                    rule.last_seen[group] = self.started
+                if not rule.groups and rule.cfg.absent is not None:
+                    group = rule.group(tuple(sorted(rule.selector.equalities().items())))
+                    group.last_seen = self.started
                     rule.synthetic.add(group)
-                for group in list(rule.last_seen):
-                    self._eval_absent(rule, group, now)
+                for group in list(rule.groups.values()):
+                    self._eval_absent(group, now)
             else:
-                for group, rec in list(rule.alerts.items()):
-                    if group in rule.groups:
-                        self._eval_threshold(rule, group, now)
-                    elif now - self.started >= self.settings.stale_after:
-                        self._vanish(rule, group, rec, now)  # restored, and its series never came back
+                for group in list(rule.live):
+                    rec = group.alert
+                    if rec is None:
+                        continue
+                    if group.members:
+                        self._eval_threshold(group, now)
+                    elif stale:
+                        self._vanish(group, now)  # restored, and its series never came back
                     elif not self._forgettable(rec, now):
                         # restored and no sample since: the data has not changed, so neither has
                         # the verdict; only the timers (for, keep_firing_for, flap) move on
-                        self._step(rule, rec, _last_verdict(rec), rec.value, now)
+                        self._step(group, rec, _last_verdict(rec), rec.value, now)
             self._forget_settled(rule, now)
 
     def store_rules(self) -> list[CompiledRule]:
@@ -233,23 +259,24 @@ class RuleEvaluator:
     def evaluate_from_store(self, rule: CompiledRule,
                             data: Mapping[Tags, Sequence[tuple[float, float]]], now: float) -> None:
         """Evaluate a long-window rule over series read from the store."""
-        groups: dict[Tags, list[float]] = {}
+        by_group: dict[Tags, list[float]] = {}
         for tags, points in data.items():
-            group = rule.group_of(tags)
-            if group is None or not points:
+            gkey = rule.group_key(tags)
+            if gkey is None or not points:
                 continue
-            times = [t for t, v in points if v == v]
-            values = [v for t, v in points if v == v]
+            times = [t for t, v in points if v is not None and v == v]
+            values = [v for t, v in points if v is not None and v == v]
             lo = _first_after(times, now - rule.window)
             value = rule.reduce(times, values, lo, len(times), rule.window, rule.delta)
             if value is not None and value == value:
-                groups.setdefault(group, []).append(value)
-        for group, rec in list(rule.alerts.items()):
-            if group not in groups and now - self.started >= self.settings.stale_after:
-                self._vanish(rule, group, rec, now)
-        for group, values in groups.items():
+                by_group.setdefault(gkey, []).append(value)
+        if now - self.started >= self.settings.stale_after:
+            for group in list(rule.live):
+                if group.key not in by_group:
+                    self._vanish(group, now)
+        for gkey, values in by_group.items():
             value = combine(rule.cfg.aggregate, values, rule.cfg.op, rule.threshold)
-            self._judge(rule, group, value, now)
+            self._judge(rule.group(gkey), value, now)
         self._forget_settled(rule, now)
 
     def drain(self) -> tuple[list[Change], list[AlertRecord]]:
@@ -260,121 +287,142 @@ class RuleEvaluator:
 
     # -- state --------------------------------------------------------------------------
     def restore(self, records: Iterable[AlertRecord], now: float) -> int:
-        """Adopt persisted alerts (record and its group) so a restart resumes them."""
+        """Adopt persisted alerts so a restart resumes them where they were."""
         by_name: dict[str, list[CompiledRule]] = {}
         for rule in self.rules:
             by_name.setdefault(rule.name, []).append(rule)
         adopted = 0
         for rec in records:
-            group = rec.group
+            key = rec.group
             if self._forgettable(rec, now):
                 continue
             rule = next((r for r in by_name.get(rec.rule, ())
-                         if r.new_record(group).fingerprint == rec.fingerprint), None)
+                         if fingerprint(r.name, r.labels(key)) == rec.fingerprint), None)
             if rule is None:  # the rule is gone or changed its labels: close the alert
                 if rec.state in (AlertState.FIRING, AlertState.PENDING, AlertState.FLAPPING):
                     self._record_vanish(None, rec, now)
                 continue
-            rule.alerts[group] = rec
+            group = rule.group(key)
+            group.alert = rec
+            rule.live[group] = None
             if rule.is_absent and rec.value is not None and rec.last_eval is not None:
-                rule.last_seen[group] = rec.last_eval - rec.value
+                group.last_seen = rec.last_eval - rec.value
             adopted += 1
         return adopted
 
     def alerts(self) -> list[AlertRecord]:
-        return [rec for rule in self.rules for rec in rule.alerts.values()]
+        return [g.alert for rule in self.rules for g in rule.live if g.alert is not None]
 
     def series_count(self) -> int:
         return len(self.buffers)
 
     # -- internals ------------------------------------------------------------------------
-    def _eval_threshold(self, rule: CompiledRule, group: Tags, now: float) -> None:
-        members = rule.groups.get(group)
+    def _eval_threshold(self, group: Group, now: float) -> None:
+        members = group.members
         if not members:
             return
-        buffers = self.buffers
-        metric = rule.metric
+        rule = group.rule
         if len(members) == 1:
-            value = self._reduce(rule, buffers.get((metric, members[0])), now)
+            buf = members[0]
+            times = buf.times
+            n = len(times)
+            if n <= buf.start:
+                return
+            if times[n - 1] <= now:  # the usual case: the window ends after the newest sample
+                window = rule.window
+                if window <= 0:
+                    value: float | None = buf.values[n - 1]
+                else:
+                    lo = bisect_right(times, now - window, buf.start)
+                    value = rule.reduce(times, buf.values, lo, n, window, rule.delta)
+            else:
+                value = _reduce(rule, buf, now)
         else:
-            values = [v for tags in members
-                      if (v := self._reduce(rule, buffers.get((metric, tags)), now)) is not None]
+            values = [v for buf in members if (v := _reduce(rule, buf, now)) is not None]
             value = combine(rule.cfg.aggregate, values, rule.cfg.op, rule.threshold) if values else None
         if value is None or value != value:
             return  # no data in the window: nothing to judge, the alert stays as it is
-        self._judge(rule, group, value, now)
+        if group.alert is None and not rule.compare(value, rule.threshold):
+            return  # the common case: nothing wrong and no alert to keep
+        self._judge(group, value, now)
 
-    def _reduce(self, rule: CompiledRule, buf: SeriesBuffer | None, now: float) -> float | None:
-        if buf is None or not len(buf):
-            return None
-        window = rule.window
-        if window <= 0:
-            lo, hi = buf.latest(now)
-        else:
-            lo, hi = buf.bounds(now - window, now)
-        return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
-
-    def _judge(self, rule: CompiledRule, group: Tags, value: float, now: float) -> None:
-        rec = rule.alerts.get(group)
+    def _judge(self, group: Group, value: float, now: float) -> None:
+        rule = group.rule
+        rec = group.alert
         if rec is not None and self._forgettable(rec, now):
-            del rule.alerts[group]
+            self._drop(group)
             rec = None
         if rec is None:
             if not rule.compare(value, rule.threshold):
                 return
-            rec = rule.alerts[group] = rule.new_record(group)
+            rec = self._adopt(group)
             holds = True
         else:
             level = rule.threshold
             if rule.recover is not None and rec.phase in _ACTIVE:
                 level = rule.recover
             holds = rule.compare(value, level)
-        self._step(rule, rec, holds, value, now)
+            if holds and rec.state is rec.phase and rec.clear_since is None and (
+                rec.phase is AlertState.FIRING or (
+                    rec.phase is AlertState.PENDING and rec.active_since is not None
+                    and now - rec.active_since < rule.timing.for_)
+            ):
+                rec.value = value  # still holding, nothing due: the fast path of a live alert
+                rec.last_eval = now
+                return
+        self._step(group, rec, holds, value, now)
 
-    def _eval_absent(self, rule: CompiledRule, group: Tags, now: float) -> None:
-        seen = rule.last_seen.get(group)
-        if seen is None:
+    def _eval_absent(self, group: Group, now: float) -> None:
+        rule = group.rule
+        if group.last_seen == -math.inf:
             return
         limit = rule.cfg.absent or 0.0
         if rule.cfg.absent_intervals:
-            interval = self._interval(rule, group)
+            interval = _interval(group)
             if interval is not None:
-                rule.intervals[group] = interval
+                group.interval = interval
             else:
-                interval = rule.intervals.get(group)
+                interval = group.interval
             if interval is not None:
                 limit = max(limit, rule.cfg.absent_intervals * interval)
             elif not rule.cfg.absent:
                 return  # its interval is not known yet: nothing to judge
-        silent = max(now - seen, 0.0)
+        silent = max(now - group.last_seen, 0.0)
         holds = silent >= limit
-        rec = rule.alerts.get(group)
+        rec = group.alert
         if rec is not None and self._forgettable(rec, now):
-            del rule.alerts[group]
+            self._drop(group)
             rec = None
         if rec is None:
             if not holds:
                 return
-            rec = rule.alerts[group] = rule.new_record(group)
-        self._step(rule, rec, holds, silent, now)
+            rec = self._adopt(group)
+        self._step(group, rec, holds, silent, now)
 
-    def _interval(self, rule: CompiledRule, group: Tags) -> float | None:
-        intervals = [iv for tags in rule.groups.get(group, ())
-                     if (buf := self.buffers.get((rule.metric, tags))) is not None
-                     and (iv := buf.interval()) is not None]
-        return max(intervals) if intervals else None
+    def _adopt(self, group: Group) -> AlertRecord:
+        rec = group.alert = group.new_record()
+        group.rule.live[group] = None
+        return rec
 
-    def _step(self, rule: CompiledRule, rec: AlertRecord, holds: bool, value: float | None,
+    def _drop(self, group: Group) -> None:
+        group.alert = None
+        group.rule.live.pop(group, None)
+
+    def _step(self, group: Group, rec: AlertRecord, holds: bool, value: float | None,
               now: float) -> None:
         before = rec.timers()
-        change = step(rec, holds, value, now, rule.timing)
-        self._after(rule, rec, before, change, now)
+        change = step(rec, holds, value, now, group.rule.timing)
+        self._after(group.rule, rec, before, change, now)
 
-    def _vanish(self, rule: CompiledRule, group: Tags, rec: AlertRecord, now: float) -> None:
-        self._record_vanish(rule, rec, now)
-        rule.alerts.pop(group, None)
-        rule.last_seen.pop(group, None)
-        rule.intervals.pop(group, None)
+    def _vanish(self, group: Group, now: float) -> None:
+        rec = group.alert
+        if rec is not None:
+            self._record_vanish(group.rule, rec, now)
+        self._drop(group)
+        rule = group.rule
+        if not group.members and rule.groups.get(group.key) is group:
+            del rule.groups[group.key]
+        rule.synthetic.discard(group)
 
     def _record_vanish(self, rule: CompiledRule | None, rec: AlertRecord, now: float) -> None:
         before = rec.timers()
@@ -391,16 +439,12 @@ class RuleEvaluator:
         if change is not None or rec.timers() != before:
             self._dirty[rec.fingerprint] = rec
 
-    def _drop_synthetic(self, rule: CompiledRule, group: Tags, now: float) -> None:
+    def _drop_synthetic(self, rule: CompiledRule, group: Group, now: float) -> None:
         """A real series arrived: the selector-wide "nothing at all" alert gives way to it."""
         for synthetic in list(rule.synthetic):
             rule.synthetic.discard(synthetic)
-            if synthetic == group:
-                continue
-            rec = rule.alerts.get(synthetic)
-            if rec is not None:
-                self._vanish(rule, synthetic, rec, now)
-            rule.last_seen.pop(synthetic, None)
+            if synthetic is not group:
+                self._vanish(synthetic, now)
 
     def _forgettable(self, rec: AlertRecord, now: float) -> bool:
         """Over, and its flap history aged out: the same as no alert at all.
@@ -413,41 +457,53 @@ class RuleEvaluator:
         )
 
     def _forget_settled(self, rule: CompiledRule, now: float) -> None:
-        for group, rec in list(rule.alerts.items()):
-            if self._forgettable(rec, now):
-                del rule.alerts[group]
+        for group in list(rule.live):
+            if group.alert is None or self._forgettable(group.alert, now):
+                self._drop(group)
 
     def _expire(self, now: float) -> None:
         stale_after = self.settings.stale_after
+        horizons = self.horizon
         for key, buf in list(self.buffers.items()):
-            metric, tags = key
-            horizon = self.horizon.get(metric, 0.0)
+            horizon = horizons.get(key[0], 0.0)
             if buf.last_seen < now - horizon - stale_after:
                 del self.buffers[key]
-                self._forget_series(metric, tags, now)
+                self._forget_series(buf, now)
                 continue
             buf.expire(now - horizon, _KEEP_MIN)
             if buf.dropped and key not in self.truncated:
                 self.truncated.add(key)
                 log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "
-                            "than they span", metric, dict(tags), self.settings.max_points)
+                            "than they span", key[0], dict(key[1]), self.settings.max_points)
 
-    def _forget_series(self, metric: str, tags: Tags, now: float) -> None:
-        for rule in self.by_metric.get(metric, ()):
-            group = rule.cache.pop(tags, None)
-            if group is None:
-                continue
-            members = rule.groups.get(group)
-            if members and tags in members:
-                members.remove(tags)
-            if members:
-                continue
-            rule.groups.pop(group, None)
-            if rule.is_absent:
+    def _forget_series(self, buf: SeriesBuffer, now: float) -> None:
+        for group in buf.groups:
+            if buf in group.members:
+                group.members.remove(buf)
+            if group.members or group.rule.is_absent:
                 continue  # silence is exactly what an absent rule watches: keep its group
-            rec = rule.alerts.get(group)
-            if rec is not None:
-                self._vanish(rule, group, rec, now)
+            if group.alert is not None:
+                self._vanish(group, now)
+            else:
+                group.rule.groups.pop(group.key, None)
+        buf.groups = []
+
+
+def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
+    window = rule.window
+    if window <= 0:
+        times = buf.times
+        if len(times) > buf.start and times[-1] <= now:
+            return buf.values[-1]
+        lo, hi = buf.latest(now)
+    else:
+        lo, hi = buf.bounds(now - window, now)
+    return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
+
+
+def _interval(group: Group) -> float | None:
+    intervals = [iv for buf in group.members if (iv := buf.interval()) is not None]
+    return max(intervals) if intervals else None
 
 
 def _last_verdict(rec: AlertRecord) -> bool:
@@ -456,6 +512,4 @@ def _last_verdict(rec: AlertRecord) -> bool:
 
 
 def _first_after(times: Sequence[float], since: float) -> int:
-    from bisect import bisect_right
-
     return bisect_right(times, since)

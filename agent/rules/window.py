@@ -21,15 +21,17 @@ _COMPACT_MIN = 64
 class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
-    __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped")
+    __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups")
 
-    def __init__(self, max_points: int = 4096) -> None:
+    def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
         self.values = array("d")
         self.start = 0
         self.last_seen = float("-inf")
         self.max_points = max_points
         self.dropped = 0  # samples pushed out by the max_points cap
+        self.tags = tags
+        self.groups: list = []  # the rule groups this series belongs to (set by the evaluator)
 
     def __len__(self) -> int:
         return len(self.times) - self.start
