@@ -105,6 +105,7 @@ class CompiledRule:
         spec = catalog.get(cfg.metric)
         self.delta = spec is not None and spec.kind is Kind.COUNT
         self.window = float(cfg.window)
+        self.memo_key = (cfg.aggregate, self.window)
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
@@ -215,12 +216,54 @@ class RuleEvaluator:
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, affected: Iterable[Group], now: float) -> None:
-        """Evaluate each affected group at ``now``; changes accumulate for :meth:`drain`."""
+        """Evaluate each affected group at ``now``; changes accumulate for :meth:`drain`.
+
+        Groups are taken rule by rule so the rule's settings are loaded once; the loop
+        inlines the common case (one series, window ending after its newest sample, no
+        alert and nothing wrong) and hands everything else to :meth:`_eval_threshold`.
+        """
+        by_rule: dict[CompiledRule, list[Group]] = {}
         for group in affected:
-            if group.rule.is_absent:
-                self._eval_absent(group, now)
+            members = by_rule.get(group.rule)
+            if members is None:
+                by_rule[group.rule] = [group]
             else:
-                self._eval_threshold(group, now)
+                members.append(group)
+        for rule, groups in by_rule.items():
+            if rule.is_absent:
+                for group in groups:
+                    self._eval_absent(group, now)
+                continue
+            window, reduce, delta = rule.window, rule.reduce, rule.delta
+            compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
+            for group in groups:
+                members = group.members
+                if len(members) != 1:
+                    self._eval_threshold(group, now)
+                    continue
+                buf = members[0]
+                times = buf.times
+                n = len(times)
+                if n <= buf.start or times[n - 1] > now:
+                    self._eval_threshold(group, now)
+                    continue
+                if window <= 0:
+                    value: float | None = buf.values[n - 1]
+                else:
+                    # rules sharing an aggregate and window (a warning and a critical level)
+                    # reduce a series once per evaluation time
+                    hit = buf.memo.get(memo_key)
+                    if hit is not None and hit[0] == now and hit[1] == n:
+                        value = hit[2]
+                    else:
+                        lo = bisect_right(times, now - window, buf.start)
+                        value = reduce(times, buf.values, lo, n, window, delta)
+                        buf.memo[memo_key] = (now, n, value)
+                if value is None or value != value:
+                    continue  # no data in the window: nothing to judge
+                if group.alert is None and not compare(value, threshold):
+                    continue  # the common case: nothing wrong and no alert to keep
+                self._judge(group, value, now)
 
     def tick(self, now: float) -> None:
         """The timer's work: absent rules, expiry of windows and of silent series, and the
@@ -323,20 +366,7 @@ class RuleEvaluator:
             return
         rule = group.rule
         if len(members) == 1:
-            buf = members[0]
-            times = buf.times
-            n = len(times)
-            if n <= buf.start:
-                return
-            if times[n - 1] <= now:  # the usual case: the window ends after the newest sample
-                window = rule.window
-                if window <= 0:
-                    value: float | None = buf.values[n - 1]
-                else:
-                    lo = bisect_right(times, now - window, buf.start)
-                    value = rule.reduce(times, buf.values, lo, n, window, rule.delta)
-            else:
-                value = _reduce(rule, buf, now)
+            value = _reduce(rule, members[0], now)
         else:
             values = [v for buf in members if (v := _reduce(rule, buf, now)) is not None]
             value = combine(rule.cfg.aggregate, values, rule.cfg.op, rule.threshold) if values else None

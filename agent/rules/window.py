@@ -21,7 +21,8 @@ _COMPACT_MIN = 64
 class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
-    __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups")
+    __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
+                 "memo")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
@@ -32,6 +33,7 @@ class SeriesBuffer:
         self.dropped = 0  # samples pushed out by the max_points cap
         self.tags = tags
         self.groups: list = []  # the rule groups this series belongs to (set by the evaluator)
+        self.memo: dict = {}  # (aggregate, window) -> (now, length, value), for the evaluator
 
     def __len__(self) -> int:
         return len(self.times) - self.start
