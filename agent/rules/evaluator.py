@@ -138,9 +138,6 @@ class CompiledRule:
         labels.update(self.extra)
         return labels
 
-    def new_record(self, key: Tags) -> AlertRecord:
-        return self.group(key).new_record() if key in self.groups else Group(self, key).new_record()
-
 
 class RuleEvaluator:
     """Every rule's groups, buffers and alerts; see the module docstring."""
