@@ -158,6 +158,9 @@ class Agent:
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
         self.config = new
+        for component in self.components:
+            if hasattr(component, "reconfigure"):
+                await component.reconfigure(new)  # type: ignore[attr-defined]
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

@@ -109,6 +109,27 @@ class RulesEngine:
             async with self._lock:
                 await self._flush(self.clock())
 
+    async def reconfigure(self, config: Any) -> None:
+        """SIGHUP: swap in the new rules, keeping every alert and every window held.
+
+        Alerts of rules that are gone (or whose labels changed) are closed the way a restart
+        closes them; the rest carry on exactly where they were.
+        """
+        async with self._lock:
+            now = self.clock()
+            old = self.evaluator
+            new = RuleEvaluator(config.rules, config.rules_engine,
+                                started=old.started if old is not None else now)
+            if old is not None:
+                for (metric, tags), buf in old.buffers.items():
+                    if metric in new.by_metric:
+                        points = list(zip(buf.times[buf.start:], buf.values[buf.start:]))
+                        new.prime(metric, {tags: points})
+                new.restore(old.alerts(), now)
+            self.rules, self.settings, self.evaluator = list(config.rules), config.rules_engine, new
+            await self._flush(now)
+        log.info("rules: %d rules after reload", len(self.rules))
+
     def status(self) -> dict[str, Any]:
         evaluator = self.evaluator
         records = evaluator.alerts() if evaluator else []

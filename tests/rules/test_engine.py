@@ -206,3 +206,27 @@ async def test_alerts_of_a_removed_rule_are_closed_on_start(sqlite_engine, state
     await fresh.stop()
     [row] = AlertStateStore(sqlite_engine).list_alerts()
     assert row["state"] == ("resolved" if state == "firing" else "inactive")
+
+
+async def test_reload_keeps_alerts_and_windows_and_closes_removed_rules(sqlite_engine):
+    from agent.config import parse_config
+
+    clock, sink = Clock(1000), Recorder()
+    high = rule(alert="HighAvg", metric=GAUGE, aggregate="avg", window="5m", op=">", threshold=5)
+    down = DOWN.model_copy(update={"for_": 0.0})
+    engine = await _engine(sqlite_engine, clock, sink, rules=[high, down])
+    for t in range(700, 1000, 30):
+        clock.t = t
+        await engine.consume(result(GAUGE, 9.0, t))
+    clock.t = 990
+    await engine.consume(result(STATUS, 2.0, 990))
+    assert sorted(e[0] for e in sink.events) == ["Down", "HighAvg"]
+    new = parse_config("rules:\n"
+                       "  - {alert: HighAvg, metric: mlwarden.check.duration, aggregate: avg, "
+                       "window: 5m, op: '>', threshold: 5}\n")
+    clock.t = 1000
+    await engine.reconfigure(new)
+    await engine.consume(result(GAUGE, 1.0, 1000))   # the window still holds the 9s: avg > 5
+    await engine.stop()
+    assert sink.events[2:] == [("Down", "firing", "resolved", 1000)]
+    assert [a["alert"] for a in engine.status()["firing"]] == ["HighAvg"]
