@@ -17,13 +17,16 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agent import __version__
+from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
+from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
 from agent.heartbeat import Heartbeat
+from agent.history.store import HistoryStore
 from agent.pipeline import Pipeline
-from agent.plugins import get_check_type
+from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
 from agent.scheduler import CheckScheduler
@@ -53,6 +56,10 @@ def default_instances(config: AgentConfig) -> list[InstanceConfig]:
     if config.agent.self_check and "agent" not in types:
         cls = get_check_type("agent")
         extra.append(cls.Config(type="agent", name="agent", interval=config.agent.self_check_interval))
+    gpu = check_types().get("gpu") if "gpu" not in types else None
+    auto = getattr(gpu, "auto_instance", None)  # an nvml instance only where a GPU is present
+    if auto is not None and (instance := auto()) is not None:
+        extra.append(instance)
     return extra
 
 
@@ -78,10 +85,20 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
+        self.history = HistoryStore(config.agent.history, config.history)
+        self.history.emit = self.pipeline.submit
+        self.components.append(self.history)  # first: it migrates the database the others use
+        self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
+                                         submit=self.pipeline.submit)
+                         if config.alerting.enabled else None)
+        self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
-        self.alert_sinks: list[Any] = [LoggingAlertSink()]  # routing (issue 8) provides the real ones
-        if config.rules:
-            self.components.append(RulesEngine.from_config(config, self.alert_sinks))
+        # rules hand their changes to routing (or, with alerting disabled, to the log)
+        self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
+                                       else [LoggingAlertSink()])
+        self.rules = (RulesEngine.from_config(config, self.alert_sinks, engine=self.history.engine,
+                                              source=self.history) if config.rules else None)
+        self.components += [self.rules] if self.rules is not None else []
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
                                              self.readiness_problems))
@@ -92,6 +109,7 @@ class Agent:
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
+            state=self.history,
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
@@ -106,9 +124,9 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        if self.config.exporters.prometheus.enabled:
-            self.prometheus = PrometheusExporter()
-            self.pipeline.attach(self.prometheus)
+        exporters = build_exporters(self.config, lambda: self.history.engine, self.pipeline.submit)
+        self.prometheus = exporters.prometheus
+        self.components.extend(exporters.components)
         for component in self.components:
             await component.start()
             sink = getattr(component, "consume", None)
@@ -158,9 +176,10 @@ class Agent:
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
         self.config = new
-        for component in self.components:
-            if hasattr(component, "reconfigure"):
-                await component.reconfigure(new)  # type: ignore[attr-defined]
+        if self.alerting is not None:
+            await self.alerting.reconfigure(new.alerting)
+        if self.rules is not None:
+            await self.rules.reconfigure(new)
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:
@@ -214,7 +233,11 @@ async def _close_quietly(check: AgentCheck) -> None:
 async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads. A second stop signal exits at once."""
     loop = asyncio.get_running_loop()
-    agent = Agent(config, config_path)
+    try:
+        agent = Agent(config, config_path)
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     stop = asyncio.Event()
     signals_seen = 0
 
@@ -234,6 +257,10 @@ async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
         await agent.start()
     except OSError as exc:
         log.error("cannot start: %s (is another agent listening on %s?)", exc, config.agent.listen)
+        await agent.stop()
+        return 1
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
         await agent.stop()
         return 1
     await stop.wait()

@@ -143,8 +143,11 @@ class CheckContext:
             import aiohttp
 
             connector = aiohttp.TCPConnector(limit=self._http_limit, ttl_dns_cache=60)
+            from agent.httptrace import phase_trace_config
+
             self._http = aiohttp.ClientSession(
-                connector=connector, trust_env=False, raise_for_status=False
+                connector=connector, trust_env=False, raise_for_status=False,
+                trace_configs=[phase_trace_config()],
             )
         return self._http
 
@@ -266,8 +269,14 @@ class AgentCheck(ABC):
             self._status = Status.UNKNOWN
             self._message = scrub(f"check crashed: {type(exc).__name__}: {exc}")
         duration = time.monotonic() - started_mono
-        samples = self._validated_samples()
+        samples, dropped = self._validated_samples()
         status = self._status if self._status is not None else Status.OK
+        if dropped and error is None:
+            # a check that emits garbage is broken: say so, keep what was valid
+            error = "invalid_samples"
+            if status in (Status.OK, Status.WARNING):
+                status = Status.UNKNOWN
+                self._message = f"check emitted {dropped} invalid sample(s); see warnings"
         result = CheckResult(
             check=self.name,
             check_type=self.type_name,
@@ -281,7 +290,7 @@ class AgentCheck(ABC):
         )
         return result
 
-    def _validated_samples(self) -> list[Sample]:
+    def _validated_samples(self) -> tuple[list[Sample], int]:
         good = []
         for sample in self._samples:
             value = sample.value
@@ -292,8 +301,9 @@ class AgentCheck(ABC):
                 continue
             good.append(sample if type(value) is float else
                         Sample(sample.metric, float(value), sample.tags, sample.timestamp, sample.kind))
+        dropped = len(self._samples) - len(good)
         self._samples = []
-        return good
+        return good, dropped
 
 
 def _severity(status: Status) -> int:

@@ -115,6 +115,7 @@ class CheckScheduler:
         for check in removed:
             self._remove_job(check.name)
             self.states.pop(check.name, None)
+            del self.checks[check.name]
         for check in checks:
             old = self.checks.get(check.name)
             if old is not None and old is not check:
@@ -181,7 +182,11 @@ class CheckScheduler:
             state.paused_reason = reason
             if reason:
                 return
-            result = await check.run()
+            try:
+                result = await check.run()
+            except asyncio.CancelledError:
+                log.info("check %s was cancelled by shutdown while running", name)
+                return
             self._record(check, state, result)
             self.pipeline.submit(result)
         finally:
@@ -192,10 +197,11 @@ class CheckScheduler:
                 self._inflight.discard(task)
 
     async def run_once(self, name: str) -> CheckResult:
-        """Run one instance now, outside its schedule (tests, the CLI)."""
+        """Run one instance now, outside its schedule; its result flows like any other."""
         check = self.checks[name]
         result = await check.run()
         self._record(check, self.states[name], result)
+        self.pipeline.submit(result)
         return result
 
     def _record(self, check: AgentCheck, state: CheckState, result: CheckResult) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.alerting.model import AlertState
 from agent.errors import StoreError
-from agent.history.tables import alert_transitions, alerts, metadata
+from agent.history.tables import alert_transitions, alerts
 from agent.rules.lifecycle import AlertRecord
 
 __all__ = ["AlertStateStore", "TransitionRow"]
@@ -90,9 +90,12 @@ class AlertStateStore:
         self.agent = agent
 
     def prepare(self) -> None:
-        """Create the alert tables when they do not exist yet (the store's migrations may)."""
+        """Bring the database to the current schema (the history migrations; a no-op when the
+        store already did, as it does in the daemon)."""
+        from agent.history.db import create_schema
+
         try:
-            metadata.create_all(self.engine, tables=[alerts, alert_transitions])
+            create_schema(self.engine)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot create the alert tables in {self.where()}: "
                              f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import sys
 
 from agent.cli.common import add_config_arg, config_from_args
 
@@ -40,4 +42,14 @@ def run(args: argparse.Namespace) -> int:
         section = AgentSection.model_validate({**config.agent.model_dump(), **overrides})
         config = config.model_copy(update={"agent": section})
     setup_logging(config.agent.log_level, config.agent.log_format)
-    return asyncio.run(run_agent(config, args.config))
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(run_agent(config, args.config))
+    finally:
+        loop.close()
+    # A check stuck in a blocking call (a hung driver, say) holds a worker thread that the
+    # interpreter would wait for at exit; the agent has flushed everything, so leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

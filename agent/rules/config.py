@@ -87,7 +87,9 @@ class RuleConfig(_Model):
         description="Instead of op/threshold: fire when a series missed this many of its own "
         "sampling intervals (measured from its recent samples; `absent` is then the minimum).",
     )
-    severity: Literal["critical", "warning", "info"] = Field("warning")
+    severity: Literal["critical", "warning", "info"] = Field(
+        "warning", description="How bad; a label routes can match on."
+    )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Extra labels on every alert of this rule."
     )

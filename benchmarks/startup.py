@@ -1,0 +1,114 @@
+"""Agent start-up time and idle RSS with 100 configured check instances, beside the floor.
+
+The floor is a bare Python process importing the same libraries the agent imports at
+start-up, measured in the same run, so the ratio holds on a noisy shared machine.
+Start-up is from spawn to the first 200 from /readyz; idle RSS is read after the first
+round of checks has run. Aims (issue #2): start-up under 1.5 s, idle RSS under 90 MB.
+
+    python benchmarks/startup.py [--instances 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.support.procs import free_port  # noqa: E402
+
+FLOOR_IMPORTS = ("import aiohttp, aiohttp.web, apscheduler.schedulers.asyncio, sqlalchemy, pydantic, "
+                 "yaml, prometheus_client, psutil, json, logging")
+
+
+def config(path: Path, port: int, instances: int) -> None:
+    lines = [f"agent: {{listen: '127.0.0.1:{port}', history: 'sqlite:///{path.parent}/h.db', "
+             "log_level: warning}", "checks:"]
+    kinds = _instance_kinds()
+    for i in range(instances):
+        lines.append("  - " + kinds[i % len(kinds)].format(i=i))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _instance_kinds() -> list[str]:
+    """Realistic instances where those check types are installed, else the self-check type."""
+    from agent.plugins import check_types
+
+    types = check_types()
+    kinds = []
+    if "model_endpoint" in types:
+        kinds.append("{{type: model_endpoint, name: ep-{i}, url: 'http://127.0.0.1:9/', "
+                     "protocol: v2, model: m{i}, interval: 60s}}")
+    if "openmetrics" in types:
+        kinds.append("{{type: openmetrics, name: om-{i}, url: 'http://127.0.0.1:9/metrics', "
+                     "interval: 60s}}")
+    return kinds or ["{{type: agent, name: agent-{i}, interval: 60s}}"]
+
+
+def measure_agent(instances: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        cfg = Path(tmp) / "agent.yaml"
+        config(cfg, port, instances)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+                                cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = t0 + 30
+            while time.perf_counter() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.01)
+            else:
+                raise RuntimeError("agent did not become ready: " + proc.stderr.read(2000).decode())
+            startup = time.perf_counter() - t0
+            time.sleep(3.0)  # first runs of every instance (spread over 1 s) are done
+            rss = psutil.Process(proc.pid).memory_info().rss
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    return startup, rss / 2**20
+
+
+def measure_floor() -> tuple[float, float]:
+    code = FLOOR_IMPORTS + "; import psutil, os; print(psutil.Process(os.getpid()).memory_info().rss)"
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0, int(out.stdout) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    agent_t, agent_m, floor_t, floor_m = [], [], [], []
+    for _ in range(args.rounds):
+        t, m = measure_floor()
+        floor_t.append(t)
+        floor_m.append(m)
+        t, m = measure_agent(args.instances)
+        agent_t.append(t)
+        agent_m.append(m)
+    at, am = statistics.median(agent_t), statistics.median(agent_m)
+    ft, fm = statistics.median(floor_t), statistics.median(floor_m)
+    print(f"instances: {args.instances} ({_instance_kinds()[0].split(',')[0].strip('{')}), rounds: {args.rounds}")
+    print(f"start-up to /readyz: agent {at:.3f} s   floor (imports only) {ft:.3f} s   ratio {at / ft:.2f}x"
+          f"   aim < 1.5 s: {'yes' if at < 1.5 else 'NO'}")
+    print(f"idle RSS:            agent {am:.1f} MiB  floor {fm:.1f} MiB  ratio {am / fm:.2f}x"
+          f"   aim < 90 MB: {'yes' if am * 1.048576 < 90 else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
