@@ -18,13 +18,18 @@ depends_on = None
 
 def upgrade() -> None:
     # a database made by create_all (adopted at 0001) may already have the column
-    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns('alerts')}
+    bind = op.get_bind()
+    schema = (bind.get_execution_options().get("schema_translate_map") or {}).get(None)
+    columns = {c["name"] for c in sa.inspect(bind).get_columns('alerts', schema=schema)}
     if 'detail' in columns:
         return
-    with op.batch_alter_table('alerts', schema=None) as batch_op:
+    # ALTER TABLE does not go through schema_translate_map: name the schema it maps to
+    with op.batch_alter_table('alerts', schema=schema) as batch_op:
         batch_op.add_column(sa.Column('detail', sa.Text(), nullable=False, server_default='{}'))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('alerts', schema=None) as batch_op:
+    bind = op.get_bind()
+    schema = (bind.get_execution_options().get("schema_translate_map") or {}).get(None)
+    with op.batch_alter_table('alerts', schema=schema) as batch_op:
         batch_op.drop_column('detail')
