@@ -23,10 +23,13 @@ from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
+from agent.heartbeat import Heartbeat
 from agent.history.store import HistoryStore
 from agent.leader import build_leadership
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
+from agent.rules.engine import RulesEngine
+from agent.rules.sinks import LoggingAlertSink
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -98,6 +101,16 @@ class Agent:
                          if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
+        # rules hand their changes to routing (or, with alerting disabled, to the log)
+        self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
+                                       else [LoggingAlertSink()])
+        # always present, even with no rules yet, so a SIGHUP that adds rules takes effect
+        self.rules: RulesEngine | None = RulesEngine.from_config(
+            config, self.alert_sinks, engine=self.history.engine, source=self.history)
+        self.components += [self.rules] if self.rules is not None else []
+        if config.heartbeat is not None:
+            self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
+                                             self.readiness_problems))
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
         self.last_reload_error: str | None = None
@@ -178,6 +191,8 @@ class Agent:
         self.config = new
         if self.alerting is not None:
             await self.alerting.reconfigure(new.alerting)
+        if self.rules is not None:
+            await self.rules.reconfigure(new)
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:
