@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -292,7 +293,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM it when this process dies, however it dies (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 async def soak(args: argparse.Namespace) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # stop cleanly
     endpoints = Endpoints()
     fake_airflow = FakeAirflow("3", time.time)
     now = time.time()
@@ -319,8 +331,12 @@ async def soak(args: argparse.Namespace) -> int:
                   f"duration {args.duration}s", flush=True)
             log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
             t_spawn = time.monotonic()
+            env = dict(os.environ)
+            if args.asyncio_debug:  # asyncio logs each callback that holds the loop > 0.1 s
+                env["PYTHONASYNCIODEBUG"] = "1"
             proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
-                                    cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+                                    cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=_die_with_parent)
             ps = psutil.Process(proc.pid)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
                 base = f"http://127.0.0.1:{port}"
@@ -348,37 +364,16 @@ async def soak(args: argparse.Namespace) -> int:
                             w.healthz.append(time.monotonic() - s)
                         await asyncio.sleep(0.5)
                 pinger = asyncio.create_task(ping())
-                warmup = max(30.0, args.duration * 0.3)
-                end = w.t0 + args.duration
-                next_scrape = w.t0
-                while time.monotonic() < end and proc.poll() is None:
-                    t = time.monotonic() - w.t0
-                    async with http.get(base + "/status") as r:
-                        doc = await r.json()
-                    w.status_polls.append(time.monotonic() - w.t0 - t)
-                    probes = w.status(doc, warm=t >= warmup)
-                    cpu = ps.cpu_times()
-                    w.cpu.append((t, cpu.user + cpu.system, probes))
-                    w.rss.append((t, ps.memory_info().rss / MIB))
-                    w.store.append((t, store_bytes(tmp)))
-                    if t >= warmup and not w.rows_at_warmup:
-                        w.rows_at_warmup = store_rows(tmp) or {"samples": 0, "series": 0, "used": 0}
-                        w.rows_at_warmup["t"] = int(t)
-                    if time.monotonic() >= next_scrape:
-                        s = time.monotonic()
-                        async with http.get(base + "/metrics") as r:
-                            body = await r.read()
-                        w.scrapes.append((time.monotonic() - s, len(body)))
-                        next_scrape += 10
-                    await asyncio.sleep(max(0.0, min(5.0, end - time.monotonic())))
-                if proc.poll() is not None:
-                    raise RuntimeError(f"agent died with {proc.returncode} during the soak:\n"
-                                       + (tmp / "agent.log").read_text()[-3000:])
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
-            report(w, warmup, endpoints, slack, fake_airflow, expected, tmp)
+                try:
+                    await watch(w, args, http, base, proc, ps, tmp)
+                finally:
+                    pinger.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pinger
+            report(w, max(30.0, args.duration * 0.3), endpoints, slack, fake_airflow, expected, tmp)
             code = 0
+        except asyncio.CancelledError:
+            print("soak: stopped by SIGTERM")
         finally:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -408,7 +403,45 @@ async def soak(args: argparse.Namespace) -> int:
             for level in ("error", "critical", "not json"):
                 for line in levels.get(level, [])[:3]:
                     print(f"  {level}: {line[:300]}")
+            slow = [json.loads(ln).get("msg", ln) for ln in levels.get("warning", [])
+                    if "Executing " in ln and " took " in ln]
+            if slow:
+                slow.sort(key=lambda m: -float(m.rsplit(" took ", 1)[-1].split()[0].strip('"')))
+                print(f"event-loop callbacks over 0.1 s: {len(slow)}; longest:")
+                for m in slow[:8]:
+                    print(f"  {m[:400]}")
     return code
+
+
+async def watch(w: Watch, args: argparse.Namespace, http: aiohttp.ClientSession, base: str,
+                proc: subprocess.Popen[bytes], ps: psutil.Process, tmp: Path) -> None:
+    """Poll /status, the agent's CPU and RSS, the store and /metrics until the time is up."""
+    warmup = max(30.0, args.duration * 0.3)
+    end = w.t0 + args.duration
+    next_scrape = w.t0
+    while time.monotonic() < end and proc.poll() is None:
+        t = time.monotonic() - w.t0
+        async with http.get(base + "/status") as r:
+            doc = await r.json()
+        w.status_polls.append(time.monotonic() - w.t0 - t)
+        probes = w.status(doc, warm=t >= warmup)
+        cpu = ps.cpu_times()
+        w.cpu.append((t, cpu.user + cpu.system, probes))
+        w.rss.append((t, ps.memory_info().rss / MIB))
+        w.store.append((t, store_bytes(tmp)))
+        if t >= warmup and not w.rows_at_warmup:
+            w.rows_at_warmup = store_rows(tmp) or {"samples": 0, "series": 0, "used": 0}
+            w.rows_at_warmup["t"] = int(t)
+        if time.monotonic() >= next_scrape:
+            s = time.monotonic()
+            async with http.get(base + "/metrics") as r:
+                body = await r.read()
+            w.scrapes.append((time.monotonic() - s, len(body)))
+            next_scrape += 10
+        await asyncio.sleep(max(0.0, min(5.0, end - time.monotonic())))
+    if proc.poll() is not None:
+        raise RuntimeError(f"agent died with {proc.returncode} during the soak:\n"
+                           + (tmp / "agent.log").read_text()[-3000:])
 
 
 def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airflow: FakeAirflow,
@@ -493,6 +526,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=240.0, help="seconds after ready (default 240)")
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--interval", type=int, default=10, help="check interval, seconds")
+    parser.add_argument("--asyncio-debug", action="store_true",
+                        help="run the agent in asyncio debug mode and list the callbacks that stall its loop")
     args = parser.parse_args()
     if not 10 <= args.duration <= 3600:
         parser.error("--duration must be between 10 and 3600 seconds")
