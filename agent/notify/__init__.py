@@ -1,0 +1,1 @@
+"""Notifiers: one module per receiver type (Slack, webhook, Alertmanager, console)."""
