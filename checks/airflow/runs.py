@@ -49,7 +49,8 @@ async def collect_finished_runs(check: Any, dags: dict[str, Dag]) -> DagHistory:
     for run in raw:
         end = parse_ts(run.get("end_date"))
         if (end is None or run.get("state") not in TERMINAL
-                or not isinstance(run.get("dag_id"), str) or not isinstance(run.get("dag_run_id"), str)):
+                or not isinstance(run.get("dag_id"), str)
+                or not isinstance(run.get("dag_run_id"), str)):
             continue
         key = run_key(run["dag_id"], str(run.get("dag_run_id")), end)
         if not cursor.seen(key):

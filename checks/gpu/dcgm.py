@@ -79,7 +79,7 @@ def parse_exposition(text: str, fallback_node: str) -> tuple[list[NodeReading], 
                 name = family.name  # the parser renames counter samples; DCGM's names have no _total
             if not name.startswith("DCGM_") or "UUID" not in labels:
                 continue
-            if not math.isfinite(value) or is_blank(value):  # -Inf too: int() of it raises
+            if not math.isfinite(value) or is_blank(value):  # -Inf too: int(-inf) raises
                 blanks += 1
                 continue
             node = labels.get("Hostname") or fallback_node
