@@ -308,12 +308,13 @@ async def soak(args: argparse.Namespace) -> int:
     endpoints = Endpoints()
     fake_airflow = FakeAirflow("3", time.time)
     now = time.time()
-    fake_airflow.run("example_dag", "manual__soak_1", "success", now - 600, now - 500)
-    fake_airflow.run("example_dag", "manual__soak_2", "failed", now - 400, now - 300)
+    fake_airflow.run("train_ranker", "manual__soak_1", "success", now - 600, now - 500)
+    fake_airflow.run("etl_daily_features", "manual__soak_2", "failed", now - 400, now - 300)
     airflow_target = fake_airflow.target()
     slack = FakeSlack()
     runners: list[web.AppRunner] = []
     proc: subprocess.Popen[bytes] | None = None
+    log = None
     code = 1
     with tempfile.TemporaryDirectory(prefix="mlwarden-soak-") as tmpdir:
         tmp = Path(tmpdir)
@@ -329,7 +330,7 @@ async def soak(args: argparse.Namespace) -> int:
             print(f"soak: {len(names)} endpoint checks + airflow + gpu(dcgm), interval {args.interval}s, "
                   f"rules: {'200' if HAS_RULES else 'none (rules engine not in this tree)'}, "
                   f"duration {args.duration}s", flush=True)
-            log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
+            log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed in `finally`
             t_spawn = time.monotonic()
             env = dict(os.environ)
             if args.asyncio_debug:  # asyncio logs each callback that holds the loop > 0.1 s
@@ -383,6 +384,8 @@ async def soak(args: argparse.Namespace) -> int:
                     proc.kill()
                     proc.wait(5)
                 print(f"agent stopped (pid {proc.pid}, exit {proc.returncode})")
+            if log is not None:
+                log.close()
             await slack.stop()
             try:
                 await airflow_target.__aexit__(None, None, None)

@@ -50,7 +50,7 @@ def _instance_kinds() -> list[str]:
                      "protocol: v2, model: m{i}, interval: 60s}}")
     if "openmetrics" in types:
         kinds.append("{{type: openmetrics, name: om-{i}, url: 'http://127.0.0.1:9/metrics', "
-                     "interval: 60s}}")
+                     "metrics: [{{regex: '.*'}}], interval: 60s}}")
     return kinds or ["{{type: agent, name: agent-{i}, interval: 60s}}"]
 
 
