@@ -454,7 +454,8 @@ def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airf
     step = max(1, len(w.rss) // 12)
     print("  " + "  ".join(f"{t:.0f}s:{m:.1f}" for t, m in w.rss[::step]))
     print(f"  after warm-up ({warmup:.0f} s): min {min(m for _, m in steady):.1f}  "
-          f"max {max(m for _, m in steady):.1f}  slope {slope(steady):+.3f} MiB/min")
+          f"max {max(m for _, m in steady):.1f}  slope {slope(steady):+.3f} MiB/min "
+          f"(second half of it: {slope(steady[len(steady) // 2:]):+.3f} MiB/min)")
     c0 = next(c for c in w.cpu if c[0] >= warmup)
     c1 = w.cpu[-1]
     probes = c1[2] - c0[2]
