@@ -91,7 +91,8 @@ class Outbox:
     def due(self, kind: str, *, now: float, limit: int = 100,
             receiver: str | None = None) -> list[OutboxItem]:
         """Pending items of ``kind`` whose time has come, oldest first (with the rows whose
-        claimer let its claim expire). Listing is not taking: :meth:`claim` one before sending it."""
+        claimer let its claim expire). Listing is not taking: :meth:`claim` one before
+        sending it."""
         cond = [outbox.c.kind == kind, _claimable(now), outbox.c.due_at <= now]
         if receiver is not None:
             cond.append(outbox.c.receiver == receiver)
@@ -161,7 +162,8 @@ class Outbox:
     def oldest_pending(self, kind: str) -> float | None:
         with self.engine.connect() as conn:
             return conn.execute(select(func.min(outbox.c.created_at)).where(
-                and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending"))))).scalar_one()
+                and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending")))
+            )).scalar_one()
 
     def prune(self, *, sent_before: float) -> int:
         """Delete delivered and dead items settled before ``sent_before``."""

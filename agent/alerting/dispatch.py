@@ -244,7 +244,9 @@ class Dispatcher:
                 )
             if rows:
                 conn.execute(
-                    upsert(self.engine, check_state, ["check_name", "key"], ["value", "updated_at"]),
+                    upsert(
+                        self.engine, check_state, ["check_name", "key"], ["value", "updated_at"]
+                    ),
                     rows,
                 )
         self._dirty.clear()

@@ -36,7 +36,8 @@ async def test_a_claimed_notification_holds_the_receiver_until_its_claim_expires
         d.alerts_changed([fire("AlphaDown", {"model": "a"}, clock.now)], clock.now)
         assert d.flush(clock.now) == 1
         (alpha,) = other.due(KIND, now=clock.now)
-        assert other.claim(alpha.id, now=clock.now, timeout=60)  # agent-b starts sending... and dies
+        # agent-b starts sending Alpha... and dies
+        assert other.claim(alpha.id, now=clock.now, timeout=60)
         claimed_at = clock.now
         d.alerts_changed([fire("BetaDown", {"model": "b"}, clock.now)], clock.now)
         for _ in range(30):
