@@ -221,10 +221,6 @@ class DeliveryConfig(_Model):
     keep_sent: Duration = Field(
         7 * 86400.0, gt=0, description="Delivered rows are pruned after this."
     )
-    claim_timeout: Duration = Field(
-        300.0, gt=0, description="With a shared store: a notification claimed by an agent that "
-        "died before settling it is sent by another agent after this.",
-    )
 
 
 class AlertingConfig(_Model):

@@ -156,13 +156,7 @@ class Delivery:
             pace_key = notifier.pace_key
             if stats.broken is None and pace_key and now < self._next_ok.get(pace_key, 0.0):
                 return done
-            if not await self._db(
-                self.outbox.claim,
-                item.id,
-                now=now,
-                timeout=self.config.claim_timeout,
-                again=mine,
-            ):
+            if not await self._db(self.outbox.claim, item.id, now=now, again=mine):
                 return done  # another agent claimed it first: it is theirs to send
             if stats.broken is not None:
                 await self._forward(name, item, stats.broken)

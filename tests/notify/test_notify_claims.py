@@ -23,7 +23,7 @@ def cfg(base_url: str) -> AlertingConfig:
                   "timeout": 1, "charts": False},
         "group_by": ["alertname"], "group_wait": 0, "group_interval": 5,
         "repeat_interval": 3600,
-        "delivery": {"retry_initial": 2, "retry_max": 30, "pace": 0, "claim_timeout": 60},
+        "delivery": {"retry_initial": 2, "retry_max": 30, "pace": 0},
     })
 
 
