@@ -1,7 +1,7 @@
 """outbox claims: claimed_by and claim_expires, for agents sharing one store
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-28 17:10:00
 
 Agents sharing PostgreSQL claim an outbox row (pending -> sending) by compare-and-set
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
