@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agent import __version__
+from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
+from agent.export.build import build_exporters, default_engine
 from agent.export.prometheus import PrometheusExporter
 from agent.pipeline import Pipeline
-from agent.plugins import get_check_type
+from agent.plugins import check_types, get_check_type
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -50,6 +52,10 @@ def default_instances(config: AgentConfig) -> list[InstanceConfig]:
     if config.agent.self_check and "agent" not in types:
         cls = get_check_type("agent")
         extra.append(cls.Config(type="agent", name="agent", interval=config.agent.self_check_interval))
+    gpu = check_types().get("gpu") if "gpu" not in types else None
+    auto = getattr(gpu, "auto_instance", None)  # an nvml instance only where a GPU is present
+    if auto is not None and (instance := auto()) is not None:
+        extra.append(instance)
     return extra
 
 
@@ -75,6 +81,8 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
+        self.alerting = make_dispatcher(config, submit=self.pipeline.submit) if config.alerting.enabled else None
+        self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
         self.reloads = 0
@@ -97,9 +105,10 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        if self.config.exporters.prometheus.enabled:
-            self.prometheus = PrometheusExporter()
-            self.pipeline.attach(self.prometheus)
+        # TODO(merge): hand the store's engine instead: lambda: self.store.engine
+        exporters = build_exporters(self.config, lambda: default_engine(self.config), self.pipeline.submit)
+        self.prometheus = exporters.prometheus
+        self.components.extend(exporters.components)
         for component in self.components:
             await component.start()
             sink = getattr(component, "consume", None)
@@ -149,6 +158,8 @@ class Agent:
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
         self.config = new
+        if self.alerting is not None:
+            await self.alerting.reconfigure(new.alerting)
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

@@ -143,8 +143,11 @@ class CheckContext:
             import aiohttp
 
             connector = aiohttp.TCPConnector(limit=self._http_limit, ttl_dns_cache=60)
+            from agent.httptrace import phase_trace_config
+
             self._http = aiohttp.ClientSession(
-                connector=connector, trust_env=False, raise_for_status=False
+                connector=connector, trust_env=False, raise_for_status=False,
+                trace_configs=[phase_trace_config()],
             )
         return self._http
 

@@ -10,6 +10,7 @@ errors, with the nearest valid key suggested, so a typo never passes silently. S
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from agent.alerting.config import AlertingConfig
 from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
@@ -29,6 +31,7 @@ from agent.secrets import register_secret
 
 __all__ = ["AgentConfig", "AgentSection", "default_config", "load_config", "parse_config"]
 
+log = logging.getLogger(__name__)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -95,6 +98,7 @@ class AgentConfig(_Model):
 
     agent: AgentSection = Field(default_factory=AgentSection)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     checks: tuple[InstanceConfig, ...] = Field(
         default=(), description="Check instances; each entry's keys depend on its `type`."
     )
@@ -115,7 +119,40 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    return parse_config(text, source=source, env=env, base_dir=Path(path).parent)
+    config = parse_config(text, source=source, env=env, base_dir=Path(path).parent)
+    for warning in config_warnings(config, path):
+        log.warning("%s", warning)
+    return config
+
+
+def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = None) -> list[str]:
+    """Legal but risky settings, said once at load time."""
+    warnings = []
+    if path is not None and _has_secrets(config):
+        try:
+            mode = Path(path).stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o004:
+            warnings.append(f"{path} holds secrets and is world-readable; run: chmod 600 {path} "
+                            "(or keep the secrets in environment variables)")
+    host = config.agent.listen_host
+    if host not in ("127.0.0.1", "localhost", "::1") and config.agent.auth_token is None:
+        warnings.append(f"agent.listen is {config.agent.listen}, reachable from other hosts, and "
+                        "agent.auth_token is not set: anyone who can reach it can read /status and /metrics")
+    return warnings
+
+
+def _has_secrets(model: Any) -> bool:
+    if isinstance(model, SecretStr):
+        return bool(model.get_secret_value())
+    if isinstance(model, BaseModel):
+        return any(_has_secrets(getattr(model, n)) for n in type(model).model_fields)
+    if isinstance(model, (list, tuple)):
+        return any(_has_secrets(m) for m in model)
+    if isinstance(model, dict):
+        return any(_has_secrets(m) for m in model.values())
+    return False
 
 
 def parse_config(

@@ -182,7 +182,11 @@ class CheckScheduler:
             state.paused_reason = reason
             if reason:
                 return
-            result = await check.run()
+            try:
+                result = await check.run()
+            except asyncio.CancelledError:
+                log.info("check %s was cancelled by shutdown while running", name)
+                return
             self._record(check, state, result)
             self.pipeline.submit(result)
         finally:

@@ -1,21 +1,165 @@
-"""Config models of the ``exporters:`` section."""
+"""Config models of the ``exporters:`` section.
+
+Datadog settings fall back to the environment variables Datadog's own tools read
+(``DD_AGENT_HOST``, ``DD_DOGSTATSD_PORT``, ``DD_DOGSTATSD_SOCKET``, ``DD_API_KEY``,
+``DD_SITE``) so an agent deployed beside a Datadog Agent needs no Datadog keys in its file.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import os
+from typing import Literal
 
-__all__ = ["ExportersConfig", "PrometheusConfig"]
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from agent.durations import Duration
+
+__all__ = [
+    "DatadogConfig",
+    "DogStatsdTarget",
+    "ExportersConfig",
+    "PrometheusConfig",
+    "PushgatewayConfig",
+]
+
+# Datadog's intake refuses points older than this (and more than 10 min in the future).
+INTAKE_MAX_AGE = 3600.0
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PushgatewayConfig(_Model):
+    """Push the latest values to a Prometheus Pushgateway, for agents nothing scrapes."""
+
+    url: str = Field(description="Pushgateway base URL, e.g. http://pushgateway:9091.")
+    job: str = Field("mlwarden", min_length=1, description="The `job` grouping key.")
+    interval: Duration = Field(30.0, gt=0, description="Time between pushes.")
+    timeout: Duration = Field(10.0, gt=0, description="Timeout of one push.")
+    delete_on_stop: bool = Field(
+        False, description="Delete this agent's group from the Pushgateway when it stops."
+    )
+
+
 class PrometheusConfig(_Model):
     """The /metrics endpoint on the agent's own server."""
 
     enabled: bool = Field(True, description="Serve /metrics in Prometheus text format.")
+    pushgateway: PushgatewayConfig | None = Field(
+        None, description="Also push to a Pushgateway (grouping key: job and instance=hostname)."
+    )
+
+
+class DogStatsdTarget(_Model):
+    """Where DogStatsD datagrams go, resolved from the config and then the environment."""
+
+    host: str
+    port: int
+    socket: str | None
+
+
+class DatadogConfig(_Model):
+    """Send metrics and service checks to Datadog: via a local Datadog Agent or the HTTP API."""
+
+    mode: Literal["dogstatsd", "api"] = Field(
+        "dogstatsd",
+        description="`dogstatsd`: to a local Datadog Agent; `api`: straight to Datadog's intake.",
+    )
+    # -- dogstatsd
+    host: str | None = Field(
+        None, description="DogStatsD host (default: $DD_AGENT_HOST, else 127.0.0.1)."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="DogStatsD UDP port (default: $DD_DOGSTATSD_PORT, else 8125)."
+    )
+    socket: str | None = Field(
+        None, description="DogStatsD Unix socket path; wins over host/port (default: $DD_DOGSTATSD_SOCKET)."
+    )
+    buffering: bool = Field(
+        True, description="Pack many metrics per datagram (client-side buffering)."
+    )
+    max_packet_size: int | None = Field(
+        None, ge=512, le=65_000,
+        description="Largest DogStatsD datagram in bytes (default 8192 over a Unix socket or "
+        "to a loopback address, 1432 (one Ethernet MTU) over UDP to another host).",
+    )
+    flush_interval: Duration | None = Field(
+        None, gt=0,
+        description="dogstatsd: buffer flush period (default 1s); api: how often points are "
+        "batched and sent (default 10s).",
+    )
+    service_checks: bool = Field(
+        True, description="Send a service check per check instance with its status."
+    )
+    # -- api
+    api_key: SecretStr | None = Field(
+        None, description="Datadog API key for `mode: api` (default: $DD_API_KEY)."
+    )
+    site: str | None = Field(
+        None, description="Datadog site, e.g. datadoghq.eu (default: $DD_SITE, else datadoghq.com)."
+    )
+    api_url: str | None = Field(
+        None, description="Intake base URL; overrides `site` (proxies, tests)."
+    )
+    timeout: Duration = Field(10.0, gt=0, description="Timeout of one API request.")
+    max_points_per_request: int = Field(
+        5000, ge=1, description="Points per series submission (one outbox item each)."
+    )
+    queue_max_items: int = Field(
+        10_000, ge=1,
+        description="Unsent batches kept in the outbox; beyond this the oldest are dropped and counted.",
+    )
+    max_age: Duration = Field(
+        INTAKE_MAX_AGE, gt=0, le=INTAKE_MAX_AGE,
+        description="Unsent points older than this are dropped and counted (Datadog refuses > 1h).",
+    )
+    retry_initial: Duration = Field(1.0, gt=0, description="First retry delay after a failure.")
+    retry_max: Duration = Field(60.0, gt=0, description="Longest retry delay (exponential backoff).")
+    client_backoff: Duration = Field(
+        300.0, gt=0,
+        description="How long the datadog client refuses to call after 3 timeouts in a row.",
+    )
+    send_metadata: bool = Field(
+        True, description="api: set each metric's type, unit and description once per start."
+    )
+
+    @model_validator(mode="after")
+    def _api_needs_a_key(self) -> DatadogConfig:
+        if self.mode == "api" and self.api_key is None and not os.environ.get("DD_API_KEY"):
+            raise ValueError("mode `api` needs `api_key` (or the DD_API_KEY environment variable), "
+                             "found neither")
+        return self
+
+    @property
+    def interval(self) -> float:
+        if self.flush_interval is not None:
+            return self.flush_interval
+        return 10.0 if self.mode == "api" else 1.0
+
+    def dogstatsd_target(self) -> DogStatsdTarget:
+        env = os.environ
+        socket = self.socket or env.get("DD_DOGSTATSD_SOCKET") or None
+        host = self.host or env.get("DD_AGENT_HOST") or "127.0.0.1"
+        port = self.port or int(env.get("DD_DOGSTATSD_PORT") or 8125)
+        return DogStatsdTarget(host=host, port=port, socket=socket)
+
+    def resolved_api_key(self) -> str:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get("DD_API_KEY", "")
+
+    def resolved_api_url(self) -> str:
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        site = self.site or os.environ.get("DD_SITE") or "datadoghq.com"
+        return f"https://api.{site}"
 
 
 class ExportersConfig(_Model):
+    """Where samples go besides the history store."""
+
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    datadog: DatadogConfig | None = Field(
+        None, description="Datadog exporter; Prometheus stays on beside it as the fallback."
+    )

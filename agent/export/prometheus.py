@@ -1,38 +1,69 @@
-"""Prometheus exposition of the latest values, built at scrape time.
+"""Prometheus exposition of the latest values, rendered at scrape time.
 
-A sink keeps a snapshot of each check instance's latest series (counters accumulated);
-:class:`LatestCollector` turns the snapshot into metric families only when /metrics is
-scraped, so the cost of a poll is a dict update and the cost of a scrape grows with the
-number of series, not with history. HELP, TYPE and names come from the catalog.
+The sink keeps a snapshot of each check instance's latest series (counters accumulated),
+so a poll costs a dict update and a scrape grows with the number of series, never with
+history. Rendering writes the text format (0.0.4) directly: each series' line prefix
+(``name{label="value"}``) is built once, when the series first appears, and cached, so a
+scrape only formats values — cheaper than building metric families and escaping labels
+on every scrape as ``prometheus_client.generate_latest`` does (see benchmarks/exporters.py).
+HELP, TYPE and names come from the catalog through :func:`agent.catalog.prometheus_name`.
+
+A family's series may carry different tag keys; a tag a series lacks is simply absent,
+which Prometheus reads the same as an empty label.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
-from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+import time
+from typing import Any
 
 from agent.catalog import Catalog, load_catalog, prometheus_name
+from agent.export.health import ExporterHealth
 from agent.samples import CheckResult, Kind, Sample, SeriesKey
 
-__all__ = ["LatestCollector", "PrometheusExporter", "label_name"]
+__all__ = ["PrometheusExporter", "label_name", "sample_family_name", "CONTENT_TYPE"]
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def label_name(tag: str) -> str:
-    """A tag key as a valid Prometheus label name."""
+    """A tag key as a valid Prometheus label name (``__`` prefixes are reserved)."""
     name = _LABEL_BAD.sub("_", tag)
     if not name or name[0].isdigit():
         name = "_" + name
+    if name.startswith("__"):
+        name = name.lstrip("_") or "_"
+        name = "_" + name if name[0].isdigit() else name
     return name
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _value(v: float) -> str:
+    v = float(v)  # samples from outside the check firewall may carry ints
+    if v == math.inf:
+        return "+Inf"
+    if v == -math.inf:
+        return "-Inf"
+    if v != v:
+        return "NaN"
+    if v.is_integer() and abs(v) < 1e15:
+        return f"{int(v)}.0"
+    return repr(v)
+
+
 class PrometheusExporter:
-    """Pipeline sink that holds the latest value of every series for /metrics."""
+    """Pipeline sink holding the latest value of every series, and the /metrics renderer."""
 
     name = "prometheus"
 
@@ -40,21 +71,40 @@ class PrometheusExporter:
         self.catalog = catalog or load_catalog()
         self._lock = threading.Lock()
         self._gauges: dict[str, dict[SeriesKey, float]] = {}
-        self._counters: dict[SeriesKey, tuple[Kind, float]] = {}
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LatestCollector(self))
+        self._counters: dict[SeriesKey, float] = {}
+        # (metric, is_counter) -> (family name, header text); SeriesKey -> line prefix
+        self._families: dict[tuple[str, bool], tuple[str, str]] = {}
+        self._prefixes: dict[tuple[SeriesKey, bool], str] = {}
+        self.health = ExporterHealth("prometheus")
+        self.health.state = "ok"
+        self.scrapes = 0
+        self.last_render_seconds: float | None = None
 
+    # -- component -------------------------------------------------------------------
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"endpoint": "/metrics", "series": self.series_count, "scrapes": self.scrapes,
+                "last_render_seconds": self.last_render_seconds, **self.health.as_dict()}
+
+    # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
         gauges: dict[SeriesKey, float] = {}
+        counters = self._counters
         with self._lock:
             for sample in result.samples:
-                if sample.kind is Kind.GAUGE:
+                kind = sample.kind
+                if kind is Kind.GAUGE:
                     gauges[sample.key] = sample.value
-                elif sample.kind is Kind.COUNT:
-                    _, total = self._counters.get(sample.key, (Kind.COUNT, 0.0))
-                    self._counters[sample.key] = (Kind.COUNT, total + sample.value)
+                elif kind is Kind.COUNT:
+                    key = sample.key
+                    counters[key] = counters.get(key, 0.0) + sample.value
                 else:
-                    self._counters[sample.key] = (Kind.MONOTONIC_COUNT, sample.value)
+                    counters[sample.key] = sample.value
             # a run replaces its instance's gauges: series it no longer reports disappear
             self._gauges[result.check] = gauges
 
@@ -64,11 +114,13 @@ class PrometheusExporter:
             self._gauges.pop(check, None)
             for key in [k for k in self._counters if ("check", check) in k[1]]:
                 del self._counters[key]
+            for pkey in [k for k in self._prefixes if ("check", check) in k[0][1]]:
+                del self._prefixes[pkey]
 
     def snapshot(self) -> tuple[list[tuple[SeriesKey, float]], list[tuple[SeriesKey, float]]]:
         with self._lock:
             gauges = [item for per in self._gauges.values() for item in per.items()]
-            counters = [(k, v) for k, (_, v) in self._counters.items()]
+            counters = list(self._counters.items())
         return gauges, counters
 
     @property
@@ -76,50 +128,47 @@ class PrometheusExporter:
         with self._lock:
             return sum(len(v) for v in self._gauges.values()) + len(self._counters)
 
+    # -- rendering -------------------------------------------------------------------
+    def _family(self, metric: str, counter: bool) -> tuple[str, str]:
+        fam = self._families.get((metric, counter))
+        if fam is None:
+            spec = self.catalog.get(metric)
+            kind = Kind.COUNT if counter else Kind.GAUGE
+            name = prometheus_name(metric, kind, spec.unit if spec else "")
+            doc = spec.description if spec else f"{metric} (not declared in the metric catalog)"
+            ptype = "counter" if counter else "gauge"
+            header = f"# HELP {name} {_help(doc)}\n# TYPE {name} {ptype}\n"
+            fam = (name, header)
+            self._families[(metric, counter)] = fam
+        return fam
+
+    def _prefix(self, key: SeriesKey, counter: bool) -> str:
+        name = self._family(key[0], counter)[0]
+        labels = ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in key[1] if v != "")
+        prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+        self._prefixes[(key, counter)] = prefix
+        return prefix
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class LatestCollector:
-    """Builds fresh metric families from the exporter's snapshot on every scrape."""
-
-    def __init__(self, exporter: PrometheusExporter) -> None:
-        self.exporter = exporter
-        self._names: dict[tuple[str, Kind], str] = {}
-
-    def _family_name(self, metric: str, kind: Kind) -> tuple[str, str]:
-        spec = self.exporter.catalog.get(metric)
-        key = (metric, kind)
-        name = self._names.get(key)
-        if name is None:
-            unit = spec.unit if spec else ""
-            name = prometheus_name(metric, kind, unit)
-            self._names[key] = name
-        doc = spec.description if spec else f"{metric} (not declared in the metric catalog)"
-        return name, doc
-
-    def collect(self) -> Iterator[Metric]:
-        gauges, counters = self.exporter.snapshot()
-        yield from self._families(gauges, counter=False)
-        yield from self._families(counters, counter=True)
-
-    def _families(self, items: list[tuple[SeriesKey, float]], counter: bool) -> Iterator[Metric]:
-        by_metric: dict[str, list[tuple[SeriesKey, float]]] = {}
-        for item in items:
-            by_metric.setdefault(item[0][0], []).append(item)
-        kind = Kind.COUNT if counter else Kind.GAUGE
-        for metric, series in by_metric.items():
-            name, doc = self._family_name(metric, kind)
-            keys = sorted({k for (_, tags), _ in series for k, _ in tags})
-            labels = [label_name(k) for k in keys]
-            if counter:
-                family: Metric = CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
-            else:
-                family = GaugeMetricFamily(name, doc, labels=labels)
-            for (_, tags), value in series:
-                tag_map = dict(tags)
-                family.add_metric([tag_map.get(k, "") for k in keys], value)  # type: ignore[attr-defined]
-            yield family
+        """The whole exposition, from the latest values (blocking-free: a lock and a join)."""
+        started = time.perf_counter()
+        groups: dict[tuple[str, bool], list[str]] = {}
+        prefixes = self._prefixes
+        with self._lock:
+            for counter, items in ((False, [i for per in self._gauges.values() for i in per.items()]),
+                                   (True, list(self._counters.items()))):
+                for key, value in items:
+                    prefix = prefixes.get((key, counter)) or self._prefix(key, counter)
+                    fkey = (key[0], counter)
+                    lines = groups.get(fkey)
+                    if lines is None:
+                        lines = groups[fkey] = [self._family(key[0], counter)[1]]
+                    lines.append(prefix + _value(value) + "\n")
+        body = "".join(["".join(lines) for lines in groups.values()]).encode()
+        self.scrapes += 1
+        self.last_render_seconds = round(time.perf_counter() - started, 6)
+        self.health.success(0)
+        return body
 
 
 def sample_family_name(sample: Sample) -> str:

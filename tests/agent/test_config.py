@@ -110,3 +110,25 @@ def test_starter_config_from_init_is_valid(tmp_path, capsys):
     load_config(path, env={})
     assert path.stat().st_mode & 0o077 == 0  # it may come to hold secrets
     assert main(["init", str(path)]) == 1  # never overwrites without --force
+
+
+def test_world_readable_config_with_secrets_is_warned_about(tmp_path, caplog):
+    path = tmp_path / "agent.yaml"
+    path.write_text("agent:\n  auth_token: plain-secret-in-file\n")
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        load_config(path)
+    assert "world-readable" in caplog.text and "plain-secret-in-file" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING"):
+        load_config(path)
+    assert "world-readable" not in caplog.text
+
+
+def test_listening_beyond_loopback_without_token_is_warned_about():
+    from agent.config import config_warnings
+
+    assert any("auth_token is not set" in w
+               for w in config_warnings(parse_config("agent: {listen: '0.0.0.0:9464'}")))
+    assert config_warnings(parse_config("agent: {listen: '127.0.0.1:9464'}")) == []

@@ -64,3 +64,13 @@ async def test_bearer_token_guards_status_and_metrics_but_not_probes():
         assert (await _get(base + "/readyz"))[0] == 200
     finally:
         await agent.stop()
+
+
+def test_metrics_render_integer_values_from_outside_the_check_firewall():
+    from agent.export.prometheus import PrometheusExporter
+    from agent.samples import CheckResult, Sample, Status
+
+    exporter = PrometheusExporter()
+    exporter.consume(CheckResult("exporters", "exporters", Status.OK,
+                                 samples=[Sample("mlwarden.exporter.up", 1, (("exporter", "x"),), 1.0)]))
+    assert 'mlwarden_exporter_up{exporter="x"} 1.0' in exporter.render().decode()

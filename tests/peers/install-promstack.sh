@@ -26,10 +26,12 @@ if [ $have = 0 ]; then
   ln -sf "$dest/root/usr/bin/prometheus-blackbox-exporter" "$dest/bin/blackbox_exporter"
   rm -rf "$tmp"
 fi
-# Debian's alertmanager reads its default template from a fixed path.
-tmpl=/usr/share/prometheus/alertmanager/default.tmpl
-if [ ! -f "$tmpl" ] && [ -f "$dest/root$tmpl" ]; then
-  mkdir -p "$(dirname "$tmpl")" && cp "$dest/root$tmpl" "$tmpl"
-fi
+# Debian's alertmanager reads its default templates (default.tmpl, and email.tmpl once a
+# receiver is configured) from a fixed path.
+for tmpl in /usr/share/prometheus/alertmanager/default.tmpl /usr/share/prometheus/alertmanager/email.tmpl; do
+  if [ ! -f "$tmpl" ] && [ -f "$dest/root$tmpl" ]; then
+    mkdir -p "$(dirname "$tmpl")" && cp "$dest/root$tmpl" "$tmpl"
+  fi
+done
 for b in "${bins[@]}"; do "$dest/bin/$b" --version >/dev/null 2>&1 || { echo "promstack: $b does not run" >&2; exit 1; }; done
 echo "promstack ready in $dest/bin"

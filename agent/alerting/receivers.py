@@ -1,0 +1,185 @@
+"""Builds the notifiers named in the ``alerting:`` config (one per receiver, plus the implicit
+``console``, ``slack`` and ``slack:<channel>`` ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agent.alerting.config import AlertingConfig
+from agent.alerting.routing import Route
+from agent.notify.alertmanager import AlertmanagerNotifier
+from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
+from agent.notify.console import ConsoleNotifier
+from agent.notify.render import human_duration, sparkline
+from agent.notify.slack import ChartFn, SlackNotifier
+from agent.notify.webhook import SparkFn, WebhookNotifier
+
+__all__ = ["build_notifiers", "fallbacks_of", "chart_fn", "sparkline_fn"]
+
+
+_NOT_TAGS = ("alertname", "alert", "severity")
+
+
+def _series_tags(labels: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k not in _NOT_TAGS and not k.startswith("__")}
+
+
+def _points(
+    reader: SeriesReader, note: Notification, now: float, window: float
+) -> dict[str, list[tuple[float, float]]]:
+    """The history of each alert's metric (its ``metric`` annotation), by alert fingerprint.
+
+    The alert's labels select the series; when a rule added labels the series does not carry,
+    the series whose tags are all among the alert's labels is taken instead.
+    """
+    out: dict[str, list[tuple[float, float]]] = {}
+    for alert in note.alerts[:5]:
+        metric = alert.metric
+        if not metric:
+            continue
+        since = min(now - window, (alert.started or now) - window / 2)
+        tags = _series_tags(alert.labels)
+        series = reader.read_series(metric, since, now, tags or None)
+        if not series and tags:
+            series = {
+                key: points
+                for key, points in reader.read_series(metric, since, now, None).items()
+                if all(alert.labels.get(k) == v for k, v in (key or ()))
+            }
+        for points in series.values():
+            if points:
+                out[alert.fingerprint] = sorted(points)
+                break
+    return out
+
+
+def _label(alert: AlertInfo) -> str:
+    tags = ",".join(f"{k}={v}" for k, v in sorted(_series_tags(alert.labels).items()))
+    return f"{alert.rule} {tags}".strip()
+
+
+def chart_fn(reader: SeriesReader | None, window: float) -> ChartFn | None:
+    """Draws the chart of a notification's alerts (runs in an executor thread)."""
+    if reader is None:
+        return None
+
+    def draw(note: Notification, now: float) -> bytes | None:
+        from agent.charts import render_line_chart
+
+        alert = note.firing[0] if note.firing else note.alerts[0]
+        points = _points(reader, note, now, window)
+        if not points:
+            return None
+        series = {_label(a): points[a.fingerprint] for a in note.alerts if a.fingerprint in points}
+        return render_line_chart(
+            series,
+            title=alert.annotations.get("summary") or alert.rule,
+            threshold=alert.threshold,
+            unit=alert.annotations.get("unit", ""),
+        )
+
+    return draw
+
+
+def sparkline_fn(reader: SeriesReader | None, window: float) -> SparkFn | None:
+    """Text sparklines by alert fingerprint, for the webhook (runs in an executor thread)."""
+    if reader is None:
+        return None
+
+    def spark(note: Notification, now: float) -> dict[str, str]:
+        out = {}
+        for fp, points in _points(reader, note, now, window).items():
+            line = sparkline(points)
+            if line:
+                lo, hi = min(v for _, v in points), max(v for _, v in points)
+                out[fp] = f"`{line}`  last {human_duration(window)}: min {lo:.4g}, max {hi:.4g}"
+        return out
+
+    return spark
+
+
+def build_notifiers(
+    config: AlertingConfig,
+    root: Route,
+    *,
+    reader: SeriesReader | None = None,
+    footer: str | None = None,
+) -> dict[str, Notifier]:
+    """One notifier per receiver that a route or a fallback can reach."""
+    footer = footer or "mlwarden"
+    slack = config.slack
+    window = slack.chart_window if slack else 3600.0
+    out: dict[str, Notifier] = {"console": ConsoleNotifier("console")}
+    if slack is not None and slack.token is not None:
+        out["slack"] = SlackNotifier(
+            "slack",
+            token=slack.token.get_secret_value(),
+            channel=slack.default_channel,
+            base_url=slack.base_url,
+            timeout=slack.timeout,
+            chart=chart_fn(reader, window) if slack.charts else None,
+            footer=footer,
+        )
+    elif slack is not None and slack.webhook_url is not None:
+        out["slack"] = WebhookNotifier(
+            "slack",
+            url=slack.webhook_url.get_secret_value(),
+            timeout=slack.timeout,
+            sparklines=sparkline_fn(reader, window),
+            footer=footer,
+        )
+    for r in config.receivers:
+        if r.type == "console":
+            out[r.name] = ConsoleNotifier(r.name)
+        elif r.type == "slack":
+            assert slack is not None or r.token is not None
+            token = r.token or (slack.token if slack else None)
+            assert token is not None
+            out[r.name] = SlackNotifier(
+                r.name,
+                token=token.get_secret_value(),
+                channel=r.channel or (slack.default_channel if slack else "#ml-alerts"),
+                base_url=slack.base_url if slack else "https://slack.com/api/",
+                timeout=slack.timeout if slack else 10.0,
+                chart=chart_fn(reader, window) if (slack is None or slack.charts) else None,
+                footer=footer,
+            )
+        elif r.type == "webhook":
+            assert r.url is not None
+            out[r.name] = WebhookNotifier(
+                r.name,
+                url=r.url.get_secret_value(),
+                timeout=slack.timeout if slack else 10.0,
+                sparklines=sparkline_fn(reader, window),
+                footer=footer,
+            )
+        elif r.type == "alertmanager":
+            assert r.url is not None
+            out[r.name] = AlertmanagerNotifier(
+                r.name,
+                url=r.url.get_secret_value(),
+                timeout=config.alertmanager.timeout,
+                generator_url=config.agent_url,
+            )
+    for route in root.walk():
+        name = route.receiver
+        if (
+            name.startswith("slack:")
+            and name not in out
+            and slack is not None
+            and slack.token is not None
+        ):
+            out[name] = SlackNotifier(
+                name,
+                token=slack.token.get_secret_value(),
+                channel=name.split(":", 1)[1],
+                base_url=slack.base_url,
+                timeout=slack.timeout,
+                chart=chart_fn(reader, window) if slack.charts else None,
+                footer=footer,
+            )
+    return out
+
+
+def fallbacks_of(config: AlertingConfig) -> Mapping[str, str | None]:
+    return {r.name: r.fallback for r in config.receivers}

@@ -1,0 +1,138 @@
+"""``mlwarden routes test --label alert=GpuIdle --label node=gpu-3``: where would this alert go?
+
+Like ``amtool config routes test``: prints the matching routes and receivers, their
+grouping and timers, whether a silence or an inhibiting firing alert mutes it, and the
+message it would send.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from agent.alerting.dispatch import Router
+from agent.alerting.matchers import alert_labels
+from agent.alerting.silences import SilenceStore
+from agent.cli.common import add_config_arg, config_from_args, die
+from agent.errors import StoreError
+from agent.notify.base import AlertInfo, Notification
+from agent.notify.render import blocks_for, plain_text
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("routes", help="inspect alert routing")
+    rsub = p.add_subparsers(dest="routes_command", metavar="SUBCOMMAND")
+    rsub.required = True
+    t = rsub.add_parser(
+        "test",
+        help="show where an alert with these labels goes",
+        description="Dry run: the route, receiver, grouping, silences and inhibition that "
+        "apply to an alert with the given labels, and the message it would send.",
+    )
+    add_config_arg(t)
+    t.add_argument(
+        "--label",
+        "-l",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an alert label (repeatable); `alert=` names the rule",
+    )
+    t.add_argument(
+        "--severity", default=None, help="severity (default: the `severity` label or warning)"
+    )
+    t.add_argument("--summary", default=None, help="summary annotation for the preview")
+    t.add_argument("--blocks", action="store_true", help="also print the Slack Block Kit JSON")
+    t.add_argument(
+        "--no-store",
+        action="store_true",
+        help="do not read silences and firing alerts from the store",
+    )
+    t.set_defaults(func=test)
+
+
+def _firing(engine) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from agent.history.tables import alerts
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.rule, alerts.c.labels, alerts.c.severity).where(
+                alerts.c.state == "firing"
+            )
+        ).all()
+    return [alert_labels(r.rule, json.loads(r.labels), r.severity) for r in rows]
+
+
+def test(args: argparse.Namespace) -> int:
+    labels: dict[str, str] = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            die(f"--label expects KEY=VALUE, found {item!r}", code=2)
+        labels[key.strip()] = value
+    rule = labels.get("alert") or labels.get("alertname")
+    if not rule:
+        die("give the rule name with --label alert=NAME", code=2)
+    assert rule is not None
+    severity = args.severity or labels.get("severity", "warning")
+    full = alert_labels(rule, labels, severity)
+    config = config_from_args(args)
+    now = time.time()
+    silences, firing = None, []
+    if not args.no_store:
+        from agent.history.db import create_schema, make_engine
+
+        try:
+            engine = make_engine(config.agent.history)
+            create_schema(engine)
+            silences = SilenceStore(engine)
+            silences.refresh(now)
+            firing = _firing(engine)
+        except (StoreError, Exception) as exc:  # noqa: BLE001 - a dry run still answers without the store
+            print(
+                f"(store {config.agent.history} unreadable, silences and inhibition not checked: {exc})"
+            )
+            silences = None
+    router = Router(config.alerting, silences)
+    routes = router.routes_for(full)
+    print(f"labels: {' '.join(f'{k}={v}' for k, v in sorted(full.items()))}")
+    for route in routes:
+        print(f"route {route.id} -> receiver {route.receiver}")
+        print(
+            f"  group_by [{', '.join(route.group_by)}]  group_wait {route.group_wait:g}s  "
+            f"group_interval {route.group_interval:g}s  repeat_interval {route.repeat_interval:g}s"
+        )
+        print(f"  group {route.group_key(full)}")
+        if route.quiet_hours:
+            q = route.quiet_hours
+            print(
+                f"  quiet hours {q.start}-{q.end} {q.timezone} (except {', '.join(q.except_severity)})"
+            )
+    reason = router.mute_reason(full, now, firing)
+    print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
+    info = AlertInfo(
+        fingerprint="dry-run",
+        rule=rule,
+        labels=full,
+        state="firing",
+        severity=severity,
+        annotations={"summary": args.summary or f"{rule} (dry run)"},
+        fired_at=now,
+    )
+    note = Notification(
+        receiver=routes[0].receiver,
+        group_key=routes[0].group_key(full),
+        group_labels=routes[0].group_labels(full),
+        event="firing",
+        incident="dry-run",
+        alerts=[info],
+        created_at=now,
+    )
+    print("\nmessage:")
+    print(plain_text(note, now))
+    if args.blocks:
+        print(json.dumps(blocks_for(note, now), indent=2, ensure_ascii=False))
+    return 0

@@ -1,0 +1,105 @@
+"""Hands alerts to an Alertmanager (``POST /api/v2/alerts``) so a fleet of agents can leave
+de-duplication, grouping and routing to an Alertmanager cluster.
+
+Alertmanager considers an alert resolved when ``endsAt`` passes, so firing alerts are
+re-posted on a period (``alerting.alertmanager.resend_interval``) with no ``endsAt``, and a
+resolution is posted with ``endsAt`` set. Posting is idempotent: Alertmanager merges alerts
+with equal labels, which is why two agents sending the same alert produce one notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+
+from agent.notify.base import AlertInfo, Notification, Notifier, NotifyError, SendContext
+from agent.secrets import scrub
+
+__all__ = ["AlertmanagerNotifier", "am_alert"]
+
+
+# Alertmanager refuses label names outside [a-zA-Z_][a-zA-Z0-9_]* (HTTP 400 for the whole batch)
+_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]|^(?=[0-9])")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
+    """One alert in Alertmanager's API shape (labels and annotations are strings only)."""
+    labels = {
+        _LABEL_BAD.sub("_", k) if _LABEL_BAD.search(k) else k: str(v)
+        for k, v in alert.labels.items()
+        if not k.startswith("__") and k != "alert"
+    }
+    labels["alertname"] = alert.rule
+    annotations = {k: str(v) for k, v in alert.annotations.items() if v is not None}
+    if alert.value is not None:
+        annotations.setdefault("value", f"{alert.value:g}")
+    if alert.threshold is not None:
+        annotations.setdefault("threshold", f"{alert.threshold:g}")
+    doc: dict[str, Any] = {"labels": labels, "annotations": annotations}
+    if alert.started is not None:
+        doc["startsAt"] = _iso(alert.started)
+    if alert.state == "resolved" and alert.resolved_at is not None:
+        doc["endsAt"] = _iso(alert.resolved_at)
+    if generator_url:
+        doc["generatorURL"] = generator_url
+    return doc
+
+
+class AlertmanagerNotifier(Notifier):
+    type = "alertmanager"
+
+    def __init__(
+        self, name: str, *, url: str, timeout: float = 10.0, generator_url: str | None = None
+    ) -> None:
+        self.name = name
+        self.description = "Alertmanager"
+        self._url = url.rstrip("/") + "/api/v2/alerts"
+        self._timeout = timeout
+        self._generator_url = generator_url
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
+        body = [am_alert(a, self._generator_url) for a in note.alerts]
+        if not body:
+            return {"posted": 0}
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+        where = f"alertmanager receiver {self.name!r}"
+        try:
+            async with self._session.post(self._url, json=body) as resp:
+                text = await resp.text()
+                status = resp.status
+                after = resp.headers.get("Retry-After")
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise NotifyError(f"{where}: timed out posting to {self._url}", retryable=True) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NotifyError(
+                f"{where}: cannot reach {self._url}: {scrub(str(exc))[:200]}", retryable=True
+            ) from exc
+        if 200 <= status < 300:
+            return {"posted": len(body)}
+        if status == 429 or status >= 500:
+            raise NotifyError(
+                f"{where}: HTTP {status} from {self._url}",
+                retryable=True,
+                retry_after=float(after) if after and after.isdigit() else None,
+            )
+        raise NotifyError(
+            f"{where}: Alertmanager refused the alerts: HTTP {status} {scrub(text)[:300]}",
+            retryable=False,
+        )

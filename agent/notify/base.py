@@ -1,0 +1,156 @@
+"""What every notifier shares: the notification payload, the notifier interface and the
+retry verdict.
+
+A notifier gives the verdict on its own failures (Alertmanager's ``Retrier.Check``): it
+raises :class:`~agent.errors.NotifyError` with ``retryable`` (network errors, 5xx, 429 with
+``retry_after``), or :class:`ReceiverBroken` when trying again cannot help until a person
+fixes something (``invalid_auth``, ``channel_not_found``): the receiver then stops with one
+clear error and its notifications go to its fallback receiver.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.errors import NotifyError
+
+__all__ = [
+    "AlertInfo",
+    "Notification",
+    "Notifier",
+    "NotifyError",
+    "ReceiverBroken",
+    "SendContext",
+    "SeriesReader",
+    "backoff",
+]
+
+
+class ReceiverBroken(NotifyError):
+    """The receiver cannot deliver anything until its config is fixed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class SeriesReader(Protocol):
+    """Metric history for charts; the history store implements it."""
+
+    def read_series(
+        self,
+        metric: str,
+        since: float,
+        until: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Mapping[Any, list[tuple[float, float]]]: ...
+
+
+@dataclass
+class AlertInfo:
+    """One alert as a notification carries it (JSON-safe, stored in the outbox)."""
+
+    fingerprint: str
+    rule: str
+    labels: dict[str, str]
+    state: str  # firing | resolved
+    severity: str = "warning"
+    annotations: dict[str, str] = field(default_factory=dict)
+    value: float | None = None
+    threshold: float | None = None
+    active_since: float | None = None
+    fired_at: float | None = None
+    resolved_at: float | None = None
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> "AlertInfo":
+        return cls(**{k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc})  # type: ignore[arg-type]
+
+    @property
+    def metric(self) -> str | None:
+        return self.annotations.get("metric") or self.labels.get("__metric__")
+
+    @property
+    def started(self) -> float | None:
+        return self.fired_at or self.active_since
+
+
+@dataclass
+class Notification:
+    """One message to one receiver about one group of alerts.
+
+    ``event`` is ``firing`` (a new incident: the first message), ``update`` (alerts joined
+    or resolved while others fire), ``repeat`` (still firing after repeat_interval) or
+    ``resolved`` (every alert of the group resolved). ``incident`` is the dedup key of the
+    incident's first message, which later messages thread under.
+    """
+
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    event: str
+    incident: str
+    alerts: list[AlertInfo]
+    created_at: float
+    seq: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        doc = dict(vars(self))
+        doc["alerts"] = [dict(vars(a)) for a in self.alerts]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> "Notification":
+        data = dict(doc)
+        data["alerts"] = [AlertInfo.from_dict(a) for a in data.get("alerts", [])]
+        return cls(**data)
+
+    @property
+    def firing(self) -> list[AlertInfo]:
+        return [a for a in self.alerts if a.state == "firing"]
+
+    @property
+    def resolved(self) -> list[AlertInfo]:
+        return [a for a in self.alerts if a.state == "resolved"]
+
+
+@dataclass
+class SendContext:
+    """What a notifier may need besides the notification, all passed in (never read from clocks).
+
+    ``record`` stores a partial result (a posted message's channel and ts) in the outbox
+    *before* the next step, so a crash in between never posts the message again;
+    ``previous`` is what an earlier, interrupted attempt recorded; ``parent`` is the
+    result of the incident's first message (to thread under and update).
+    """
+
+    now: float
+    dedup_key: str
+    late_note: str | None = None
+    previous: Mapping[str, Any] | None = None
+    parent: Mapping[str, Any] | None = None
+    record: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    queued_at: float = 0.0
+
+
+class Notifier(abc.ABC):
+    """Sends notifications to one receiver."""
+
+    name: str
+    type: str
+    pace_key: str | None = None  # notifications sharing a key are paced (one Slack channel)
+    description: str = ""
+
+    @abc.abstractmethod
+    async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
+        """Deliver ``note``; returns what to record (e.g. channel and ts); raises NotifyError."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most notifiers hold a session
+        """Release connections."""
+
+
+def backoff(attempts: int, initial: float, maximum: float) -> float:
+    """Exponential backoff without jitter: deterministic, so tests can pin it."""
+    return min(maximum, initial * (2 ** max(0, attempts)))

@@ -1,0 +1,330 @@
+"""Delivery of queued notifications, one receiver at a time, through four stages:
+
+``mute`` (a silence added while a notification waited drops its alerts), ``dedup`` (an
+attempt that was interrupted is told what it already did, so the notifier can find its
+message instead of posting it twice), ``retry`` (the notifier's verdict: retry with
+backoff, honouring Retry-After; drop; or stop the receiver and hand its queue to the
+fallback) and ``record`` (mark sent with the result: the Slack channel id and ts that
+later messages thread under). See alertmanager ``notify/notify.go``.
+
+Each receiver drains in outbox id order: an item that waits for a retry holds back the
+ones behind it, so messages arrive in the order they were queued, and each paced channel
+gets at most one message per ``pace`` seconds, so a storm is slowed, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, select
+
+from agent.alerting.config import DeliveryConfig
+from agent.history.tables import outbox as outbox_table
+from agent.notify.base import (
+    Notification,
+    Notifier,
+    NotifyError,
+    ReceiverBroken,
+    SendContext,
+    backoff,
+)
+from agent.notify.render import human_duration
+from agent.outbox import Outbox, OutboxItem
+from agent.secrets import scrub
+
+__all__ = ["Delivery", "ReceiverStats", "KIND"]
+
+log = logging.getLogger(__name__)
+KIND = "notification"
+T = TypeVar("T")
+# (labels, now) -> why it is muted now (a silence id), or None
+MuteFn = Callable[[Mapping[str, str], float], str | None]
+
+
+@dataclass
+class ReceiverStats:
+    sent: int = 0
+    failed_attempts: int = 0
+    dropped: int = 0
+    forwarded: int = 0
+    muted: int = 0
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_failure_kind: str | None = None
+    broken: str | None = None
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _reason(exc: NotifyError) -> str:
+    if isinstance(exc, ReceiverBroken):
+        return "config"
+    text = str(exc)
+    if "rate limited" in text:
+        return "rate_limited"
+    if "timed out" in text:
+        return "timeout"
+    if "HTTP 5" in text or "Slack error" in text:
+        return "server_error"
+    return "network" if exc.retryable else "rejected"
+
+
+class Delivery:
+    """Drains the ``notification`` items of the outbox to their notifiers."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        notifiers: Mapping[str, Notifier],
+        *,
+        config: DeliveryConfig,
+        fallbacks: Mapping[str, str | None] | None = None,
+        mute: MuteFn | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.notifiers = dict(notifiers)
+        self.config = config
+        self.fallbacks = dict(fallbacks or {})
+        self.mute = mute
+        self.stats = {name: ReceiverStats() for name in self.notifiers}
+        self._next_ok: dict[str, float] = {}
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
+
+    # -- queries the Outbox class does not offer ------------------------------------------
+    def _head(self, receiver: str) -> OutboxItem | None:
+        """The oldest pending item of ``receiver``, due or not: it must go first."""
+        query = (
+            select(outbox_table)
+            .where(
+                and_(
+                    outbox_table.c.kind == KIND,
+                    outbox_table.c.receiver == receiver,
+                    outbox_table.c.state == "pending",
+                )
+            )
+            .order_by(outbox_table.c.id)
+            .limit(1)
+        )
+        with self.outbox.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        from agent.outbox import _item  # the same row decoding as the Outbox class
+
+        return _item(row)
+
+    def _result_of(self, dedup_key: str) -> dict[str, Any] | None:
+        query = select(outbox_table.c.result).where(outbox_table.c.dedup_key == dedup_key)
+        with self.outbox.engine.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        return json.loads(value) if value else None
+
+    # -- the loop body ------------------------------------------------------------------------
+    async def run_once(self, now: float, *, budget: int = 20) -> int:
+        """Deliver what is due for every receiver; returns how many items were settled."""
+        done = 0
+        for name, notifier in self.notifiers.items():
+            try:
+                done += await self._drain(name, notifier, now, budget)
+            except Exception:  # noqa: BLE001 - a store hiccup must not stop the other receivers
+                log.exception("delivery to receiver %r failed; retrying on the next tick", name)
+        return done
+
+    async def _drain(self, name: str, notifier: Notifier, now: float, budget: int) -> int:
+        stats = self.stats[name]
+        done = 0
+        while done < budget:
+            item = await self._db(self._head, name)
+            if item is None or item.due_at > now:
+                return done
+            if stats.broken is not None:
+                await self._forward(name, item, stats.broken)
+                done += 1
+                continue
+            pace_key = notifier.pace_key
+            if pace_key and now < self._next_ok.get(pace_key, 0.0):
+                return done
+            note = Notification.from_json(item.payload)
+            # -- mute
+            note, muted_by = self._muted(note, now)
+            if note is None:
+                stats.muted += 1
+                await self._db(self.outbox.mark_sent, item.id, now=now, result={"muted": muted_by})
+                done += 1
+                continue
+            # -- dedup: tell the notifier what an interrupted attempt already did
+            previous = item.result if isinstance(item.result, dict) else None
+            marker = {**(previous or {}), "sending": True}
+            await self._db(self.outbox.set_result, item.id, marker)
+
+            async def record(result: dict[str, Any], _id: int = item.id) -> None:
+                await self._db(self.outbox.set_result, _id, {**result, "sending": True})
+
+            parent = None
+            if note.event != "firing" and note.incident and note.incident != item.dedup_key:
+                parent = await self._db(self._result_of, note.incident)
+            ctx = SendContext(
+                now=now,
+                dedup_key=item.dedup_key or f"outbox-{item.id}",
+                late_note=self._late_note(notifier, note, item, now),
+                previous=previous,
+                parent=parent,
+                record=record,
+                queued_at=note.created_at,
+            )
+            # -- retry verdict
+            try:
+                result = await notifier.send(note, ctx)
+            except ReceiverBroken as exc:
+                message = scrub(str(exc))
+                stats.broken = message
+                self._failed(stats, exc, now)
+                fallback = self.fallbacks.get(name)
+                log.error(
+                    "%s; receiver %r stops until its config is fixed%s",
+                    message,
+                    name,
+                    f" and its notifications go to {fallback!r}"
+                    if fallback
+                    else " (no fallback receiver configured: its notifications are kept as dead items)",
+                )
+                continue  # the loop forwards this item and the rest
+            except NotifyError as exc:
+                self._failed(stats, exc, now)
+                if exc.retryable:
+                    delay = max(
+                        exc.retry_after or 0.0,
+                        backoff(item.attempts, self.config.retry_initial, self.config.retry_max),
+                    )
+                    if exc.retry_after and pace_key:
+                        self._next_ok[pace_key] = now + exc.retry_after
+                    log.warning(
+                        "%s; retrying in %s (attempt %d)",
+                        scrub(str(exc)),
+                        human_duration(delay),
+                        item.attempts + 1,
+                    )
+                    await self._db(
+                        self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(exc))
+                    )
+                    return done
+                stats.dropped += 1
+                log.error("%s; dropping this notification (%s)", scrub(str(exc)), item.dedup_key)
+                await self._db(self.outbox.mark_dead, item.id, error=scrub(str(exc)))
+                done += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug in a notifier: retry, do not lose it
+                wrapped = NotifyError(
+                    f"receiver {name!r}: unexpected {type(exc).__name__}: {exc}", retryable=True
+                )
+                self._failed(stats, wrapped, now)
+                log.exception("receiver %r failed unexpectedly; retrying later", name)
+                delay = backoff(item.attempts, self.config.retry_initial, self.config.retry_max)
+                await self._db(
+                    self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(wrapped))
+                )
+                return done
+            # -- record
+            await self._db(self.outbox.mark_sent, item.id, now=now, result=result)
+            stats.sent += 1
+            stats.last_success = now
+            done += 1
+            if pace_key and self.config.pace > 0:
+                self._next_ok[pace_key] = now + self.config.pace
+                return done
+        return done
+
+    def _muted(self, note: Notification, now: float) -> tuple[Notification | None, str | None]:
+        if self.mute is None:
+            return note, None
+        keep, why = [], None
+        for alert in note.alerts:
+            # a resolution is never muted: the thread of a message already sent must not stay "firing"
+            reason = self.mute(alert.labels, now) if alert.state == "firing" else None
+            if reason is None:
+                keep.append(alert)
+            else:
+                why = reason
+        if not keep:
+            return None, why
+        if len(keep) != len(note.alerts):
+            note.alerts = keep
+        return note, None
+
+    def _late_note(
+        self, notifier: Notifier, note: Notification, item: OutboxItem, now: float
+    ) -> str | None:
+        late = now - note.created_at
+        if late < self.config.late_after:
+            return None
+        kind = self.stats[notifier.name].last_failure_kind
+        peer = {"slack": "Slack", "webhook": "Slack", "alertmanager": "Alertmanager"}.get(
+            notifier.type, notifier.name
+        )
+        if item.attempts == 0:
+            why = "the agent was not running" if kind is None else f"{peer} was unreachable"
+        elif kind == "rate_limited":
+            why = f"{peer} was rate-limiting"
+        else:
+            why = f"{peer} was unreachable"
+        return f"delayed {human_duration(late)}: {why}"
+
+    def _failed(self, stats: ReceiverStats, exc: NotifyError, now: float) -> None:
+        reason = _reason(exc)
+        stats.failed_attempts += 1
+        stats.last_error = scrub(str(exc))
+        stats.last_error_at = now
+        stats.last_failure_kind = reason
+        stats.failures_by_reason[reason] = stats.failures_by_reason.get(reason, 0) + 1
+
+    async def _forward(self, name: str, item: OutboxItem, why: str) -> None:
+        fallback = self.fallbacks.get(name)
+        stats = self.stats[name]
+        if fallback and fallback in self.notifiers:
+            payload = dict(item.payload)
+            payload["receiver"] = fallback
+            if payload.get("incident"):
+                payload["incident"] = f"{payload['incident']}>{fallback}"
+            key = f"{item.dedup_key or item.id}>{fallback}"
+            await self._db(
+                self.outbox.enqueue, KIND, fallback, payload, now=item.created_at, dedup_key=key
+            )
+            stats.forwarded += 1
+            await self._db(
+                self.outbox.mark_dead, item.id, error=f"forwarded to {fallback!r}: {why}"
+            )
+        else:
+            stats.dropped += 1
+            await self._db(self.outbox.mark_dead, item.id, error=why)
+
+    def enqueue(self, note: Notification, *, dedup_key: str, now: float) -> int | None:
+        """Queue ``note`` (blocking: call off the loop). Returns None when already queued."""
+        return self.outbox.enqueue(
+            KIND, note.receiver, note.to_json(), now=now, dedup_key=dedup_key
+        )
+
+    def pending(self, now: float) -> dict[str, dict[str, Any]]:
+        """Per receiver: queued items and the age of the oldest (blocking)."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.outbox.engine.connect() as conn:
+            from sqlalchemy import func
+
+            rows = conn.execute(
+                select(outbox_table.c.receiver, func.count(), func.min(outbox_table.c.created_at))
+                .where(and_(outbox_table.c.kind == KIND, outbox_table.c.state == "pending"))
+                .group_by(outbox_table.c.receiver)
+            ).all()
+        for receiver, count, oldest in rows:
+            out[str(receiver)] = {
+                "pending": int(count),
+                "oldest_age": max(0.0, now - float(oldest)),
+            }
+        return out
