@@ -16,6 +16,10 @@ from agent.samples import Kind
 __all__ = ["datadog_json", "grafana_json", "promql", "datadog_query", "render_all"]
 
 GLOBAL_VARS = ("env",)  # user tags from agent.tags, not declared per metric
+# metrics tagged with the check instance they describe (every sample carries `check`, but on
+# the agent's own components it names the component: filtering those by a check hides them)
+PER_CHECK = frozenset({"mlwarden.check.status", "mlwarden.check.duration", "mlwarden.check.runs",
+                       "mlwarden.check.errors"})
 GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "celsius": "celsius",
                  "watts": "watt", "hertz": "hertz", "joules": "joule", "dollars": "currencyUSD",
                  "dollars_per_hour": "currencyUSD"}
@@ -23,7 +27,8 @@ GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "cels
 
 def _vars_for(query: Query, dash: Dashboard, catalog: Catalog) -> list[str]:
     spec = catalog[query.metric]
-    return [v for v in dash.variables if v in GLOBAL_VARS or v in spec.tags or v == "check"]
+    return [v for v in dash.variables
+            if v in GLOBAL_VARS or v in spec.tags or (v == "check" and query.metric in PER_CHECK)]
 
 
 # -- Datadog ---------------------------------------------------------------------------

@@ -291,6 +291,31 @@ AGENT = Dashboard(
             )),
             Panel("Pipeline queue", (Q("mlwarden.agent.pipeline.queue_depth", agg="max"),)),
         )),
+        Row("Exporters", (
+            Panel("Exporter up", (Q("mlwarden.exporter.up", "exporter", agg="min"),)),
+            Panel("Points sent per second", (Q("mlwarden.exporter.sent", "exporter", agg="sum", rate=True),)),
+            Panel("Points dropped per second by reason", (
+                Q("mlwarden.exporter.dropped", "exporter", "reason", agg="sum", rate=True),)),
+            Panel("Delivery failures per second", (
+                Q("mlwarden.exporter.failures", "exporter", agg="sum", rate=True),)),
+            Panel("Durable queue (Datadog API mode)", (Q("mlwarden.exporter.queue.length", "exporter", agg="max"),)),
+            Panel("Last successful delivery (UNIX time)", (
+                Q("mlwarden.exporter.last_success", "exporter", agg="max"),), viz="table", unit="seconds"),
+        )),
+        Row("Alert delivery", (
+            Panel("Receivers up", (Q("mlwarden.alerting.receiver.up", "receiver", agg="min"),)),
+            Panel("Notifications sent / dropped per second", (
+                Q("mlwarden.alerting.notifications.sent", "receiver", agg="sum", rate=True, label="sent"),
+                Q("mlwarden.alerting.notifications.dropped", "receiver", agg="sum", rate=True, label="dropped"),
+            )),
+            Panel("Delivery failures per second by reason", (
+                Q("mlwarden.alerting.delivery.failures", "receiver", "reason", agg="sum", rate=True),)),
+            Panel("Notifications pending", (
+                Q("mlwarden.alerting.notifications.pending", "receiver", agg="max"),)),
+            Panel("Oldest pending notification", (
+                Q("mlwarden.alerting.notifications.oldest_pending_age", "receiver", agg="max"),), unit="seconds"),
+            Panel("Alert groups tracked", (Q("mlwarden.alerting.groups", agg="sum"),)),
+        )),
     ),
 )
 
