@@ -21,8 +21,9 @@ from agent.alerting.dispatch import make_dispatcher
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
-from agent.export.build import build_exporters, default_engine
+from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
+from agent.history.store import HistoryStore
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.scheduler import CheckScheduler
@@ -81,7 +82,12 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
-        self.alerting = make_dispatcher(config, submit=self.pipeline.submit) if config.alerting.enabled else None
+        self.history = HistoryStore(config.agent.history, config.history)
+        self.history.emit = self.pipeline.submit
+        self.components.append(self.history)  # first: it migrates the database the others use
+        self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
+                                         submit=self.pipeline.submit)
+                         if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
@@ -91,6 +97,7 @@ class Agent:
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
+            state=self.history,
             runtime=self,
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
@@ -105,8 +112,7 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        # TODO(merge): hand the store's engine instead: lambda: self.store.engine
-        exporters = build_exporters(self.config, lambda: default_engine(self.config), self.pipeline.submit)
+        exporters = build_exporters(self.config, lambda: self.history.engine, self.pipeline.submit)
         self.prometheus = exporters.prometheus
         self.components.extend(exporters.components)
         for component in self.components:
@@ -213,7 +219,11 @@ async def _close_quietly(check: AgentCheck) -> None:
 async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads. A second stop signal exits at once."""
     loop = asyncio.get_running_loop()
-    agent = Agent(config, config_path)
+    try:
+        agent = Agent(config, config_path)
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     stop = asyncio.Event()
     signals_seen = 0
 
@@ -233,6 +243,10 @@ async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
         await agent.start()
     except OSError as exc:
         log.error("cannot start: %s (is another agent listening on %s?)", exc, config.agent.listen)
+        await agent.stop()
+        return 1
+    except AgentError as exc:
+        log.error("cannot start: %s", exc)
         await agent.stop()
         return 1
     await stop.wait()

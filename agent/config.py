@@ -26,6 +26,7 @@ from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
+from agent.history.config import HistoryConfig
 from agent.plugins import check_types, get_check_type
 from agent.secrets import register_secret
 
@@ -98,6 +99,7 @@ class AgentConfig(_Model):
 
     agent: AgentSection = Field(default_factory=AgentSection)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     checks: tuple[InstanceConfig, ...] = Field(
         default=(), description="Check instances; each entry's keys depend on its `type`."

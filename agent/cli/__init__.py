@@ -11,11 +11,20 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.cli import check_cmd, config_cmd, dashboards_cmd, routes_cmd, run_cmd, silence_cmd, status_cmd
+from agent.cli import (
+    check_cmd,
+    config_cmd,
+    dashboards_cmd,
+    history_cmd,
+    routes_cmd,
+    run_cmd,
+    silence_cmd,
+    status_cmd,
+)
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, dashboards_cmd]
+COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd, dashboards_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,22 +19,13 @@ from agent.export.health import HealthSource
 from agent.export.prometheus import PrometheusExporter
 from agent.samples import CheckResult
 
-__all__ = ["Exporters", "build_exporters", "default_engine"]
+__all__ = ["Exporters", "build_exporters"]
 
 
 @dataclass
 class Exporters:
     prometheus: PrometheusExporter | None = None
     components: list[Any] = field(default_factory=list)
-
-
-def default_engine(config: AgentConfig) -> Engine:
-    """An engine on ``agent.history`` for the outbox, until the store provides its own."""
-    from agent.history.db import create_schema, make_engine
-
-    engine = make_engine(config.agent.history)
-    create_schema(engine)
-    return engine
 
 
 def build_exporters(config: AgentConfig, engine: Callable[[], Engine],

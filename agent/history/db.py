@@ -15,7 +15,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from agent.errors import StoreError
-from agent.history.tables import metadata
 
 __all__ = ["make_engine", "create_schema", "is_sqlite"]
 
@@ -61,5 +60,11 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet (tests; the daemon runs migrations)."""
-    metadata.create_all(engine)
+    """Bring the database to the current schema (Alembic ``upgrade head``), as the store does.
+
+    Never ``metadata.create_all``: a schema made that way has no Alembic revision, and
+    every later upgrade would have to guess what it holds.
+    """
+    from agent.history import migrations
+
+    migrations.upgrade(engine)

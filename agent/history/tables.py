@@ -6,6 +6,7 @@ JSON-shaped columns hold text written with ``json.dumps`` so SQLite and PostgreS
 the same bytes.
 
 Owners: series/samples/rollups — the store's writer (agent.history.store);
+rollup_progress — the rollup job (agent.history.rollups);
 check_state — check cursors; alerts/alert_transitions — the rules engine;
 outbox — notifications and exporter points awaiting delivery; silences — routing;
 leases — leader election.
@@ -33,6 +34,12 @@ __all__ = [
     "outbox",
     "silences",
     "leases",
+    "series",
+    "samples",
+    "rollup_1m",
+    "rollup_1h",
+    "rollup_progress",
+    "ROLLUPS",
 ]
 
 metadata = MetaData(
@@ -135,3 +142,62 @@ leases = Table(
     Column("renewed_at", Double, nullable=False),
     Column("generation", Integer, nullable=False, default=0),
 )
+
+
+# -- metric history (owned by agent.history.store) -------------------------------------
+# One row per distinct series (metric + tag set). ``key`` is a stable hash of both, so a
+# lookup never compares JSON text; ``tags`` is the canonical JSON object for display/filter.
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(40), nullable=False),  # sha1 hex of metric + canonical tags
+    Column("metric", String(200), nullable=False),
+    Column("tags", Text, nullable=False),  # JSON object, keys sorted
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("key"),
+    Index("ix_series_metric", "metric"),
+)
+
+# Raw samples. Keyed on (series, time) with no rowid on SQLite: one B-tree ordered the way
+# queries read it (one series over a time range), about half the bytes of a rowid table
+# plus an index. A repeated (series, time) keeps the first value.
+samples = Table(
+    "samples",
+    metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("ts", Double, primary_key=True),
+    Column("value", Double, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
+def _rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("series_id", Integer, primary_key=True, autoincrement=False),
+        Column("bucket", Double, primary_key=True),  # bucket start, epoch seconds
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("count", Integer, nullable=False),
+        sqlite_with_rowid=False,
+    )
+
+
+# Rollups: per series and bucket, enough to answer avg/min/max/sum/count at any coarser step.
+rollup_1m = _rollup("rollup_1m")
+rollup_1h = _rollup("rollup_1h")
+
+# How far each rollup has folded its source: every source row older than ``done_until``
+# is in the rollup, so a restart neither folds twice nor skips a bucket.
+rollup_progress = Table(
+    "rollup_progress",
+    metadata,
+    Column("resolution", String(16), primary_key=True),  # "1m" | "1h"
+    Column("done_until", Double, nullable=False),
+)
+
+# resolution name -> (bucket seconds, table)
+ROLLUPS = {"1m": (60, rollup_1m), "1h": (3600, rollup_1h)}

@@ -1,0 +1,55 @@
+"""The few SQL constructs whose spelling differs between SQLite and PostgreSQL.
+
+Everything else is plain SQLAlchemy Core; these keep the dialect branches in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Double, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+__all__ = ["bucket_floor", "insert_ignore", "upsert"]
+
+
+class bucket_floor(FunctionElement[float]):  # noqa: N801 - reads like a SQL function
+    """``floor(x / size) * size``: the start of the bucket a timestamp falls in."""
+
+    type = Double()
+    inherit_cache = True
+
+    def __init__(self, expr: ColumnElement[Any], size: int) -> None:
+        super().__init__(expr)
+        self.size = int(size)
+
+
+@compiles(bucket_floor)
+def _bucket_default(element: bucket_floor, compiler: Any, **kw: Any) -> str:
+    (arg,) = element.clauses
+    return f"(floor({compiler.process(arg, **kw)} / {element.size}) * {element.size})"
+
+
+@compiles(bucket_floor, "sqlite")
+def _bucket_sqlite(element: bucket_floor, compiler: Any, **kw: Any) -> str:
+    # SQLite may lack floor(); CAST truncates toward zero, which is floor for epoch times (> 0)
+    (arg,) = element.clauses
+    return f"(CAST({compiler.process(arg, **kw)} / {element.size} AS INTEGER) * {element.size})"
+
+
+def _insert(engine: Engine, table: Table) -> Any:
+    return (sqlite.insert(table) if engine.dialect.name == "sqlite" else postgresql.insert(table))
+
+
+def insert_ignore(engine: Engine, table: Table) -> Any:
+    """INSERT that skips rows whose primary key or unique key already exists."""
+    return _insert(engine, table).on_conflict_do_nothing()
+
+
+def upsert(engine: Engine, table: Table, keys: list[str], update: list[str]) -> Any:
+    """INSERT that replaces ``update`` columns of an existing row with the new values."""
+    stmt = _insert(engine, table)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: stmt.excluded[c] for c in update})

@@ -1,0 +1,92 @@
+"""Alembic is the only way the schema is made: upgrade head must equal the metadata."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+import pytest
+from sqlalchemy import inspect, select, text
+
+from agent.history import migrations
+from agent.errors import StoreError
+from agent.history.db import create_schema, make_engine
+from agent.history.tables import check_state, metadata
+
+
+def test_upgrade_head_matches_metadata(db_url):
+    engine = make_engine(db_url)
+    try:
+        migrations.upgrade(engine)
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
+                                     metadata)
+            tables = set(inspect(conn).get_table_names())
+        assert diffs == []
+        assert set(metadata.tables) <= tables
+        assert migrations.current_revision(engine) == migrations.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_again_keeps_every_row(db_url):
+    engine = make_engine(db_url)
+    try:
+        migrations.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(check_state.insert().values(check_name="c", key="k", value="1", updated_at=1.0))
+        migrations.upgrade(engine)  # a restart of the agent runs it again
+        with engine.connect() as conn:
+            assert conn.execute(select(check_state.c.value)).scalars().all() == ["1"]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_history_tables_have_no_rowid(sqlite_url):
+    # the WITHOUT ROWID layout is half the bytes of a rowid table + index; the migration
+    # must create it, not only the metadata
+    engine = make_engine(sqlite_url)
+    try:
+        migrations.upgrade(engine)
+        with engine.connect() as conn:
+            for table in ("samples", "rollup_1m", "rollup_1h"):
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :n"),
+                                   {"n": table}).scalar_one()
+                assert "WITHOUT ROWID" in sql, table
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_a_database_made_by_create_all_is_adopted_not_recreated(db_url):
+    # what agents and CLI commands did before migrations existed
+    engine = make_engine(db_url)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(check_state.insert().values(check_name="c", key="k", value="2", updated_at=1.0))
+        migrations.upgrade(engine)
+        assert migrations.current_revision(engine) == migrations.head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(select(check_state.c.value)).scalars().all() == ["2"]
+    finally:
+        engine.dispose()
+
+
+def test_a_partial_unversioned_schema_is_refused_with_a_reason(sqlite_url):
+    engine = make_engine(sqlite_url)
+    try:
+        check_state.create(engine)
+        with pytest.raises(StoreError, match=r"holds some of the agent's tables \(check_state\) "
+                                             "but no schema revision"):
+            migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_create_schema_is_the_migration(sqlite_url):
+    engine = make_engine(sqlite_url)
+    try:
+        create_schema(engine)
+        assert migrations.current_revision(engine) == migrations.head_revision()
+    finally:
+        engine.dispose()
