@@ -291,6 +291,19 @@ AGENT = Dashboard(
             )),
             Panel("Pipeline queue", (Q("mlwarden.agent.pipeline.queue_depth", agg="max"),)),
         )),
+        Row("History store", (
+            Panel("Samples written / shed per second", (
+                Q("mlwarden.history.samples_written", agg="sum", rate=True, label="written"),
+                Q("mlwarden.history.samples_shed", agg="sum", rate=True, label="shed (queue full)"),
+            )),
+            Panel("Writer queue", (Q("mlwarden.history.queue_depth", agg="max"),)),
+            Panel("Write errors per second", (Q("mlwarden.history.write_errors", agg="sum", rate=True),)),
+            Panel("Batch commit and maintenance time", (
+                Q("mlwarden.history.flush_duration", agg="max", label="batch commit"),
+                Q("mlwarden.history.maintenance_duration", agg="max", label="rollup + retention pass"),
+            ), unit="seconds"),
+            Panel("SQLite file size (with WAL)", (Q("mlwarden.history.db_size", agg="max"),), unit="bytes"),
+        )),
         Row("Exporters", (
             Panel("Exporter up", (Q("mlwarden.exporter.up", "exporter", agg="min"),)),
             Panel("Points sent per second", (Q("mlwarden.exporter.sent", "exporter", agg="sum", rate=True),)),
