@@ -79,22 +79,45 @@ def push(args: argparse.Namespace) -> int:
 
 
 def preview(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from agent.dashboards.preview import render_dashboard
     from agent.dashboards.spec import DASHBOARDS
     from agent.durations import parse_duration
+    from agent.history import migrations
     from agent.history.store import HistoryStore
 
     config = config_from_args(args)
-    store = HistoryStore.open_readonly(config)
-    now = time.time()
-    since = now - parse_duration(args.since)
-    out = Path(args.dir)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        since_s = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"mlwarden: --since {args.since!r}: {exc}", file=sys.stderr)
+        return 2
+    url = make_url(config.agent.history)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        print(f"mlwarden: no history database at {url.database}: run `mlwarden run` with this "
+              "config first (agent.history names the database)", file=sys.stderr)
+        return 1
+    # read only: no start(), so nothing is migrated, written or maintained
+    store = HistoryStore(config.agent.history, config.history)
+    try:
+        if migrations.current_revision(store.engine) is None:
+            print(f"mlwarden: no history in {store.shown_url}: run `mlwarden run` with this config "
+                  "first (agent.history names the database)", file=sys.stderr)
+            return 1
+        now = time.time()
+        out = Path(args.dir)
+        out.mkdir(parents=True, exist_ok=True)
         for dash in DASHBOARDS:
             path = out / f"{dash.slug}.png"
-            path.write_bytes(render_dashboard(dash, store, since=since, until=now))
-            print(path)
+            png, with_data, total = render_dashboard(dash, store, since=now - since_s, until=now)
+            path.write_bytes(png)
+            print(f"{path}  ({with_data} of {total} panels with data)")
+    except SQLAlchemyError as exc:
+        print(f"mlwarden: cannot read the history in {store.shown_url}: "
+              f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
     finally:
-        store.close()
+        store.engine.dispose()
     return 0

@@ -2,7 +2,8 @@
 
 Datadog and Grafana cannot run here; a preview lets a person see what a dashboard shows
 with the agent's own data before importing it. Series are aggregated the way the panel's
-query says (``agg`` across series, split by ``by`` tags) into one-minute buckets.
+query says (``agg`` across series, split by ``by`` tags) into buckets of about 1/240 of the
+range; counters the panel plots as rates become per-second rates.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from agent.catalog import load_catalog
 from agent.dashboards.spec import Dashboard, Panel, Query
 from agent.samples import Kind, Tags
 
-__all__ = ["SeriesReader", "aggregate", "render_dashboard"]
+__all__ = ["SeriesReader", "aggregate", "panel_series", "render_dashboard"]
 
 _AGG = {"avg": lambda v: sum(v) / len(v), "sum": sum, "min": min, "max": max}
 
@@ -63,43 +64,81 @@ def _per_second(points: Sequence[tuple[float, float]], kind: Kind) -> list[tuple
     return out
 
 
+def _step(since: float, until: float) -> float:
+    """About 240 buckets across the range, never under a second (matches a chart's width)."""
+    return max(1.0, round((until - since) / 240.0))
+
+
+def panel_series(dash: Dashboard, reader: SeriesReader, *, since: float, until: float,
+                 step: float = 60.0) -> list[tuple[Panel, dict[str, list[tuple[float, float]]]]]:
+    """Each non-note panel of ``dash`` with its aggregated series (empty: no data)."""
+    catalog = load_catalog()
+    out = []
+    for panel in (p for row in dash.rows for p in row.panels if p.viz != "note"):
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for query in panel.queries:
+            data = reader.read_series(query.metric, since, until, dict(query.where) or None)
+            for label, points in aggregate(data, query, catalog[query.metric].kind, step).items():
+                if points:
+                    lines[label] = points
+        out.append((panel, lines))
+    return out
+
+
 def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, until: float,
-                     columns: int = 3) -> bytes:
-    """One PNG with a small chart (or value) per panel of ``dash``."""
+                     columns: int = 3) -> tuple[bytes, int, int]:
+    """One PNG with a small chart (or the last value) per panel; and (panels with data, panels)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib import dates as mdates
     from matplotlib.figure import Figure
 
-    catalog = load_catalog()
-    panels: list[Panel] = [p for row in dash.rows for p in row.panels if p.viz != "note"]
+    panels = panel_series(dash, reader, since=since, until=until, step=_step(since, until))
     rows = max(1, math.ceil(len(panels) / columns))
-    fig = Figure(figsize=(5.0 * columns, 2.6 * rows + 0.6), dpi=80)
-    fig.suptitle(dash.title, fontsize=13)
-    for i, panel in enumerate(panels):
+    fig = Figure(figsize=(5.0 * columns, 2.6 * rows + 0.8), dpi=80)
+    fig.suptitle(f"{dash.title}  (preview from the local history store)", fontsize=14)
+    with_data = 0
+    for i, (panel, lines) in enumerate(panels):
         ax = fig.add_subplot(rows, columns, i + 1)
-        ax.set_title(panel.title[:60], fontsize=8)
-        drawn = 0
-        for query in panel.queries:
-            spec = catalog[query.metric]
-            data = reader.read_series(query.metric, since, until)
-            for label, points in aggregate(data, query, spec.kind).items():
-                if not points:
-                    continue
-                xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
-                ax.plot(xs, [v for _, v in points], linewidth=1.0, label=label[:40])
-                drawn += 1
-        if drawn:
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
-            ax.tick_params(labelsize=6)
-            if drawn <= 6:
-                ax.legend(fontsize=5, loc="best")
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        unit = f" ({panel.unit.replace('_', ' ')})" if panel.unit else ""
+        ax.set_title((panel.title + unit)[:70], fontsize=9)
+        if not lines:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color="gray")
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+            continue
+        with_data += 1
+        if panel.viz == "value":  # a single stat: the latest value, large
+            value = sum(points[-1][1] for points in lines.values())
+            ax.text(0.5, 0.5, _format(value, panel.unit), ha="center", va="center",
+                    transform=ax.transAxes, fontsize=22)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        for label, points in sorted(lines.items()):
+            xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
+            ax.plot(xs, [v for _, v in points], linewidth=1.0, label=label[:40],
+                    marker="." if len(points) < 20 else None)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+        ax.tick_params(labelsize=7)
+        if len(lines) <= 6:
+            ax.legend(fontsize=6, loc="best")
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return buf.getvalue(), with_data, len(panels)
+
+
+def _format(value: float, unit: str) -> str:
+    if unit == "bytes":
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(value) < 1024 or suffix == "TiB":
+                return f"{value:.1f} {suffix}"
+            value /= 1024
+    if unit in ("dollars", "dollars_per_hour"):
+        return f"${value:,.2f}" + ("/h" if unit == "dollars_per_hour" else "")
+    if unit == "ratio":
+        return f"{value:.0%}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"

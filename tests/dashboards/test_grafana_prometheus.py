@@ -135,7 +135,6 @@ def substitute(expr: str) -> str:
 
 def panel_targets():
     for dash in DASHBOARDS:
-        if dash.slug == "mlwarden-airflow-pipelines": continue  # TEMP-DEV
         for panel in grafana_json(dash)["panels"]:
             for target in panel.get("targets", []):
                 yield dash.slug, panel["title"], target["expr"], target["instant"]
