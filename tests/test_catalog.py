@@ -45,13 +45,13 @@ def test_bad_rows_name_file_and_line(tmp_path):
         read_metadata_csv(path)
 
 
-async def test_self_check_emits_only_catalog_metrics(catalog_check):
+async def test_self_check_emits_only_catalog_metrics(catalog_check, tmp_path):
     from checks.agent.check import AgentSelfCheck
     from agent.app import Agent
     from agent.config import parse_config
     from agent.scheduler import add_meta_samples
 
-    agent = Agent(parse_config("agent: {listen: '127.0.0.1:1'}"))
+    agent = Agent(parse_config(f"agent: {{listen: '127.0.0.1:1', history: 'sqlite:///{tmp_path}/h.db'}}"))
     check = AgentSelfCheck(InstanceConfig(type="agent", name="agent"), CheckContext(runtime=agent))
     agent.scheduler.set_checks([check])
     agent.scheduler.states["agent"].last_duration = 0.01  # as after a first run

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 
 from agent import __version__
 from agent.cli import (
+    alerts_cmd,
     check_cmd,
     config_cmd,
     dashboards_cmd,
     history_cmd,
     routes_cmd,
+    rules_cmd,
     run_cmd,
     silence_cmd,
     status_cmd,
@@ -24,7 +26,8 @@ from agent.cli import (
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd, dashboards_cmd]
+COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd,
+                  alerts_cmd, rules_cmd, dashboards_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,16 +17,17 @@ async def _get(url, headers=None):
             return r.status, await r.text()
 
 
-async def _agent(text):
+async def _agent(text, tmp_path):
     port = free_port()
-    cfg = parse_config(text.replace("PORT", str(port)), env={"TOKEN": "tok-abc-123"})
+    text = text.replace("PORT", str(port)).replace("DB", f"sqlite:///{tmp_path}/h.db")
+    cfg = parse_config(text, env={"TOKEN": "tok-abc-123"})
     agent = Agent(cfg)
     await agent.start()
     return agent, f"http://127.0.0.1:{port}"
 
 
-async def test_endpoints_answer():
-    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'sqlite://'}\n")
+async def test_endpoints_answer(tmp_path):
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB'}\n", tmp_path)
     try:
         await agent.scheduler.run_once("agent")
         await agent.pipeline.drain(2)
@@ -43,8 +44,8 @@ async def test_endpoints_answer():
         await agent.stop()
 
 
-async def test_readyz_fails_when_scheduler_stopped():
-    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT}\n")
+async def test_readyz_fails_when_scheduler_stopped(tmp_path):
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB'}\n", tmp_path)
     try:
         agent.scheduler.shutdown()
         code, body = await _get(base + "/readyz")
@@ -53,8 +54,9 @@ async def test_readyz_fails_when_scheduler_stopped():
         await agent.stop()
 
 
-async def test_bearer_token_guards_status_and_metrics_but_not_probes():
-    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, auth_token: '${TOKEN}'}\n")
+async def test_bearer_token_guards_status_and_metrics_but_not_probes(tmp_path):
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB', auth_token: '${TOKEN}'}\n",
+                               tmp_path)
     try:
         assert (await _get(base + "/status"))[0] == 401
         assert (await _get(base + "/metrics", {"Authorization": "Bearer wrong"}))[0] == 401
