@@ -20,6 +20,8 @@ GLOBAL_VARS = ("env",)  # user tags from agent.tags, not declared per metric
 # the agent's own components it names the component: filtering those by a check hides them)
 PER_CHECK = frozenset({"mlwarden.check.status", "mlwarden.check.duration", "mlwarden.check.runs",
                        "mlwarden.check.errors"})
+# `agent` (agent.hostname) is on what local checks emit; the agent's other components
+# (exporters, alerting, history) are told apart by Prometheus' instance / Datadog's host
 GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "celsius": "celsius",
                  "watts": "watt", "hertz": "hertz", "joules": "joule", "dollars": "currencyUSD",
                  "dollars_per_hour": "currencyUSD"}
@@ -28,7 +30,9 @@ GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "cels
 def _vars_for(query: Query, dash: Dashboard, catalog: Catalog) -> list[str]:
     spec = catalog[query.metric]
     return [v for v in dash.variables
-            if v in GLOBAL_VARS or v in spec.tags or (v == "check" and query.metric in PER_CHECK)]
+            if v in GLOBAL_VARS or v in spec.tags
+            or (v == "check" and query.metric in PER_CHECK)
+            or (v == "agent" and (query.metric in PER_CHECK or spec.check == "agent"))]
 
 
 # -- Datadog ---------------------------------------------------------------------------

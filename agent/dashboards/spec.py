@@ -262,7 +262,7 @@ AGENT = Dashboard(
     "mlwarden — Agent health",
     "The agents themselves: check durations and failures, the pipeline, history store, "
     "exporters and alert delivery.",
-    ("env", "check"),
+    ("env", "agent", "check"),
     (
         Row("Overview", (
             Panel("About this dashboard", viz="note", text=SOURCE_NOTE + " A silent agent is the first "
@@ -303,6 +303,11 @@ AGENT = Dashboard(
                 Q("mlwarden.history.maintenance_duration", agg="max", label="rollup + retention pass"),
             ), unit="seconds"),
             Panel("SQLite file size (with WAL)", (Q("mlwarden.history.db_size", agg="max"),), unit="bytes"),
+        )),
+        Row("Leader election (agents sharing a PostgreSQL history)", (
+            Panel("Leader by lease", (Q("mlwarden.leader.is_leader", "lease", "agent", agg="max"),)),
+            Panel("Leadership changes per second", (
+                Q("mlwarden.leader.transitions", "lease", "agent", agg="sum", rate=True),)),
         )),
         Row("Exporters", (
             Panel("Exporter up", (Q("mlwarden.exporter.up", "exporter", agg="min"),)),
