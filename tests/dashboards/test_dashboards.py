@@ -79,6 +79,6 @@ def test_promql_shapes():
 
     catalog = load_catalog()
     assert promql(Q("mlwarden.check.runs", "check_type", agg="sum", rate=True), AGENT, catalog) == \
-        'sum by (check_type) (rate(mlwarden_check_runs_total{env=~"$env",check=~"$check"}[5m]))'
+        'sum by (check_type) (rate(mlwarden_check_runs_total{env=~"$env",agent=~"$agent",check=~"$check"}[5m]))'
     assert promql(Q("mlwarden.agent.memory.rss", agg="max"), AGENT, catalog) == \
         'max (mlwarden_agent_memory_rss_bytes{env=~"$env"})'
