@@ -81,4 +81,7 @@ def test_promql_shapes():
     assert promql(Q("mlwarden.check.runs", "check_type", agg="sum", rate=True), AGENT, catalog) == \
         'sum by (check_type) (rate(mlwarden_check_runs_total{env=~"$env",agent=~"$agent",check=~"$check"}[5m]))'
     assert promql(Q("mlwarden.agent.memory.rss", agg="max"), AGENT, catalog) == \
-        'max (mlwarden_agent_memory_rss_bytes{env=~"$env"})'
+        'max (mlwarden_agent_memory_rss_bytes{env=~"$env",agent=~"$agent"})'
+    # the agent's components are not check instances: no check filter that would hide them
+    assert promql(Q("mlwarden.exporter.up", "exporter", agg="min"), AGENT, catalog) == \
+        'min by (exporter) (mlwarden_exporter_up{env=~"$env"})'
