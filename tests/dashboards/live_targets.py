@@ -36,6 +36,13 @@ class ThreadedTargets:
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=30)
         return self.targets
 
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the targets' loop (to change what they serve) and wait for it."""
+        async def run() -> None:
+            fn()
+
+        asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
+
     def __exit__(self, *exc: object) -> None:
         async def stop() -> list[str]:
             problems = []

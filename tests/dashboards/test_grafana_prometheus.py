@@ -1,31 +1,37 @@
 """Every Grafana panel's PromQL, run against a real Prometheus that scraped a running agent.
 
 ``mlwarden run`` (subprocess, temporary config, free port) watches check test servers on
-loopback: a TorchServe and a TF Serving fake (model_endpoint), a closed port (probe errors),
+loopback: an Airflow 3 fake serving recorded responses (airflow), a TorchServe and a TF
+Serving fake (model_endpoint), a closed port (probe
+errors, and an Airflow check whose runs fail),
 a Prometheus text target and a dead one (openmetrics), and a dcgm-exporter-format target
 (gpu, ``source: dcgm``) that produces the rare events the health panels wait for (XID
 changes, ECC errors, clock throttling, a lost GPU, an idle GPU). The Datadog exporter runs
 in API mode against a fake intake that answers 500 (failures, a durable queue too small
-to keep everything: drops) and alerts
-go to a webhook receiver. A real Prometheus (Debian package) scrapes the agent; then every
+to keep everything: drops); an alert rule fires on the refused endpoint and goes to a
+webhook receiver that answers 500 (delivery failures, pending notifications); the Airflow
+check also runs with cluster scope on a second agent whose history is a fresh database on the
+real PostgreSQL (leader election). A real Prometheus (Debian package) scrapes both agents;
+then every
 target of every Grafana panel, with its template variables set to ``.*``, must parse and
 return data — except the few listed in :data:`NO_DATA_HERE`, each with the reason.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from agent.dashboards.render import grafana_json
 from agent.dashboards.spec import DASHBOARDS
+from tests.checks.airflow_fake import PASSWORD, USER, FakeAirflow, iso
 from tests.checks.gpu_dcgm_samples import DcgmGpu, exposition
 from tests.checks.test_model_endpoint_protocols import (
     INFERENCE_KEY,
@@ -34,9 +40,10 @@ from tests.checks.test_model_endpoint_protocols import (
     torchserve,
 )
 from tests.dashboards.live_targets import ThreadedTargets
-from tests.export.agent_proc import start_agent
+from tests.export.agent_proc import MLWARDEN, agent_config
+from tests.fleet.conftest import pg_url  # noqa: F401 - a fresh PostgreSQL database (fixture)
 from tests.support.procs import PEERS, Proc, free_port, http_get, require_peer, wait_for, wait_http
-from tests.support.targets import Target, canned, json_response
+from tests.support.targets import Target, canned, json_response, load_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HINT = "bash tests/peers/install-promstack.sh"
@@ -48,9 +55,6 @@ NO_DATA_HERE: dict[tuple[str, str], str] = {
         "process list); this machine has no GPU for the agent subprocess to read",
     ("mlwarden-gpu-fleet", "Processes per GPU"):
         "NVML only, as above",
-    ("mlwarden-agent-health", "Delivery failures per second by reason"):
-        "a delivery is attempted only for a firing alert, and alert rules (#7) are not on this "
-        "branch yet; tests/alerting drive every failure reason against local receivers",
 }
 
 
@@ -83,6 +87,35 @@ class DcgmExporter:
         return web.Response(text=text, content_type="text/plain")
 
 
+def airflow() -> FakeAirflow:
+    """Airflow 3's REST API from recorded responses: a DAG whose scheduled run is 12 minutes
+    overdue (late), a task queued for 12 minutes, a run going for 5 minutes, a DAG file
+    that does not import, live scheduler heartbeats. Finished runs come later
+    (:func:`airflow_events`), once Prometheus is watching: the check reports each only once.
+    """
+    fake = FakeAirflow("3", time.time)
+    now = time.time()
+    fake.ti("train_ranker", "manual__failed", "train", "failed", try_number=2, duration=41.5)
+    fake.ti("train_ranker", "manual__failed", "publish", "upstream_failed")
+    for i in range(5):
+        fake.ti("batch_score", f"scheduled__ok{i}", "score", "success")
+    fake.run("batch_score", "scheduled__slow", "running", now - 300, None)
+    fake.dag("hourly_features", due=now - 720)
+    fake.queued_tis = [{"dag_id": "etl_daily_features", "task_id": "extract", "state": "queued",
+                        "queued_when": iso(now - 720)}]
+    fake.import_errors = load_fixture("airflow3", "import_errors_one.json")["import_errors"]
+    return fake
+
+
+def airflow_events(fake: FakeAirflow) -> None:
+    """A run fails (one task failed, one upstream_failed) and five 10-second runs succeed:
+    with that history the 5-minute run in progress is stuck (past 3 x p95)."""
+    now = time.time()
+    fake.run("train_ranker", "manual__failed", "failed", now - 70, now - 5)
+    for i in range(5):
+        fake.run("batch_score", f"scheduled__ok{i}", "success", now - 60 + i * 5, now - 50 + i * 5)
+
+
 OPENMETRICS_TEXT = """# HELP demo_queue_depth Requests waiting.
 # TYPE demo_queue_depth gauge
 demo_queue_depth{model="ranker"} 3
@@ -100,6 +133,9 @@ def tfserving() -> Target:
 
 def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
     checks = [
+        {"type": "airflow", "name": "airflow", "url": t["airflow"].url, "username": USER,
+         "password": PASSWORD, "interval": "2s", "stuck_factor": 3, "stuck_min_history": 5,
+         "late_after": "10m", "queued_too_long": "10m"},
         {"type": "model_endpoint", "name": "ts-ranker", "url": t["ts"].url, "protocol": "torchserve",
          "model": "ranker", "version": "2.0", "management_url": t["ts_mgmt"].url,
          "bearer_token": INFERENCE_KEY, "management_token": MANAGEMENT_KEY, "interval": "1s",
@@ -113,8 +149,8 @@ def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
          "metrics": [{"name": "demo_queue_depth"}]},
         {"type": "openmetrics", "name": "demo-gone", "url": closed + "/metrics", "interval": "1s",
          "metrics": [{"name": "demo_queue_depth"}]},
-        {"type": "openmetrics", "name": "demo-slow", "url": t["slow"].url + "/metrics", "interval": "2s",
-         "timeout": "500ms", "request_timeout": "5s", "metrics": [{"name": "demo_queue_depth"}]},
+        {"type": "airflow", "name": "airflow-gone", "url": closed, "username": USER, "password": PASSWORD,
+         "interval": "1s"},  # refused: the run raises (mlwarden.check.errors)
         {"type": "gpu", "name": "fleet", "source": "dcgm", "urls": [t["dcgm"].url + "/metrics"],
          "interval": "1s", "idle_window": "1s", "price_per_gpu_hour": 2.5, "expected_gpus": 3},
     ]
@@ -124,6 +160,11 @@ def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
 alerting:
   receivers: [{{name: hook, type: webhook, url: "{hook}"}}]
   receiver: hook
+  group_wait: 1s
+rules_engine: {{evaluation_interval: 1s}}
+rules:
+  - {{alert: EndpointDown, metric: mlwarden.endpoint.up, where: {{model: ghost}}, op: "<", threshold: 1,
+     severity: critical, summary: "{{model}} is down"}}
 checks: {json.dumps(checks)}
 """
 
@@ -153,46 +194,67 @@ def query(base: str, expr: str, instant: bool = True) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
-async def slow(request: web.Request) -> web.Response:
-    """Answers after the check's deadline: the run times out (mlwarden.check.errors)."""
-    await asyncio.sleep(3)
-    return web.Response(text=OPENMETRICS_TEXT, content_type="text/plain")
+def fleet_agent_yaml(tmp: Path, port: int, pg_url: str, airflow_url: str) -> Path:
+    """A second agent on a shared PostgreSQL history: it elects itself leader of the lease."""
+    check = {"type": "airflow", "name": "airflow-cluster", "scope": "cluster", "url": airflow_url,
+             "username": USER, "password": PASSWORD, "interval": "2s"}
+    folder = tmp / "fleet"
+    folder.mkdir()
+    config = agent_config(folder, port, f"  prometheus: {{enabled: true}}\nchecks: [{json.dumps(check)}]\n")
+    config.write_text(config.read_text().replace(f"sqlite:///{folder}/history.db", pg_url)
+                      .replace("hostname: test-agent", "hostname: fleet-agent")
+                      + "leader: {lease_duration: 4s, renew_interval: 1s}\n")
+    config.chmod(0o600)
+    return config
 
 
-def test_every_grafana_panel_returns_data_from_prometheus_scraping_the_agent(tmp_path):
+def test_every_grafana_panel_returns_data_from_prometheus_scraping_the_agent(tmp_path, pg_url):
     binary = require_peer(PEERS / "promstack/bin/prometheus", HINT)
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: probes are refused
     inference, management = torchserve(["READY", "READY"])
     dcgm = DcgmExporter()
+    fake_airflow = airflow()
     targets = ThreadedTargets(
         ts=lambda: inference, ts_mgmt=lambda: management, tf=tfserving,
         om=lambda: Target({("GET", "/metrics"): canned(OPENMETRICS_TEXT)}),
         dcgm=lambda: Target({("GET", "/metrics"): dcgm.handler}),
         intake=lambda: Target({("POST", "/api/v2/series"): canned("intake down", status=500),
                                ("POST", "/api/v1/check_run"): canned("intake down", status=500)}),
-        slow=lambda: Target({("GET", "/metrics"): slow}),
-        hook=lambda: Target({("POST", "/hook"): json_response({})}),
+        airflow=fake_airflow.target,
+        hook=lambda: Target({("POST", "/hook"): canned("receiver down", status=500)}),
     )
     with targets as t:
         for target in t.values():  # the intake fake is strict about paths, not payloads
             target.routes.setdefault(("POST", "/api/v1/series"), canned("intake down", status=500))
-        agent, port = start_agent(tmp_path, agent_yaml(t, closed, t["hook"].url + "/hook"))
-        pport = free_port()
+        # Prometheus first, so it sees what the agent reports once, on its first runs
+        port, fleet_port, pport = free_port(), free_port(), free_port()
         (tmp_path / "prometheus.yml").write_text(f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
   - job_name: mlwarden
-    static_configs: [{{targets: ["127.0.0.1:{port}"]}}]
+    static_configs: [{{targets: ["127.0.0.1:{port}", "127.0.0.1:{fleet_port}"]}}]
 """)
         prom = Proc("prometheus", [binary, f"--config.file={tmp_path}/prometheus.yml",
                                    f"--storage.tsdb.path={tmp_path}/tsdb",
                                    f"--web.listen-address=127.0.0.1:{pport}"], log_dir=tmp_path)
+        config = agent_config(tmp_path, port, agent_yaml(t, closed, t["hook"].url + "/hook"))
+        config.chmod(0o600)  # it holds the (test) Datadog key and Airflow password
+        agent = Proc("mlwarden-agent", [MLWARDEN, "run", "--config", config], log_dir=tmp_path)
+        fleet_config = fleet_agent_yaml(tmp_path, fleet_port, pg_url, t["airflow"].url)
+        fleet = Proc("mlwarden-fleet-agent", [MLWARDEN, "run", "--config", fleet_config], log_dir=tmp_path)
         try:
             with prom:
                 base = f"http://127.0.0.1:{pport}"
                 wait_http(f"{base}/-/ready", timeout=30, proc=prom)
+                agent.start()
+                wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=agent)
+                fleet.start()
+                wait_http(f"http://127.0.0.1:{fleet_port}/healthz", timeout=30, proc=fleet)
+                wait_for(lambda: query(base, 'mlwarden_check_runs_total{check="airflow"}')[1]["data"]["result"],
+                         30, 0.5, "Prometheus to scrape the agent's airflow check")
+                targets.call(lambda: airflow_events(fake_airflow))
                 rows = list(panel_targets())
-                assert len(rows) > 90
+                assert len(rows) == sum(len(d.queries()) for d in DASHBOARDS)
 
                 def results() -> dict[tuple[str, str, str], int]:
                     out = {}
@@ -227,4 +289,5 @@ scrape_configs:
                 status, body = query(base, 'sum by (xid) (mlwarden_gpu_xid_errors_total)')
                 assert {r["metric"]["xid"] for r in body["data"]["result"]} >= {"31", "48"}
         finally:
+            fleet.stop()
             agent.stop()
