@@ -99,6 +99,7 @@ def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, unt
     fig = Figure(figsize=(5.0 * columns, 2.6 * rows + 0.8), dpi=80)
     fig.suptitle(f"{dash.title}  (preview from the local history store)", fontsize=14)
     with_data = 0
+    time_format = "%H:%M:%S" if until - since < 900 else "%H:%M"
     for i, (panel, lines) in enumerate(panels):
         ax = fig.add_subplot(rows, columns, i + 1)
         unit = f" ({panel.unit.replace('_', ' ')})" if panel.unit else ""
@@ -117,11 +118,19 @@ def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, unt
             ax.set_xticks([])
             ax.set_yticks([])
             continue
+        if panel.viz == "table":  # the latest value of each row, as a table shows it
+            rows_text = [f"{label[:48]}  {_format(points[-1][1], panel.unit)}"
+                         for label, points in sorted(lines.items())[:10]]
+            ax.text(0.02, 0.95, "\n".join(rows_text), ha="left", va="top", transform=ax.transAxes,
+                    fontsize=7, family="monospace")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         for label, points in sorted(lines.items()):
             xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
             ax.plot(xs, [v for _, v in points], linewidth=1.0, label=label[:40],
                     marker="." if len(points) < 20 else None)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter(time_format, tz=timezone.utc))
         ax.tick_params(labelsize=7)
         if len(lines) <= 6:
             ax.legend(fontsize=6, loc="best")
@@ -141,4 +150,6 @@ def _format(value: float, unit: str) -> str:
         return f"${value:,.2f}" + ("/h" if unit == "dollars_per_hour" else "")
     if unit == "ratio":
         return f"{value:.0%}"
+    if unit == "seconds" and value > 1e9:  # a UNIX time
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
