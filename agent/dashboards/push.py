@@ -26,7 +26,7 @@ def datadog_base_url(site: str | None) -> str:
 
 
 def _call(method: str, url: str, headers: Mapping[str, str], body: Any = None,
-          timeout: float = 30.0) -> Any:
+          timeout: float = 30.0, auth_hint: str = "check the API and application keys") -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json", **headers})
@@ -35,7 +35,7 @@ def _call(method: str, url: str, headers: Mapping[str, str], body: Any = None,
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = scrub(exc.read()[:500].decode(errors="replace"))
-        hint = " (check the API and application keys)" if exc.code in (401, 403) else ""
+        hint = f" ({auth_hint})" if exc.code in (401, 403) else ""
         raise ExportError(f"{method} {url} answered HTTP {exc.code}{hint}: {detail}",
                           retryable=exc.code >= 500 or exc.code == 429) from None
     except (urllib.error.URLError, OSError) as exc:
@@ -76,6 +76,7 @@ def push_grafana(dashboards: Mapping[str, dict[str, Any]], *, url: str,
                                 "message": "mlwarden dashboards push"}
         if folder_uid:
             body["folderUid"] = folder_uid
-        out = _call("POST", url.rstrip("/") + "/api/dashboards/db", headers, body) or {}
+        out = _call("POST", url.rstrip("/") + "/api/dashboards/db", headers, body,
+                    auth_hint="check GRAFANA_TOKEN: a service account token with the Editor role") or {}
         done.append((doc["title"], str(out.get("status", "success")), str(out.get("uid", doc["uid"]))))
     return done

@@ -111,5 +111,14 @@ def test_grafana_bad_token_is_a_clear_error_without_the_token():
         result = mlwarden("dashboards", "push", "--grafana", gf.url, GRAFANA_TOKEN=wrong)
         assert result.returncode == 1
         assert "HTTP 401" in result.stderr and "Invalid API key" in result.stderr
+        assert "check GRAFANA_TOKEN" in result.stderr
         assert_no_secret(result, wrong, GRAFANA_TOKEN)
         assert not gf.dashboards
+
+
+def test_datadog_site_names_the_api_host():
+    from agent.dashboards.push import datadog_base_url
+
+    assert datadog_base_url(None) == "https://api.datadoghq.com"
+    assert datadog_base_url("datadoghq.eu") == "https://api.datadoghq.eu"
+    assert datadog_base_url("https://us5.datadoghq.com/") == "https://api.us5.datadoghq.com"
