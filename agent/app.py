@@ -104,8 +104,9 @@ class Agent:
         # rules hand their changes to routing (or, with alerting disabled, to the log)
         self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
                                        else [LoggingAlertSink()])
-        self.rules = (RulesEngine.from_config(config, self.alert_sinks, engine=self.history.engine,
-                                              source=self.history) if config.rules else None)
+        # always present, even with no rules yet, so a SIGHUP that adds rules takes effect
+        self.rules: RulesEngine | None = RulesEngine.from_config(
+            config, self.alert_sinks, engine=self.history.engine, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
