@@ -44,7 +44,8 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _handle(self) -> None:  # headers stay case-insensitive (a Message), as HTTP says
+            def _handle(self) -> None:
+                # self.headers stays a Message: case-insensitive, as HTTP header names are
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 outer.requests.append((self.command, self.path))

@@ -41,9 +41,8 @@ from tests.checks.test_model_endpoint_protocols import (
 )
 from tests.dashboards.live_targets import ThreadedTargets
 from tests.export.agent_proc import MLWARDEN, agent_config
-from tests.fleet.conftest import pg_url  # noqa: F401 - a fresh PostgreSQL database (fixture)
 from tests.support.procs import PEERS, Proc, free_port, http_get, require_peer, wait_for, wait_http
-from tests.support.targets import Target, canned, json_response, load_fixture
+from tests.support.targets import Target, canned, load_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HINT = "bash tests/peers/install-promstack.sh"
