@@ -85,3 +85,17 @@ def test_promql_shapes():
     # the agent's components are not check instances: no check filter that would hide them
     assert promql(Q("mlwarden.exporter.up", "exporter", agg="min"), AGENT, catalog) == \
         'min by (exporter) (mlwarden_exporter_up{env=~"$env"})'
+
+
+def test_export_command_writes_each_format(tmp_path):
+    import subprocess
+    import sys
+
+    mlwarden = Path(sys.executable).with_name("mlwarden")
+    result = subprocess.run([str(mlwarden), "dashboards", "export", "--format", "grafana", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "datadog").exists()
+    written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "grafana").glob("*.json")}
+    assert written == render_all("grafana")
+    assert len(result.stdout.splitlines()) == len(DASHBOARDS)
