@@ -91,8 +91,9 @@ class FakeDatadog(_Server):
         if (headers.get("DD-API-KEY"), headers.get("DD-APPLICATION-KEY")) != self.keys:
             return 403, {"errors": ["Forbidden"]}
         if method == "GET" and path == "/api/v1/dashboard":
-            return 200, {"dashboards": [{"id": i, "title": d["title"], "layout_type": d["layout_type"]}
-                                        for i, d in self.dashboards.items()]}
+            return 200, {"dashboards": [
+                {"id": i, "title": d["title"], "layout_type": d["layout_type"]}
+                for i, d in self.dashboards.items()]}
         if method == "POST" and path == "/api/v1/dashboard":
             return self._store(next(self._ids), body)
         m = re.fullmatch(r"/api/v1/dashboard/([\w-]+)", path)
@@ -139,12 +140,13 @@ class FakeGrafana(_Server):
         if dash.get("id") not in (None, self._db_ids.get(uid)):
             return 404, {"message": "Dashboard not found", "status": "not-found"}
         if uid in self.dashboards and not body.get("overwrite"):
-            return 412, {"message": "A dashboard with the same uid already exists", "status": "name-exists"}
+            return 412, {"message": "A dashboard with the same uid already exists",
+                         "status": "name-exists"}
         if uid not in self._db_ids:
             self._db_ids[uid] = next(self._ids)
         self.versions[uid] = self.versions.get(uid, 0) + 1
         self.dashboards[uid] = dash
         self.folders[uid] = body.get("folderUid")
         slug = re.sub(r"[^a-z0-9]+", "-", dash["title"].lower()).strip("-")
-        return 200, {"id": self._db_ids[uid], "uid": uid, "url": f"/d/{uid}/{slug}", "status": "success",
-                     "version": self.versions[uid], "slug": slug}
+        return 200, {"id": self._db_ids[uid], "uid": uid, "url": f"/d/{uid}/{slug}",
+                     "status": "success", "version": self.versions[uid], "slug": slug}

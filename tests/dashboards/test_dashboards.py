@@ -92,8 +92,8 @@ def test_export_command_writes_each_format(tmp_path):
     import sys
 
     mlwarden = Path(sys.executable).with_name("mlwarden")
-    result = subprocess.run([str(mlwarden), "dashboards", "export", "--format", "grafana", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(mlwarden), "dashboards", "export", "--format", "grafana",
+                             str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "datadog").exists()
     written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "grafana").glob("*.json")}

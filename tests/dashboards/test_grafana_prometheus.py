@@ -73,8 +73,10 @@ class DcgmExporter:
     async def handler(self, request: web.Request) -> web.Response:
         n = next(self.scrapes)
         busy = DcgmGpu(0, "GPU-0b9d5f4c-1a2b-4c3d-8e9f-000000000000",
-                       values={"DCGM_FI_DEV_XID_ERRORS": self.XIDS[n % 3], "DCGM_FI_DEV_MEMORY_TEMP": 52,
-                               "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": n, "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": 2})
+                       values={"DCGM_FI_DEV_XID_ERRORS": self.XIDS[n % 3],
+                               "DCGM_FI_DEV_MEMORY_TEMP": 52,
+                               "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": n,
+                               "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": 2})
         idle = DcgmGpu(1, "GPU-0b9d5f4c-1a2b-4c3d-8e9f-000000000001",
                        values={"DCGM_FI_DEV_GPU_UTIL": 0, "DCGM_FI_DEV_MEMORY_TEMP": 40})
         text = exposition([busy, idle], extra={
@@ -123,7 +125,8 @@ demo_queue_depth{model="ranker"} 3
 
 async def tf_model_status(request: web.Request) -> web.Response:
     """TF Serving's model status; the connection closes so every probe times a fresh connect."""
-    return web.json_response(tf_status(**{"2": "AVAILABLE", "1": "END"}), headers={"Connection": "close"})
+    return web.json_response(tf_status(**{"2": "AVAILABLE", "1": "END"}),
+                             headers={"Connection": "close"})
 
 
 def tfserving() -> Target:
@@ -135,26 +138,30 @@ def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
         {"type": "airflow", "name": "airflow", "url": t["airflow"].url, "username": USER,
          "password": PASSWORD, "interval": "2s", "stuck_factor": 3, "stuck_min_history": 5,
          "late_after": "10m", "queued_too_long": "10m"},
-        {"type": "model_endpoint", "name": "ts-ranker", "url": t["ts"].url, "protocol": "torchserve",
+        {"type": "model_endpoint", "name": "ts-ranker", "url": t["ts"].url,
+         "protocol": "torchserve",
          "model": "ranker", "version": "2.0", "management_url": t["ts_mgmt"].url,
          "bearer_token": INFERENCE_KEY, "management_token": MANAGEMENT_KEY, "interval": "1s",
          "canary": {"interval": "1s", "request": {"data": [[5.1, 3.5, 1.4, 0.2]]},
                     "expect": [{"path": "prediction", "equals": "setosa"}]}},
         {"type": "model_endpoint", "name": "tf-ranker", "url": t["tf"].url, "protocol": "tfserving",
          "model": "ranker", "interval": "1s"},
-        {"type": "model_endpoint", "name": "gone", "url": closed, "protocol": "v2", "model": "ghost",
+        {"type": "model_endpoint", "name": "gone", "url": closed, "protocol": "v2",
+         "model": "ghost",
          "interval": "1s", "request_timeout": "1s"},
         {"type": "openmetrics", "name": "demo", "url": t["om"].url + "/metrics", "interval": "1s",
          "metrics": [{"name": "demo_queue_depth"}]},
         {"type": "openmetrics", "name": "demo-gone", "url": closed + "/metrics", "interval": "1s",
          "metrics": [{"name": "demo_queue_depth"}]},
-        {"type": "airflow", "name": "airflow-gone", "url": closed, "username": USER, "password": PASSWORD,
+        {"type": "airflow", "name": "airflow-gone", "url": closed, "username": USER,
+         "password": PASSWORD,
          "interval": "1s"},  # refused: the run raises (mlwarden.check.errors)
         {"type": "gpu", "name": "fleet", "source": "dcgm", "urls": [t["dcgm"].url + "/metrics"],
          "interval": "1s", "idle_window": "1s", "price_per_gpu_hour": 2.5, "expected_gpus": 3},
     ]
     return f"""  prometheus: {{enabled: true}}
-  datadog: {{mode: api, api_key: dd-dashboards-test-key, api_url: "{t['intake'].url}", flush_interval: 1s,
+  datadog: {{mode: api, api_key: dd-dashboards-test-key, api_url: "{t['intake'].url}",
+            flush_interval: 1s,
             timeout: 1s, retry_initial: 500ms, retry_max: 1s, queue_max_items: 2, max_age: 5s}}
 alerting:
   receivers: [{{name: hook, type: webhook, url: "{hook}"}}]
@@ -162,7 +169,8 @@ alerting:
   group_wait: 1s
 rules_engine: {{evaluation_interval: 1s}}
 rules:
-  - {{alert: EndpointDown, metric: mlwarden.endpoint.up, where: {{model: ghost}}, op: "<", threshold: 1,
+  - {{alert: EndpointDown, metric: mlwarden.endpoint.up, where: {{model: ghost}}, op: "<",
+     threshold: 1,
      severity: critical, summary: "{{model}} is down"}}
 checks: {json.dumps(checks)}
 """
@@ -199,7 +207,8 @@ def fleet_agent_yaml(tmp: Path, port: int, pg_url: str, airflow_url: str) -> Pat
              "username": USER, "password": PASSWORD, "interval": "2s"}
     folder = tmp / "fleet"
     folder.mkdir()
-    config = agent_config(folder, port, f"  prometheus: {{enabled: true}}\nchecks: [{json.dumps(check)}]\n")
+    extra = f"  prometheus: {{enabled: true}}\nchecks: [{json.dumps(check)}]\n"
+    config = agent_config(folder, port, extra)
     config.write_text(config.read_text().replace(f"sqlite:///{folder}/history.db", pg_url)
                       .replace("hostname: test-agent", "hostname: fleet-agent")
                       + "leader: {lease_duration: 4s, renew_interval: 1s}\n")
@@ -240,7 +249,8 @@ scrape_configs:
         config.chmod(0o600)  # it holds the (test) Datadog key and Airflow password
         agent = Proc("mlwarden-agent", [MLWARDEN, "run", "--config", config], log_dir=tmp_path)
         fleet_config = fleet_agent_yaml(tmp_path, fleet_port, pg_url, t["airflow"].url)
-        fleet = Proc("mlwarden-fleet-agent", [MLWARDEN, "run", "--config", fleet_config], log_dir=tmp_path)
+        fleet = Proc("mlwarden-fleet-agent", [MLWARDEN, "run", "--config", fleet_config],
+                     log_dir=tmp_path)
         try:
             with prom:
                 base = f"http://127.0.0.1:{pport}"
@@ -249,7 +259,8 @@ scrape_configs:
                 wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=agent)
                 fleet.start()
                 wait_http(f"http://127.0.0.1:{fleet_port}/healthz", timeout=30, proc=fleet)
-                wait_for(lambda: query(base, 'mlwarden_check_runs_total{check="airflow"}')[1]["data"]["result"],
+                airflow_runs = 'mlwarden_check_runs_total{check="airflow"}'
+                wait_for(lambda: query(base, airflow_runs)[1]["data"]["result"],
                          30, 0.5, "Prometheus to scrape the agent's airflow check")
                 targets.call(lambda: airflow_events(fake_airflow))
                 rows = list(panel_targets())
@@ -275,7 +286,8 @@ scrape_configs:
                     got = results()
                     empty = [f"{s} / {p}: {e}" for (s, p, e), n in got.items()
                              if not n and (s, p) not in NO_DATA_HERE]
-                    pytest.fail("panels without data:\n  " + "\n  ".join(empty) + "\n" + agent.log_tail(30))
+                    pytest.fail("panels without data:\n  " + "\n  ".join(empty) + "\n"
+                                + agent.log_tail(30))
                 # the exceptions stay honest: a listed panel that has data must leave the list
                 stale = []
                 for key in NO_DATA_HERE:
@@ -283,7 +295,7 @@ scrape_configs:
                     assert counts, f"NO_DATA_HERE names a panel that does not exist: {key}"
                     if all(counts):
                         stale.append(key)
-                assert not stale, f"these panels have data now: remove them from NO_DATA_HERE: {stale}"
+                assert not stale, f"these panels have data now; take them off NO_DATA_HERE: {stale}"
                 # and the rare events really happened
                 status, body = query(base, 'sum by (xid) (mlwarden_gpu_xid_errors_total)')
                 assert {r["metric"]["xid"] for r in body["data"]["result"]} >= {"31", "48"}

@@ -33,8 +33,8 @@ def test_aggregate_splits_by_tags_and_turns_counters_into_rates():
                        Kind.MONOTONIC_COUNT, step=10)
     # running totals: (30-10)/10, then a reset (5 < 30) counts from zero: 5/10
     assert totals == {"model=a": [(10.0, 2.0), (20.0, 0.5)], "model=b": [(10.0, 0.1)]}
-    deltas = aggregate({a: [(0.0, 4.0), (2.0, 4.0)]}, Q("mlwarden.check.runs", agg="sum", rate=True),
-                       Kind.COUNT, step=10)
+    deltas = aggregate({a: [(0.0, 4.0), (2.0, 4.0)]},
+                       Q("mlwarden.check.runs", agg="sum", rate=True), Kind.COUNT, step=10)
     assert deltas == {"mlwarden.check.runs": [(0.0, 2.0)]}
     gauges = aggregate(series, Q("mlwarden.endpoint.up", agg="max"), Kind.GAUGE, step=60)
     assert gauges == {"mlwarden.endpoint.up": [(0.0, 5.0)]}  # each series' last value, then max
@@ -48,14 +48,16 @@ def test_preview_draws_each_dashboard_from_the_history_a_running_agent_wrote(tmp
                    "protocol": "tfserving", "model": "ranker", "interval": "1s"},
                   {"type": "model_endpoint", "name": "gone", "url": closed, "protocol": "v2",
                    "model": "ghost", "interval": "1s", "request_timeout": "1s"}]
-        agent, _ = start_agent(tmp_path, f"  prometheus: {{enabled: true}}\nchecks: {json.dumps(checks)}\n")
+        extra = f"  prometheus: {{enabled: true}}\nchecks: {json.dumps(checks)}\n"
+        agent, _ = start_agent(tmp_path, extra)
         try:
             store = HistoryStore(f"sqlite:///{tmp_path}/history.db")
 
             def enough() -> bool:
                 since = time.time() - 300
+                runs = store.read_series("mlwarden.check.runs", since, tags={"check": "tf-ranker"})
                 return (len(store.read_series("mlwarden.endpoint.up", since)) == 2
-                        and len(next(iter(store.read_series("mlwarden.check.runs", since).values()), [])) >= 4)
+                        and len(next(iter(runs.values()), [])) >= 4)
 
             wait_for(enough, 30, 0.5, "a few runs of each check in the history")
         finally:
@@ -91,8 +93,8 @@ def test_preview_draws_each_dashboard_from_the_history_a_running_agent_wrote(tmp
 def test_preview_without_history_says_what_to_do(tmp_path):
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(f"agent:\n  history: sqlite:///{tmp_path}/missing.db\n")
-    result = subprocess.run([str(MLWARDEN), "dashboards", "preview", str(tmp_path / "png"), "--config", str(cfg)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(MLWARDEN), "dashboards", "preview", str(tmp_path / "png"),
+                             "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "no history database" in result.stderr and "mlwarden run" in result.stderr
     assert not (tmp_path / "missing.db").exists()

@@ -93,8 +93,8 @@ def test_grafana_push_creates_then_overwrites_by_uid():
     expected = render_all("grafana")
     with FakeGrafana(GRAFANA_TOKEN) as gf:
         for round_ in (1, 2):
-            result = mlwarden("dashboards", "push", "--grafana", gf.url, "--grafana-folder", "mlops",
-                              GRAFANA_TOKEN=GRAFANA_TOKEN)
+            result = mlwarden("dashboards", "push", "--grafana", gf.url,
+                              "--grafana-folder", "mlops", GRAFANA_TOKEN=GRAFANA_TOKEN)
             assert result.returncode == 0, result.stderr
             assert result.stdout.count("success") == len(expected)
             assert_no_secret(result, GRAFANA_TOKEN)
