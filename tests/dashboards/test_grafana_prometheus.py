@@ -296,6 +296,16 @@ scrape_configs:
                     if all(counts):
                         stale.append(key)
                 assert not stale, f"these panels have data now; take them off NO_DATA_HERE: {stale}"
+                # every template variable lists values, as Grafana asks Prometheus for them
+                # (label_values(selector, label) -> /api/v1/label/<label>/values?match[]=...)
+                for dash in DASHBOARDS:
+                    for var in grafana_json(dash)["templating"]["list"][1:]:
+                        m = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
+                        assert m, var["definition"]
+                        params = urllib.parse.urlencode({"match[]": m.group(1)})
+                        status, body = http_get(f"{base}/api/v1/label/{m.group(2)}/values?{params}")
+                        values = json.loads(body)["data"]
+                        assert status == 200 and values, f"{dash.slug}: variable {var['name']} is empty"
                 # and the rare events really happened
                 status, body = query(base, 'sum by (xid) (mlwarden_gpu_xid_errors_total)')
                 assert {r["metric"]["xid"] for r in body["data"]["result"]} >= {"31", "48"}
