@@ -1,0 +1,39 @@
+"""Run the real ``mlwarden`` CLI with the test check types and a local-only resolver.
+
+DNS failure is injected at the resolver layer, not on the network: glibc does not treat the
+reserved ``.invalid`` TLD specially and would ask the configured nameserver, which tests may
+never contact. aiohttp's default resolver here is ``ThreadedResolver`` (aiodns is not
+installed), which calls ``socket.getaddrinfo``; a name under ``.invalid`` fails there with
+the same ``gaierror(EAI_NONAME)`` a real NXDOMAIN gives. Every other name resolves as usual.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _local_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    name = host.decode() if isinstance(host, bytes) else str(host or "")
+    if name.rstrip(".").endswith(".invalid"):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+def install_resolver() -> None:
+    socket.getaddrinfo = _local_getaddrinfo  # type: ignore[assignment]
+
+
+if __name__ == "__main__":
+    install_resolver()
+    from tests.support.testchecks import register_all
+
+    register_all()
+    from agent.cli import main
+
+    sys.exit(main(sys.argv[1:]))
