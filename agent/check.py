@@ -129,11 +129,13 @@ class CheckContext:
         clock: Callable[[], float] = time.time,
         http_limit: int = 200,
         agent_tags: Mapping[str, str] | None = None,
+        agent: str | None = None,
     ) -> None:
         self.state: StateStore = state or MemoryState()
         self.runtime = runtime
         self.clock = clock
         self.agent_tags = dict(agent_tags or {})
+        self.agent = agent  # the `agent` tag of local-scope checks (cluster ones outlive a leader)
         self._http_limit = http_limit
         self._http: aiohttp.ClientSession | None = None
 
@@ -172,7 +174,9 @@ class AgentCheck(ABC):
         self.config = config
         self.name = config.name
         self.context = context or CheckContext()
-        self._base_tags: Tags = make_tags(self.context.agent_tags, config.tags, {"check": config.name})
+        own = {"agent": self.context.agent} if self.context.agent and config.scope == "local" else {}
+        self._base_tags: Tags = make_tags(self.context.agent_tags, own, config.tags,
+                                          {"check": config.name})
         self._samples: list[Sample] = []
         self._status: Status | None = None
         self._message = ""

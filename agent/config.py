@@ -26,8 +26,11 @@ from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
+from agent.heartbeat import HeartbeatConfig
 from agent.history.config import HistoryConfig
+from agent.leader import LeaderConfig
 from agent.plugins import check_types, get_check_type
+from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.secrets import register_secret
 
 __all__ = ["AgentConfig", "AgentSection", "default_config", "load_config", "parse_config"]
@@ -100,10 +103,17 @@ class AgentConfig(_Model):
     agent: AgentSection = Field(default_factory=AgentSection)
     exporters: ExportersConfig = Field(default_factory=ExportersConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    leader: LeaderConfig = Field(default_factory=LeaderConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     checks: tuple[InstanceConfig, ...] = Field(
         default=(), description="Check instances; each entry's keys depend on its `type`."
     )
+    rules: tuple[RuleConfig, ...] = Field(default=(), description="Alert rules (docs/rules.md).")
+    rule_files: tuple[str, ...] = Field(
+        default=(), description="Globs of YAML files holding more `rules:` (relative to this file)."
+    )
+    rules_engine: RulesEngineConfig = Field(default_factory=RulesEngineConfig)
+    heartbeat: HeartbeatConfig | None = Field(None, description="Dead man's switch ping.")
 
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
@@ -202,6 +212,10 @@ def parse_config(
             continue
         seen[instance.name] = i
         checks.append(instance)
+    if top is not None:
+        from agent.rules.files import include_rule_files
+
+        top = include_rule_files(top, base_dir, problems, env)
     if problems:
         # a value whose variable is unset is reported once, not again as a bad value
         env_count = len(env_paths)

@@ -90,6 +90,7 @@ def _model_table(model: type[BaseModel], prefix: str, out: list[str], seen: set[
     rows = []
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
+        name = field.alias or name  # the key as written in YAML (`for`, `continue`)
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
         kind = "duration" if _is_duration(field) else _type_name(field.annotation)
         rows.append(f"| `{prefix}{name}` | {kind} | {_default(field)} | {desc} |")

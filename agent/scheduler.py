@@ -132,6 +132,14 @@ class CheckScheduler:
             self._add_job(check)
         return removed
 
+    def run_now(self, scope: str) -> None:
+        """Move every job of ``scope`` to now (cluster checks, when this agent is elected)."""
+        now = datetime.now(timezone.utc)
+        for name, check in self.checks.items():
+            job = self._scheduler.get_job(name) if self.running else None
+            if job is not None and check.config.scope == scope:
+                job.modify(next_run_time=now)
+
     def _add_job(self, check: AgentCheck) -> None:
         interval = check.config.interval
         first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, min(interval, 1.0)))

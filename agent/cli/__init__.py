@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 from agent import __version__
 from agent.cli import (
+    alerts_cmd,
     check_cmd,
     config_cmd,
     history_cmd,
     routes_cmd,
+    rules_cmd,
     run_cmd,
     silence_cmd,
     status_cmd,
@@ -23,7 +25,8 @@ from agent.cli import (
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd]
+COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd,
+                  alerts_cmd, rules_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,6 +78,7 @@ alerts = Table(
     Column("last_transition", Double),
     Column("transitions_window", Text, nullable=False, default="[]"),  # JSON list of times
     Column("agent", String(200)),
+    Column("detail", Text, nullable=False, default="{}", server_default="{}"),  # JSON: rules' resume state
     Index("ix_alerts_state", "state"),
 )
 

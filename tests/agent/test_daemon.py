@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -64,9 +65,10 @@ def test_fast_check_keeps_rhythm_beside_a_hanging_one_and_sigterm_exits_cleanly(
         code, body = http_get(f"http://127.0.0.1:{port}/metrics")
         text = body.decode()
         assert code == 200
-        assert 'mlwarden_check_status{check="fast",check_type="test_fast"} 0.0' in text
+        me = socket.gethostname()  # the `agent` tag (agent.hostname) of local-scope checks
+        assert f'mlwarden_check_status{{agent="{me}",check="fast",check_type="test_fast"}} 0.0' in text
         assert "# TYPE mlwarden_check_runs_total counter" in text
-        assert 'mlwarden_agent_memory_rss_bytes{check="agent"}' in text
+        assert f'mlwarden_agent_memory_rss_bytes{{agent="{me}",check="agent"}}' in text
 
         started = time.monotonic()
         proc.signal(signal.SIGTERM)

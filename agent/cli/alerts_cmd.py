@@ -1,0 +1,97 @@
+"""``mlwarden alerts list`` and ``mlwarden alerts history RULE``: read the alert tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.cli.common import add_config_arg, config_from_args, print_table
+
+STATES = ("inactive", "pending", "firing", "resolved", "flapping")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("alerts", help="show alerts and their history from the history store")
+    asub = p.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND")
+    asub.required = True
+    ls = asub.add_parser("list", help="list alerts (newest change first)",
+                         description="List every alert the rules engine recorded, newest change "
+                         "first, from the database named by agent.history.")
+    ls.add_argument("--state", choices=STATES, help="only alerts in this state")
+    ls.add_argument("--json", action="store_true")
+    add_config_arg(ls)
+    ls.set_defaults(func=list_alerts)
+    hist = asub.add_parser("history", help="the transitions of one rule, oldest first",
+                           description="Print the recorded transitions of one rule's alerts.")
+    hist.add_argument("rule", metavar="RULE", help="the rule's `alert:` name")
+    hist.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    hist.add_argument("--json", action="store_true")
+    add_config_arg(hist)
+    hist.set_defaults(func=history)
+
+
+def _store(args: argparse.Namespace):  # -> AlertStateStore
+    from agent.alerting.state import AlertStateStore
+    from agent.errors import StoreError
+    from agent.history.db import make_engine
+
+    config = config_from_args(args)
+    try:
+        store = AlertStateStore(make_engine(config.agent.history))
+        store.prepare()
+    except StoreError as exc:
+        print(f"mlwarden: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return store
+
+
+def list_alerts(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = store.list_alerts(args.state)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, default=str))
+        return 0
+    print_table(
+        ["ALERT", "STATE", "SEVERITY", "LABELS", "SINCE", "VALUE", "SUMMARY"],
+        [(r["rule"], r["state"], r["severity"], _labels(r["labels"]),
+          _iso(r["fired_at"] if r["state"] in ("firing", "flapping") else r["last_transition"]),
+          "" if r["value"] is None else f"{r['value']:g}",
+          (r["annotations"] or {}).get("summary", "")[:80]) for r in rows],
+        out=sys.stdout,
+    )
+    if not rows:
+        shown = f" in state {args.state}" if args.state else ""
+        print(f"(no alerts{shown})")
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = store.history(args.rule, args.limit)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, default=str))
+        return 0
+    if not rows:
+        known = ", ".join(store.rules()) or "none yet"
+        print(f"mlwarden: no transitions recorded for rule {args.rule!r} (rules with alerts: {known})",
+              file=sys.stderr)
+        return 1
+    print_table(["TIME", "LABELS", "TRANSITION", "VALUE"],
+                [(_iso(r["at"]), _labels(r["labels"]), f"{r['from_state']} -> {r['to_state']}",
+                  "" if r["value"] is None else f"{r['value']:g}") for r in rows], out=sys.stdout)
+    return 0
+
+
+def _labels(labels: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items()))
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,542 @@
+"""Rules applied to series: ingest samples, evaluate the affected groups, report changes.
+
+This module is pure bookkeeping: it does no I/O and never reads a clock (``now`` is
+always passed in), so the daemon, ``mlwarden rules test`` and the tests drive the same
+code. The component in :mod:`agent.rules.engine` adds the clock, persistence, the timer
+and the sinks.
+
+The hot path is built for many series: a sample costs a dict lookup for its metric's
+rules, an array append, and per rule a cached selector verdict; a group whose condition
+does not hold and that has no alert yet costs one reduce and one comparison, and creates
+nothing. Alerts exist only while they are pending, firing, flapping or recently resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.alerting.model import Alert, AlertState, fingerprint
+from agent.catalog import Catalog, load_catalog
+from agent.rules.aggregations import AGGREGATORS, combine
+from agent.rules.config import RuleConfig, RulesEngineConfig
+from agent.rules.lifecycle import AlertRecord, Timing, step, vanish
+from agent.rules.matchers import Selector
+from agent.rules.templates import render_annotations
+from agent.rules.window import SeriesBuffer
+from agent.samples import Kind, Sample, SeriesKey, Tags
+
+__all__ = ["Change", "CompiledRule", "RuleEvaluator"]
+
+log = logging.getLogger(__name__)
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+}
+_ACTIVE = (AlertState.PENDING, AlertState.FIRING)
+_KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One public state change of one alert."""
+
+    record: AlertRecord
+    rule: CompiledRule | None  # None: the rule was removed and its alert closed on restore
+    previous: AlertState
+    state: AlertState
+    at: float
+
+    def alert(self) -> Alert:
+        """The shared value type handed to sinks (a snapshot; the record moves on)."""
+        rec = self.record
+        cfg = self.rule.cfg if self.rule is not None else None
+        threshold = None if cfg is None else (cfg.absent if cfg.is_absent else cfg.threshold)
+        return Alert(
+            rule=rec.rule, labels=dict(rec.labels), state=self.state, severity=rec.severity,
+            annotations=dict(rec.annotations), value=rec.value, threshold=threshold,
+            active_since=rec.active_since, fired_at=rec.fired_at, resolved_at=rec.resolved_at,
+            last_eval=rec.last_eval, flap_count=rec.flap_count,
+        )
+
+
+class Group:
+    """The series of one rule that make one alert (one series unless ``group_by``).
+
+    The hot path walks object references (series -> its groups -> their buffers) instead
+    of hashing tag tuples, and an alert's labels and fingerprint are built once per group.
+    """
+
+    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record")
+
+    def __init__(self, rule: CompiledRule, key: Tags) -> None:
+        self.rule = rule
+        self.key = key
+        self.members: list[SeriesBuffer] = []
+        self.alert: AlertRecord | None = None
+        self.last_seen = -math.inf  # absent rules: the newest sample of any member
+        self.interval: float | None = None  # absent_intervals: the members' own interval
+        self._record: tuple[dict[str, str], str] | None = None
+
+    def new_record(self) -> AlertRecord:
+        if self._record is None:
+            labels = self.rule.labels(self.key)
+            self._record = (labels, fingerprint(self.rule.name, labels))
+        labels, fp = self._record
+        return AlertRecord(fp, self.rule.name, dict(labels), self.rule.cfg.severity, group=self.key)
+
+
+class CompiledRule:
+    """A rule ready for the hot path, with its groups and live alerts."""
+
+    def __init__(self, cfg: RuleConfig, index: int, catalog: Catalog,
+                 settings: RulesEngineConfig) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.name = cfg.alert
+        self.metric = cfg.metric
+        self.selector = Selector(cfg.where)
+        self.reduce = AGGREGATORS[cfg.aggregate]
+        spec = catalog.get(cfg.metric)
+        self.delta = spec is not None and spec.kind is Kind.COUNT
+        self.window = float(cfg.window)
+        self.memo_key = (cfg.aggregate, self.window)
+        self.from_store = self.window > settings.memory_window
+        self.is_absent = cfg.is_absent
+        self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
+        self.threshold = cfg.threshold if cfg.threshold is not None else 0.0
+        self.recover = cfg.recover
+        self.timing = Timing(cfg.for_, cfg.keep_firing_for, settings.flap_threshold,
+                             settings.flap_window, settings.flap_settle)
+        self.extra = {**cfg.labels, "severity": cfg.severity}
+        self.groups: dict[Tags, Group] = {}
+        self.live: dict[Group, None] = {}  # groups that hold an alert
+        self.synthetic: set[Group] = set()  # absent: the "nothing matched at all" group
+
+    def group_key(self, tags: Tags) -> Tags | None:
+        """The group key of a series, or None when the selector rejects it."""
+        if not self.selector.matches(tags):
+            return None
+        if self.cfg.group_by is None:
+            return tags
+        values = dict(tags)
+        return tuple(sorted((k, values[k]) for k in self.cfg.group_by if k in values))
+
+    def group(self, key: Tags) -> Group:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(self, key)
+        return group
+
+    def labels(self, key: Tags) -> dict[str, str]:
+        labels = dict(key)
+        labels.update(self.extra)
+        return labels
+
+
+class RuleEvaluator:
+    """Every rule's groups, buffers and alerts; see the module docstring."""
+
+    def __init__(self, rules: Sequence[RuleConfig], settings: RulesEngineConfig | None = None,
+                 *, started: float, catalog: Catalog | None = None) -> None:
+        self.settings = settings or RulesEngineConfig()
+        catalog = catalog or load_catalog()
+        self.started = started
+        self.rules = [CompiledRule(cfg, i, catalog, self.settings) for i, cfg in enumerate(rules)]
+        self.by_metric: dict[str, list[CompiledRule]] = {}
+        self.horizon: dict[str, float] = {}
+        for rule in self.rules:
+            if rule.from_store:
+                continue
+            self.by_metric.setdefault(rule.metric, []).append(rule)
+            self.horizon[rule.metric] = max(self.horizon.get(rule.metric, 0.0), rule.window)
+        self.buffers: dict[SeriesKey, SeriesBuffer] = {}
+        self._changes: list[Change] = []
+        self._dirty: dict[str, AlertRecord] = {}
+        self.truncated: set[SeriesKey] = set()
+
+    # -- input ------------------------------------------------------------------------
+    def ingest(self, samples: Iterable[Sample]) -> dict[Group, None]:
+        """Remember the samples rules read; returns the groups they affect, in the order of
+        the samples (so replays print transitions in a stable order)."""
+        affected: dict[Group, None] = {}
+        by_metric = self.by_metric
+        buffers = self.buffers
+        for sample in samples:
+            metric = sample.metric
+            if metric not in by_metric:
+                continue
+            value = sample.value
+            if value != value:  # NaN is a missing sample, never a value to compare
+                continue
+            key = (metric, sample.tags)
+            buf = buffers.get(key)
+            if buf is None:
+                buf = self._new_series(key)
+            ts = sample.timestamp
+            buf.append(ts, value)
+            for group in buf.groups:
+                if group.rule.is_absent:
+                    if ts > group.last_seen:
+                        group.last_seen = ts
+                    if group.rule.synthetic:
+                        self._drop_synthetic(group.rule, group, ts)
+                affected[group] = None
+        return affected
+
+    def _new_series(self, key: SeriesKey) -> SeriesBuffer:
+        metric, tags = key
+        buf = self.buffers[key] = SeriesBuffer(self.settings.max_points, tags)
+        for rule in self.by_metric[metric]:
+            gkey = rule.group_key(tags)
+            if gkey is not None:
+                group = rule.group(gkey)
+                group.members.append(buf)
+                buf.groups.append(group)
+        return buf
+
+    def prime_spans(self) -> dict[str, float]:
+        """How far back to read each metric after a restart: what memory would still hold."""
+        return {metric: horizon + self.settings.stale_after for metric, horizon in self.horizon.items()}
+
+    def prime(self, metric: str, data: Mapping[Tags, Sequence[tuple[float, float]]]) -> None:
+        """Fill buffers from the store after a restart (no evaluation, no alerts)."""
+        samples = [Sample(metric, v, tags, t) for tags, points in data.items() for t, v in points
+                   if v is not None and v == v]
+        samples.sort(key=lambda s: s.timestamp)
+        self.ingest(samples)
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, affected: Iterable[Group], now: float) -> None:
+        """Evaluate each affected group at ``now``; changes accumulate for :meth:`drain`.
+
+        Groups are taken rule by rule so the rule's settings are loaded once; the loop
+        inlines the common case (one series, window ending after its newest sample, no
+        alert and nothing wrong) and hands everything else to :meth:`_eval_threshold`.
+        """
+        by_rule: dict[CompiledRule, list[Group]] = {}
+        for group in affected:
+            members = by_rule.get(group.rule)
+            if members is None:
+                by_rule[group.rule] = [group]
+            else:
+                members.append(group)
+        for rule, groups in by_rule.items():
+            if rule.is_absent:
+                for group in groups:
+                    self._eval_absent(group, now)
+                continue
+            window, reduce, delta = rule.window, rule.reduce, rule.delta
+            compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
+            for group in groups:
+                members = group.members
+                if len(members) != 1:
+                    self._eval_threshold(group, now)
+                    continue
+                buf = members[0]
+                times = buf.times
+                n = len(times)
+                if n <= buf.start or times[n - 1] > now:
+                    self._eval_threshold(group, now)
+                    continue
+                if window <= 0:
+                    value: float | None = buf.values[n - 1]
+                else:
+                    # rules sharing an aggregate and window (a warning and a critical level)
+                    # reduce a series once per evaluation time
+                    hit = buf.memo.get(memo_key)
+                    if hit is not None and hit[0] == now and hit[1] == n:
+                        value = hit[2]
+                    else:
+                        lo = bisect_right(times, now - window, buf.start)
+                        value = reduce(times, buf.values, lo, n, window, delta)
+                        buf.memo[memo_key] = (now, n, value)
+                if value is None or value != value:
+                    continue  # no data in the window: nothing to judge
+                if group.alert is None and not compare(value, threshold):
+                    continue  # the common case: nothing wrong and no alert to keep
+                self._judge(group, value, now)
+
+    def tick(self, now: float) -> None:
+        """The timer's work: absent rules, expiry of windows and of silent series, and the
+        alerts whose ``for``/``keep_firing_for``/flap timers run without new samples."""
+        self._expire(now)
+        stale = now - self.started >= self.settings.stale_after
+        for rule in self.rules:
+            if rule.from_store:
+                continue
+            if rule.is_absent:
+                if not rule.groups and rule.cfg.absent is not None:
+                    group = rule.group(tuple(sorted(rule.selector.equalities().items())))
+                    group.last_seen = self.started
+                    rule.synthetic.add(group)
+                for group in list(rule.groups.values()):
+                    self._eval_absent(group, now)
+            else:
+                for group in list(rule.live):
+                    rec = group.alert
+                    if rec is None:
+                        continue
+                    if group.members:
+                        self._eval_threshold(group, now)
+                    elif stale:
+                        self._vanish(group, now)  # restored, and its series never came back
+                    elif not self._forgettable(rec, now):
+                        # restored and no sample since: the data has not changed, so neither has
+                        # the verdict; only the timers (for, keep_firing_for, flap) move on
+                        self._step(group, rec, _last_verdict(rec), rec.value, now)
+            self._forget_settled(rule, now)
+
+    def store_rules(self) -> list[CompiledRule]:
+        """Rules whose window is longer than memory holds: the engine reads the store for them."""
+        return [r for r in self.rules if r.from_store]
+
+    def evaluate_from_store(self, rule: CompiledRule,
+                            data: Mapping[Tags, Sequence[tuple[float, float]]], now: float) -> None:
+        """Evaluate a long-window rule over series read from the store."""
+        by_group: dict[Tags, list[float]] = {}
+        for tags, points in data.items():
+            gkey = rule.group_key(tags)
+            if gkey is None or not points:
+                continue
+            times = [t for t, v in points if v is not None and v == v]
+            values = [v for t, v in points if v is not None and v == v]
+            lo = _first_after(times, now - rule.window)
+            value = rule.reduce(times, values, lo, len(times), rule.window, rule.delta)
+            if value is not None and value == value:
+                by_group.setdefault(gkey, []).append(value)
+        if now - self.started >= self.settings.stale_after:
+            for group in list(rule.live):
+                if group.key not in by_group:
+                    self._vanish(group, now)
+        for gkey, values in by_group.items():
+            value = combine(rule.cfg.aggregate, values, rule.cfg.op, rule.threshold)
+            self._judge(rule.group(gkey), value, now)
+        self._forget_settled(rule, now)
+
+    def drain(self) -> tuple[list[Change], list[AlertRecord]]:
+        """The changes since the last drain, and the records whose durable state moved."""
+        changes, dirty = self._changes, list(self._dirty.values())
+        self._changes, self._dirty = [], {}
+        return changes, dirty
+
+    # -- state --------------------------------------------------------------------------
+    def restore(self, records: Iterable[AlertRecord], now: float) -> int:
+        """Adopt persisted alerts so a restart resumes them where they were."""
+        by_name: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            by_name.setdefault(rule.name, []).append(rule)
+        adopted = 0
+        for rec in records:
+            key = rec.group
+            if self._forgettable(rec, now):
+                continue
+            rule = next((r for r in by_name.get(rec.rule, ())
+                         if fingerprint(r.name, r.labels(key)) == rec.fingerprint), None)
+            if rule is None:  # the rule is gone or changed its labels: close the alert
+                if rec.state in (AlertState.FIRING, AlertState.PENDING, AlertState.FLAPPING):
+                    self._record_vanish(None, rec, now)
+                continue
+            group = rule.group(key)
+            group.alert = rec
+            rule.live[group] = None
+            if rule.is_absent and rec.value is not None and rec.last_eval is not None:
+                group.last_seen = rec.last_eval - rec.value
+            adopted += 1
+        return adopted
+
+    def alerts(self) -> list[AlertRecord]:
+        return [g.alert for rule in self.rules for g in rule.live if g.alert is not None]
+
+    def series_count(self) -> int:
+        return len(self.buffers)
+
+    # -- internals ------------------------------------------------------------------------
+    def _eval_threshold(self, group: Group, now: float) -> None:
+        members = group.members
+        if not members:
+            return
+        rule = group.rule
+        if len(members) == 1:
+            value = _reduce(rule, members[0], now)
+        else:
+            values = [v for buf in members if (v := _reduce(rule, buf, now)) is not None]
+            value = combine(rule.cfg.aggregate, values, rule.cfg.op, rule.threshold) if values else None
+        if value is None or value != value:
+            return  # no data in the window: nothing to judge, the alert stays as it is
+        if group.alert is None and not rule.compare(value, rule.threshold):
+            return  # the common case: nothing wrong and no alert to keep
+        self._judge(group, value, now)
+
+    def _judge(self, group: Group, value: float, now: float) -> None:
+        rule = group.rule
+        rec = group.alert
+        if rec is not None and self._forgettable(rec, now):
+            self._drop(group)
+            rec = None
+        if rec is None:
+            if not rule.compare(value, rule.threshold):
+                return
+            rec = self._adopt(group)
+            holds = True
+        else:
+            level = rule.threshold
+            if rule.recover is not None and rec.phase in _ACTIVE:
+                level = rule.recover
+            holds = rule.compare(value, level)
+            if holds and rec.state is rec.phase and rec.clear_since is None and (
+                rec.phase is AlertState.FIRING or (
+                    rec.phase is AlertState.PENDING and rec.active_since is not None
+                    and now - rec.active_since < rule.timing.for_)
+            ):
+                rec.value = value  # still holding, nothing due: the fast path of a live alert
+                rec.last_eval = now
+                return
+        self._step(group, rec, holds, value, now)
+
+    def _eval_absent(self, group: Group, now: float) -> None:
+        rule = group.rule
+        if group.last_seen == -math.inf:
+            return
+        limit = rule.cfg.absent or 0.0
+        if rule.cfg.absent_intervals:
+            interval = _interval(group)
+            if interval is not None:
+                group.interval = interval
+            else:
+                interval = group.interval
+            if interval is not None:
+                limit = max(limit, rule.cfg.absent_intervals * interval)
+            elif not rule.cfg.absent:
+                return  # its interval is not known yet: nothing to judge
+        silent = max(now - group.last_seen, 0.0)
+        holds = silent >= limit
+        rec = group.alert
+        if rec is not None and self._forgettable(rec, now):
+            self._drop(group)
+            rec = None
+        if rec is None:
+            if not holds:
+                return
+            rec = self._adopt(group)
+        self._step(group, rec, holds, silent, now)
+
+    def _adopt(self, group: Group) -> AlertRecord:
+        rec = group.alert = group.new_record()
+        group.rule.live[group] = None
+        return rec
+
+    def _drop(self, group: Group) -> None:
+        group.alert = None
+        group.rule.live.pop(group, None)
+
+    def _step(self, group: Group, rec: AlertRecord, holds: bool, value: float | None,
+              now: float) -> None:
+        before = rec.timers()
+        change = step(rec, holds, value, now, group.rule.timing)
+        self._after(group.rule, rec, before, change, now)
+
+    def _vanish(self, group: Group, now: float) -> None:
+        rec = group.alert
+        if rec is not None:
+            self._record_vanish(group.rule, rec, now)
+        self._drop(group)
+        rule = group.rule
+        if not group.members and rule.groups.get(group.key) is group:
+            del rule.groups[group.key]
+        rule.synthetic.discard(group)
+
+    def _record_vanish(self, rule: CompiledRule | None, rec: AlertRecord, now: float) -> None:
+        before = rec.timers()
+        timing = rule.timing if rule is not None else Timing()
+        change = vanish(rec, now, timing)
+        self._after(rule, rec, before, change, now)
+
+    def _after(self, rule: CompiledRule | None, rec: AlertRecord, before: tuple,
+               change: tuple[AlertState, AlertState] | None, now: float) -> None:
+        if change is not None:
+            if rule is not None:
+                rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value)
+            self._changes.append(Change(rec, rule, change[0], change[1], now))
+        if change is not None or rec.timers() != before:
+            self._dirty[rec.fingerprint] = rec
+
+    def _drop_synthetic(self, rule: CompiledRule, group: Group, now: float) -> None:
+        """A real series arrived: the selector-wide "nothing at all" alert gives way to it."""
+        for synthetic in list(rule.synthetic):
+            rule.synthetic.discard(synthetic)
+            if synthetic is not group:
+                self._vanish(synthetic, now)
+
+    def _forgettable(self, rec: AlertRecord, now: float) -> bool:
+        """Over, and its flap history aged out: the same as no alert at all.
+
+        Applied when an alert is next touched, at restore and by the timer's cleanup alike,
+        so when memory is freed never changes what happens next.
+        """
+        return rec.state in (AlertState.INACTIVE, AlertState.RESOLVED) and (
+            not rec.flips or now - rec.flips[-1] > self.settings.flap_window
+        )
+
+    def _forget_settled(self, rule: CompiledRule, now: float) -> None:
+        for group in list(rule.live):
+            if group.alert is None or self._forgettable(group.alert, now):
+                self._drop(group)
+
+    def _expire(self, now: float) -> None:
+        stale_after = self.settings.stale_after
+        horizons = self.horizon
+        for key, buf in list(self.buffers.items()):
+            horizon = horizons.get(key[0], 0.0)
+            if buf.last_seen < now - horizon - stale_after:
+                del self.buffers[key]
+                self._forget_series(buf, now)
+                continue
+            buf.expire(now - horizon, _KEEP_MIN)
+            if buf.dropped and key not in self.truncated:
+                self.truncated.add(key)
+                log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "
+                            "than they span", key[0], dict(key[1]), self.settings.max_points)
+
+    def _forget_series(self, buf: SeriesBuffer, now: float) -> None:
+        for group in buf.groups:
+            if buf in group.members:
+                group.members.remove(buf)
+            if group.members or group.rule.is_absent:
+                continue  # silence is exactly what an absent rule watches: keep its group
+            if group.alert is not None:
+                self._vanish(group, now)
+            else:
+                group.rule.groups.pop(group.key, None)
+        buf.groups = []
+
+
+def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
+    window = rule.window
+    if window <= 0:
+        times = buf.times
+        if len(times) > buf.start and times[-1] <= now:
+            return buf.values[-1]
+        lo, hi = buf.latest(now)
+    else:
+        lo, hi = buf.bounds(now - window, now)
+    return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
+
+
+def _interval(group: Group) -> float | None:
+    intervals = [iv for buf in group.members if (iv := buf.interval()) is not None]
+    return max(intervals) if intervals else None
+
+
+def _last_verdict(rec: AlertRecord) -> bool:
+    """Whether the condition held at the alert's last evaluation (its phase says so)."""
+    return rec.phase in _ACTIVE and rec.clear_since is None
+
+
+def _first_after(times: Sequence[float], since: float) -> int:
+    return bisect_right(times, since)

@@ -1,0 +1,125 @@
+"""`mlwarden rules test`, `mlwarden alerts list` and `mlwarden alerts history`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.alerting.state import AlertStateStore
+from agent.cli import main
+from agent.rules.engine import RulesEngine
+from agent.samples import CheckResult, Sample, Status, make_tags
+
+from .helpers import STATUS, rule
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rules"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
+
+
+def test_rules_test_replays_and_prints_each_transition(capsys):
+    code = main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data",
+                 str(FIXTURES / "samples.csv"), "--json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    got = [(line["alert"], line["labels"].get("check"), line["from"], line["to"]) for line in lines]
+    assert got == [
+        ("AgentSelfCheckSilent", None, "inactive", "firing"),
+        ("CheckCannotRun", "ranker", "inactive", "pending"),
+        ("CheckCannotRun", "ranker", "pending", "firing"),
+        ("CheckCannotRun", "ranker", "firing", "resolved"),
+        ("CheckTargetCritical", "scorer", "inactive", "pending"),
+        ("CheckTargetCritical", "scorer", "pending", "firing"),
+        ("CheckStalled", "scorer", "inactive", "firing"),
+        ("CheckTargetCritical", "scorer", "firing", "resolved"),
+    ]
+    stalled = next(line for line in lines if line["alert"] == "CheckStalled")
+    # scorer ran every 15s and stopped after its last run at +360s: 3 intervals = 45s later
+    assert stalled["at"] == 1795860000 + 360 + 45 and stalled["value"] == 45
+
+
+def test_rules_test_table_output(capsys):
+    assert main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data",
+                 str(FIXTURES / "samples.csv"), "--until", "2m"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-28T10:04:00Z  CheckCannotRun" in out
+    assert "pending -> firing" in out
+    assert out.rstrip().endswith("146 samples, 7 rules, 9 transitions")
+
+
+def test_rules_test_accepts_a_whole_config(tmp_path, capsys):
+    config = tmp_path / "mlwarden.yaml"
+    config.write_text("agent: {hostname: test}\nrules:\n"
+                      "  - {alert: Unknown, metric: mlwarden.check.status, op: '==', threshold: 3}\n")
+    assert main(["rules", "test", str(config), "--data", str(FIXTURES / "samples.csv"), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(x["from"], x["to"]) for x in lines] == [("inactive", "firing"), ("firing", "resolved")]
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        ("timestamp,metric\n1,mlwarden.check.status\n",
+         "line 1: the header needs columns timestamp, metric, value (missing: value)"),
+        ("timestamp,metric,value\n1,mlwarden.nope,1\n",
+         "line 2: metric 'mlwarden.nope' is not in the metric catalog"),
+        ("timestamp,metric,value\nyesterday,mlwarden.check.status,1\n",
+         "line 2: timestamp 'yesterday' is neither UNIX seconds nor ISO 8601"),
+        ("timestamp,metric,value\n1,mlwarden.check.status,high\n",
+         "line 2: value 'high' is not a number"),
+    ],
+)
+def test_rules_test_bad_data_names_the_line(tmp_path, capsys, csv, message):
+    data = tmp_path / "bad.csv"
+    data.write_text(csv)
+    assert main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data", str(data)]) == 2
+    assert f"  - {message}" in capsys.readouterr().err
+
+
+def test_rules_test_bad_rules_exit_2(tmp_path, capsys):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("rules:\n  - {alert: A, metric: mlwarden.check.status, op: '>'}\n")
+    assert main(["rules", "test", str(bad), "--data", str(FIXTURES / "samples.csv")]) == 2
+    assert "rules[0]: `threshold` is required" in capsys.readouterr().err
+
+
+async def _record_alerts(db_url: str) -> None:
+    from agent.history.db import make_engine
+
+    engine = make_engine(db_url)
+    now = [1000.0]
+    rules = [rule(alert="Down", metric=STATUS, op="==", threshold=2, summary="{check} is down"),
+             rule(alert="Unknown", metric=STATUS, op="==", threshold=3)]
+    comp = RulesEngine(rules, state=AlertStateStore(engine, agent="test"), clock=lambda: now[0])
+    await comp.start()
+    tags = make_tags({"check": "ranker"})
+    for t, v in ((1000.0, 2.0), (1060.0, 0.0), (1120.0, 3.0)):
+        now[0] = t
+        await comp.consume(CheckResult("ranker", "x", Status.OK, samples=[Sample(STATUS, v, tags, t)]))
+    await comp.stop()
+    engine.dispose()
+
+
+async def test_alerts_list_and_history(tmp_path, capsys):
+    db = tmp_path / "mlwarden.db"
+    config = tmp_path / "mlwarden.yaml"
+    config.write_text(f"agent: {{history: 'sqlite:///{db}'}}\n")
+    await _record_alerts(f"sqlite:///{db}")
+
+    assert main(["alerts", "list", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["ALERT", "STATE", "SEVERITY", "LABELS", "SINCE", "VALUE", "SUMMARY"]
+    assert [line.split()[:2] for line in out.splitlines()[2:]] == [["Unknown", "firing"], ["Down", "resolved"]]
+
+    assert main(["alerts", "list", "--state", "firing", "-c", str(config), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["rule"], r["labels"]) for r in rows] == [("Unknown", {"check": "ranker", "severity": "warning"})]
+
+    assert main(["alerts", "history", "Down", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "inactive -> firing" in out and "firing -> resolved" in out
+    assert "1970-01-01T00:16:40Z" in out                      # t=1000
+
+    assert main(["alerts", "history", "Nope", "-c", str(config)]) == 1
+    assert "no transitions recorded for rule 'Nope' (rules with alerts: Down, Unknown)" in capsys.readouterr().err
