@@ -29,11 +29,37 @@ def install_resolver() -> None:
     socket.getaddrinfo = _local_getaddrinfo  # type: ignore[assignment]
 
 
+def register_fault_checks() -> None:
+    """``test_down_at``: OK until the wall-clock time ``down_at``, CRITICAL from then on, so
+    the alerts of one test fire one after another while the agent is being killed."""
+    import time
+
+    from agent.check import AgentCheck, InstanceConfig
+    from agent.plugins import register_check_type
+    from agent.samples import Status
+
+    class DownAtConfig(InstanceConfig):
+        down_at: float
+
+    class DownAtCheck(AgentCheck):
+        type_name = "test_down_at"
+        Config = DownAtConfig
+
+        async def check(self) -> None:
+            if time.time() >= self.config.down_at:  # type: ignore[attr-defined]
+                self.service_check(Status.CRITICAL, f"{self.name} went down")
+            else:
+                self.service_check(Status.OK, "up")
+
+    register_check_type("test_down_at", DownAtCheck)
+
+
 if __name__ == "__main__":
     install_resolver()
     from tests.support.testchecks import register_all
 
     register_all()
+    register_fault_checks()
     from agent.cli import main
 
     sys.exit(main(sys.argv[1:]))
