@@ -87,3 +87,26 @@ async def test_forward_jump_repeats_once_and_sends_nothing_twice(tmp_path, slack
     assert len(replies) == 1, [m.text for m in replies]  # one repeat, not five
     assert len(slack.top_level()) == 1
     await d.stop()
+
+
+def test_rules_for_and_keep_firing_for_after_a_backward_jump():
+    """Through the rules' clock seam (``now`` is passed down): a pending alert whose clock is
+    stepped back an hour fires ``for`` after the jump, not an hour later; same for
+    ``keep_firing_for``. (Stepped forward, the elapsed time is believed: the agent cannot tell
+    a jump from time that passed, and firing early beats firing never.)"""
+    from agent.rules.lifecycle import AlertRecord, AlertState, Timing, step
+
+    timing = Timing(for_=60.0, keep_firing_for=60.0)
+    rec = AlertRecord(fingerprint="f", rule="Down", labels={})
+    t = 10_000.0
+    step(rec, True, 1.0, t, timing)
+    assert rec.state is AlertState.PENDING
+    t -= HOUR  # stepped back
+    step(rec, True, 1.0, t, timing)
+    assert step(rec, True, 1.0, t + 61, timing) == (AlertState.PENDING, AlertState.FIRING)
+
+    t += 100
+    step(rec, False, 0.0, t, timing)  # clears: keep_firing_for starts
+    t -= HOUR
+    step(rec, False, 0.0, t, timing)
+    assert step(rec, False, 0.0, t + 61, timing) == (AlertState.FIRING, AlertState.RESOLVED)
