@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, insert, select
+from sqlalchemy import Engine, and_, delete, select
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.inhibit import Inhibitor
@@ -35,6 +35,7 @@ from agent.alerting.model import AlertEvent, AlertState
 from agent.alerting.receivers import build_notifiers, fallbacks_of
 from agent.alerting.routing import Route, build_routes, config_warnings, in_quiet_hours
 from agent.alerting.silences import SilenceStore
+from agent.history.sql import upsert
 from agent.history.tables import check_state
 from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
 from agent.notify.stages import Delivery
@@ -220,20 +221,27 @@ class Dispatcher:
 
     def _save(self, now: float) -> None:
         """Write changed groups (one transaction). Rows are keyed by a hash of the group key,
-        which holds label values of any length; the key itself is inside the JSON."""
+        which holds label values of any length; the key itself is inside the JSON.
+
+        Changed groups are upserted, never deleted and re-inserted: agents sharing the store
+        save the same groups at the same moments, and an upsert cannot collide with another
+        agent's insert. Rows go in key order, so two savers lock them in the same order."""
         if not self._dirty and not self._removed:
             return
-        gone = [_key(k) for k in self._removed | self._dirty]
-        rows = [
-            {
-                "check_name": STATE_CHECK,
-                "key": _key(k),
-                "value": self.groups[k].to_json(),
-                "updated_at": now,
-            }
-            for k in self._dirty
-            if k in self.groups
-        ]
+        kept = sorted(k for k in self._dirty if k in self.groups)
+        gone = sorted({_key(k) for k in self._removed | self._dirty} - {_key(k) for k in kept})
+        rows = sorted(
+            (
+                {
+                    "check_name": STATE_CHECK,
+                    "key": _key(k),
+                    "value": self.groups[k].to_json(),
+                    "updated_at": now,
+                }
+                for k in kept
+            ),
+            key=lambda row: str(row["key"]),
+        )
         with self.engine.begin() as conn:
             for i in range(0, len(gone), 500):
                 conn.execute(
@@ -245,7 +253,12 @@ class Dispatcher:
                     )
                 )
             if rows:
-                conn.execute(insert(check_state), rows)
+                conn.execute(
+                    upsert(
+                        self.engine, check_state, ["check_name", "key"], ["value", "updated_at"]
+                    ),
+                    rows,
+                )
         self._dirty.clear()
         self._removed.clear()
 

@@ -294,6 +294,10 @@ class DatadogApiExporter:
             return
         # every pending item, oldest first, whatever its due_at: the lane's own block keeps order
         for item in self.outbox.due(lane.kind, now=float("inf"), limit=limit):
+            # agents sharing the store drain one queue: send only what this agent claimed
+            # (batches are independent, so no order across agents is kept)
+            if not self.outbox.claim(item.id, now=now, in_order=False, only_due=False):
+                continue
             payload, stale = self._fresh(item, now)
             if stale:
                 self.health.drop("too_old", stale)
