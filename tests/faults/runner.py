@@ -26,6 +26,12 @@ def _local_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def install_resolver() -> None:
+    import aiohttp.resolver
+
+    if aiohttp.resolver.DefaultResolver is not aiohttp.resolver.ThreadedResolver:
+        # aiodns would query the nameserver itself: refuse rather than send DNS traffic
+        raise SystemExit("tests/faults/runner.py: aiohttp's default resolver is not "
+                         "ThreadedResolver (is aiodns installed?); the DNS fault cannot be local")
     socket.getaddrinfo = _local_getaddrinfo  # type: ignore[assignment]
 
 
