@@ -156,3 +156,19 @@ def test_loopback_by_default_and_a_warning_when_bound_elsewhere_without_token(tm
     assert any("agent.auth_token is not set" in w for w in config_warnings(open_config))
     closed = parse_config(f"agent: {{listen: '0.0.0.0:9464', auth_token: {AUTH_TOKEN}}}")
     assert not any("auth_token" in w for w in config_warnings(closed))
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed_by_config_validation(tmp_path):
+    """An unquoted numeric password is a YAML number: the type error must not print it."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("""
+agent: {auth_token: 80808080808}
+checks:
+  - {type: airflow, name: af, scope: local, url: "http://127.0.0.1:1", username: a, password: 98765432101}
+""")
+    out = cli("config", "validate", str(cfg))
+    assert out.returncode == 1
+    said = out.stdout + out.stderr
+    assert "checks[0].password: input should be a valid string, found a number (not shown" in said
+    assert "agent.auth_token" in said
+    assert "98765432101" not in said and "80808080808" not in said, said
