@@ -41,6 +41,7 @@ from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
 from agent.notify.stages import Delivery
 from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.tasks import cancel_and_wait
 
 __all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
 
@@ -481,13 +482,8 @@ class Dispatcher:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerting")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self._db(self._save, self.clock())
         except Exception:  # noqa: BLE001

@@ -51,6 +51,7 @@ from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
 from agent.samples import CheckResult, Kind
 from agent.secrets import register_secret, scrub
+from agent.tasks import cancel_and_wait
 
 __all__ = ["DatadogApiExporter", "SERIES_KIND", "CHECK_KIND", "DD_UNITS"]
 
@@ -142,13 +143,8 @@ class DatadogApiExporter:
 
     async def stop(self) -> None:
         """Move what is still in memory to the outbox (sent after the restart), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._blocking(self._to_outbox, self.clock(), *self._take())
         self._pool.shutdown(wait=True)
 

@@ -48,6 +48,7 @@ from agent.history.tables import check_state
 from agent.history.writer import Writer
 from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
 from agent.secrets import scrub
+from agent.tasks import cancel_and_wait
 
 __all__ = ["HistoryStore"]
 
@@ -114,13 +115,8 @@ class HistoryStore:
 
     async def stop(self) -> None:
         """Flush every buffered sample, stop the writer, close the connections."""
-        if self._metrics_task is not None:
-            self._metrics_task.cancel()
-            try:
-                await self._metrics_task
-            except asyncio.CancelledError:
-                pass
-            self._metrics_task = None
+        await cancel_and_wait(self._metrics_task)
+        self._metrics_task = None
         await asyncio.get_running_loop().run_in_executor(None, self.stop_blocking)
 
     def stop_blocking(self) -> None:
