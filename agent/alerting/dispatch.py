@@ -107,6 +107,16 @@ class Router:
         return None
 
 
+def _rebase_after_clock_step(group: Group, route: Route, now: float) -> None:
+    """A flush is never planned further ahead than the longest wait; one that is was planned
+    under a wall clock that has since been stepped back, and would wait out the jump."""
+    latest = now + max(route.group_wait, route.group_interval)
+    if group.next_flush > latest:
+        group.next_flush = latest
+    if group.last_notify is not None and group.last_notify > now:
+        group.last_notify = now
+
+
 def _info(event: AlertEvent) -> AlertInfo:
     a = event.alert
     state = "firing" if a.state in (AlertState.FIRING, AlertState.FLAPPING) else "resolved"
@@ -304,9 +314,10 @@ class Dispatcher:
         queued = 0
         for gkey in list(self.groups):
             group = self.groups[gkey]
+            route = self._routes_by_id.get(group.route_id) or self.router.root
+            _rebase_after_clock_step(group, route, now)
             if now < group.next_flush:
                 continue
-            route = self._routes_by_id.get(group.route_id) or self.router.root
             queued += self._flush_group(group, route, now, firing)
         self._save(now)
         self.notifications_queued += queued

@@ -148,7 +148,10 @@ class Delivery:
         done = 0
         while done < budget:
             item = await self._db(self._head, name)
-            if item is None or item.due_at > now:
+            # an item created "after" now was scheduled under a clock that has since been
+            # stepped back: it is due, not held back for the size of the jump
+            stepped_back = item is not None and item.created_at > now
+            if item is None or (item.due_at > now and not stepped_back):
                 return done
             mine = item.claimed_by == self.outbox.owner
             if item.state == "sending" and not mine and (item.claim_expires or 0.0) >= now:
@@ -156,7 +159,8 @@ class Delivery:
             pace_key = notifier.pace_key
             if stats.broken is None and pace_key and now < self._next_ok.get(pace_key, 0.0):
                 return done
-            if not await self._db(self.outbox.claim, item.id, now=now, again=mine):
+            if not await self._db(partial(self.outbox.claim, item.id, now=now, again=mine,
+                                          only_due=not stepped_back)):
                 return done  # another agent claimed it first: it is theirs to send
             if stats.broken is not None:
                 await self._forward(name, item, stats.broken)
