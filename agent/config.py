@@ -290,12 +290,12 @@ def _path(loc: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any, show: bool = True) -> str:
     if value is None:
         return "nothing (null)"
     names = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
              list: "a list", dict: "a mapping"}
-    shown = repr(value) if isinstance(value, (str, int, float, bool)) else ""
+    shown = repr(value) if show and isinstance(value, (str, int, float, bool)) else ""
     return f"{names.get(type(value), type(value).__name__)}{' ' + shown if shown else ''}"
 
 
@@ -316,6 +316,24 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
+def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
+    """Whether ``loc`` names a SecretStr field of ``model`` (its value is never shown)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return False
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return False
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        if SecretStr in candidates:
+            return True
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return False
+
+
 def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
@@ -334,7 +352,10 @@ def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) 
         else:
             msg = err["msg"]
             msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-            if "found" in msg:
+            if _is_secret(model, loc):  # an unquoted numeric password must not be echoed
+                problems.append(f"{path}: {msg[0].lower() + msg[1:]}, "
+                                f"found {_kind(found, show=False)} (not shown: a secret)")
+            elif "found" in msg:
                 problems.append(f"{path}: {msg}")
             else:
                 problems.append(f"{path}: {msg[0].lower() + msg[1:]}, found {_kind(found)}")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agent.durations import Duration
 from agent.secrets import scrub
+from agent.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import aiohttp
@@ -69,13 +70,8 @@ class Heartbeat:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def status(self) -> dict[str, Any]:
         return {"interval": self.config.interval, "sent": self.sent, "failed": self.failed,

@@ -45,6 +45,7 @@ from agent.durations import Duration
 from agent.errors import StoreError
 from agent.history.tables import leases
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from agent.check import AgentCheck
@@ -266,13 +267,8 @@ class LeaderElector:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="mlwarden-leader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.is_leader:
             self._valid_until = 0.0
             try:

@@ -64,5 +64,5 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: object = None)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("apscheduler", "aiohttp.access"):
+    for noisy in ("apscheduler", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

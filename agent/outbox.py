@@ -4,7 +4,13 @@ Whatever must reach the outside world (a Slack notification, Datadog points, an
 Alertmanager post) is written here first and removed only once delivered, so an outage
 or a restart loses nothing. Rows are claimed in id order per (kind, receiver), which keeps
 delivery in order; ``dedup_key`` makes enqueueing the same item twice a no-op, which is
-how a restart avoids sending twice.
+how a restart (or a second agent on a shared store) avoids queueing twice.
+
+Agents that share one database all drain the same rows, so a row is claimed before it is
+sent: one compare-and-set UPDATE moves it from ``pending`` to ``sending`` and names the
+claimer, and only the agent whose UPDATE changed the row sends it. A claim expires, so the
+rows of an agent that died mid-send are claimed again by another one (at least once, never
+lost); a retry puts the row back to ``pending``.
 
 All methods are blocking (they hit the database): call them off the event loop.
 """
@@ -12,16 +18,23 @@ All methods are blocking (they hit the database): call them off the event loop.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent.history.tables import outbox
 
-__all__ = ["Outbox", "OutboxItem"]
+__all__ = ["Outbox", "OutboxItem", "CLAIM_TIMEOUT"]
+
+# how long a claimed row is left to its claimer before another agent may claim it again;
+# far longer than any one send (HTTP timeouts are seconds)
+CLAIM_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -35,13 +48,18 @@ class OutboxItem:
     attempts: int
     dedup_key: str | None
     result: Any
+    state: str = "pending"
+    claimed_by: str | None = None
+    claim_expires: float | None = None
 
 
 class Outbox:
     """Enqueue, claim and settle deliveries of one or more kinds."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, owner: str | None = None) -> None:
         self.engine = engine
+        # unique per process and instance: two agents (or two Outbox objects) never share it
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int | None:
@@ -72,13 +90,42 @@ class Outbox:
 
     def due(self, kind: str, *, now: float, limit: int = 100,
             receiver: str | None = None) -> list[OutboxItem]:
-        """Pending items of ``kind`` whose time has come, oldest first."""
-        cond = [outbox.c.kind == kind, outbox.c.state == "pending", outbox.c.due_at <= now]
+        """Pending items of ``kind`` whose time has come, oldest first (with the rows whose
+        claimer let its claim expire). Listing is not taking: :meth:`claim` one before
+        sending it."""
+        cond = [outbox.c.kind == kind, _claimable(now), outbox.c.due_at <= now]
         if receiver is not None:
             cond.append(outbox.c.receiver == receiver)
         query = select(outbox).where(and_(*cond)).order_by(outbox.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [_item(r) for r in conn.execute(query).mappings()]
+
+    def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
+              in_order: bool = True, only_due: bool = True, again: bool = False) -> bool:
+        """Take ``item_id`` for sending; False when another claimer has it (or it is settled).
+
+        One compare-and-set UPDATE, so of several agents claiming the same row at once exactly
+        one succeeds (PostgreSQL re-checks the WHERE on the row it waited for). ``in_order``:
+        only while no earlier row of the same kind and receiver is pending or being sent, which
+        keeps each receiver's messages in the order they were queued across agents.
+        ``only_due``: only once ``due_at`` has come. ``again``: also when this Outbox's own
+        earlier claim is still held (an attempt that failed before settling the row)."""
+        claimable = _claimable(now)
+        if again:
+            claimable = or_(claimable, and_(outbox.c.state == "sending",
+                                            outbox.c.claimed_by == self.owner))
+        cond = [outbox.c.id == item_id, claimable]
+        if only_due:
+            cond.append(outbox.c.due_at <= now)
+        if in_order:
+            earlier = outbox.alias("earlier")
+            cond.append(~exists().where(
+                earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
+                earlier.c.id < outbox.c.id, earlier.c.state.in_(("pending", "sending"))))
+        with self.engine.begin() as conn:
+            res = conn.execute(update(outbox).where(and_(*cond)).values(
+                state="sending", claimed_by=self.owner, claim_expires=now + timeout))
+            return int(res.rowcount or 0) == 1
 
     def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
         with self.engine.begin() as conn:
@@ -91,8 +138,11 @@ class Outbox:
             conn.execute(update(outbox).where(outbox.c.id == item_id).values(result=json.dumps(result)))
 
     def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
+        """Release a claimed (or pending) item to be tried again at ``due_at``."""
         with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+            conn.execute(update(outbox).where(and_(
+                outbox.c.id == item_id, outbox.c.state.in_(("pending", "sending")))).values(
+                state="pending", claimed_by=None, claim_expires=None,
                 due_at=due_at, attempts=outbox.c.attempts + 1, last_error=error[:2000]))
 
     def mark_dead(self, item_id: int, *, error: str) -> None:
@@ -102,7 +152,8 @@ class Outbox:
                 state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
 
     def pending_count(self, kind: str | None = None) -> int:
-        cond = [outbox.c.state == "pending"]
+        """Items not yet settled (waiting, or being sent right now)."""
+        cond = [outbox.c.state.in_(("pending", "sending"))]
         if kind is not None:
             cond.append(outbox.c.kind == kind)
         with self.engine.connect() as conn:
@@ -111,7 +162,8 @@ class Outbox:
     def oldest_pending(self, kind: str) -> float | None:
         with self.engine.connect() as conn:
             return conn.execute(select(func.min(outbox.c.created_at)).where(
-                and_(outbox.c.kind == kind, outbox.c.state == "pending"))).scalar_one()
+                and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending")))
+            )).scalar_one()
 
     def prune(self, *, sent_before: float) -> int:
         """Delete delivered and dead items settled before ``sent_before``."""
@@ -122,10 +174,17 @@ class Outbox:
             return int(res.rowcount or 0)
 
 
+def _claimable(now: float) -> Any:
+    """Pending, or claimed by someone whose claim ran out (it died mid-send)."""
+    return or_(outbox.c.state == "pending",
+               and_(outbox.c.state == "sending", outbox.c.claim_expires < now))
+
+
 def _item(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"], kind=row["kind"], receiver=row["receiver"],
         payload=json.loads(row["payload"]), created_at=row["created_at"], due_at=row["due_at"],
         attempts=row["attempts"], dedup_key=row["dedup_key"],
         result=json.loads(row["result"]) if row["result"] else None,
+        state=row["state"], claimed_by=row["claimed_by"], claim_expires=row["claim_expires"],
     )

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from agent.samples import CheckResult
+from agent.tasks import cancel_and_wait
 
 __all__ = ["Pipeline", "Sink"]
 
@@ -103,10 +104,5 @@ class Pipeline:
             return False
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -221,7 +221,7 @@ class CheckScheduler:
         state.runs += 1
         state.last_run = result.started
         state.last_duration = result.duration
-        state.status = result.status
+        previous, state.status = state.status, result.status
         state.message = result.message
         state.error = result.error
         state.warnings = result.warnings[-5:]
@@ -233,6 +233,11 @@ class CheckScheduler:
         else:
             state.consecutive_failures = 0
             state.last_ok = result.started
+            # a target going down is said in the log once, when it happens, not every run
+            if result.status != previous and (result.status != Status.OK or previous is not None):
+                level = logging.INFO if result.status == Status.OK else logging.WARNING
+                log.log(level, "check %s is now %s: %s", check.name, result.status.name,
+                        result.message or "(no message)", extra={"check": check.name})
         for warning in result.warnings:
             log.warning("check %s: %s", check.name, warning, extra={"check": check.name})
 

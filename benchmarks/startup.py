@@ -48,9 +48,6 @@ def _instance_kinds() -> list[str]:
     if "model_endpoint" in types:
         kinds.append("{{type: model_endpoint, name: ep-{i}, url: 'http://127.0.0.1:9/', "
                      "protocol: v2, model: m{i}, interval: 60s}}")
-    if "openmetrics" in types:
-        kinds.append("{{type: openmetrics, name: om-{i}, url: 'http://127.0.0.1:9/metrics', "
-                     "metrics: [{{regex: '.*'}}], interval: 60s}}")
     return kinds or ["{{type: agent, name: agent-{i}, interval: 60s}}"]
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, insert, select
+from sqlalchemy import Engine, and_, delete, select
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.inhibit import Inhibitor
@@ -35,11 +35,13 @@ from agent.alerting.model import AlertEvent, AlertState
 from agent.alerting.receivers import build_notifiers, fallbacks_of
 from agent.alerting.routing import Route, build_routes, config_warnings, in_quiet_hours
 from agent.alerting.silences import SilenceStore
+from agent.history.sql import upsert
 from agent.history.tables import check_state
 from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
 from agent.notify.stages import Delivery
 from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.tasks import cancel_and_wait
 
 __all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
 
@@ -103,6 +105,16 @@ class Router:
             rule, source = hit
             return f"inhibited by {source.get('alertname', '?')} ({rule.describe()})"
         return None
+
+
+def _rebase_after_clock_step(group: Group, route: Route, now: float) -> None:
+    """A flush is never planned further ahead than the longest wait; one that is was planned
+    under a wall clock that has since been stepped back, and would wait out the jump."""
+    latest = now + max(route.group_wait, route.group_interval)
+    if group.next_flush > latest:
+        group.next_flush = latest
+    if group.last_notify is not None and group.last_notify > now:
+        group.last_notify = now
 
 
 def _info(event: AlertEvent) -> AlertInfo:
@@ -210,20 +222,27 @@ class Dispatcher:
 
     def _save(self, now: float) -> None:
         """Write changed groups (one transaction). Rows are keyed by a hash of the group key,
-        which holds label values of any length; the key itself is inside the JSON."""
+        which holds label values of any length; the key itself is inside the JSON.
+
+        Changed groups are upserted, never deleted and re-inserted: agents sharing the store
+        save the same groups at the same moments, and an upsert cannot collide with another
+        agent's insert. Rows go in key order, so two savers lock them in the same order."""
         if not self._dirty and not self._removed:
             return
-        gone = [_key(k) for k in self._removed | self._dirty]
-        rows = [
-            {
-                "check_name": STATE_CHECK,
-                "key": _key(k),
-                "value": self.groups[k].to_json(),
-                "updated_at": now,
-            }
-            for k in self._dirty
-            if k in self.groups
-        ]
+        kept = sorted(k for k in self._dirty if k in self.groups)
+        gone = sorted({_key(k) for k in self._removed | self._dirty} - {_key(k) for k in kept})
+        rows = sorted(
+            (
+                {
+                    "check_name": STATE_CHECK,
+                    "key": _key(k),
+                    "value": self.groups[k].to_json(),
+                    "updated_at": now,
+                }
+                for k in kept
+            ),
+            key=lambda row: str(row["key"]),
+        )
         with self.engine.begin() as conn:
             for i in range(0, len(gone), 500):
                 conn.execute(
@@ -235,7 +254,12 @@ class Dispatcher:
                     )
                 )
             if rows:
-                conn.execute(insert(check_state), rows)
+                conn.execute(
+                    upsert(
+                        self.engine, check_state, ["check_name", "key"], ["value", "updated_at"]
+                    ),
+                    rows,
+                )
         self._dirty.clear()
         self._removed.clear()
 
@@ -290,9 +314,10 @@ class Dispatcher:
         queued = 0
         for gkey in list(self.groups):
             group = self.groups[gkey]
+            route = self._routes_by_id.get(group.route_id) or self.router.root
+            _rebase_after_clock_step(group, route, now)
             if now < group.next_flush:
                 continue
-            route = self._routes_by_id.get(group.route_id) or self.router.root
             queued += self._flush_group(group, route, now, firing)
         self._save(now)
         self.notifications_queued += queued
@@ -457,13 +482,8 @@ class Dispatcher:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerting")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self._db(self._save, self.clock())
         except Exception:  # noqa: BLE001

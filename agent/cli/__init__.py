@@ -15,6 +15,7 @@ from agent.cli import (
     alerts_cmd,
     check_cmd,
     config_cmd,
+    dashboards_cmd,
     history_cmd,
     routes_cmd,
     rules_cmd,
@@ -26,7 +27,7 @@ from agent.cli import (
 __all__ = ["main", "build_parser"]
 
 COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd,
-                  alerts_cmd, rules_cmd]
+                  alerts_cmd, rules_cmd, dashboards_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

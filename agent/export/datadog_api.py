@@ -51,6 +51,7 @@ from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
 from agent.samples import CheckResult, Kind
 from agent.secrets import register_secret, scrub
+from agent.tasks import cancel_and_wait
 
 __all__ = ["DatadogApiExporter", "SERIES_KIND", "CHECK_KIND", "DD_UNITS"]
 
@@ -142,13 +143,8 @@ class DatadogApiExporter:
 
     async def stop(self) -> None:
         """Move what is still in memory to the outbox (sent after the restart), then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._blocking(self._to_outbox, self.clock(), *self._take())
         self._pool.shutdown(wait=True)
 
@@ -294,6 +290,10 @@ class DatadogApiExporter:
             return
         # every pending item, oldest first, whatever its due_at: the lane's own block keeps order
         for item in self.outbox.due(lane.kind, now=float("inf"), limit=limit):
+            # agents sharing the store drain one queue: send only what this agent claimed
+            # (batches are independent, so no order across agents is kept)
+            if not self.outbox.claim(item.id, now=now, in_order=False, only_due=False):
+                continue
             payload, stale = self._fresh(item, now)
             if stale:
                 self.health.drop("too_old", stale)

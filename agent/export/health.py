@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
+from agent.tasks import cancel_and_wait
 
 __all__ = ["ExporterHealth", "HealthSource", "HasHealth"]
 
@@ -139,13 +140,8 @@ class HealthSource:
                 log.exception("could not report exporter health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def status(self) -> dict[str, Any]:
         return {"interval_seconds": self.interval, "exporters": [e.health.exporter for e in self.exporters]}

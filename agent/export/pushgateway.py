@@ -20,6 +20,7 @@ import aiohttp
 from agent.export.config import PushgatewayConfig
 from agent.export.health import ExporterHealth
 from agent.export.prometheus import CONTENT_TYPE, PrometheusExporter
+from agent.tasks import cancel_and_wait
 
 __all__ = ["PushgatewayPusher", "group_path"]
 
@@ -57,13 +58,8 @@ class PushgatewayPusher:
         log.info("pushing metrics to %s every %gs", self.url, self.config.interval)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             if self.config.delete_on_stop:
                 await self._request("DELETE", b"")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,6 +48,7 @@ from agent.history.tables import check_state
 from agent.history.writer import Writer
 from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
 from agent.secrets import scrub
+from agent.tasks import cancel_and_wait
 
 __all__ = ["HistoryStore"]
 
@@ -95,7 +97,8 @@ class HistoryStore:
             await loop.run_in_executor(None, migrations.upgrade, self._engine)
         except SQLAlchemyError as exc:
             raise StoreError(scrub(f"agent.history: cannot open or migrate {self.shown_url}: "
-                                   f"{getattr(exc, 'orig', None) or exc}")) from None
+                                   f"{getattr(exc, 'orig', None) or exc}"
+                                   f"{_sqlite_hint(self._engine)}")) from None
         self._writer = self._new_writer()
         self._writer.start()
         self._started = True
@@ -112,13 +115,8 @@ class HistoryStore:
 
     async def stop(self) -> None:
         """Flush every buffered sample, stop the writer, close the connections."""
-        if self._metrics_task is not None:
-            self._metrics_task.cancel()
-            try:
-                await self._metrics_task
-            except asyncio.CancelledError:
-                pass
-            self._metrics_task = None
+        await cancel_and_wait(self._metrics_task)
+        self._metrics_task = None
         await asyncio.get_running_loop().run_in_executor(None, self.stop_blocking)
 
     def stop_blocking(self) -> None:
@@ -294,3 +292,21 @@ def _hide_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - make_engine reports a bad URL properly
         return "(invalid URL)"
+
+
+def _sqlite_hint(engine: Engine) -> str:
+    """Why SQLite could not open its file, when the cause is the filesystem (its own words are vague)."""
+    if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
+        return ""
+    folder = os.path.dirname(os.path.abspath(engine.url.database))
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return (f" (the filesystem holding {folder} is mounted read-only; SQLite in WAL mode "
+                    "must write its -wal and -shm files beside the database: mount it read-write "
+                    "or point agent.history elsewhere)")
+    except OSError as exc:
+        return f" ({folder}: {exc.strerror})"
+    if not os.access(folder, os.W_OK):
+        return f" ({folder} is not writable by this user)"
+    return ""
+

@@ -99,7 +99,8 @@ alert_transitions = Table(
 
 # Anything awaiting delivery: Slack/Alertmanager notifications, Datadog points.
 # A row is written before the send is attempted, so a crash or an outage loses nothing;
-# ``dedup_key`` (unique) makes enqueueing the same notification twice a no-op.
+# ``dedup_key`` (unique) makes enqueueing the same notification twice a no-op; a row is
+# claimed (pending -> sending, compare-and-set) before it is sent.
 outbox = Table(
     "outbox",
     metadata,
@@ -115,6 +116,10 @@ outbox = Table(
     Column("last_error", Text),
     Column("sent_at", Double),
     Column("result", Text),  # JSON: e.g. the Slack channel id and ts of the posted message
+    # who is sending a ``sending`` row, and until when: a row whose claimer died (its claim
+    # expired) can be claimed again, so agents sharing the store never send one row twice
+    Column("claimed_by", String(200)),
+    Column("claim_expires", Double),
     UniqueConstraint("dedup_key"),
     Index("ix_outbox_due", "kind", "state", "due_at"),
 )

@@ -1,1 +1,1 @@
-"""Notifiers: one module per receiver type (Slack, webhook, Alertmanager, console)."""
+"""Notifiers: Slack (bot and webhook), Alertmanager and the console, and the delivery stages."""

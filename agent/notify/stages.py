@@ -10,6 +10,10 @@ later messages thread under). See alertmanager ``notify/notify.go``.
 Each receiver drains in outbox id order: an item that waits for a retry holds back the
 ones behind it, so messages arrive in the order they were queued, and each paced channel
 gets at most one message per ``pace`` seconds, so a storm is slowed, never dropped.
+
+Agents that share one store drain the same queue: an item is claimed (compare-and-set,
+:meth:`Outbox.claim`) before anything is done with it, so only one agent sends it; an
+item another agent is sending holds back the receiver's later items here too.
 """
 
 from __future__ import annotations
@@ -100,14 +104,15 @@ class Delivery:
 
     # -- queries the Outbox class does not offer ------------------------------------------
     def _head(self, receiver: str) -> OutboxItem | None:
-        """The oldest pending item of ``receiver``, due or not: it must go first."""
+        """The oldest unsettled item of ``receiver``, due or not, claimed by another agent or
+        not: it must go first."""
         query = (
             select(outbox_table)
             .where(
                 and_(
                     outbox_table.c.kind == KIND,
                     outbox_table.c.receiver == receiver,
-                    outbox_table.c.state == "pending",
+                    outbox_table.c.state.in_(("pending", "sending")),
                 )
             )
             .order_by(outbox_table.c.id)
@@ -143,15 +148,24 @@ class Delivery:
         done = 0
         while done < budget:
             item = await self._db(self._head, name)
-            if item is None or item.due_at > now:
+            # an item created "after" now was scheduled under a clock that has since been
+            # stepped back: it is due, not held back for the size of the jump
+            stepped_back = item is not None and item.created_at > now
+            if item is None or (item.due_at > now and not stepped_back):
                 return done
+            mine = item.claimed_by == self.outbox.owner
+            if item.state == "sending" and not mine and (item.claim_expires or 0.0) >= now:
+                return done  # another agent is sending it
+            pace_key = notifier.pace_key
+            if stats.broken is None and pace_key and now < self._next_ok.get(pace_key, 0.0):
+                return done
+            if not await self._db(partial(self.outbox.claim, item.id, now=now, again=mine,
+                                          only_due=not stepped_back)):
+                return done  # another agent claimed it first: it is theirs to send
             if stats.broken is not None:
                 await self._forward(name, item, stats.broken)
                 done += 1
                 continue
-            pace_key = notifier.pace_key
-            if pace_key and now < self._next_ok.get(pace_key, 0.0):
-                return done
             note = Notification.from_json(item.payload)
             # -- mute
             note, muted_by = self._muted(note, now)
@@ -319,7 +333,12 @@ class Delivery:
 
             rows = conn.execute(
                 select(outbox_table.c.receiver, func.count(), func.min(outbox_table.c.created_at))
-                .where(and_(outbox_table.c.kind == KIND, outbox_table.c.state == "pending"))
+                .where(
+                    and_(
+                        outbox_table.c.kind == KIND,
+                        outbox_table.c.state.in_(("pending", "sending")),
+                    )
+                )
                 .group_by(outbox_table.c.receiver)
             ).all()
         for receiver, count, oldest in rows:

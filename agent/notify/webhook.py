@@ -104,7 +104,7 @@ class WebhookNotifier(Notifier):
                 retry_after=float(after) if after else None,
             )
         if status >= 500:
-            raise NotifyError(f"{where}: Slack answered HTTP {status}", retryable=True)
+            raise NotifyError(f"{where}: the Slack incoming webhook answered HTTP {status}", retryable=True)
         if body in _BROKEN or status in (401, 403, 404, 410):
             raise ReceiverBroken(
                 f"{where}: HTTP {status} {scrub(body)[:100]}: the webhook URL is revoked or wrong"

@@ -90,6 +90,7 @@ class RulesEngine:
                 records = await asyncio.to_thread(self.state.load, now, self.settings.flap_window)
                 adopted = evaluator.restore(records, now)
                 log.info("rules: resumed %d alerts from %s", adopted, self.state.where())
+                self._notify(evaluator.resumed(now), now)  # routing may not have heard of them
             except AgentError as exc:
                 self._note_store_error(exc)
         await self._prime(now)

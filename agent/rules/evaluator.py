@@ -350,6 +350,24 @@ class RuleEvaluator:
             adopted += 1
         return adopted
 
+    def resumed(self, now: float) -> list[Change]:
+        """The restored alerts that sinks must hear about again after a restart.
+
+        The alert tables are written before the sinks are told, so a kill in between leaves
+        a transition that routing never heard of; routing de-duplicates what it already has,
+        so telling it again is safe and telling it nothing would lose the notification.
+        """
+        out = []
+        for rule in self.rules:
+            for group in rule.live:
+                rec = group.alert
+                if rec is None or rec.state not in (AlertState.FIRING, AlertState.FLAPPING,
+                                                    AlertState.RESOLVED):
+                    continue
+                previous = AlertState.FIRING if rec.state is AlertState.RESOLVED else rec.state
+                out.append(Change(rec, rule, previous, rec.state, now))
+        return out
+
     def alerts(self) -> list[AlertRecord]:
         return [g.alert for rule in self.rules for g in rule.live if g.alert is not None]
 

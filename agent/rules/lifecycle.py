@@ -71,6 +71,12 @@ def step(rec: AlertRecord, holds: bool, value: float | None, now: float,
     """Apply one evaluation; returns ``(previous, new)`` public state when it changed."""
     rec.value = value
     rec.last_eval = now
+    # a start "in the future" was taken before the wall clock was stepped back: count from
+    # now, or `for`/`keep_firing_for` would also wait out the size of the jump
+    if rec.active_since is not None and rec.active_since > now:
+        rec.active_since = now
+    if rec.clear_since is not None and rec.clear_since > now:
+        rec.clear_since = now
     phase = rec.phase
     new_phase = phase
     if phase in (INACTIVE, RESOLVED):

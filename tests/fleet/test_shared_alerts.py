@@ -56,13 +56,7 @@ async def _tick_all(agents: list[Dispatcher], now: float, together: bool,
 
 @pytest.mark.parametrize("together", [
     pytest.param(False, id="agents-tick-in-turn"),
-    pytest.param(True, id="agents-tick-at-once", marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError,
-        reason="issue 8's dispatcher is not yet safe for agents that tick at once on one "
-               "database: delivery reads the outbox head without an atomic claim, so each agent "
-               "sends the same row (3 Slack replies for one resolution), and group state is saved "
-               "by delete+insert (UniqueViolation on check_state). Fix at merge: run alerting on "
-               "the leader only, or claim outbox rows by compare-and-set and upsert group state")),
+    pytest.param(True, id="agents-tick-at-once"),
 ])
 async def test_three_agents_one_firing_alert_one_slack_message(pg_url, pg_engine, slack, together):
     clock = Clock()

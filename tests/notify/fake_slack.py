@@ -158,6 +158,8 @@ class FakeSlack:
         self.failure: Failure | None = None
         self.hang_seconds = 30.0
         self._ts = itertools.count(1)
+        # Slack's ts is the epoch second of posting; tests on a real clock set time.time()
+        self.ts_base = 1790000000
         self._uploads: dict[str, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -312,7 +314,7 @@ class FakeSlack:
         metadata = p.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
-        ts = f"1790000000.{next(self._ts):06d}"
+        ts = f"{self.ts_base}.{next(self._ts):06d}"
         self.messages.append(Message(channel, ts, text, blocks, thread_ts, metadata))
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
 

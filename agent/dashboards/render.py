@@ -1,0 +1,181 @@
+"""Renders the dashboard description to Datadog and Grafana JSON.
+
+Datadog queries use catalog names (``avg:mlwarden.endpoint.up{$env} by {model}``); Grafana
+PromQL uses the names the Prometheus exporter emits (``catalog.prometheus_name``), so one
+description yields two dashboards that query exactly what the agent sends each backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.catalog import Catalog, load_catalog
+from agent.dashboards.spec import DASHBOARDS, Dashboard, Panel, Query
+from agent.samples import Kind
+
+__all__ = ["datadog_json", "grafana_json", "promql", "datadog_query", "render_all"]
+
+GLOBAL_VARS = ("env",)  # user tags from agent.tags, not declared per metric
+# metrics tagged with the check instance they describe (every sample carries `check`, but on
+# the agent's own components it names the component: filtering those by a check hides them)
+PER_CHECK = frozenset({"mlwarden.check.status", "mlwarden.check.duration", "mlwarden.check.runs",
+                       "mlwarden.check.errors"})
+# `agent` (agent.hostname) is on what local checks emit; the agent's other components
+# (exporters, alerting, history) are told apart by Prometheus' instance / Datadog's host
+GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "celsius": "celsius",
+                 "watts": "watt", "hertz": "hertz", "joules": "joule", "dollars": "currencyUSD",
+                 "dollars_per_hour": "currencyUSD"}
+
+
+def _vars_for(query: Query, dash: Dashboard, catalog: Catalog) -> list[str]:
+    spec = catalog[query.metric]
+    return [v for v in dash.variables
+            if v in GLOBAL_VARS or v in spec.tags
+            or (v == "check" and query.metric in PER_CHECK)
+            or (v == "agent" and (query.metric in PER_CHECK or spec.check == "agent"))]
+
+
+# -- Datadog ---------------------------------------------------------------------------
+def datadog_query(query: Query, dash: Dashboard, catalog: Catalog) -> str:
+    filters = [f"{k}:{v}" for k, v in query.where] + [f"${v}" for v in _vars_for(query, dash, catalog)]
+    scope = ",".join(filters) or "*"
+    q = f"{query.agg}:{query.metric}{{{scope}}}"
+    if query.by:
+        q += " by {" + ",".join(query.by) + "}"
+    spec = catalog[query.metric]
+    if spec.kind is not Kind.GAUGE:
+        q += ".as_rate()" if query.rate else ".as_count()"
+    return q
+
+
+def _dd_widget(panel: Panel, dash: Dashboard, catalog: Catalog) -> dict[str, Any]:
+    if panel.viz == "note":
+        return {"definition": {"type": "note", "content": panel.text, "background_color": "gray",
+                               "font_size": "14", "text_align": "left", "show_tick": False,
+                               "has_padding": True}}
+    queries = [datadog_query(q, dash, catalog) for q in panel.queries]
+    title = panel.title + (f" ({panel.unit.replace('_', ' ')})" if panel.unit else "")
+    if panel.viz == "timeseries":
+        requests = [{"q": q, "display_type": "line"} for q in queries]
+        definition: dict[str, Any] = {"type": "timeseries", "title": title, "requests": requests,
+                                      "show_legend": True}
+    elif panel.viz == "value":
+        definition = {"type": "query_value", "title": title, "precision": 2,
+                      "requests": [{"q": queries[0], "aggregator": "last"}]}
+    elif panel.viz == "toplist":
+        definition = {"type": "toplist", "title": title,
+                      "requests": [{"q": f"top({queries[0]}, 10, 'last', 'desc')"}]}
+    else:  # table
+        definition = {"type": "query_table", "title": title,
+                      "requests": [{"q": q, "aggregator": "last", "limit": 50} for q in queries]}
+    return {"definition": definition}
+
+
+def datadog_json(dash: Dashboard, catalog: Catalog | None = None) -> dict[str, Any]:
+    """A dashboard in the shape Datadog's v1 dashboard API takes and its UI imports."""
+    catalog = catalog or load_catalog()
+    groups = []
+    for row in dash.rows:
+        groups.append({"definition": {
+            "type": "group", "title": row.title, "layout_type": "ordered",
+            "widgets": [_dd_widget(p, dash, catalog) for p in row.panels]}})
+    return {
+        "title": dash.title,
+        "description": dash.description,
+        "layout_type": "ordered",
+        "reflow_type": "auto",
+        "template_variables": [{"name": v, "prefix": v, "available_values": [], "default": "*"}
+                               for v in dash.variables],
+        "widgets": groups,
+        "notify_list": [],
+    }
+
+
+# -- Grafana ---------------------------------------------------------------------------
+def promql(query: Query, dash: Dashboard, catalog: Catalog) -> str:
+    spec = catalog[query.metric]
+    name = spec.prometheus
+    matchers = [f'{k}="{v}"' for k, v in query.where]
+    matchers += [f'{v}=~"${v}"' for v in _vars_for(query, dash, catalog)]
+    selector = name + ("{" + ",".join(matchers) + "}" if matchers else "")
+    inner = f"rate({selector}[5m])" if spec.kind is not Kind.GAUGE and query.rate else selector
+    by = f" by ({','.join(query.by)})" if query.by else ""
+    return f"{query.agg}{by} ({inner})"
+
+
+def _gf_panel(panel: Panel, dash: Dashboard, catalog: Catalog, pid: int, x: int, y: int) -> dict[str, Any]:
+    grid = {"h": 8, "w": 8, "x": x, "y": y}
+    if panel.viz == "note":
+        return {"id": pid, "type": "text", "title": panel.title, "gridPos": grid,
+                "options": {"mode": "markdown", "content": panel.text}}
+    targets = []
+    for i, q in enumerate(panel.queries):
+        expr = promql(q, dash, catalog)
+        if panel.viz == "toplist":
+            expr = f"topk(10, {expr})"
+        legend = " ".join("{{" + b + "}}" for b in q.by)
+        if q.label:
+            legend = f"{q.label} {legend}".strip()
+        targets.append({"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend or "__auto",
+                        "instant": panel.viz in ("value", "table", "toplist"),
+                        "datasource": {"type": "prometheus", "uid": "${datasource}"}})
+    kind = {"timeseries": "timeseries", "value": "stat", "toplist": "bargauge", "table": "table"}[panel.viz]
+    out: dict[str, Any] = {
+        "id": pid, "type": kind, "title": panel.title, "gridPos": grid,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": GRAFANA_UNITS.get(panel.unit, "short")}, "overrides": []},
+    }
+    if kind == "table":
+        out["transformations"] = [{"id": "merge", "options": {}}]
+    return out
+
+
+def grafana_json(dash: Dashboard, catalog: Catalog | None = None) -> dict[str, Any]:
+    """The same dashboard for Grafana, querying a Prometheus data source chosen by variable."""
+    catalog = catalog or load_catalog()
+    panels: list[dict[str, Any]] = []
+    pid, y = 1, 0
+    for row in dash.rows:
+        panels.append({"id": pid, "type": "row", "title": row.title, "collapsed": False,
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        pid, y = pid + 1, y + 1
+        for i, panel in enumerate(row.panels):
+            panels.append(_gf_panel(panel, dash, catalog, pid, (i % 3) * 8, y + (i // 3) * 8))
+            pid += 1
+        y += ((len(row.panels) + 2) // 3) * 8
+    variables: list[dict[str, Any]] = [{
+        "name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
+        "current": {}, "hide": 0, "refresh": 1, "options": [],
+    }]
+    for v in dash.variables:
+        variables.append({
+            "name": v, "label": v, "type": "query",
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "query": {"query": f'label_values({{__name__=~"mlwarden_.+"}}, {v})', "refId": f"var-{v}"},
+            "definition": f'label_values({{__name__=~"mlwarden_.+"}}, {v})',
+            "includeAll": True, "allValue": ".*", "multi": True, "refresh": 2, "sort": 1,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "options": [],
+        })
+    return {
+        "uid": dash.slug[:40],
+        "title": dash.title,
+        "description": dash.description,
+        "tags": ["mlwarden"],
+        "timezone": "browser",
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def render_all(fmt: str) -> dict[str, dict[str, Any]]:
+    """``{file name: dashboard JSON}`` for one format (``datadog`` or ``grafana``)."""
+    catalog = load_catalog()
+    render = datadog_json if fmt == "datadog" else grafana_json
+    return {f"{d.slug}.json": render(d, catalog) for d in DASHBOARDS}
