@@ -7,17 +7,40 @@ from collections.abc import Mapping
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.routing import Route
-from agent.notify.alertmanager import AlertmanagerNotifier
+from typing import TYPE_CHECKING, Any
+
 from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
 from agent.notify.console import ConsoleNotifier
 from agent.notify.render import human_duration, sparkline
-from agent.notify.slack import ChartFn, SlackNotifier
-from agent.notify.webhook import SparkFn, WebhookNotifier
+
+if TYPE_CHECKING:
+    from agent.notify.slack import ChartFn
+    from agent.notify.webhook import SparkFn
 
 __all__ = ["build_notifiers", "fallbacks_of", "chart_fn", "sparkline_fn"]
 
 
 _NOT_TAGS = ("alertname", "alert", "severity")
+
+
+# Receiver types load their client libraries (slack_sdk) only when a config uses them,
+# so an agent without Slack never pays for importing it.
+def _slack_notifier(*args: Any, **kwargs: Any) -> Notifier:
+    from agent.notify.slack import SlackNotifier
+
+    return SlackNotifier(*args, **kwargs)
+
+
+def _webhook_notifier(*args: Any, **kwargs: Any) -> Notifier:
+    from agent.notify.webhook import WebhookNotifier
+
+    return WebhookNotifier(*args, **kwargs)
+
+
+def _alertmanager_notifier(*args: Any, **kwargs: Any) -> Notifier:
+    from agent.notify.alertmanager import AlertmanagerNotifier
+
+    return AlertmanagerNotifier(*args, **kwargs)
 
 
 def _series_tags(labels: Mapping[str, str]) -> dict[str, str]:
@@ -111,7 +134,7 @@ def build_notifiers(
     window = slack.chart_window if slack else 3600.0
     out: dict[str, Notifier] = {"console": ConsoleNotifier("console")}
     if slack is not None and slack.token is not None:
-        out["slack"] = SlackNotifier(
+        out["slack"] = _slack_notifier(
             "slack",
             token=slack.token.get_secret_value(),
             channel=slack.default_channel,
@@ -121,7 +144,7 @@ def build_notifiers(
             footer=footer,
         )
     elif slack is not None and slack.webhook_url is not None:
-        out["slack"] = WebhookNotifier(
+        out["slack"] = _webhook_notifier(
             "slack",
             url=slack.webhook_url.get_secret_value(),
             timeout=slack.timeout,
@@ -135,7 +158,7 @@ def build_notifiers(
             assert slack is not None or r.token is not None
             token = r.token or (slack.token if slack else None)
             assert token is not None
-            out[r.name] = SlackNotifier(
+            out[r.name] = _slack_notifier(
                 r.name,
                 token=token.get_secret_value(),
                 channel=r.channel or (slack.default_channel if slack else "#ml-alerts"),
@@ -146,7 +169,7 @@ def build_notifiers(
             )
         elif r.type == "webhook":
             assert r.url is not None
-            out[r.name] = WebhookNotifier(
+            out[r.name] = _webhook_notifier(
                 r.name,
                 url=r.url.get_secret_value(),
                 timeout=slack.timeout if slack else 10.0,
@@ -155,7 +178,7 @@ def build_notifiers(
             )
         elif r.type == "alertmanager":
             assert r.url is not None
-            out[r.name] = AlertmanagerNotifier(
+            out[r.name] = _alertmanager_notifier(
                 r.name,
                 url=r.url.get_secret_value(),
                 timeout=config.alertmanager.timeout,
@@ -169,7 +192,7 @@ def build_notifiers(
             and slack is not None
             and slack.token is not None
         ):
-            out[name] = SlackNotifier(
+            out[name] = _slack_notifier(
                 name,
                 token=slack.token.get_secret_value(),
                 channel=name.split(":", 1)[1],

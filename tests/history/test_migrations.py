@@ -90,3 +90,8 @@ def test_create_schema_is_the_migration(sqlite_url):
         assert migrations.current_revision(engine) == migrations.head_revision()
     finally:
         engine.dispose()
+
+
+def test_the_fast_path_head_constant_is_alembics_head():
+    # the store skips importing Alembic when the database is already at HEAD
+    assert migrations.HEAD == migrations.head_revision()

@@ -7,20 +7,26 @@ created and changed by a revision here, so upgrading the agent never loses histo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["alembic_config", "upgrade", "current_revision", "head_revision"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["alembic_config", "upgrade", "current_revision", "head_revision", "HEAD"]
 
 HERE = Path(__file__).resolve().parent
+# The newest revision (a test keeps it equal to Alembic's head). A database already there
+# is opened without importing Alembic at all, which keeps agent start-up short.
+HEAD = "0003"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic config pointing at these migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(HERE))
     if engine is not None:
@@ -39,6 +45,10 @@ BASELINE_TABLES = frozenset({
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database at ``engine`` up to ``revision`` (blocking)."""
+    if revision == "head" and _stamped_revision(engine) == HEAD:
+        return
+    from alembic import command
+
     config = alembic_config(engine)
     if current_revision(engine) is None:
         present = set(inspect(engine).get_table_names()) & BASELINE_TABLES
@@ -54,10 +64,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+def _stamped_revision(engine: Engine) -> str | None:
+    """The revision in ``alembic_version`` read with plain SQL (None when there is none)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return None
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
