@@ -34,6 +34,7 @@ from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 __all__ = ["CheckScheduler", "CheckState"]
 
 log = logging.getLogger(__name__)
+FIRST_RUN_SPREAD = 10.0  # seconds; also the longest wait for a check's first result
 
 
 @dataclass
@@ -142,7 +143,10 @@ class CheckScheduler:
 
     def _add_job(self, check: AgentCheck) -> None:
         interval = check.config.interval
-        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, min(interval, 1.0)))
+        # first runs spread over the interval (at most FIRST_RUN_SPREAD): 1,000 checks started
+        # in one second fire together every interval and stall the loop (benchmarks/soak.py)
+        spread = min(interval, FIRST_RUN_SPREAD)
+        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, spread))
         self._scheduler.add_job(
             self._run,
             IntervalTrigger(seconds=interval, jitter=check.config.jitter or None),

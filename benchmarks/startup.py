@@ -23,6 +23,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from agent.scheduler import FIRST_RUN_SPREAD  # noqa: E402
 from tests.support.procs import free_port  # noqa: E402
 
 FLOOR_IMPORTS = ("import aiohttp, aiohttp.web, apscheduler.schedulers.asyncio, sqlalchemy, pydantic, "
@@ -70,7 +71,7 @@ def measure_agent(instances: int) -> tuple[float, float]:
             else:
                 raise RuntimeError("agent did not become ready: " + proc.stderr.read(2000).decode())
             startup = time.perf_counter() - t0
-            time.sleep(3.0)  # first runs of every instance (spread over 1 s) are done
+            time.sleep(FIRST_RUN_SPREAD + 1.0)  # the first runs of every instance are done
             rss = psutil.Process(proc.pid).memory_info().rss
         finally:
             proc.terminate()

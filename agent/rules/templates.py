@@ -9,6 +9,7 @@ renders plainly instead of raising.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,9 @@ from agent.rules.config import RuleConfig
 __all__ = ["render", "render_annotations"]
 
 _FIELDS = ("summary", "description", "runbook_url", "dashboard_url")
+# a width or precision of 1000 or more (a nested `{value:>{width}}` can take it from a label,
+# that is, from the data) would build a string of that size: such a field renders plainly
+_HUGE = re.compile(r"\d{4}")
 
 
 class _Lenient(string.Formatter):
@@ -30,6 +34,8 @@ class _Lenient(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, _Missing):
             return "{" + value.name + "}"
+        if _HUGE.search(format_spec):
+            return "n/a" if value is None else str(value)
         try:
             return super().format_field(value, format_spec)
         except (ValueError, TypeError):

@@ -54,7 +54,7 @@ async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
     queued_delay: dict[str, float] = {}
     for run in runs:
         dag_id, state = run.get("dag_id"), run.get("state")
-        if dag_id not in dags or state not in ("running", "queued"):
+        if not isinstance(dag_id, str) or dag_id not in dags or state not in ("running", "queued"):
             continue
         active[dag_id][state] += 1
         if state == "queued":
@@ -104,7 +104,7 @@ async def _queued_tasks(check: Any, dags: dict[str, Dag], sparse: SparseGauges) 
     oldest: dict[str, float] = {}
     for ti in tis:
         dag_id = ti.get("dag_id")
-        if dag_id not in dags or ti.get("state") != "queued":
+        if not isinstance(dag_id, str) or dag_id not in dags or ti.get("state") != "queued":
             continue
         count[dag_id] += 1
         since = parse_ts(ti.get("queued_when")) or parse_ts(ti.get("scheduled_when"))

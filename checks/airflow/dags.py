@@ -28,8 +28,9 @@ def _dag(raw: dict[str, Any]) -> Dag | None:
     dag_id = raw.get("dag_id")
     if not isinstance(dag_id, str):
         return None
+    listed = raw.get("tags")
     tags = tuple(t.get("name", "") if isinstance(t, dict) else str(t)
-                 for t in raw.get("tags") or ())
+                 for t in (listed if isinstance(listed, list) else ()))
     # v2: next_dagrun_run_after; v1: next_dagrun_create_after
     due = parse_ts(raw.get("next_dagrun_run_after") or raw.get("next_dagrun_create_after"))
     return Dag(dag_id, bool(raw.get("is_paused")), tags, due)

@@ -49,7 +49,8 @@ async def collect_finished_runs(check: Any, dags: dict[str, Dag]) -> DagHistory:
     for run in raw:
         end = parse_ts(run.get("end_date"))
         if (end is None or run.get("state") not in TERMINAL
-                or not isinstance(run.get("dag_id"), str)):
+                or not isinstance(run.get("dag_id"), str)
+                or not isinstance(run.get("dag_run_id"), str)):
             continue
         key = run_key(run["dag_id"], str(run.get("dag_run_id")), end)
         if not cursor.seen(key):
@@ -148,8 +149,7 @@ async def lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory
         path = f"/dags/{seg(dag_id)}/dagRuns"
         last = await client.get(path, [("order_by", "-end_date"), ("limit", 1),
                                        *(("state", s) for s in TERMINAL)])
-        runs = last.get("dag_runs") if isinstance(last, dict) else None
-        run = runs[0] if runs else None
+        run = _first_run(last)
         if run and dag_id not in history.last_state:
             history.last_state[dag_id] = str(run.get("state"))
         if run and run.get("state") == "success":
@@ -157,8 +157,8 @@ async def lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory
             return
         last = await client.get(path, [("order_by", "-end_date"), ("limit", 1),
                                        ("state", "success")])
-        runs = last.get("dag_runs") if isinstance(last, dict) else None
-        end = parse_ts(runs[0].get("end_date")) if runs else None
+        run = _first_run(last)
+        end = parse_ts(run.get("end_date")) if run else None
         history.last_success[dag_id] = end if end is not None else NEVER
 
     results = await asyncio.gather(*(lookup(d) for d in unknown), return_exceptions=True)
@@ -166,6 +166,13 @@ async def lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def _first_run(body: Any) -> dict[str, Any] | None:
+    """The first run of a ``dag_runs`` answer; None when it holds none (or is not one)."""
+    runs = body.get("dag_runs") if isinstance(body, dict) else None
+    run = runs[0] if isinstance(runs, list) and runs else None
+    return run if isinstance(run, dict) else None
 
 
 def emit_freshness(check: Any, dags: dict[str, Dag], history: DagHistory) -> None:

@@ -79,7 +79,7 @@ def parse_exposition(text: str, fallback_node: str) -> tuple[list[NodeReading], 
                 name = family.name  # the parser renames counter samples; DCGM's names have no _total
             if not name.startswith("DCGM_") or "UUID" not in labels:
                 continue
-            if is_blank(value):
+            if not math.isfinite(value) or is_blank(value):  # -Inf too: int(-inf) raises
                 blanks += 1
                 continue
             node = labels.get("Hostname") or fallback_node
@@ -95,7 +95,7 @@ def parse_exposition(text: str, fallback_node: str) -> tuple[list[NodeReading], 
                 gpu.throttle_reasons = int(value)
             elif name == "DCGM_FI_DEV_XID_ERRORS":
                 gpu.last_xid = int(value)
-            elif name == "DCGM_EXP_XID_ERRORS_COUNT" and labels.get("xid", "").isdigit():
+            elif name == "DCGM_EXP_XID_ERRORS_COUNT" and labels.get("xid", "").isdecimal():
                 counts = gpu.xid_window_counts if gpu.xid_window_counts is not None else {}
                 counts[int(labels["xid"])] = value
                 gpu.xid_window_counts = counts

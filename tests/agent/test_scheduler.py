@@ -110,3 +110,18 @@ async def test_pipeline_sheds_oldest_when_full_and_isolates_sinks():
     await pipeline.stop()
     assert [r.check for r in recorder.results] == [f"c{i}" for i in range(5, 15)]
     assert pipeline.sink_errors == {"broken": 10}
+
+
+async def test_first_runs_are_spread_over_the_interval_not_bunched():
+    """1,000 checks whose first runs fall in one second fire together on every interval and
+    stall the event loop for over a second (benchmarks/soak.py: schedule lateness p99 1.4 s,
+    0.1 s once spread). Short intervals still start within one interval."""
+    sched = CheckScheduler(Pipeline([]))
+    now = time.time()
+    sched.set_checks([_check(FastCheck, f"slow{i}", 30) for i in range(200)]
+                     + [_check(FastCheck, f"fast{i}", 0.5) for i in range(50)])
+    slow = [sched.states[f"slow{i}"].next_run - now for i in range(200)]
+    fast = [sched.states[f"fast{i}"].next_run - now for i in range(50)]
+    assert max(slow) - min(slow) > 5, "first runs bunched together"
+    assert max(slow) <= 10.5 and min(slow) >= -0.5, "first result later than the spread allows"
+    assert max(fast) <= 1.0
