@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.app import run_agent
     from agent.logs import setup_logging
 
+    setup_logging()  # so what loading the config warns about is logged like the rest
     config = config_from_args(args)
     overrides = {}
     if args.listen:
