@@ -9,7 +9,6 @@ import pytest
 from agent.catalog import load_catalog
 from agent.config import parse_config
 from agent.errors import ConfigError
-from agent.plugins import check_types
 from agent.rules.files import load_rule_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
@@ -116,18 +115,8 @@ def test_colliding_rules_are_rejected():
 
 
 # -- the shipped packs ------------------------------------------------------------------
-# Packs for check types that arrive with other branches (endpoints, GPUs, Airflow) can only
-# validate where those checks are installed; until then each is a strict xfail, which turns
-# into a failure the moment its metrics are in the catalog and the pack still does not load.
-PACK_CHECKS = {"endpoints.yaml": "model_endpoint", "gpu.yaml": "gpu", "airflow.yaml": "airflow"}
-
-
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_example_packs_use_only_catalog_metrics(path, request):
-    needs = PACK_CHECKS.get(path.name)
-    if needs and needs not in check_types():
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason=f"the {needs} check (and its metrics) is on another branch"))
+def test_example_packs_use_only_catalog_metrics(path):
     problems: list[str] = []
     rules = load_rule_file(path, problems)
     assert problems == []
