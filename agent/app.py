@@ -213,6 +213,17 @@ class Agent:
         return problems
 
     def status(self) -> dict[str, Any]:
+        """What /status shows, as plain data."""
+        doc = self.status_snapshot()
+        doc["checks"] = [s.as_dict() for s in doc["checks"]]
+        return doc
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """/status as of now, cheap enough to take on the event loop.
+
+        The check states are detached copies; turning 1,000 of them into dicts and JSON costs
+        tens of milliseconds, which the server does in a worker thread (AgentServer.status).
+        """
         return {
             "agent": {
                 "version": __version__,
@@ -231,7 +242,7 @@ class Agent:
                 "shed": self.pipeline.shed,
                 "sink_errors": self.pipeline.sink_errors,
             },
-            "checks": [s.as_dict() for s in sorted(self.scheduler.states.values(), key=lambda s: s.name)],
+            "checks": [s.copy() for s in sorted(self.scheduler.states.values(), key=lambda s: s.name)],
             "components": {c.name: c.status() for c in self.components},
         }
 

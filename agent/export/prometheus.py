@@ -6,6 +6,8 @@ history. Rendering writes the text format (0.0.4) directly: each series' line pr
 (``name{label="value"}``) is built once, when the series first appears, and cached, so a
 scrape only formats values — cheaper than building metric families and escaping labels
 on every scrape as ``prometheus_client.generate_latest`` does (see benchmarks/exporters.py).
+Scrapes and pushes render in a worker thread (:meth:`PrometheusExporter.render_async`): at
+10k series a render takes tens of milliseconds, which on the event loop would delay checks.
 HELP, TYPE and names come from the catalog through :func:`agent.catalog.prometheus_name`.
 
 A family's series may carry different tag keys; a tag a series lacks is simply absent,
@@ -14,6 +16,7 @@ which Prometheus reads the same as an empty label.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
@@ -69,7 +72,8 @@ class PrometheusExporter:
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or load_catalog()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the values: taken by consume() on the loop, briefly by render()
+        self._render_lock = threading.Lock()  # the line caches: renders run in worker threads
         self._gauges: dict[str, dict[SeriesKey, float]] = {}
         self._counters: dict[SeriesKey, float] = {}
         # (metric, is_counter) -> (family name, header text); SeriesKey -> line prefix
@@ -114,6 +118,7 @@ class PrometheusExporter:
             self._gauges.pop(check, None)
             for key in [k for k in self._counters if ("check", check) in k[1]]:
                 del self._counters[key]
+        with self._render_lock:
             for pkey in [k for k in self._prefixes if ("check", check) in k[0][1]]:
                 del self._prefixes[pkey]
 
@@ -149,14 +154,25 @@ class PrometheusExporter:
         self._prefixes[(key, counter)] = prefix
         return prefix
 
+    async def render_async(self) -> bytes:
+        """:meth:`render` off the event loop."""
+        return await asyncio.to_thread(self.render)
+
     def render(self) -> bytes:
-        """The whole exposition, from the latest values (blocking-free: a lock and a join)."""
+        """The whole exposition, from the latest values; safe to call from any thread.
+
+        Under the sink's lock it only takes references: an instance's gauge dict is replaced
+        by each run, never changed, and the counters are copied. Formatting happens outside
+        it, so a slow render never holds up ``consume``.
+        """
         started = time.perf_counter()
         groups: dict[tuple[str, bool], list[str]] = {}
         prefixes = self._prefixes
         with self._lock:
-            for counter, items in ((False, [i for per in self._gauges.values() for i in per.items()]),
-                                   (True, list(self._counters.items()))):
+            gauges = list(self._gauges.values())
+            counters = list(self._counters.items())
+        with self._render_lock:
+            for counter, items in ((False, [i for per in gauges for i in per.items()]), (True, counters)):
                 for key, value in items:
                     prefix = prefixes.get((key, counter)) or self._prefix(key, counter)
                     fkey = (key[0], counter)

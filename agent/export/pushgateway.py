@@ -78,7 +78,7 @@ class PushgatewayPusher:
 
     async def push(self) -> bool:
         """One push of the latest values; False (counted, logged) when it failed."""
-        return await self._request("PUT", self.prometheus.render())
+        return await self._request("PUT", await self.prometheus.render_async())
 
     async def _request(self, method: str, body: bytes) -> bool:
         assert self._session is not None

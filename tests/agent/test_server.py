@@ -76,3 +76,108 @@ def test_metrics_render_integer_values_from_outside_the_check_firewall():
     exporter.consume(CheckResult("exporters", "exporters", Status.OK,
                                  samples=[Sample("mlwarden.exporter.up", 1, (("exporter", "x"),), 1.0)]))
     assert 'mlwarden_exporter_up{exporter="x"} 1.0' in exporter.render().decode()
+
+
+async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_meanwhile(tmp_path,
+                                                                                        monkeypatch):
+    """A slow serialization (1,000 checks, 10k series) must not hold the loop that runs checks."""
+    import asyncio
+    import threading
+    import time
+
+    import agent.server as server_mod
+
+    agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB'}\n", tmp_path)
+    render_threads: list[int] = []
+    real_status, real_metrics = server_mod.render_status, agent.prometheus.render
+    rendering = threading.Event()
+
+    def slow(real):
+        def wrapper(*args):
+            render_threads.append(threading.get_ident())
+            rendering.set()
+            time.sleep(1.0)  # stands for a big render; a blocked loop could answer nothing meanwhile
+            return real(*args)
+        return wrapper
+
+    monkeypatch.setattr(server_mod, "render_status", slow(real_status))
+    monkeypatch.setattr(agent.prometheus, "render", slow(real_metrics))
+    try:
+        await agent.scheduler.run_once("agent")
+        await agent.pipeline.drain(2)
+        for path, expect in (("/status", '"name": "agent"'), ("/metrics", "mlwarden_agent_threads")):
+            rendering.clear()
+            order: list[str] = []
+
+            async def slow_get(path=path):
+                code, body = await _get(base + path)
+                order.append(path)
+                return code, body
+
+            task = asyncio.create_task(slow_get())
+            assert await asyncio.to_thread(rendering.wait, 10)
+            assert await _get(base + "/healthz") == (200, '{"status": "ok"}')
+            order.append("/healthz")
+            code, body = await task
+            assert code == 200 and expect in body
+            assert order == ["/healthz", path]
+        assert len(render_threads) == 2 and threading.get_ident() not in render_threads
+    finally:
+        await agent.stop()
+
+
+def test_status_snapshot_is_detached_from_the_running_checks(tmp_path):
+    from agent.samples import Status
+    from agent.scheduler import CheckState
+    from agent.server import render_status
+
+    live = CheckState(name="ep", type="model_endpoint", interval=10.0, status=Status.OK, message="fine")
+    snap = live.copy()
+    live.status, live.message, live.runs = Status.CRITICAL, "down", 7
+    doc = json.loads(render_status({"checks": [snap]}))
+    assert doc["checks"][0] | {"status": "OK", "message": "fine", "runs": 0} == doc["checks"][0]
+
+
+def test_metrics_render_is_safe_while_the_loop_feeds_and_forgets_series():
+    """render() runs in worker threads while consume()/forget() run on the loop."""
+    import threading
+
+    from agent.export.prometheus import PrometheusExporter
+    from agent.samples import CheckResult, Sample, Status
+
+    exporter = PrometheusExporter()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def feed() -> None:
+        try:
+            for round_ in range(300):
+                for c in range(20):
+                    check = f"c{c}"
+                    exporter.consume(CheckResult(check, "model_endpoint", Status.OK, samples=[
+                        Sample("mlwarden.endpoint.up", 1, (("check", check), ("n", str(round_ * 7 + i))), 1.0)
+                        for i in range(10)]))
+                if round_ % 10 == 0:
+                    exporter.forget(f"c{round_ % 20}")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def scrape() -> None:
+        try:
+            for _ in range(2000):
+                if done.is_set():
+                    return
+                exporter.render()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=feed), *(threading.Thread(target=scrape) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    body = exporter.render().decode()
+    assert body.count("mlwarden_endpoint_up{") == 200  # 20 instances x 10 series, none forgotten last
