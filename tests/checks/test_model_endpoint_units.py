@@ -35,3 +35,14 @@ def test_latency_window_slides():
         window.add(v)
     assert len(window) == 4
     assert window.percentiles(0.5, 0.95, 0.99) == {0.5: 2.0, 0.95: 4.0, 0.99: 4.0}
+
+
+def test_latency_window_before_it_fills_and_after_many_wraps():
+    window = LatencyWindow(100)
+    window.add(0.5)
+    window.add(0.25)  # the 98 unused slots (zeros) must not count as probes
+    assert len(window) == 2 and window.percentiles(0.5, 0.99) == {0.5: 0.25, 0.99: 0.5}
+    for i in range(1, 1001):
+        window.add(float(i))
+    assert len(window) == 100
+    assert window.percentiles(0.01, 0.5, 1.0) == {0.01: 901.0, 0.5: 950.0, 1.0: 1000.0}
