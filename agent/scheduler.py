@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.check import AgentCheck
 from agent.pipeline import Pipeline
+from agent.runlog import RunLog
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 
 __all__ = ["CheckScheduler", "CheckState"]
@@ -104,6 +105,7 @@ class CheckScheduler:
         self.pipeline = pipeline
         self.checks: dict[str, AgentCheck] = {}
         self.states: dict[str, CheckState] = {}
+        self.runlog = RunLog()
         self._inflight: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._scheduler.add_listener(
@@ -122,6 +124,7 @@ class CheckScheduler:
         for check in removed:
             self._remove_job(check.name)
             self.states.pop(check.name, None)
+            self.runlog.forget(check.name)
             del self.checks[check.name]
         for check in checks:
             old = self.checks.get(check.name)
@@ -234,16 +237,10 @@ class CheckScheduler:
         if result.error:
             state.failures += 1
             state.consecutive_failures += 1
-            log.warning("check %s failed (%s): %s", check.name, result.error, result.message,
-                        extra={"check": check.name})
         else:
             state.consecutive_failures = 0
             state.last_ok = result.started
-            # a target going down is said in the log once, when it happens, not every run
-            if result.status != previous and (result.status != Status.OK or previous is not None):
-                level = logging.INFO if result.status == Status.OK else logging.WARNING
-                log.log(level, "check %s is now %s: %s", check.name, result.status.name,
-                        result.message or "(no message)", extra={"check": check.name})
+        self.runlog.record(check.name, previous, result)  # changes, once; not every run
         for warning in result.warnings:
             log.warning("check %s: %s", check.name, warning, extra={"check": check.name})
 
