@@ -23,4 +23,4 @@ run: venv
 	$(VENV)/bin/mlwarden run
 
 bench: venv peers
-	@set -e; for f in benchmarks/*.py; do echo "== $$f"; $(VENV)/bin/python "$$f"; done
+	@set -e; for f in benchmarks/[!_]*.py; do echo "== $$f"; $(VENV)/bin/python "$$f"; done

@@ -310,6 +310,7 @@ async def soak(args: argparse.Namespace) -> int:
     now = time.time()
     fake_airflow.run("train_ranker", "manual__soak_1", "success", now - 600, now - 500)
     fake_airflow.run("etl_daily_features", "manual__soak_2", "failed", now - 400, now - 300)
+    fake_airflow.ti("etl_daily_features", "manual__soak_2", "build_features", "failed")
     airflow_target = fake_airflow.target()
     slack = FakeSlack()
     runners: list[web.AppRunner] = []
@@ -335,7 +336,13 @@ async def soak(args: argparse.Namespace) -> int:
             env = dict(os.environ)
             if args.asyncio_debug:  # asyncio logs each callback that holds the loop > 0.1 s
                 env["PYTHONASYNCIODEBUG"] = "1"
-            proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+            cmd = [sys.executable, "-m", "agent.cli"]
+            if args.memory_profile:  # tracemalloc, malloc and SQLite counters from inside
+                cmd = [sys.executable, str(REPO / "benchmarks" / "_memprobe.py")]
+                env.update(MEMPROBE_OUT=str(tmp / "memprobe.jsonl"), MEMPROBE_EVERY="30",
+                           MEMPROBE_WARMUP=str(max(30.0, args.duration * 0.3)),
+                           MEMPROBE_FRAMES=str(args.tracemalloc_frames))
+            proc = subprocess.Popen([*cmd, "run", "--config", str(cfg)],
                                     cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=_die_with_parent)
             ps = psutil.Process(proc.pid)
@@ -372,6 +379,8 @@ async def soak(args: argparse.Namespace) -> int:
                     with contextlib.suppress(asyncio.CancelledError):
                         await pinger
             report(w, max(30.0, args.duration * 0.3), endpoints, slack, fake_airflow, expected, tmp)
+            if args.memory_profile:
+                memory_report(tmp / "memprobe.jsonl")
             code = 0
         except asyncio.CancelledError:
             print("soak: stopped by SIGTERM")
@@ -402,7 +411,9 @@ async def soak(args: argparse.Namespace) -> int:
                     except ValueError:
                         level = "not json"
                     levels.setdefault(level, []).append(line)
-            print("agent log lines by level: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(levels.items())))
+            total = sum(len(v) for v in levels.values())
+            print("agent log lines by level: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(levels.items()))
+                  + f" ({total / (args.duration / 60):.1f} per minute of the run)")
             for level in ("error", "critical", "not json"):
                 for line in levels.get(level, [])[:3]:
                     print(f"  {level}: {line[:300]}")
@@ -525,6 +536,28 @@ def report(w: Watch, warmup: float, endpoints: Endpoints, slack: FakeSlack, airf
         print(f"  UNEXPECTED messages ({len(wrong)}): {wrong[:3]}")
 
 
+def memory_report(path: Path) -> None:
+    """What grew inside the agent: Python objects, SQLite's caches or the C allocator."""
+    if not path.exists():
+        print("\n== memory profile: no records")
+        return
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    print("\n== memory profile (inside the agent; tracemalloc adds its own overhead to RSS)")
+    print("  t(s)    RSS traced sqlite  malloc: in-use  free  mmap  pymalloc: arenas in-use free-blocks"
+          "  gc-objects threads   (MiB)")
+    for r in recs:
+        m, pm = r.get("malloc", {}), r.get("pymalloc", {})
+        print(f"  {r['t']:5.0f} {r['rss'] / MIB:6.1f} {r['traced'] / MIB:6.1f} {r.get('sqlite', 0) / MIB:6.1f}"
+              f" {m.get('in_use', 0) / MIB:15.1f} {m.get('free', 0) / MIB:5.1f} {m.get('mmap', 0) / MIB:5.1f}"
+              f" {pm.get('arena_bytes', 0) / MIB:16.1f} {pm.get('in_use', 0) / MIB:6.1f}"
+              f" {pm.get('free_blocks', 0) / MIB:11.1f} {r['gc_objects']:11d} {r['threads']:7d}")
+    last = next((r for r in reversed(recs) if r.get("growth")), None)
+    if last:
+        print(f"  Python allocation sites that grew most since warm-up (at {last['t']:.0f} s):")
+        for g in last["growth"][:10]:
+            print(f"    {g['bytes'] / 1024:+9.1f} KiB {g['count']:+7d} blocks  {' <- '.join(reversed(g['where']))[:300]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=240.0, help="seconds after ready (default 240)")
@@ -532,6 +565,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10, help="check interval, seconds")
     parser.add_argument("--asyncio-debug", action="store_true",
                         help="run the agent in asyncio debug mode and list the callbacks that stall its loop")
+    parser.add_argument("--memory-profile", action="store_true",
+                        help="record the agent's malloc, pymalloc and SQLite memory from inside "
+                             "(benchmarks/_memprobe.py)")
+    parser.add_argument("--tracemalloc-frames", type=int, default=0,
+                        help="with --memory-profile: also trace Python allocations with this many frames "
+                             "and list the sites that grew (costly: RSS then includes tracemalloc's own)")
     args = parser.parse_args()
     if not 10 <= args.duration <= 3600:
         parser.error("--duration must be between 10 and 3600 seconds")

@@ -1,0 +1,130 @@
+"""Slack delivery rate through the durable outbox, against sending the same messages directly.
+
+Side by side in one run, alternating rounds (the machine is shared and noisy, so only the
+ratio means much), both against the strict Slack fake (tests/notify/fake_slack.py) on
+127.0.0.1:
+  A  the floor: the Slack notifier's ``send`` called directly for each notification
+     (Block Kit rendering + ``chat.postMessage`` through slack-sdk), nothing stored;
+  B  the agent's path: N firing alerts handed to the dispatcher, grouped, written to the
+     outbox, then drained by ``Delivery`` (claim, dedup marker, send, mark sent: four
+     SQLite writes per message) until every one is in the fake.
+Pacing is off (``pace: 0``) to measure the machinery's ceiling; in production each channel
+is paced to one message per ``pace`` seconds (default 1 s, Slack's own limit per channel).
+
+    .venv/bin/python benchmarks/slack_delivery.py [--alerts 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import select  # noqa: E402
+
+from agent.alerting.config import AlertingConfig  # noqa: E402
+from agent.alerting.dispatch import Dispatcher  # noqa: E402
+from agent.history.tables import outbox  # noqa: E402
+from agent.notify.base import Notification, SendContext  # noqa: E402
+from tests.alerting.helpers import fire, store  # noqa: E402
+from tests.notify.fake_slack import TOKEN, FakeSlack  # noqa: E402
+
+T0 = 1_790_000_000.0
+
+
+def config(base_url: str) -> AlertingConfig:
+    return AlertingConfig.model_validate({
+        "slack": {"token": TOKEN, "default_channel": "#ml-alerts", "base_url": base_url,
+                  "timeout": 5, "charts": False},
+        "group_by": ["alertname"], "group_wait": 0, "group_interval": 300,
+        "repeat_interval": 3600, "delivery": {"pace": 0},
+    })
+
+
+async def through_outbox(n: int, tmp: Path, tag: str) -> tuple[float, float, list[dict]]:
+    """Seconds (wall, CPU) from handing n alerts to the dispatcher to n messages in Slack."""
+    slack = await FakeSlack().start()
+    try:
+        engine = store(tmp, f"outbox-{tag}.db")
+        d = Dispatcher(config(slack.base_url), engine)
+        events = [fire(f"Alert{i:04d}", {"model": f"m{i}"}, T0) for i in range(n)]
+        wall, cpu = time.perf_counter(), time.process_time()
+        d.alerts_changed(events, T0)
+        for _ in range(10 * n):  # bounded: 20 items a receiver per tick
+            await d.tick(T0)
+            if len(slack.messages) >= n:
+                break
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert len(slack.top_level()) == n and not slack.refused, (len(slack.messages), slack.refused[:2])
+        await d.stop()
+        with engine.connect() as conn:
+            payloads = [json.loads(row.payload) for row in conn.execute(select(outbox.c.payload).order_by(outbox.c.id))]
+        engine.dispose()
+        return wall, cpu, payloads
+    finally:
+        await slack.stop()
+
+
+async def direct(payloads: list, tmp: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) to send the same notifications with the notifier alone."""
+    slack = await FakeSlack().start()
+    try:
+        engine = store(tmp, "direct.db")  # the notifier is built as the dispatcher builds it
+        d = Dispatcher(config(slack.base_url), engine)
+        notifier = d.notifiers["slack"]
+        notes = [Notification.from_json(p) for p in payloads]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i, note in enumerate(notes):
+            await notifier.send(note, SendContext(now=T0, dedup_key=f"direct-{i}"))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert len(slack.top_level()) == len(notes) and not slack.refused
+        await d.stop()
+        engine.dispose()
+        return wall, cpu
+    finally:
+        await slack.stop()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows: list[tuple[float, float, float, float]] = []
+    for r in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="mlwarden-bench-slack-") as tmpdir:
+            tmp = Path(tmpdir)
+            b_wall, b_cpu, payloads = await through_outbox(args.alerts, tmp, str(r))
+            a_wall, a_cpu = await direct(payloads, tmp)
+        rows.append((a_wall, a_cpu, b_wall, b_cpu))
+        print(f"round {r + 1}: direct {args.alerts / a_wall:7.1f} msg/s ({a_cpu / args.alerts * 1e3:.2f} ms CPU each)"
+              f"   outbox {args.alerts / b_wall:7.1f} msg/s ({b_cpu / args.alerts * 1e3:.2f} ms CPU each)"
+              f"   time ratio {b_wall / a_wall:.2f}x", flush=True)
+    a_wall = statistics.median(r[0] for r in rows)
+    b_wall = statistics.median(r[2] for r in rows)
+    a_cpu = statistics.median(r[1] for r in rows)
+    b_cpu = statistics.median(r[3] for r in rows)
+    n = args.alerts
+    print(f"\nmedian of {args.rounds} rounds, {n} alerts, one message each (pace 0):")
+    print(f"  direct notifier send:     {n / a_wall:7.1f} msg/s, {a_cpu / n * 1e3:.2f} ms CPU per message")
+    print(f"  outbox + delivery stages: {n / b_wall:7.1f} msg/s, {b_cpu / n * 1e3:.2f} ms CPU per message")
+    print(f"  outbox path / direct: {b_wall / a_wall:.2f}x the time ({a_wall / b_wall:.2f}x the rate), "
+          f"{b_cpu / a_cpu:.2f}x the CPU")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not 1 <= args.alerts <= 5000 or not 1 <= args.rounds <= 20:
+        parser.error("--alerts must be 1..5000 and --rounds 1..20")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
