@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from agent import __version__
 from agent.alerting.dispatch import make_dispatcher
+from agent.allocator import MemoryTrimmer
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
@@ -108,6 +109,7 @@ class Agent:
         self.rules: RulesEngine | None = RulesEngine.from_config(
             config, self.alert_sinks, engine=self.history.engine, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
+        self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
                                              self.readiness_problems))

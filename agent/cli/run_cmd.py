@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.allocator import tune_malloc
+
+    tune_malloc()  # before any thread exists: the arena cap applies to arenas made later
     from agent.app import run_agent
     from agent.logs import setup_logging
 
