@@ -229,9 +229,22 @@ def parse_config(
     return config
 
 
+DEFAULT_RULES = Path(__file__).parent / "data" / "rules" / "agent.yaml"
+
+
 def default_config() -> AgentConfig:
-    """The embedded defaults `mlwarden run` uses without a config file."""
-    return AgentConfig()
+    """The embedded defaults `mlwarden run` uses without a config file.
+
+    They include the agent's own rule pack (``agent/data/rules/agent.yaml``): without rules the
+    console receiver, the default when Slack is not configured, would never have anything to say.
+    """
+    from agent.rules.files import load_rule_file
+
+    problems: list[str] = []
+    rules = load_rule_file(DEFAULT_RULES, problems, env={})
+    if problems:  # a broken package, not a user error; tests/agent/test_config.py guards it
+        raise ConfigError(str(DEFAULT_RULES), problems)
+    return AgentConfig(rules=tuple(rules))
 
 
 def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfig | None:

@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="run the agent until SIGTERM/SIGINT (SIGHUP reloads the config)",
         description="Run the agent. Without --config it runs on embedded defaults: SQLite "
-        "history in ./mlwarden.db, /metrics on 127.0.0.1:9464, alerts to the console, the "
-        "self-check, and the GPU check where a GPU is present.",
+        "history in ./mlwarden.db, /metrics on 127.0.0.1:9464, the self-check, the GPU check "
+        "where a GPU is present, and the agent's own rules alerting to the console.",
     )
     add_config_arg(p)
     p.add_argument("--listen", metavar="HOST:PORT", help="override agent.listen")

@@ -88,6 +88,20 @@ def test_empty_file_is_the_defaults():
     assert cfg.agent.listen == "127.0.0.1:9464" and cfg.checks == ()
 
 
+def test_embedded_defaults_carry_the_agents_own_rule_pack():
+    from agent.config import DEFAULT_RULES, default_config
+    from agent.rules.files import load_rule_file
+
+    shipped = Path(__file__).resolve().parents[2] / "examples" / "rules" / "agent.yaml"
+    assert shipped.resolve() == DEFAULT_RULES.resolve()  # one pack, linked from the examples
+    problems: list[str] = []
+    pack = load_rule_file(DEFAULT_RULES, problems)
+    assert not problems and len(pack) >= 5
+    defaults = default_config()
+    assert defaults.rules == tuple(pack) and defaults.checks == ()
+    assert parse_config("").rules == ()  # a config file of its own says which rules it wants
+
+
 def test_validate_command_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("checks:\n  - {type: agent, name: self}\n")

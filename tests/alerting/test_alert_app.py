@@ -36,3 +36,37 @@ alerting: {{group_wait: 0s, delivery: {{tick: 0.1s}}}}
         assert status["receivers"]["console"]["sent"] == 1 and status["last_error"] is None
     finally:
         await agent.stop()
+
+
+async def test_embedded_defaults_alert_on_the_console_out_of_the_box(tmp_path, capsys):
+    """`mlwarden run` without a config: the agent's own rule pack fires to the console receiver."""
+    from agent.alerting.config import AlertingConfig
+    from agent.config import default_config
+    from agent.samples import CheckResult, Sample, Status
+
+    defaults = default_config()
+    assert {r.alert for r in defaults.rules} >= {"CheckStalled", "CheckTargetCritical", "CheckFailingRepeatedly"}
+    assert defaults.alerting.slack is None  # so the default receiver is the console
+    # only the places and the wait differ from the defaults: a test cannot wait group_wait (30 s)
+    config = defaults.model_copy(update={
+        "agent": defaults.agent.model_copy(update={"history": f"sqlite:///{tmp_path / 'm.db'}",
+                                                   "listen": f"127.0.0.1:{free_port()}",
+                                                   "self_check": False}),
+        "alerting": AlertingConfig.model_validate({"group_wait": "0s", "delivery": {"tick": "0.1s"}}),
+    })
+    agent = Agent(config)
+    await agent.start()
+    try:
+        agent.pipeline.submit(CheckResult("agent", "agent", Status.OK, samples=[
+            Sample("mlwarden.agent.check.consecutive_failures", 3.0, (("instance", "ranker"),), time.time())]))
+        printed = ""
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            printed += capsys.readouterr().out
+            if "CheckFailingRepeatedly" in printed:
+                break
+        else:
+            raise AssertionError(f"the console receiver printed no alert: {printed[-500:]!r}")
+        assert "[FIRING:1] CheckFailingRepeatedly" in printed and "ranker" in printed
+    finally:
+        await agent.stop()
