@@ -77,7 +77,7 @@ def parse_exposition(text: str, fallback_node: str) -> tuple[list[NodeReading], 
             name, labels, value = sample.name, sample.labels, float(sample.value)
             if family.type == "counter" and name == family.name + "_total":
                 name = family.name  # the parser renames counter samples; DCGM's names have no _total
-            if not name.startswith("DCGM_") or "UUID" not in labels:
+            if not name.startswith("DCGM_") or not labels.get("UUID"):  # no GPU to pin it on
                 continue
             if not math.isfinite(value) or is_blank(value):  # -Inf too: int(-inf) raises
                 blanks += 1

@@ -257,6 +257,13 @@ def test_hostname_falls_back_to_the_url_host():
     assert node.node == "10.1.2.3"
 
 
+def test_a_series_with_an_empty_uuid_is_no_gpu_of_its_own():
+    """Found by fuzzing: `UUID=""` made a reading with no identity beside the real GPU."""
+    text = 'DCGM_FI_DEV_GPU_UTIL{UUID=""} 0\n' + exposition([DcgmGpu(0, UUIDS[0])])
+    (node,), _ = parse_exposition(text, "10.1.2.3")
+    assert [g.uuid for g in node.gpus] == [UUIDS[0]]
+
+
 async def test_a_gpu_listed_only_through_its_mig_instances_is_counted_and_judged():
     parent = "GPU-a100a100-0000-0000-0000-000000000000"
     instances = [DcgmGpu(0, parent, model="NVIDIA A100-SXM4-40GB", mig_profile=p, mig_id=i,
