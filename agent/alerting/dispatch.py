@@ -37,7 +37,8 @@ from agent.alerting.routing import Route, build_routes, config_warnings, in_quie
 from agent.alerting.silences import SilenceStore
 from agent.history.sql import upsert
 from agent.history.tables import check_state
-from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
+from agent.history.protocol import SeriesReader
+from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
 from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags

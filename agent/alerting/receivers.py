@@ -9,7 +9,8 @@ from agent.alerting.config import AlertingConfig
 from agent.alerting.routing import Route
 from typing import TYPE_CHECKING, Any
 
-from agent.notify.base import AlertInfo, Notification, Notifier, SeriesReader
+from agent.history.protocol import SeriesReader
+from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.console import ConsoleNotifier
 from agent.notify.render import human_duration, sparkline
 

@@ -13,20 +13,15 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Protocol
 
 from agent.catalog import load_catalog
 from agent.dashboards.spec import Dashboard, Panel, Query
+from agent.history.protocol import SeriesReader
 from agent.samples import Kind, Tags
 
-__all__ = ["SeriesReader", "aggregate", "panel_series", "render_dashboard"]
+__all__ = ["aggregate", "panel_series", "render_dashboard"]
 
 _AGG = {"avg": lambda v: sum(v) / len(v), "sum": sum, "min": min, "max": max}
-
-
-class SeriesReader(Protocol):
-    def read_series(self, metric: str, since: float, until: float | None = None,
-                    tags: Mapping[str, str] | None = None) -> dict[Tags, list[tuple[float, float]]]: ...
 
 
 def aggregate(series: Mapping[Tags, Sequence[tuple[float, float]]], query: Query, kind: Kind,

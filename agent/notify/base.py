@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agent.errors import NotifyError
 
@@ -24,7 +24,6 @@ __all__ = [
     "NotifyError",
     "ReceiverBroken",
     "SendContext",
-    "SeriesReader",
     "backoff",
 ]
 
@@ -34,18 +33,6 @@ class ReceiverBroken(NotifyError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
-
-
-class SeriesReader(Protocol):
-    """Metric history for charts; the history store implements it."""
-
-    def read_series(
-        self,
-        metric: str,
-        since: float,
-        until: float | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> Mapping[Any, list[tuple[float, float]]]: ...
 
 
 @dataclass

@@ -25,7 +25,7 @@ from agent.alerting.state import AlertStateStore, record_row
 from agent.errors import AgentError
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.evaluator import Change, RuleEvaluator
-from agent.rules.source import SeriesSource
+from agent.history.protocol import SeriesReader
 from agent.samples import CheckResult
 
 __all__ = ["NOTIFIABLE", "RulesEngine"]
@@ -48,7 +48,7 @@ class RulesEngine:
         *,
         sinks: Sequence[AlertSink] = (),
         state: AlertStateStore | None = None,
-        source: SeriesSource | None = None,
+        source: SeriesReader | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rules = list(rules)
@@ -70,7 +70,7 @@ class RulesEngine:
 
     @classmethod
     def from_config(cls, config: Any, sinks: Sequence[AlertSink], engine: Any = None,
-                    source: SeriesSource | None = None) -> RulesEngine:
+                    source: SeriesReader | None = None) -> RulesEngine:
         """The component for an AgentConfig; ``engine`` defaults to one on agent.history."""
         if engine is None:
             from agent.history.db import make_engine

@@ -294,15 +294,21 @@ class FakeSlack:
     def _err(self, error: str) -> dict[str, Any]:
         return {"ok": False, "error": error}
 
-    def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = self._channel_id(str(p["channel"]), need_id=False)
-        if channel is None:
-            return self._err("channel_not_found")
+    @staticmethod
+    def _blocks(p: dict[str, Any]) -> Any:
+        """The call's Block Kit blocks (sent as JSON text or a list), validated; None if absent."""
         blocks = p.get("blocks")
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
         if blocks is not None:
             validate_blocks(blocks)
+        return blocks
+
+    def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel_id(str(p["channel"]), need_id=False)
+        if channel is None:
+            return self._err("channel_not_found")
+        blocks = self._blocks(p)
         text = p.get("text") or ""
         if not text and not blocks:
             return self._err("no_text")
@@ -322,11 +328,7 @@ class FakeSlack:
         channel = self._channel_id(str(p["channel"]), need_id=True)
         if channel is None:
             return self._err("channel_not_found")
-        blocks = p.get("blocks")
-        if isinstance(blocks, str):
-            blocks = json.loads(blocks)
-        if blocks is not None:
-            validate_blocks(blocks)
+        blocks = self._blocks(p)
         for m in self.messages:
             if m.channel == channel and m.ts == p["ts"]:
                 m.updates.append({"text": p.get("text"), "blocks": blocks})

@@ -1,4 +1,4 @@
-"""A small SQLite-backed history that implements the rules' SeriesSource protocol.
+"""A small SQLite-backed history that implements the SeriesReader protocol (agent/history/protocol.py).
 
 The real history store (agent.history.store, built in parallel) implements the same
 ``read_series``; this one is enough to prove the rules read through the protocol: it is a
