@@ -10,7 +10,10 @@ Agents that share one database all drain the same rows, so a row is claimed befo
 sent: one compare-and-set UPDATE moves it from ``pending`` to ``sending`` and names the
 claimer, and only the agent whose UPDATE changed the row sends it. A claim expires, so the
 rows of an agent that died mid-send are claimed again by another one (at least once, never
-lost); a retry puts the row back to ``pending``.
+lost); a retry puts the row back to ``pending``. The claims of a process of this host that
+is gone (the agent killed and restarted) are taken back at start-up by
+:meth:`Outbox.release_orphans`, so a restart resends at once instead of waiting for them
+to expire.
 
 All methods are blocking (they hit the database): call them off the event loop.
 """
@@ -18,6 +21,7 @@ All methods are blocking (they hit the database): call them off the event loop.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
@@ -31,6 +35,11 @@ from sqlalchemy.exc import IntegrityError
 from agent.history.tables import outbox
 
 __all__ = ["Outbox", "OutboxItem", "CLAIM_TIMEOUT"]
+
+log = logging.getLogger(__name__)
+# the claimer names of this process's Outbox objects: a claim naming this PID with another
+# name is a predecessor's (a restarted container's agent is PID 1 again)
+_OWNERS_HERE: set[str] = set()
 
 # how long a claimed row is left to its claimer before another agent may claim it again;
 # far longer than any one send (HTTP timeouts are seconds)
@@ -60,6 +69,7 @@ class Outbox:
         self.engine = engine
         # unique per process and instance: two agents (or two Outbox objects) never share it
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _OWNERS_HERE.add(self.owner)
 
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int | None:
@@ -127,6 +137,29 @@ class Outbox:
                 state="sending", claimed_by=self.owner, claim_expires=now + timeout))
             return int(res.rowcount or 0) == 1
 
+    def release_orphans(self) -> int:
+        """Put back to ``pending`` the rows that dead processes of this host were sending;
+        returns how many.
+
+        Called when the store starts. Rows keep their result, so the notifier still learns
+        what the interrupted attempt did. Claims of other hosts are left to expire:
+        liveness is unknown there."""
+        with self.engine.connect() as conn:
+            owners = conn.execute(select(outbox.c.claimed_by).where(
+                outbox.c.state == "sending").distinct()).scalars().all()
+        dead = sorted(o for o in owners if o and _owner_gone(o))
+        if not dead:
+            return 0
+        with self.engine.begin() as conn:
+            res = conn.execute(update(outbox).where(and_(
+                outbox.c.state == "sending", outbox.c.claimed_by.in_(dead))).values(
+                state="pending", claimed_by=None, claim_expires=None))
+        count = int(res.rowcount or 0)
+        log.warning("outbox: an earlier agent process (%s) stopped while sending %d queued "
+                    "item(s); sending them again now",
+                    ", ".join(sorted({o.rsplit(":", 1)[0] for o in dead})), count)
+        return count
+
     def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.id == item_id).values(
@@ -178,6 +211,23 @@ def _claimable(now: float) -> Any:
     """Pending, or claimed by someone whose claim ran out (it died mid-send)."""
     return or_(outbox.c.state == "pending",
                and_(outbox.c.state == "sending", outbox.c.claim_expires < now))
+
+
+def _owner_gone(owner: str) -> bool:
+    """Whether the claimer ``host:pid:nonce`` was a process of this host that has exited."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return owner not in _OWNERS_HERE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def _item(row: Any) -> OutboxItem:

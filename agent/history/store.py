@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import StoreError
 from agent.history import migrations
+from agent.outbox import Outbox
 from agent.history.config import HistoryConfig
 from agent.history.db import is_sqlite, make_engine
 from agent.history.query import HistoryReader, Points
@@ -89,12 +90,14 @@ class HistoryStore:
 
     # -- Component --------------------------------------------------------------------
     async def start(self) -> None:
-        """Migrate to the current schema, then start the writer thread."""
+        """Migrate to the current schema, hand back the deliveries a killed predecessor left
+        mid-send (they would wait out their claim), then start the writer thread."""
         if self._started:
             return
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, migrations.upgrade, self._engine)
+            await loop.run_in_executor(None, Outbox(self._engine).release_orphans)
         except SQLAlchemyError as exc:
             raise StoreError(scrub(f"agent.history: cannot open or migrate {self.shown_url}: "
                                    f"{getattr(exc, 'orig', None) or exc}"

@@ -82,7 +82,12 @@ def test_sigkill_at_random_points_while_alerts_fire_delivers_each_once(tmp_path,
             def all_delivered() -> bool:
                 return len(slack.call(slack.fake.top_level)) >= N_ALERTS
 
-            wait_for(all_delivered, 60, what=f"{N_ALERTS} alerts at Slack")
+            try:
+                wait_for(all_delivered, 60, what=f"{N_ALERTS} alerts at Slack")
+            except AssertionError as exc:  # say what did arrive and what the agent logged
+                posted = slack.call(lambda: [m.text for m in slack.fake.top_level()])
+                raise AssertionError(f"{exc}; Slack has {posted}; agent log ends:\n"
+                                     f"{agent.log()[-3000:]}") from None
             time.sleep(2.0)  # room for a duplicate, if one were coming
             alerting = agent.status()["components"]["alerting"]
             assert agent.alive()

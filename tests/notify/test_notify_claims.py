@@ -5,6 +5,11 @@ the race between real agents is in tests/fleet/test_outbox_claim.py, on PostgreS
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 
 from agent.alerting.config import AlertingConfig
@@ -53,4 +58,57 @@ async def test_a_claimed_notification_holds_the_receiver_until_its_claim_expires
         assert d.outbox.pending_count(KIND) == 0
     finally:
         await d.stop()
+        engine.dispose()
+
+
+async def test_a_restarted_agent_resends_at_once_what_its_killed_predecessor_was_sending(tmp_path, slack):
+    """SIGKILL mid-send leaves a row ``sending`` under the dead process's claim; the next
+    process on this host takes it back when the store starts instead of waiting 300 s."""
+    clock = Clock()
+    engine = store(tmp_path)
+    host = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owners = {
+        "dead process": f"{host}:{gone.pid}:0badc0de",
+        "this PID, an earlier life": f"{host}:{os.getpid()}:0badc0de",
+        "a live process": f"{host}:{os.getppid()}:0badc0de",
+        "another host": f"not-{host}:{gone.pid}:0badc0de",
+    }
+    boxes = {why: Outbox(engine, owner=owner) for why, owner in owners.items()}
+    for why, box in boxes.items():
+        box.enqueue(KIND, why, {"n": why}, now=clock.now)
+        (item,) = box.due(KIND, now=clock.now, receiver=why)
+        assert box.claim(item.id, now=clock.now)
+    # an Outbox of this process names itself: its claims are never taken back
+    alive_here = Outbox(engine)
+    alive_here.enqueue(KIND, "this process", {"n": 0}, now=clock.now)
+    (mine,) = alive_here.due(KIND, now=clock.now, receiver="this process")
+    assert alive_here.claim(mine.id, now=clock.now)
+    from agent.outbox import _OWNERS_HERE
+    _OWNERS_HERE.discard(owners["this PID, an earlier life"])  # as if made by a previous process
+
+    assert Outbox(engine).release_orphans() == 2
+    claimable = {i.receiver for i in Outbox(engine).due(KIND, now=clock.now)}
+    assert claimable == {"dead process", "this PID, an earlier life"}
+
+    d = Dispatcher(cfg(slack.base_url), engine, clock=clock)
+    try:
+        d.alerts_changed([fire("AlphaDown", {"model": "a"}, clock.now)], clock.now)
+        assert d.flush(clock.now) == 1
+        (alpha,) = d.outbox.due(KIND, now=clock.now, receiver="slack")
+        assert d.outbox.claim(alpha.id, now=clock.now)
+        d.outbox.set_result(alpha.id, {"sending": True})
+    finally:
+        await d.stop()
+    # the agent is killed here; the next one, on the same store, posts Alpha within a tick
+    _OWNERS_HERE.discard(d.outbox.owner)
+    assert Outbox(engine).release_orphans() == 1
+    d2 = Dispatcher(cfg(slack.base_url), engine, clock=clock)
+    try:
+        await d2.tick(clock.now)
+        assert [m.text.split("]")[1].split(":")[0].strip() for m in slack.top_level()] == ["AlphaDown"]
+        assert d2.outbox.pending_count(KIND) == 5  # the other receivers' rows: no notifier here
+    finally:
+        await d2.stop()
         engine.dispose()
