@@ -37,9 +37,9 @@ from agent.history.tables import outbox
 __all__ = ["Outbox", "OutboxItem", "CLAIM_TIMEOUT"]
 
 log = logging.getLogger(__name__)
-# the claimer names of this process's Outbox objects: a claim naming this PID with another
-# name is a predecessor's (a restarted container's agent is PID 1 again)
-_OWNERS_HERE: set[str] = set()
+# in every claimer name this process makes: a claim naming this PID without it is a
+# predecessor's (a restarted container's agent is PID 1 again)
+_PROCESS = uuid.uuid4().hex[:8]
 
 # how long a claimed row is left to its claimer before another agent may claim it again;
 # far longer than any one send (HTTP timeouts are seconds)
@@ -68,8 +68,7 @@ class Outbox:
     def __init__(self, engine: Engine, owner: str | None = None) -> None:
         self.engine = engine
         # unique per process and instance: two agents (or two Outbox objects) never share it
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        _OWNERS_HERE.add(self.owner)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{_PROCESS}.{uuid.uuid4().hex[:6]}"
 
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int | None:
@@ -214,13 +213,14 @@ def _claimable(now: float) -> Any:
 
 
 def _owner_gone(owner: str) -> bool:
-    """Whether the claimer ``host:pid:nonce`` was a process of this host that has exited."""
+    """Whether the claimer ``host:pid:process.instance`` was a process of this host that has
+    exited."""
     parts = owner.rsplit(":", 2)
     if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
     pid = int(parts[1])
     if pid == os.getpid():
-        return owner not in _OWNERS_HERE
+        return not parts[2].startswith(f"{_PROCESS}.")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -38,7 +38,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.errors import StoreError
 from agent.history import migrations
-from agent.outbox import Outbox
 from agent.history.config import HistoryConfig
 from agent.history.db import is_sqlite, make_engine
 from agent.history.query import HistoryReader, Points
@@ -47,6 +46,7 @@ from agent.history.rollups import fold_all
 from agent.history.sql import upsert
 from agent.history.tables import check_state
 from agent.history.writer import Writer
+from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
 from agent.secrets import scrub
 from agent.tasks import cancel_and_wait

@@ -70,10 +70,10 @@ async def test_a_restarted_agent_resends_at_once_what_its_killed_predecessor_was
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     owners = {
-        "dead process": f"{host}:{gone.pid}:0badc0de",
-        "this PID, an earlier life": f"{host}:{os.getpid()}:0badc0de",
-        "a live process": f"{host}:{os.getppid()}:0badc0de",
-        "another host": f"not-{host}:{gone.pid}:0badc0de",
+        "dead process": f"{host}:{gone.pid}:0badc0de.000001",
+        "this PID, an earlier life": f"{host}:{os.getpid()}:0badc0de.000002",
+        "a live process": f"{host}:{os.getppid()}:0badc0de.000003",
+        "another host": f"not-{host}:{gone.pid}:0badc0de.000004",
     }
     boxes = {why: Outbox(engine, owner=owner) for why, owner in owners.items()}
     for why, box in boxes.items():
@@ -85,14 +85,13 @@ async def test_a_restarted_agent_resends_at_once_what_its_killed_predecessor_was
     alive_here.enqueue(KIND, "this process", {"n": 0}, now=clock.now)
     (mine,) = alive_here.due(KIND, now=clock.now, receiver="this process")
     assert alive_here.claim(mine.id, now=clock.now)
-    from agent.outbox import _OWNERS_HERE
-    _OWNERS_HERE.discard(owners["this PID, an earlier life"])  # as if made by a previous process
 
     assert Outbox(engine).release_orphans() == 2
     claimable = {i.receiver for i in Outbox(engine).due(KIND, now=clock.now)}
     assert claimable == {"dead process", "this PID, an earlier life"}
 
     d = Dispatcher(cfg(slack.base_url), engine, clock=clock)
+    d.outbox.owner = f"{host}:{os.getpid()}:0badc0de.000005"  # as an earlier life of this PID
     try:
         d.alerts_changed([fire("AlphaDown", {"model": "a"}, clock.now)], clock.now)
         assert d.flush(clock.now) == 1
@@ -102,7 +101,6 @@ async def test_a_restarted_agent_resends_at_once_what_its_killed_predecessor_was
     finally:
         await d.stop()
     # the agent is killed here; the next one, on the same store, posts Alpha within a tick
-    _OWNERS_HERE.discard(d.outbox.owner)
     assert Outbox(engine).release_orphans() == 1
     d2 = Dispatcher(cfg(slack.base_url), engine, clock=clock)
     try:
