@@ -166,7 +166,7 @@ class DatadogApiExporter:
             series: dict[str, Any] = {
                 "metric": sample.metric,
                 "type": _TYPE[sample.kind],
-                "points": [{"timestamp": int(sample.timestamp or result.started), "value": float(value)}],
+                "points": [{"timestamp": _second(sample.timestamp or result.started), "value": float(value)}],
                 "tags": dd_tags(sample.tags),
                 "resources": host,
             }
@@ -179,7 +179,7 @@ class DatadogApiExporter:
                 "check": service_check_name(result.check_type),
                 "host_name": self.hostname,
                 "status": int(result.status),
-                "timestamp": int(result.started),
+                "timestamp": _second(result.started),
                 "tags": dd_tags(instance_tags(result)),
             }
             if result.message:
@@ -435,6 +435,13 @@ def _rate_limit_pause(response: Any) -> float | None:
     if headers.get("X-RateLimit-Remaining") == "0":
         return _float(headers.get("X-RateLimit-Reset")) or 1.0
     return None
+
+
+def _second(t: float) -> int:
+    """Datadog's whole second for ``t``: the nearest, not the one before. A run scheduled on
+    the second often starts a hair early (684.9996); truncated, it shares a second with the
+    previous run and Datadog keeps one of the two points."""
+    return round(t)
 
 
 def _points(payload: Any) -> int:

@@ -81,7 +81,7 @@ async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine,
         while time.monotonic() < end:
             ts = time.time()
             exp.consume(result(i, ts))
-            sent.append((int(ts), float(i)))
+            sent.append((round(ts), float(i)))  # the nearest second
             i += 1
             await asyncio.sleep(0.05)
 
@@ -190,7 +190,7 @@ def test_points_older_than_the_intake_accepts_are_dropped_and_counted(engine, in
     exporter.consume(result(1, now - 4000))
     exporter.consume(result(2, now - 10))
     exporter.cycle(now, *exporter._take())
-    assert durations(intake) == [(int(now - 10), 2.0)]
+    assert durations(intake) == [(round(now - 10), 2.0)]
     assert exporter.health.dropped == {"too_old": 2}  # the old duration and runs points
     assert intake.problems == []
 
@@ -218,7 +218,7 @@ async def test_store_unavailable_keeps_points_in_memory_and_logs_once(tmp_path, 
     for k in range(10):
         ts = time.time()
         exporter.consume(result(k, ts))
-        sent.append((int(ts), float(k)))
+        sent.append((round(ts), float(k)))  # the nearest second
         await asyncio.sleep(0.1)
     assert exporter.status()["state"] == "failing"
     assert "outbox" in exporter.status()["last_error"]
@@ -228,3 +228,18 @@ async def test_store_unavailable_keeps_points_in_memory_and_logs_once(tmp_path, 
     eng.dispose()
     assert durations(intake) == sent
     assert len([r for r in caplog.records if "outbox" in r.getMessage()]) == 1
+
+
+async def test_runs_a_hair_before_the_second_keep_their_own_second(engine, intake):
+    # a 1 s check scheduled on the second starts at 684.9996, then 685.9993: truncated, the
+    # first would share a second with the run before it and Datadog would keep one point
+    exporter = DatadogApiExporter(config(intake, service_checks=False), engine, hostname="node-1")
+    await exporter.start()
+    base = float(int(time.time()))
+    starts = [base - 3.0004, base - 1.9993, base - 1.0, base - 0.0001]
+    for i, ts in enumerate(starts):
+        exporter.consume(result(i, ts))
+    await wait_until(lambda: len(durations(intake)) >= len(starts), 10, "the four points")
+    await exporter.stop()
+    assert durations(intake) == [(int(base) - 3, 0.0), (int(base) - 2, 1.0),
+                                 (int(base) - 1, 2.0), (int(base), 3.0)]
