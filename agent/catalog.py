@@ -4,8 +4,21 @@ Each check folder holds a ``metadata.csv`` (the agent's own metrics live in
 ``agent/metadata.csv``); this module reads them all into one :class:`Catalog`. Checks,
 exporters, dashboards and docs agree with it, and tests prove that they do.
 
-Columns: ``metric_name,metric_type,unit,description,check,tags`` where ``tags`` is a
-space-separated list of the tag keys the metric carries (besides the instance's own).
+Columns: ``metric_name,metric_type,unit,description,check,tags,facts,event``.
+
+- ``tags``: the tag keys the metric's series carry (besides the instance's own); bounded
+  sets (a DAG id, a model, a GPU), so every exported series is a stable identity.
+- ``facts``: per-event facts (a run id, a try number, a log link, an error text) that
+  samples carry through the pipeline so history and alerts can say *which* run failed,
+  but that never become part of an exported series: exporters drop them
+  (:meth:`Catalog.series_tags`) and counters add up across them. In Prometheus a new
+  label value per run would be a series that never rises; in Datadog a billed custom
+  metric per run.
+- ``event``: Datadog's alert type (``error``, ``warning``, ``info``, ``success``) when a
+  sample of the metric is also worth an event (a failed run, an import error, an XID);
+  empty otherwise.
+
+The last two columns are optional in a third-party check's file.
 """
 
 from __future__ import annotations
@@ -17,9 +30,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from agent.samples import Kind
+from agent.samples import Kind, Tags
 
-__all__ = ["Catalog", "MetricSpec", "UNITS", "load_catalog", "prometheus_name"]
+__all__ = ["Catalog", "EVENT_TYPES", "MetricSpec", "UNITS", "load_catalog", "prometheus_name"]
 
 NAMESPACE = "mlwarden"
 # Catalog units are base units: values are emitted in them, so exporters never convert.
@@ -47,6 +60,7 @@ UNITS = {
     "events": "",
     "processes": "",
 }
+EVENT_TYPES = ("", "error", "warning", "info", "success")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 _PROM_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
@@ -79,6 +93,8 @@ class MetricSpec:
     description: str
     check: str
     tags: tuple[str, ...]
+    facts: tuple[str, ...] = ()
+    event: str = ""
 
     @property
     def prometheus(self) -> str:
@@ -94,6 +110,7 @@ class Catalog:
             if spec.name in self._specs:
                 raise ValueError(f"metric {spec.name!r} is declared twice in the catalog")
             self._specs[spec.name] = spec
+        self._series_tags: dict[tuple[str, Tags], Tags] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
@@ -113,6 +130,23 @@ class Catalog:
     def for_check(self, check: str) -> list[MetricSpec]:
         return [s for s in self if s.check == check]
 
+    def series_tags(self, metric: str, tags: Tags) -> Tags:
+        """``tags`` without the metric's per-event facts: what an exported series carries.
+
+        Cached per (metric, tags): tag sets repeat every poll, so exporters pay a dict
+        lookup. Metrics without facts (almost all) return ``tags`` itself.
+        """
+        key = (metric, tags)
+        cached = self._series_tags.get(key)
+        if cached is None:
+            spec = self._specs.get(metric)
+            facts = spec.facts if spec is not None else ()
+            cached = tuple(t for t in tags if t[0] not in facts) if facts else tags
+            if len(self._series_tags) >= 100_000:  # bounded: per-run facts are unbounded
+                self._series_tags.clear()
+            self._series_tags[key] = cached
+        return cached
+
 
 def read_metadata_csv(path: Path) -> list[MetricSpec]:
     """Parse one metadata.csv, failing with the file and line on a bad row."""
@@ -131,13 +165,22 @@ def read_metadata_csv(path: Path) -> list[MetricSpec]:
             unit = (row.get("unit") or "").strip()
             if unit not in UNITS:
                 raise ValueError(f"{where}: unit {unit!r} is not one of {sorted(UNITS)}")
+            tags = tuple((row.get("tags") or "").split())
+            facts = tuple((row.get("facts") or "").split())
+            if both := sorted(set(tags) & set(facts)):
+                raise ValueError(f"{where}: {both} listed both as tags and as facts")
+            event = (row.get("event") or "").strip()
+            if event not in EVENT_TYPES:
+                raise ValueError(f"{where}: event must be empty or one of {list(EVENT_TYPES[1:])}")
             spec = MetricSpec(
                 name=name,
                 kind=kind,
                 unit=unit,
                 description=(row.get("description") or "").strip(),
                 check=(row.get("check") or "").strip(),
-                tags=tuple((row.get("tags") or "").split()),
+                tags=tags,
+                facts=facts,
+                event=event,
             )
             spec.prometheus  # validates the converted name too
             specs.append(spec)

@@ -161,13 +161,14 @@ def metric_catalog() -> str:
     """Markdown table of every metric in the catalog."""
     from agent.catalog import load_catalog
 
-    out = ["| metric | Prometheus name | kind | unit | tags | emitted by | description |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| metric | Prometheus name | kind | unit | tags | facts | emitted by | description |",
+           "|---|---|---|---|---|---|---|---|"]
     for spec in load_catalog():
         tags = " ".join(f"`{t}`" for t in spec.tags)
+        facts = " ".join(f"`{t}`" for t in spec.facts)
         check = "every check" if spec.check == "*" else f"`{spec.check}`"
         out.append(f"| `{spec.name}` | `{spec.prometheus}` | {spec.kind.value} | {spec.unit} | "
-                   f"{tags} | {check} | {spec.description} |")
+                   f"{tags} | {facts} | {check} | {spec.description} |")
     return "\n".join(out) + "\n"
 
 

@@ -60,3 +60,41 @@ async def test_self_check_emits_only_catalog_metrics(catalog_check, tmp_path):
     catalog_check(result)
     declared = {s.name for s in load_catalog().for_check("agent")}
     assert {s.metric for s in result.samples if s.metric.startswith("mlwarden.agent.")} == declared
+
+
+def test_counters_carry_no_per_event_tag():
+    """A counter tagged with a per-event value (a run id, a log link) starts a new series at
+    1 for every event, so ``rate()`` over it is always 0 and every event is a billed Datadog
+    custom metric: such values must be declared as facts, never as tags."""
+    # (``error`` and ``reason`` on the agent's own counters are bounded kinds: timeout, ...)
+    per_event = {"run_id", "log_url", "try_number", "map_index", "failed_tasks", "message",
+                 "url", "timestamp", "trace_id", "request_id"}
+    for spec in load_catalog():
+        if spec.kind in (Kind.COUNT, Kind.MONOTONIC_COUNT):
+            assert not per_event & set(spec.tags), f"{spec.name} has per-event tags {spec.tags}"
+
+
+def test_series_tags_drop_facts_only():
+    catalog = load_catalog()
+    tags = (("dag_id", "etl"), ("log_url", "http://x/log"), ("run_id", "r1"), ("run_type", "manual"))
+    assert catalog.series_tags("mlwarden.airflow.dag_run.failed", tags) == (
+        ("dag_id", "etl"), ("run_type", "manual"))
+    plain = (("dag_id", "etl"), ("state", "failed"))
+    assert catalog.series_tags("mlwarden.airflow.dag_run.finished", plain) is plain
+    assert catalog.series_tags("not.declared", plain) is plain
+
+
+def test_facts_and_event_columns_are_checked(tmp_path):
+    path = tmp_path / "metadata.csv"
+    path.write_text("metric_name,metric_type,unit,description,check,tags,facts,event\n"
+                    "mlwarden.a.b,count,,ok,x,dag_id,run_id,error\n"
+                    "mlwarden.a.c,count,,bad,x,dag_id run_id,run_id,\n")
+    with pytest.raises(ValueError, match=r"metadata.csv:3: \['run_id'\] listed both as tags and as facts"):
+        read_metadata_csv(path)
+    path.write_text("metric_name,metric_type,unit,description,check,tags,facts,event\n"
+                    "mlwarden.a.b,count,,ok,x,dag_id,run_id,page\n")
+    with pytest.raises(ValueError, match=r"metadata.csv:2: event must be empty or one of"):
+        read_metadata_csv(path)
+    path.write_text("metric_name,metric_type,unit,description,check,tags\nmlwarden.a.b,count,,ok,x,\n")
+    (spec,) = read_metadata_csv(path)
+    assert spec.facts == () and spec.event == ""

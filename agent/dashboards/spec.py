@@ -145,7 +145,7 @@ AIRFLOW = Dashboard(
             Panel("Duration of failed tasks", (
                 Q("mlwarden.airflow.task_instance.failed_duration", "dag_id", "task_id", agg="max"),),
                   unit="seconds"),
-            Panel("Broken DAG files", (Q("mlwarden.airflow.import_error", "filename", "error", agg="max"),),
+            Panel("Broken DAG files", (Q("mlwarden.airflow.import_error", "filename", agg="max"),),
                   viz="table"),
         )),
         Row("Freshness and duration", (

@@ -562,7 +562,7 @@ def test_example_rules_use_declared_metrics_and_only_their_tags() -> None:
     for rule in rules:
         spec = catalog.get(rule["metric"])
         assert spec is not None and spec.check == "airflow", rule["alert"]
-        known = set(spec.tags) | {"check", "value", "threshold", "for", "alert"}
+        known = set(spec.tags) | set(spec.facts) | {"check", "value", "threshold", "for", "alert"}
         assert set(rule.get("where", {})) <= set(spec.tags), rule["alert"]
         for field in ("summary", "description"):
             used = {f.split(".")[0] for _, f, _, _ in string.Formatter().parse(rule.get(field, "")) if f}
