@@ -220,6 +220,13 @@ class AgentCheck(ABC):
         """A running total from the target (exporters derive deltas/counters)."""
         self._submit(name, value, tags, timestamp, Kind.MONOTONIC_COUNT)
 
+    def distribution(self, name: str, value: float, tags: Mapping[str, object] | None = None,
+                     timestamp: float | None = None) -> None:
+        """One observation (a latency) of a distribution: exporters aggregate observations
+        into histogram buckets (Prometheus) or send them whole (Datadog distributions), so
+        percentiles can be computed across agents and over time."""
+        self._submit(name, value, tags, timestamp, Kind.DISTRIBUTION)
+
     def service_check(self, status: Status, message: str = "") -> None:
         """Set this run's verdict; the worst verdict of a run wins."""
         if self._status is None or _severity(status) > _severity(self._status):

@@ -32,12 +32,15 @@ class Kind(str, enum.Enum):
     ``gauge`` is a reading at a moment; ``count`` is how many things happened since the
     previous sample of the series (a delta); ``monotonic_count`` is a running total that
     only grows until its source restarts (exporters turn it into a delta or a Prometheus
-    counter).
+    counter); ``distribution`` is one observation (a latency) that exporters aggregate
+    into histogram buckets or send as a Datadog distribution; the store and the rules read
+    it like a gauge.
     """
 
     GAUGE = "gauge"
     COUNT = "count"
     MONOTONIC_COUNT = "monotonic_count"
+    DISTRIBUTION = "distribution"
 
 
 class Status(enum.IntEnum):
