@@ -27,7 +27,7 @@ from agent.durations import parse_duration
 from agent.secrets import scrub
 from agent.web.access import PageAccess, Verdict
 from agent.web.forms import SilenceForm, parse_silence_form
-from agent.web.view import Filters, Page, build_page, chart_url, take_snapshot
+from agent.web.view import AckReader, Filters, Page, build_page, chart_url, take_snapshot
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -48,7 +48,8 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: with it Chromium sends `Origin: null` on the page's own form posts
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -60,6 +61,8 @@ class StatusPage:
         self.agent = agent
         self.access = PageAccess(lambda: agent.config.agent.auth_token, listen)
         self._templates: Environment | None = None
+        # who took which alert: set by whatever records acknowledgements (none does yet)
+        self.acks: AckReader | None = None
 
     @property
     def templates(self) -> Environment:
@@ -134,7 +137,7 @@ class StatusPage:
                     reader=agent.history.reader,
                     silences=alerting.silences if alerting is not None else None,
                     backlog=alerting.delivery if alerting is not None else None,
-                    units=units))
+                    units=units, acks=self.acks))
 
     # -- silences ------------------------------------------------------------------------
     async def _form(self, request: web.Request) -> tuple[Mapping[str, str], web.Response | None]:

@@ -116,9 +116,10 @@ def take_snapshot(agent: Agent) -> Snapshot:
         evaluator = engine.evaluator
         for rec in evaluator.alerts() if evaluator is not None else []:
             if rec.state.value in LIVE_STATES:
-                alerts.append(LiveAlert(rec.fingerprint, rec.rule, dict(rec.labels), tuple(rec.group),
-                                        rec.severity, rec.state.value, rec.value, rec.active_since,
-                                        rec.fired_at, dict(rec.annotations)))
+                alerts.append(LiveAlert(
+                    rec.fingerprint, rec.rule, dict(rec.labels), tuple(rec.group), rec.severity,
+                    rec.state.value, rec.value, rec.active_since, rec.fired_at,
+                    dict(rec.annotations)))
     return Snapshot(
         status=agent.status_snapshot(),
         alerts=alerts,
@@ -304,8 +305,8 @@ def build_page(snap: Snapshot, *, now: float, filters: Filters, reader: SeriesQu
         alerting=snap.alerting,
         alerts=_alert_rows(snap, live_silences, ack_map, now),
         silences=live_silences,
-        receivers=_receivers(components.get("alerting", {}), pending if backlog is not None else None,
-                             "receivers" in problems),
+        receivers=_receivers(components.get("alerting", {}),
+                             pending if backlog is not None else None, "receivers" in problems),
         exporters=_exporters(components),
         pipeline=snap.status.get("pipeline", {}),
         store=components.get("history", {}),

@@ -232,10 +232,10 @@ async def test_no_loopback_host_name_no_page(agent):
 
 
 # -- the token rule on real binds --------------------------------------------------------------
-async def _other_agent(tmp_path, listen: str, token: str | None) -> Agent:
+async def _other_agent(tmp_path, listen: str, token: str | None, extra: str = "") -> Agent:
     auth = f", auth_token: {token}" if token else ""
     cfg = parse_config(f'agent: {{listen: "{listen}", history: "sqlite:///{tmp_path}/o.db", '
-                       f'self_check: false{auth}}}\n')
+                       f'self_check: false{auth}}}\n{extra}')
     agent = Agent(cfg)
     await agent.start()
     return agent
@@ -271,5 +271,21 @@ async def test_a_token_is_asked_for_and_taken_as_bearer_or_basic(tmp_path):
         assert (await fetch("GET", url, headers={"Authorization": "Bearer nope"}))[0] == 401
         # /status keeps its own rule: bearer only
         assert (await fetch("GET", url + "status", headers={"Authorization": basic}))[0] == 401
+    finally:
+        await agent.stop()
+
+
+async def test_without_alerting_the_page_says_so_and_silences_nothing(tmp_path):
+    port = free_port()
+    agent = await _other_agent(tmp_path, f"127.0.0.1:{port}", None, "alerting: {enabled: false}\n")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        code, body, _ = await fetch("GET", url + "/")
+        assert code == 200 and "Alerting is disabled on this agent" in body
+        assert 'id="silence-form"' not in body and "Alert receivers" not in body
+        code, body, _ = await fetch("POST", url + "/ui/silences", data={
+            "csrf": agent.server.page.access.csrf_token(), "matchers": "a=b", "duration": "1h",
+            "author": "x"})
+        assert code == 409 and "nothing to silence" in body
     finally:
         await agent.stop()
