@@ -118,10 +118,13 @@ class StatusPage:
             form = SilenceForm(matchers_text=prefill, author=self.access.user(request.headers))
         notice = {k: query[k][:64] for k in ("added", "expired") if k in query}
         page = await self._page(Filters.from_query(query))
+        query_text = _filter_query(page.filters)
         body = await asyncio.to_thread(
             self._render, "page.html", page=page, form=form, notice=notice,
-            csrf=self.access.csrf_token(), refresh=REFRESH_SECONDS,
-            filter_query=_filter_query(page.filters),
+            csrf=self.access.csrf_token(),
+            # a form sent back with its errors is not refreshed under the user's hands
+            refresh=0 if form.errors else REFRESH_SECONDS,
+            refresh_url="/" + ("?" + query_text if query_text else ""),
         )
         return web.Response(text=body, status=status, content_type="text/html")
 

@@ -5,6 +5,7 @@
 (function () {
   "use strict";
   var every = parseInt(document.body.getAttribute("data-refresh") || "0", 10) * 1000;
+  var url = document.body.getAttribute("data-refresh-url") || "/";
   var box = document.getElementById("autorefresh");
   var label = document.getElementById("autorefresh-label");
   var state = document.getElementById("refresh-state");
@@ -26,8 +27,7 @@
 
   function refresh() {
     if (!box.checked || document.hidden || busy()) { return; }
-    window.fetch(window.location.pathname + window.location.search,
-                 { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    window.fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.text();
