@@ -169,6 +169,9 @@ class AgentCheck(ABC):
 
     type_name: ClassVar[str] = ""
     Config: ClassVar[type[InstanceConfig]] = InstanceConfig
+    # what the status page draws a sparkline of for each instance: the one number an
+    # on-call engineer reads first (latency, utilisation); declared in the type's catalog
+    key_metric: ClassVar[str] = "mlwarden.check.duration"
 
     def __init__(self, config: InstanceConfig, context: CheckContext | None = None) -> None:
         self.config = config

@@ -52,7 +52,8 @@ class AgentSection(_Model):
     )
     listen: str = Field(
         "127.0.0.1:9464",
-        description="host:port of the HTTP server (/healthz /readyz /status /metrics).",
+        description="host:port of the HTTP server (/healthz /readyz /status /metrics, and the "
+        "status page at /).",
     )
     hostname: str = Field(
         default_factory=socket.gethostname,
@@ -77,7 +78,9 @@ class AgentSection(_Model):
     self_check: bool = Field(True, description="Run the built-in `agent` self-check.")
     self_check_interval: Duration = Field(15.0, gt=0)
     auth_token: SecretStr | None = Field(
-        None, description="Bearer token required on /status and /metrics when set."
+        None, description="Token required on /status, /metrics and the status page when set "
+        "(`Authorization: Bearer`; the page also takes it as a Basic-auth password). Without "
+        "it the page is served only on a loopback listen address."
     )
 
     @field_validator("listen")
@@ -151,7 +154,8 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
     host = config.agent.listen_host
     if host not in ("127.0.0.1", "localhost", "::1") and config.agent.auth_token is None:
         warnings.append(f"agent.listen is {config.agent.listen}, reachable from other hosts, and "
-                        "agent.auth_token is not set: anyone who can reach it can read /status and /metrics")
+                        "agent.auth_token is not set: anyone who can reach it can read /status "
+                        "and /metrics (the status page at / stays off until a token is set)")
     return warnings
 
 

@@ -1,7 +1,10 @@
-"""The agent's HTTP server: /healthz, /readyz, /status, /metrics.
+"""The agent's HTTP server: /healthz, /readyz, /status, /metrics, and the status page at /.
 
 Bound to loopback by default. When ``agent.auth_token`` is set, /status and /metrics
-need ``Authorization: Bearer <token>`` (health probes stay open for kubelets).
+need ``Authorization: Bearer <token>`` (health probes stay open for kubelets). The page
+(``/`` and ``/ui/``) applies the same token rule itself, also accepting it as a Basic-auth
+password so a browser can send it, and is refused on a non-loopback bind without a token
+(see agent/web/access.py).
 /status and /metrics are serialized in a worker thread: at 1,000 checks either takes tens
 of milliseconds, which on the event loop would make every check due meanwhile run late.
 """
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from agent.secrets import scrub
+from agent.web import StatusPage
 
 if TYPE_CHECKING:
     from agent.app import Agent
@@ -34,6 +38,7 @@ class AgentServer:
         self.port = port
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+        self.page = StatusPage(agent, listen=lambda: f"{self.host}:{self.port}")
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -41,12 +46,15 @@ class AgentServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/status", self.status)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_routes(self.page.routes())
         return app
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         token = self.agent.config.agent.auth_token
-        if token is not None and request.path not in ("/healthz", "/readyz"):
+        # health probes are open; the page applies the token rule itself (it also takes Basic)
+        exempt = request.path in ("/healthz", "/readyz") or self.page.owns(request.path)
+        if token is not None and not exempt:
             expected = f"Bearer {token.get_secret_value()}"
             got = request.headers.get("Authorization", "")
             if not hmac.compare_digest(got.encode(), expected.encode()):
@@ -61,7 +69,8 @@ class AgentServer:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
-        log.info("serving /healthz /readyz /status /metrics on http://%s:%s", self.host, self.bound_port)
+        log.info("serving /healthz /readyz /status /metrics and the status page on http://%s:%s",
+                 self.host, self.bound_port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -14,6 +14,7 @@ __all__ = ["AgentSelfCheck"]
 
 class AgentSelfCheck(AgentCheck):
     type_name = "agent"
+    key_metric = "mlwarden.agent.memory.rss"
     Config = InstanceConfig
 
     def __init__(self, *args: object, **kwargs: object) -> None:

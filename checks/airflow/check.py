@@ -30,6 +30,7 @@ class AirflowCheck(AgentCheck):
     queued tasks, import errors and component health of one Airflow deployment."""
 
     type_name = "airflow"
+    key_metric = "mlwarden.airflow.dag.last_success_age"
     Config: ClassVar[type[AirflowConfig]] = AirflowConfig  # type: ignore[assignment]
     config: AirflowConfig
 

@@ -33,6 +33,7 @@ class GpuCheck(AgentCheck):
     """
 
     type_name = "gpu"
+    key_metric = "mlwarden.gpu.utilization"
     Config = GpuConfig
 
     def __init__(self, config: GpuConfig, context: CheckContext | None = None, *,

@@ -30,6 +30,7 @@ PROTOCOLS: dict[str, ModuleType] = {
 
 class ModelEndpointCheck(AgentCheck):
     type_name = "model_endpoint"
+    key_metric = "mlwarden.endpoint.latency"
     Config = ModelEndpointConfig
     config: ModelEndpointConfig
 

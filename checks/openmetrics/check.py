@@ -19,6 +19,7 @@ _OFF_LOOP = 65_536  # parse bigger expositions off the event loop
 
 class OpenMetricsCheck(AgentCheck):
     type_name = "openmetrics"
+    key_metric = "mlwarden.openmetrics.scrape.duration"
     Config = OpenMetricsConfig
     config: OpenMetricsConfig
 
