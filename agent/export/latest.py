@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Union
 
 from agent.catalog import Catalog
@@ -204,13 +204,6 @@ class LatestValues:
             counters = list(self._counters.items())
             hists = [(k, h.bounds, *h.cumulative()) for k, h in self._hists.items()]
         return gauges, counters, hists  # type: ignore[return-value]
-
-    def series(self) -> Iterable[tuple[SeriesKey, float]]:
-        """Every gauge and counter value (tests, /status), without changing anything."""
-        with self._lock:
-            items = [i for g in self._groups.values() for i in g.values.items()]
-            items += list(self._counters.items())
-        return items
 
     @property
     def series_count(self) -> int:
