@@ -64,15 +64,16 @@ def _help(text: str, openmetrics: bool) -> str:
 
 
 def format_value(v: float) -> str:
-    v = float(v)  # samples from outside the check firewall may carry ints
+    if v.__class__ is not float:
+        v = float(v)  # samples from outside the check firewall may carry ints
+    if v.is_integer() and -1e15 < v < 1e15:  # False for inf and NaN
+        return f"{int(v)}.0"
     if v == math.inf:
         return "+Inf"
     if v == -math.inf:
         return "-Inf"
     if v != v:
         return "NaN"
-    if v.is_integer() and abs(v) < 1e15:
-        return f"{int(v)}.0"
     return repr(v)
 
 

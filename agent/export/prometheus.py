@@ -185,15 +185,19 @@ class PrometheusExporter:
         fmt = format_value
         with self._render_lock:
             families: list[dict[str, list[str]]] = [{}, {}, {}]
-            for code, items in ((_GAUGE, [i for per in gauges for i in per.items()]),
-                                (_COUNTER, counters)):
-                prefixes, fams = self._prefixes[code], families[code]
-                for key, value in items:
-                    prefix = prefixes.get(key) or self._prefix(key, code)
-                    lines = fams.get(key[0])
+            prefixes, fams = self._prefixes[_GAUGE], families[_GAUGE]
+            for values in gauges:  # one metric per dict: its family is looked up once
+                lines: list[str] | None = None
+                for key, value in values.items():
                     if lines is None:
-                        lines = fams[key[0]] = []
-                    lines.append(prefix + fmt(value) + "\n")
+                        lines = fams.setdefault(key[0], [])
+                    lines.append((prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n")
+            prefixes, fams = self._prefixes[_COUNTER], families[_COUNTER]
+            for key, value in counters:
+                lines = fams.get(key[0])
+                if lines is None:
+                    lines = fams[key[0]] = []
+                lines.append((prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n")
             hfams = families[_HISTOGRAM]
             for key, bounds, cumulative, total, count in hists:
                 prefixes = self._hprefixes.get(key) or self._hist_prefixes(key, bounds)
