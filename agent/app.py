@@ -304,7 +304,7 @@ async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
     try:
         await agent.start()
     except OSError as exc:
-        log.error("cannot start: %s (is another agent listening on %s?)", exc, config.agent.listen)
+        log.error("cannot start: %s (is another process listening there?)", exc)
         await agent.stop()
         return 1
     except AgentError as exc:

@@ -67,22 +67,26 @@ class AgentServer:
         app.router.add_get("/metrics", self.metrics)
         return app
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+    async def _serve(self, app: web.Application, host: str, port: int, setting: str) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"{setting} {host}:{port}: {exc.strerror or exc}") from None
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def start(self) -> None:
-        self.bound_port = await self._serve(self._app(), self.host, self.port)
+        self.bound_port = await self._serve(self._app(), self.host, self.port, "agent.listen")
         log.info("serving /healthz /readyz /status /metrics on http://%s:%s", self.host, self.bound_port)
         if self.metrics_listen is not None:
             host, port = self.metrics_listen
-            self.metrics_port = await self._serve(self._metrics_app(), host, port)
+            self.metrics_port = await self._serve(self._metrics_app(), host, port,
+                                                  "exporters.prometheus.listen")
             log.info("serving /metrics without a token on http://%s:%s", host, self.metrics_port)
 
     async def stop(self) -> None:

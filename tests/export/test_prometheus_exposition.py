@@ -347,3 +347,21 @@ exporters: {{prometheus: {{listen: "127.0.0.1:{metrics_port}"}}}}
         assert written["agent"] == cfg.agent.hostname and written["env"] == "test"
     finally:
         await agent.stop()
+
+
+async def test_a_metrics_listener_on_a_taken_port_names_its_setting(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        agent = Agent(parse_config(f"""
+agent: {{listen: "127.0.0.1:{free_port()}", history: "sqlite:///{tmp_path}/h.db"}}
+exporters: {{prometheus: {{listen: "127.0.0.1:{port}"}}}}
+"""))
+        try:
+            with pytest.raises(OSError, match=f"exporters.prometheus.listen 127.0.0.1:{port}: .*in use"):
+                await agent.start()
+        finally:
+            await agent.stop()
