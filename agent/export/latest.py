@@ -10,7 +10,8 @@ this store decides three things per series:
   of its live series: the ones it no longer reports have ended (a run finished, a GPU or
   a pod went away) and go at once. A metric the run did not report at all (a canary every
   few runs, a freshness gauge on a poll that could not read it) keeps its values until
-  they are stale: twice the producer's ``interval`` (``CheckResult.interval``). Metrics
+  they are stale: twice the producer's ``interval`` (``CheckResult.interval``), or its
+  run's duration when that is longer. Metrics
   with facts are reported once per event (a run's duration), so each of their series
   stays on its own: twice the time between its last two events, at least an hour.
 - **How cumulative series start.** Prometheus' ``rate()``/``increase()`` cannot see a
@@ -110,7 +111,8 @@ class LatestValues:
     # -- writing (the pipeline) ----------------------------------------------------
     def consume(self, result: CheckResult) -> None:
         now = self.clock()
-        hold = 2.0 * (result.interval or DEFAULT_INTERVAL)
+        # a run longer than the interval delays the next one (runs never overlap)
+        hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
         series_tags = self.catalog.series_tags
         kinds, events = self._kinds, self._events
         check = result.check

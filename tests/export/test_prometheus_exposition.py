@@ -152,6 +152,19 @@ def test_a_sparse_series_stays_until_stale_twice_the_producers_interval():
     assert names(exp) == set()
 
 
+def test_a_run_slower_than_its_interval_keeps_its_values_until_the_next_one():
+    """Runs never overlap: a 12 s run on a 2 s interval delays the next result by 12 s."""
+    clock = Clock()
+    exp = PrometheusExporter(clock=clock)
+    slow = CheckResult("af", "airflow", Status.OK, interval=2, duration=12,
+                       samples=[gauge("mlwarden.airflow.can_connect", 1, check="af")])
+    exp.consume(slow)
+    clock.now += 23
+    assert names(exp) == {"mlwarden_airflow_can_connect"}
+    clock.now += 2
+    assert names(exp) == set()
+
+
 def test_the_canary_sets_the_model_endpoint_checks_report_interval():
     from agent.check import CheckContext
     from checks.model_endpoint.check import ModelEndpointCheck
