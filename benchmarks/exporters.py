@@ -87,6 +87,12 @@ def bench_render(series: int) -> None:
     print(f"/metrics render, {series:>6} series: mlwarden {a * 1e3:7.2f} ms "
           f"({a / series * 1e6:5.2f} us/series) | generate_latest {b * 1e3:7.2f} ms "
           f"({b / series * 1e6:5.2f} us/series) | ratio {a / b:4.2f} (aim <= 1.2)")
+    def feed() -> None:
+        for r in res:
+            ours.consume(r)
+
+    sink = min(best(feed, repeat) for _ in range(3))
+    print(f"   sink: consume {sink / series * 1e6:5.2f} us/sample (a poll's cost before any scrape)")
     om = min(best(lambda: ours.render(True), repeat) for _ in range(3))
     om_ref = min(best(lambda: generate_openmetrics(registry), repeat) for _ in range(3))
     body = ours.render()

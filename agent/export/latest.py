@@ -116,7 +116,8 @@ class LatestValues:
         series_tags = self.catalog.series_tags
         kinds, events = self._kinds, self._events
         check = result.check
-        reported: dict[tuple[str, object], dict[SeriesKey, float]] = {}
+        # gauges by metric (by series for per-event metrics): what this run reports
+        reported: dict[object, dict[SeriesKey, float]] = {}
         with self._lock:
             for sample in result.samples:
                 metric, kind = sample.metric, sample.kind
@@ -126,12 +127,16 @@ class LatestValues:
                 elif pinned is not kind:
                     self.wrong_kind += 1
                     continue
-                key = (metric, series_tags(metric, sample.tags))
+                if metric in events:  # only these have facts to drop
+                    key = (metric, series_tags(metric, sample.tags))
+                    group: object = key
+                else:
+                    key = (metric, sample.tags)
+                    group = metric
                 if kind is Kind.GAUGE:
-                    gkey = (check, key) if metric in events else (check, metric)
-                    values = reported.get(gkey)
+                    values = reported.get(group)
                     if values is None:
-                        values = reported[gkey] = {}
+                        values = reported[group] = {}
                     values[key] = sample.value
                 elif kind is Kind.COUNT:
                     self._count(key, sample.value)
@@ -140,9 +145,10 @@ class LatestValues:
                 else:
                     self._observe(key, sample.value, result.check_type)
             groups = self._groups
-            for gkey, values in reported.items():
+            for group, values in reported.items():
+                gkey = (check, group)
                 keep = hold
-                if gkey[1].__class__ is tuple:  # a per-event series: its own cadence
+                if group.__class__ is tuple:  # a per-event series: its own cadence
                     old = groups.get(gkey)
                     keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
                 groups[gkey] = _Group(now, keep, values)
