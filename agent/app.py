@@ -13,14 +13,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from agent import __version__
 from agent.alerting.dispatch import make_dispatcher
 from agent.allocator import MemoryTrimmer
 from agent.check import AgentCheck, CheckContext, InstanceConfig
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, AgentSection, load_config
 from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
@@ -31,6 +31,7 @@ from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
+from agent.samples import CheckResult, Sample, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -76,6 +77,24 @@ def build_checks(config: AgentConfig, context: CheckContext) -> list[AgentCheck]
     return checks
 
 
+def tagged_submit(submit: Callable[[CheckResult], None],
+                  section: AgentSection) -> Callable[[CheckResult], None]:
+    """``submit`` for the agent's own components (history, alerting, exporters, leader).
+
+    Their samples get what every check's samples carry: ``agent.tags`` and ``agent`` (the
+    agent's name), under their own tags, so dashboards filtered by ``env`` or ``agent``
+    keep them and two agents' components are told apart whatever the scrape adds.
+    """
+    base = make_tags(section.tags, {"agent": section.hostname})
+
+    def tagged(result: CheckResult) -> None:
+        result.samples = [Sample(s.metric, s.value, make_tags(base, s.tags), s.timestamp, s.kind)
+                          for s in result.samples]
+        submit(result)
+
+    return tagged
+
+
 class Agent:
     """The running daemon: scheduler, pipeline, server and components."""
 
@@ -87,18 +106,20 @@ class Agent:
         self.scheduler = CheckScheduler(self.pipeline)
         self.prometheus: PrometheusExporter | None = None
         self.components: list[Component] = []
+        # the agent's own components report like checks, with the agent's tags
+        self.submit_own = tagged_submit(self.pipeline.submit, config.agent)
         self.history = HistoryStore(config.agent.history, config.history)
-        self.history.emit = self.pipeline.submit
+        self.history.emit = self.submit_own
         self.components.append(self.history)  # first: it migrates the database the others use
         self.leader = build_leadership(config.agent.history, config.leader, config.agent.hostname,
                                        engine=self.history.engine,
                                        candidate=self._has_cluster_checks,
                                        on_elected=lambda: self.scheduler.run_now("cluster"),
-                                       submit=self.pipeline.submit)
+                                       submit=self.submit_own)
         self.components.append(self.leader)
         self.scheduler.gate = self.leader.gate
         self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
-                                         submit=self.pipeline.submit)
+                                         submit=self.submit_own)
                          if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
         self.context = self._context(config)
@@ -113,7 +134,8 @@ class Agent:
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
                                              self.readiness_problems))
-        self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port)
+        self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port,
+                                  config.exporters.prometheus.metrics_listen)
         self.reloads = 0
         self.last_reload_error: str | None = None
         self._stopping = False
@@ -139,7 +161,7 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        exporters = build_exporters(self.config, lambda: self.history.engine, self.pipeline.submit)
+        exporters = build_exporters(self.config, lambda: self.history.engine, self.submit_own)
         self.prometheus = exporters.prometheus
         self.components.extend(exporters.components)
         for component in self.components:
@@ -282,7 +304,7 @@ async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
     try:
         await agent.start()
     except OSError as exc:
-        log.error("cannot start: %s (is another agent listening on %s?)", exc, config.agent.listen)
+        log.error("cannot start: %s (is another process listening there?)", exc)
         await agent.stop()
         return 1
     except AgentError as exc:

@@ -243,6 +243,16 @@ class AgentCheck(ABC):
         self._warnings.append(scrub(message))
 
     @property
+    def report_interval(self) -> float:
+        """The longest time between two reports of any of this instance's series.
+
+        Exporters that serve the latest values (Prometheus) hold a value for about twice
+        this long. A check with a slower cadence inside its runs (a canary every few runs)
+        overrides it.
+        """
+        return float(self.config.interval) + float(self.config.jitter)
+
+    @property
     def now(self) -> float:
         """The time this run started (read once per run)."""
         return self._now
@@ -301,6 +311,7 @@ class AgentCheck(ABC):
             duration=duration,
             error=error,
             warnings=list(self._warnings),
+            interval=self.report_interval,
         )
         return result
 

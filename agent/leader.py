@@ -363,7 +363,7 @@ class LeaderElector:
             status = Status.OK
             message = "leader" if self.is_leader else f"follower of {self.status()['leader']}"
         return CheckResult(check="leader", check_type="agent", status=status, message=message,
-                           samples=samples, started=now)
+                           samples=samples, started=now, interval=self.config.renew_interval)
 
     def _report(self) -> None:
         if self._submit is None:

@@ -100,6 +100,8 @@ class CheckResult:
 
     ``error`` names what went wrong when the check raised or timed out (already scrubbed
     of secrets); ``warnings`` are non-fatal problems worth showing in /status.
+    ``interval`` is how often the producer reports (its longest cadence, e.g. a canary's),
+    0 when unknown: exporters that keep the latest values hold them about twice that long.
     """
 
     check: str
@@ -111,3 +113,4 @@ class CheckResult:
     duration: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    interval: float = 0.0

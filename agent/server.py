@@ -7,6 +7,12 @@ password so a browser can send it, and is refused on a non-loopback bind without
 (see agent/web/access.py).
 /status and /metrics are serialized in a worker thread: at 1,000 checks either takes tens
 of milliseconds, which on the event loop would make every check due meanwhile run late.
+
+``exporters.prometheus.listen`` adds a second listener that serves /metrics only and
+asks for no token: scrapers that cannot send one (``prometheus.io/scrape`` annotations)
+reach the metrics on the pod network while /status, which names targets and errors,
+stays behind the token. /metrics speaks OpenMetrics to scrapers that ask for it and
+gzip to those that accept it (:mod:`agent.export.exposition`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from agent.export.exposition import negotiate, wants_gzip
 from agent.secrets import scrub
 from agent.web import StatusPage
 
@@ -28,17 +35,19 @@ if TYPE_CHECKING:
 __all__ = ["AgentServer", "render_status"]
 
 log = logging.getLogger(__name__)
-PROM_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class AgentServer:
-    def __init__(self, agent: Agent, host: str, port: int) -> None:
+    def __init__(self, agent: Agent, host: str, port: int,
+                 metrics_listen: tuple[str, int] | None = None) -> None:
         self.agent = agent
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self.metrics_listen = metrics_listen
+        self._runners: list[web.AppRunner] = []
         self.bound_port: int | None = None
         self.page = StatusPage(agent, listen=lambda: f"{self.host}:{self.port}")
+        self.metrics_port: int | None = None
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -61,21 +70,38 @@ class AgentServer:
                 return web.json_response({"error": "a bearer token is required"}, status=401)
         return await handler(request)
 
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+    def _metrics_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def _serve(self, app: web.Application, host: str, port: int, setting: str) -> int:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"{setting} {host}:{port}: {exc.strerror or exc}") from None
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def start(self) -> None:
+        self.bound_port = await self._serve(self._app(), self.host, self.port, "agent.listen")
         log.info("serving /healthz /readyz /status /metrics and the status page on http://%s:%s",
                  self.host, self.bound_port)
+        if self.metrics_listen is not None:
+            host, port = self.metrics_listen
+            self.metrics_port = await self._serve(self._metrics_app(), host, port,
+                                                  "exporters.prometheus.listen")
+            log.info("serving /metrics without a token on http://%s:%s", host, self.metrics_port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners = []
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -94,8 +120,13 @@ class AgentServer:
         exporter = self.agent.prometheus
         if exporter is None:
             return web.json_response({"error": "the Prometheus exporter is disabled"}, status=404)
-        body = await exporter.render_async()
-        return web.Response(body=body, headers={"Content-Type": PROM_CONTENT_TYPE})
+        openmetrics = negotiate(request.headers.get("Accept"))
+        gzip = wants_gzip(request.headers.get("Accept-Encoding"))
+        body = await exporter.render_async(openmetrics, gzip)
+        headers = {"Content-Type": exporter.content_type(openmetrics), "Vary": "Accept, Accept-Encoding"}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
 
 def render_status(doc: dict[str, Any]) -> bytes:

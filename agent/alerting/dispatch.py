@@ -578,6 +578,7 @@ class Dispatcher:
             message=message,
             samples=samples,
             started=now,
+            interval=self.config.delivery.tick,
         )
 
 

@@ -3,7 +3,8 @@
 Datadog and Grafana cannot run here; a preview lets a person see what a dashboard shows
 with the agent's own data before importing it. Series are aggregated the way the panel's
 query says (``agg`` across series, split by ``by`` tags) into buckets of about 1/240 of the
-range; counters the panel plots as rates become per-second rates.
+range; counters the panel plots as rates become per-second rates, counts become sums per
+bucket, and percentiles of a distribution take every observation in the bucket.
 """
 
 from __future__ import annotations
@@ -11,17 +12,28 @@ from __future__ import annotations
 import io
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from agent.catalog import load_catalog
-from agent.dashboards.spec import Dashboard, Panel, Query
+from agent.dashboards.spec import PERCENTILES, Dashboard, Panel, Query
 from agent.history.protocol import SeriesReader
 from agent.samples import Kind, Tags
 
 __all__ = ["aggregate", "panel_series", "render_dashboard"]
 
 _AGG = {"avg": lambda v: sum(v) / len(v), "sum": sum, "min": min, "max": max}
+
+
+def _percentile(q: float) -> Callable[[list[float]], float]:
+    def nearest_rank(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+    return nearest_rank
+
+
+_AGG.update({name: _percentile(q) for name, q in PERCENTILES.items()})
 
 
 def aggregate(series: Mapping[Tags, Sequence[tuple[float, float]]], query: Query, kind: Kind,
@@ -36,14 +48,28 @@ def aggregate(series: Mapping[Tags, Sequence[tuple[float, float]]], query: Query
         label = ",".join(f"{k}={tag_map.get(k, '')}" for k in query.by) or query.label or query.metric
         if query.label and query.by:
             label = f"{query.label} {label}"
-        values = _per_second(points, kind) if query.rate else points
+        if query.increase:
+            values = _increments(points, kind)
+        else:
+            values = _per_second(points, kind) if query.rate else points
         per_bucket: dict[float, list[float]] = defaultdict(list)
         for ts, value in values:
             per_bucket[math.floor(ts / step) * step].append(value)
         for bucket, vals in per_bucket.items():
-            groups[label][bucket].append(vals[-1])  # a series' last value in the bucket
+            if kind is Kind.DISTRIBUTION:  # every observation counts, not the last one
+                groups[label][bucket].extend(vals)
+            elif query.increase:
+                groups[label][bucket].append(sum(vals))
+            else:
+                groups[label][bucket].append(vals[-1])  # a series' last value in the bucket
     agg = _AGG[query.agg]
     return {label: sorted((b, agg(v)) for b, v in buckets.items()) for label, buckets in groups.items()}
+
+
+def _increments(points: Sequence[tuple[float, float]], kind: Kind) -> list[tuple[float, float]]:
+    if kind is Kind.COUNT:  # deltas already
+        return list(points)
+    return [(t1, v1 - v0 if v1 >= v0 else v1) for (_, v0), (t1, v1) in zip(points, points[1:])]
 
 
 def _per_second(points: Sequence[tuple[float, float]], kind: Kind) -> list[tuple[float, float]]:

@@ -3,6 +3,14 @@
 Datadog queries use catalog names (``avg:mlwarden.endpoint.up{$env} by {model}``); Grafana
 PromQL uses the names the Prometheus exporter emits (``catalog.prometheus_name``), so one
 description yields two dashboards that query exactly what the agent sends each backend.
+
+PromQL windows are Grafana's ``$__rate_interval`` (never shorter than four scrapes, so a
+rate always has two points to work with) and, for counts on tables and values,
+``$__range``: "failed runs in the time range" is ``increase()`` over it, rounded because
+Prometheus extrapolates to the window's edges and events are whole. Distributions are
+histograms: percentiles are ``histogram_quantile`` over the summed bucket rates, a mean is
+``rate(_sum) / rate(_count)``. Panels filter and split only by labels the agent sets and a
+scrape leaves alone (the exporter never sends ``instance`` or ``job``).
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.catalog import Catalog, load_catalog
-from agent.dashboards.spec import DASHBOARDS, Dashboard, Panel, Query
+from agent.dashboards.spec import DASHBOARDS, PERCENTILES, Dashboard, Panel, Query
 from agent.samples import Kind
 
 __all__ = ["datadog_json", "grafana_json", "promql", "datadog_query", "render_all"]
@@ -19,9 +27,13 @@ GLOBAL_VARS = ("env",)  # user tags from agent.tags, not declared per metric
 # metrics tagged with the check instance they describe (every sample carries `check`, but on
 # the agent's own components it names the component: filtering those by a check hides them)
 PER_CHECK = frozenset({"mlwarden.check.status", "mlwarden.check.duration", "mlwarden.check.runs",
-                       "mlwarden.check.errors"})
-# `agent` (agent.hostname) is on what local checks emit; the agent's other components
-# (exporters, alerting, history) are told apart by Prometheus' instance / Datadog's host
+                       "mlwarden.check.errors", "mlwarden.agent.check.last_duration",
+                       "mlwarden.agent.check.consecutive_failures"})
+# `agent` (agent.hostname) is on what local checks and the agent's own components
+# (exporters, alerting, history, leader) emit; cluster-scope checks outlive a leader
+AGENT_OWN = frozenset({"*", "agent", "alerting", "history", "leader"})
+RATE_WINDOW = "$__rate_interval"
+RANGE_WINDOW = "$__range"
 GRAFANA_UNITS = {"seconds": "s", "bytes": "bytes", "ratio": "percentunit", "celsius": "celsius",
                  "watts": "watt", "hertz": "hertz", "joules": "joule", "dollars": "currencyUSD",
                  "dollars_per_hour": "currencyUSD"}
@@ -32,7 +44,7 @@ def _vars_for(query: Query, dash: Dashboard, catalog: Catalog) -> list[str]:
     return [v for v in dash.variables
             if v in GLOBAL_VARS or v in spec.tags
             or (v == "check" and query.metric in PER_CHECK)
-            or (v == "agent" and (query.metric in PER_CHECK or spec.check == "agent"))]
+            or (v == "agent" and (query.metric in PER_CHECK or spec.check in AGENT_OWN))]
 
 
 # -- Datadog ---------------------------------------------------------------------------
@@ -43,7 +55,7 @@ def datadog_query(query: Query, dash: Dashboard, catalog: Catalog) -> str:
     if query.by:
         q += " by {" + ",".join(query.by) + "}"
     spec = catalog[query.metric]
-    if spec.kind is not Kind.GAUGE:
+    if spec.kind in (Kind.COUNT, Kind.MONOTONIC_COUNT):
         q += ".as_rate()" if query.rate else ".as_count()"
     return q
 
@@ -61,13 +73,15 @@ def _dd_widget(panel: Panel, dash: Dashboard, catalog: Catalog) -> dict[str, Any
                                       "show_legend": True}
     elif panel.viz == "value":
         definition = {"type": "query_value", "title": title, "precision": 2,
-                      "requests": [{"q": queries[0], "aggregator": "last"}]}
+                      "requests": [{"q": queries[0],
+                                    "aggregator": "sum" if panel.queries[0].increase else "last"}]}
     elif panel.viz == "toplist":
         definition = {"type": "toplist", "title": title,
                       "requests": [{"q": f"top({queries[0]}, 10, 'last', 'desc')"}]}
     else:  # table
         definition = {"type": "query_table", "title": title,
-                      "requests": [{"q": q, "aggregator": "last", "limit": 50} for q in queries]}
+                      "requests": [{"q": q, "aggregator": "sum" if pq.increase else "last", "limit": 50}
+                                   for q, pq in zip(queries, panel.queries)]}
     return {"definition": definition}
 
 
@@ -92,15 +106,37 @@ def datadog_json(dash: Dashboard, catalog: Catalog | None = None) -> dict[str, A
 
 
 # -- Grafana ---------------------------------------------------------------------------
-def promql(query: Query, dash: Dashboard, catalog: Catalog) -> str:
+def promql(query: Query, dash: Dashboard, catalog: Catalog, instant: bool = False) -> str:
+    """The PromQL of one query; ``instant``: a table/value/toplist (counts over the range)."""
     spec = catalog[query.metric]
     name = spec.prometheus
     matchers = [f'{k}="{v}"' for k, v in query.where]
     matchers += [f'{v}=~"${v}"' for v in _vars_for(query, dash, catalog)]
-    selector = name + ("{" + ",".join(matchers) + "}" if matchers else "")
-    inner = f"rate({selector}[5m])" if spec.kind is not Kind.GAUGE and query.rate else selector
+    labels = "{" + ",".join(matchers) + "}" if matchers else ""
+    if spec.kind is Kind.DISTRIBUTION:
+        return _histogram(query, name, labels)
+    selector = name + labels
+    if query.increase:
+        window = RANGE_WINDOW if instant else RATE_WINDOW
+        inner = f"increase({selector}[{window}])"
+    elif query.rate and spec.kind is not Kind.GAUGE:
+        inner = f"rate({selector}[{RATE_WINDOW}])"
+    else:
+        inner = selector
     by = f" by ({','.join(query.by)})" if query.by else ""
-    return f"{query.agg}{by} ({inner})"
+    expr = f"{query.agg}{by} ({inner})"
+    return f"round({expr})" if query.increase else expr
+
+
+def _histogram(query: Query, name: str, labels: str) -> str:
+    def rate(suffix: str) -> str:
+        return f"rate({name}_{suffix}{labels}[{RATE_WINDOW}])"
+
+    if query.agg in PERCENTILES:
+        by = ",".join(("le", *query.by))
+        return f"histogram_quantile({PERCENTILES[query.agg]}, sum by ({by}) ({rate('bucket')}))"
+    by = f" by ({','.join(query.by)})" if query.by else ""
+    return f"sum{by} ({rate('sum')}) / sum{by} ({rate('count')})"
 
 
 def _gf_panel(panel: Panel, dash: Dashboard, catalog: Catalog, pid: int, x: int, y: int) -> dict[str, Any]:
@@ -109,8 +145,9 @@ def _gf_panel(panel: Panel, dash: Dashboard, catalog: Catalog, pid: int, x: int,
         return {"id": pid, "type": "text", "title": panel.title, "gridPos": grid,
                 "options": {"mode": "markdown", "content": panel.text}}
     targets = []
+    instant = panel.viz in ("value", "table", "toplist")
     for i, q in enumerate(panel.queries):
-        expr = promql(q, dash, catalog)
+        expr = promql(q, dash, catalog, instant)
         if panel.viz == "toplist":
             expr = f"topk(10, {expr})"
         legend = " ".join("{{" + b + "}}" for b in q.by)
@@ -126,6 +163,8 @@ def _gf_panel(panel: Panel, dash: Dashboard, catalog: Catalog, pid: int, x: int,
         "targets": targets,
         "fieldConfig": {"defaults": {"unit": GRAFANA_UNITS.get(panel.unit, "short")}, "overrides": []},
     }
+    if panel.description:
+        out["description"] = panel.description
     if kind == "table":
         out["transformations"] = [{"id": "merge", "options": {}}]
     return out

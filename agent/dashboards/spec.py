@@ -13,7 +13,10 @@ from typing import Literal
 __all__ = ["DASHBOARDS", "UNDASHBOARDED", "Dashboard", "Panel", "Query", "Row"]
 
 Viz = Literal["timeseries", "value", "toplist", "table", "note"]
-Agg = Literal["avg", "sum", "min", "max"]
+# p50/p95/p99: of a distribution's observations (Prometheus histogram_quantile over its
+# buckets, Datadog's percentiles); avg of a distribution is the mean observation
+Agg = Literal["avg", "sum", "min", "max", "p50", "p95", "p99"]
+PERCENTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Query:
     rate: bool = False
     where: tuple[tuple[str, str], ...] = ()
     label: str = ""
+    # counters only: how many happened — in the dashboard's time range on a table or a
+    # value, per interval on a graph (Prometheus increase(), Datadog .as_count())
+    increase: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,8 @@ class Dashboard:
 
 
 def Q(metric: str, *by: str, agg: Agg = "avg", rate: bool = False, label: str = "",
-      where: dict[str, str] | None = None) -> Query:
-    return Query(metric, agg, tuple(by), rate, tuple(sorted((where or {}).items())), label)
+      where: dict[str, str] | None = None, increase: bool = False) -> Query:
+    return Query(metric, agg, tuple(by), rate, tuple(sorted((where or {}).items())), label, increase)
 
 
 SOURCE_NOTE = ("Data from the mlwarden agent (`mlwarden run`). Metric names, units and tags are "
@@ -87,23 +93,25 @@ ENDPOINTS = Dashboard(
         )),
         Row("Latency", (
             Panel("Probe latency p50 / p95 / p99", (
-                Q("mlwarden.endpoint.latency.p50", "model", label="p50"),
-                Q("mlwarden.endpoint.latency.p95", "model", label="p95"),
-                Q("mlwarden.endpoint.latency.p99", "model", label="p99"),
-            ), unit="seconds"),
+                Q("mlwarden.endpoint.latency", "model", agg="p50", label="p50"),
+                Q("mlwarden.endpoint.latency", "model", agg="p95", label="p95"),
+                Q("mlwarden.endpoint.latency", "model", agg="p99", label="p99"),
+            ), unit="seconds", description="Percentiles of every probe of every agent "
+                  "(histogram buckets in Prometheus, distributions in Datadog)."),
             Panel("Latency phases", (
                 Q("mlwarden.endpoint.latency.connect", "endpoint", label="connect"),
                 Q("mlwarden.endpoint.latency.ttfb", "endpoint", label="time to first byte"),
-                Q("mlwarden.endpoint.latency", "endpoint", label="total"),
+                Q("mlwarden.endpoint.latency", "endpoint", label="total (mean)"),
             ), unit="seconds"),
-            Panel("Canary inference", (
-                Q("mlwarden.endpoint.canary.latency", "model", label="latency"),
+            Panel("Canary inference p50 / p95", (
+                Q("mlwarden.endpoint.canary.latency", "model", agg="p50", label="p50"),
+                Q("mlwarden.endpoint.canary.latency", "model", agg="p95", label="p95"),
             ), unit="seconds"),
             Panel("Canary success", (Q("mlwarden.endpoint.canary.success", "model", agg="min"),)),
         )),
         Row("Errors and capacity", (
             Panel("Probe errors by kind", (Q("mlwarden.endpoint.errors", "error_kind", agg="sum", rate=True),)),
-            Panel("Slowest models (p95)", (Q("mlwarden.endpoint.latency.p95", "model", agg="max"),),
+            Panel("Slowest models (p95)", (Q("mlwarden.endpoint.latency", "model", agg="p95"),),
                   viz="toplist", unit="seconds"),
             Panel("Model versions served", (Q("mlwarden.endpoint.model.info", "model", "version", agg="max"),),
                   viz="table"),
@@ -137,9 +145,12 @@ AIRFLOW = Dashboard(
             Panel("Import errors", (Q("mlwarden.airflow.import_errors", agg="sum"),), viz="value"),
         )),
         Row("Failures", (
-            Panel("Failed runs by DAG", (Q("mlwarden.airflow.dag_run.failed", "dag_id", agg="sum", rate=True),)),
+            Panel("Failed runs by DAG", (
+                Q("mlwarden.airflow.dag_run.failed", "dag_id", agg="sum", increase=True),), viz="table",
+                  description="Failed runs in the dashboard's time range."),
             Panel("Failed tasks by DAG and task", (
-                Q("mlwarden.airflow.task_instance.failed", "dag_id", "task_id", agg="sum", rate=True),)),
+                Q("mlwarden.airflow.task_instance.failed", "dag_id", "task_id", agg="sum", increase=True),),
+                  viz="table", description="Failed task instances in the dashboard's time range."),
             Panel("DAGs whose last run failed", (Q("mlwarden.airflow.dag.last_run_failed", "dag_id", agg="max"),),
                   viz="table"),
             Panel("Duration of failed tasks", (
@@ -186,7 +197,7 @@ GPU = Dashboard(
         Row("Overview", (
             Panel("About this dashboard", viz="note", text=SOURCE_NOTE + " GPUs are read by the `gpu` "
                   "check (NVML on the node, or dcgm-exporter endpoints); idle cost uses the configured price per GPU-hour."),
-            Panel("GPUs", (Q("mlwarden.gpu.count", agg="sum"),), viz="value"),
+            Panel("GPUs", (Q("mlwarden.gpu.present", agg="sum"),), viz="value"),
             Panel("Idle GPUs (fleet)", (Q("mlwarden.gpu.fleet.idle", agg="sum"),), viz="value"),
             Panel("Idle cost per hour (fleet)", (Q("mlwarden.gpu.fleet.idle.cost_rate", agg="sum"),), viz="value",
                   unit="dollars_per_hour"),
@@ -276,9 +287,9 @@ AGENT = Dashboard(
             Panel("Check duration", (Q("mlwarden.check.duration", "check_type", agg="max"),), unit="seconds"),
             Panel("Runs per second by type", (Q("mlwarden.check.runs", "check_type", agg="sum", rate=True),)),
             Panel("Check errors by kind", (Q("mlwarden.check.errors", "check_type", "error", agg="sum", rate=True),)),
-            Panel("Slowest check instances", (Q("mlwarden.agent.check.last_duration", "instance", agg="max"),),
+            Panel("Slowest check instances", (Q("mlwarden.agent.check.last_duration", "check", agg="max"),),
                   viz="toplist", unit="seconds"),
-            Panel("Consecutive failures", (Q("mlwarden.agent.check.consecutive_failures", "instance", agg="max"),),
+            Panel("Consecutive failures", (Q("mlwarden.agent.check.consecutive_failures", "check", agg="max"),),
                   viz="toplist"),
         )),
         Row("Process", (

@@ -38,7 +38,7 @@ def build_exporters(config: AgentConfig, engine: Callable[[], Engine],
     senders: list[Any] = []
     prom = config.exporters.prometheus
     if prom.enabled or prom.pushgateway is not None:
-        latest = PrometheusExporter()
+        latest = PrometheusExporter(buckets=prom.histogram_buckets)
         out.components.append(latest)
         out.prometheus = latest if prom.enabled else None  # None: /metrics answers 404
         if prom.pushgateway is not None:
@@ -58,6 +58,5 @@ def build_exporters(config: AgentConfig, engine: Callable[[], Engine],
     out.components.extend(senders)
     exporters = [c for c in out.components if hasattr(c, "health")]
     if exporters:
-        out.components.append(HealthSource(exporters, submit, config.agent.self_check_interval,
-                                           tuple(config.agent.tags.items())))
+        out.components.append(HealthSource(exporters, submit, config.agent.self_check_interval))
     return out

@@ -7,10 +7,11 @@ Datadog settings fall back to the environment variables Datadog's own tools read
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.durations import Duration
 
@@ -45,10 +46,57 @@ class PushgatewayConfig(_Model):
 class PrometheusConfig(_Model):
     """The /metrics endpoint on the agent's own server."""
 
-    enabled: bool = Field(True, description="Serve /metrics in Prometheus text format.")
+    enabled: bool = Field(
+        True, description="Serve /metrics (Prometheus text; OpenMetrics and gzip when asked)."
+    )
+    listen: str | None = Field(
+        None,
+        description="host:port of an extra listener serving /metrics only, without a token "
+        "(for scrapers that cannot send one; /status stays behind `agent.auth_token`).",
+    )
+    histogram_buckets: dict[str, tuple[float, ...]] = Field(
+        default_factory=dict,
+        description="Histogram upper bounds (in the metric's unit) by check type, or "
+        "`default` for all; distributions (probe latency) are exported as histograms "
+        "(default: 5ms to 30s).",
+    )
     pushgateway: PushgatewayConfig | None = Field(
         None, description="Also push to a Pushgateway (grouping key: job and instance=hostname)."
     )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected host:port like '0.0.0.0:9465', found {value!r}")
+        return value
+
+    @field_validator("histogram_buckets")
+    @classmethod
+    def _increasing(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for check_type, bounds in value.items():
+            if any(math.isnan(b) or b == -math.inf for b in bounds):
+                raise ValueError(f"{check_type}: bucket bounds must be numbers")
+            finite = tuple(b for b in bounds if b != math.inf)
+            if not finite:
+                raise ValueError(f"{check_type}: give at least one finite bucket bound "
+                                 "(+Inf is always added)")
+            for low, high in zip(finite, finite[1:]):
+                if not high > low:
+                    raise ValueError(f"{check_type}: bucket bounds must increase; found {high:g} "
+                                     f"after {low:g}")
+            value[check_type] = finite
+        return value
+
+    @property
+    def metrics_listen(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class DogStatsdTarget(_Model):

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 SERIES_KIND = "datadog_series"
 CHECK_KIND = "datadog_check"
 # v2 series intake types
-_TYPE = {Kind.GAUGE: 3, Kind.COUNT: 1, Kind.MONOTONIC_COUNT: 1}
+# distributions go as gauges until the exporter sends Datadog distributions (issue #17)
+_TYPE = {Kind.GAUGE: 3, Kind.COUNT: 1, Kind.MONOTONIC_COUNT: 1, Kind.DISTRIBUTION: 3}
 # catalog unit -> Datadog unit name (units Datadog does not know are left unset)
 DD_UNITS = {
     "seconds": "second", "bytes": "byte", "ratio": "fraction", "celsius": "degree celsius",

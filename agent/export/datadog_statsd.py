@@ -152,13 +152,14 @@ class DogStatsdExporter:
         self._observe_drops()
 
     def _template(self, metric: str, kind: Kind, tags: Tags) -> tuple[str, str] | None:
-        mtype = "g" if kind is Kind.GAUGE else "c"
+        # distributions go as gauges until they are sent as DogStatsD `d` (issue #17)
+        mtype = "g" if kind in (Kind.GAUGE, Kind.DISTRIBUTION) else "c"
         template = self.statsd.line_template(metric, mtype, dd_tags(tags))
         self._lines[((metric, tags), kind)] = template
         return template
 
     def _fallback(self, metric: str, kind: Kind, value: float, tags: Tags) -> None:
-        if kind is Kind.GAUGE:
+        if kind in (Kind.GAUGE, Kind.DISTRIBUTION):
             self.statsd.gauge(metric, value, tags=dd_tags(tags))
         else:
             self.statsd.count(metric, value, tags=dd_tags(tags))

@@ -125,7 +125,8 @@ class HealthSource:
                 worst = Status.CRITICAL
                 problems.append(f"{exp.health.exporter}: {exp.health.last_error}")
         return CheckResult(check="exporters", check_type="exporters", status=worst,
-                           message="; ".join(problems), samples=samples, started=now)
+                           message="; ".join(problems), samples=samples, started=now,
+                           interval=self.interval)
 
     async def start(self) -> None:
         if self._task is None:

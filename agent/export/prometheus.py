@@ -1,68 +1,56 @@
 """Prometheus exposition of the latest values, rendered at scrape time.
 
-The sink keeps a snapshot of each check instance's latest series (counters accumulated),
-so a poll costs a dict update and a scrape grows with the number of series, never with
-history. Rendering writes the text format (0.0.4) directly: each series' line prefix
-(``name{label="value"}``) is built once, when the series first appears, and cached, so a
-scrape only formats values — cheaper than building metric families and escaping labels
-on every scrape as ``prometheus_client.generate_latest`` does (see benchmarks/exporters.py).
-Scrapes and pushes render in a worker thread (:meth:`PrometheusExporter.render_async`): at
-10k series a render takes tens of milliseconds, which on the event loop would delay checks.
-HELP, TYPE and names come from the catalog through :func:`agent.catalog.prometheus_name`.
+The sink keeps what each series last said (:mod:`agent.export.latest`: which series
+stay, for how long, how counters start), so a poll costs a few dict updates and a scrape
+grows with the number of series, never with history. Rendering writes the exposition
+directly: each series' line prefix (``name{label="value"}``) is built once, when the
+series first appears, and cached, so a scrape only formats values — cheaper than building
+metric families and escaping labels on every scrape as ``prometheus_client.generate_latest``
+does (see benchmarks/exporters.py). Both formats (:mod:`agent.export.exposition`) share
+the prefixes; only family headers differ. Scrapes and pushes render in a worker thread
+(:meth:`PrometheusExporter.render_async`): at 10k series a render takes milliseconds to
+tens of milliseconds, which on the event loop would delay checks.
+
+HELP, TYPE, UNIT and names come from the catalog through :func:`agent.catalog.prometheus_name`.
+``distribution`` samples become classic histograms (``_bucket``/``_sum``/``_count``) whose
+buckets are set per check type (``exporters.prometheus.histogram_buckets``).
 
 A family's series may carry different tag keys; a tag a series lacks is simply absent,
-which Prometheus reads the same as an empty label.
+which Prometheus reads the same as an empty label. Tag keys that would collide with what
+a scrape sets (``instance``, ``job``) are exported as ``exported_instance`` / ``exported_job``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import re
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from agent.catalog import Catalog, load_catalog, prometheus_name
+from agent.catalog import UNITS, Catalog, load_catalog, prometheus_name
+from agent.export.exposition import (
+    OPENMETRICS,
+    TEXT,
+    compress,
+    escape_label,
+    family_header,
+    format_value,
+    label_name,
+)
 from agent.export.health import ExporterHealth
+from agent.export.latest import LatestValues
 from agent.samples import CheckResult, Kind, Sample, SeriesKey
 
-__all__ = ["PrometheusExporter", "label_name", "sample_family_name", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "DEFAULT_BUCKETS", "PrometheusExporter", "label_name",
+           "sample_family_name"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
-
-
-def label_name(tag: str) -> str:
-    """A tag key as a valid Prometheus label name (``__`` prefixes are reserved)."""
-    name = _LABEL_BAD.sub("_", tag)
-    if not name or name[0].isdigit():
-        name = "_" + name
-    if name.startswith("__"):
-        name = name.lstrip("_") or "_"
-        name = "_" + name if name[0].isdigit() else name
-    return name
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _value(v: float) -> str:
-    v = float(v)  # samples from outside the check firewall may carry ints
-    if v == math.inf:
-        return "+Inf"
-    if v == -math.inf:
-        return "-Inf"
-    if v != v:
-        return "NaN"
-    if v.is_integer() and abs(v) < 1e15:
-        return f"{int(v)}.0"
-    return repr(v)
+CONTENT_TYPE = TEXT
+# seconds: 5 ms to 30 s covers health probes and most inference calls
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_GAUGE, _COUNTER, _HISTOGRAM = 0, 1, 2
+_PTYPE = ("gauge", "counter", "histogram")
+_KIND = (Kind.GAUGE, Kind.COUNT, Kind.DISTRIBUTION)
 
 
 class PrometheusExporter:
@@ -70,19 +58,27 @@ class PrometheusExporter:
 
     name = "prometheus"
 
-    def __init__(self, catalog: Catalog | None = None) -> None:
+    def __init__(self, catalog: Catalog | None = None,
+                 buckets: Mapping[str, Sequence[float]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.catalog = catalog or load_catalog()
-        self._lock = threading.Lock()  # the values: taken by consume() on the loop, briefly by render()
-        self._render_lock = threading.Lock()  # the line caches: renders run in worker threads
-        self._gauges: dict[str, dict[SeriesKey, float]] = {}
-        self._counters: dict[SeriesKey, float] = {}
-        # (metric, is_counter) -> (family name, header text); SeriesKey -> line prefix
-        self._families: dict[tuple[str, bool], tuple[str, str]] = {}
-        self._prefixes: dict[tuple[SeriesKey, bool], str] = {}
+        self._buckets = {k: tuple(float(b) for b in v) for k, v in (buckets or {}).items()}
+        self.latest = LatestValues(self.catalog, self.buckets_for, clock)
+        self._render_lock = threading.Lock()  # the caches below: renders run in worker threads
+        # (metric, kind code) -> (sample name, type, help, unit); header per format
+        self._families: dict[tuple[str, int], tuple[str, str, str, str]] = {}
+        self._headers: dict[tuple[str, int, bool], str] = {}
+        # line prefixes per series: gauges, counters; histograms (buckets..., sum, count)
+        self._prefixes: tuple[dict[SeriesKey, str], dict[SeriesKey, str]] = ({}, {})
+        self._hprefixes: dict[SeriesKey, tuple[str, ...]] = {}
         self.health = ExporterHealth("prometheus")
         self.health.state = "ok"
         self.scrapes = 0
         self.last_render_seconds: float | None = None
+
+    def buckets_for(self, check_type: str) -> tuple[float, ...]:
+        """Histogram upper bounds for a check type's distributions."""
+        return self._buckets.get(check_type) or self._buckets.get("default") or DEFAULT_BUCKETS
 
     # -- component -------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,98 +89,147 @@ class PrometheusExporter:
 
     def status(self) -> dict[str, Any]:
         return {"endpoint": "/metrics", "series": self.series_count, "scrapes": self.scrapes,
-                "last_render_seconds": self.last_render_seconds, **self.health.as_dict()}
+                "last_render_seconds": self.last_render_seconds,
+                "samples_of_the_wrong_kind": self.latest.wrong_kind, **self.health.as_dict()}
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
-        gauges: dict[SeriesKey, float] = {}
-        counters = self._counters
-        with self._lock:
-            for sample in result.samples:
-                kind = sample.kind
-                if kind is Kind.GAUGE:
-                    gauges[sample.key] = sample.value
-                elif kind is Kind.COUNT:
-                    key = sample.key
-                    counters[key] = counters.get(key, 0.0) + sample.value
-                else:
-                    counters[sample.key] = sample.value
-            # a run replaces its instance's gauges: series it no longer reports disappear
-            self._gauges[result.check] = gauges
+        self.latest.consume(result)
 
     def forget(self, check: str) -> None:
         """Drop an instance's series (it was removed by a reload)."""
-        with self._lock:
-            self._gauges.pop(check, None)
-            for key in [k for k in self._counters if ("check", check) in k[1]]:
-                del self._counters[key]
+        self.latest.forget(check)
+        tag = ("check", check)
         with self._render_lock:
-            for pkey in [k for k in self._prefixes if ("check", check) in k[0][1]]:
-                del self._prefixes[pkey]
-
-    def snapshot(self) -> tuple[list[tuple[SeriesKey, float]], list[tuple[SeriesKey, float]]]:
-        with self._lock:
-            gauges = [item for per in self._gauges.values() for item in per.items()]
-            counters = list(self._counters.items())
-        return gauges, counters
+            for cache in (*self._prefixes, self._hprefixes):
+                for key in [k for k in cache if tag in k[1]]:
+                    del cache[key]
 
     @property
     def series_count(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._gauges.values()) + len(self._counters)
+        return self.latest.series_count
 
     # -- rendering -------------------------------------------------------------------
-    def _family(self, metric: str, counter: bool) -> tuple[str, str]:
-        fam = self._families.get((metric, counter))
+    def _family(self, metric: str, code: int) -> tuple[str, str, str, str]:
+        fam = self._families.get((metric, code))
         if fam is None:
             spec = self.catalog.get(metric)
-            kind = Kind.COUNT if counter else Kind.GAUGE
-            name = prometheus_name(metric, kind, spec.unit if spec else "")
+            unit = spec.unit if spec else ""
+            name = prometheus_name(metric, _KIND[code], unit)
             doc = spec.description if spec else f"{metric} (not declared in the metric catalog)"
-            ptype = "counter" if counter else "gauge"
-            header = f"# HELP {name} {_help(doc)}\n# TYPE {name} {ptype}\n"
-            fam = (name, header)
-            self._families[(metric, counter)] = fam
+            fam = (name, _PTYPE[code], doc, UNITS.get(unit, ""))
+            self._families[(metric, code)] = fam
         return fam
 
-    def _prefix(self, key: SeriesKey, counter: bool) -> str:
-        name = self._family(key[0], counter)[0]
-        labels = ",".join(f'{label_name(k)}="{_escape(v)}"' for k, v in key[1] if v != "")
+    def _header(self, metric: str, code: int, openmetrics: bool) -> str:
+        head = self._headers.get((metric, code, openmetrics))
+        if head is None:
+            name, ptype, doc, unit = self._family(metric, code)
+            head = family_header(name, ptype, doc, unit, openmetrics)
+            self._headers[(metric, code, openmetrics)] = head
+        return head
+
+    @staticmethod
+    def _labels(tags: Sequence[tuple[str, str]], histogram: bool = False) -> list[str]:
+        out, seen = [], set()
+        for key, value in tags:
+            if value == "":
+                continue
+            name = label_name(key)
+            if histogram and name == "le":
+                name = "exported_le"
+            if name in seen:  # two tags that map to one label name: the first wins
+                continue
+            seen.add(name)
+            out.append(f'{name}="{escape_label(value)}"')
+        return out
+
+    def _prefix(self, key: SeriesKey, code: int) -> str:
+        name = self._family(key[0], code)[0]
+        labels = ",".join(self._labels(key[1]))
         prefix = f"{name}{{{labels}}} " if labels else f"{name} "
-        self._prefixes[(key, counter)] = prefix
+        self._prefixes[code][key] = prefix
         return prefix
 
-    async def render_async(self) -> bytes:
-        """:meth:`render` off the event loop."""
-        return await asyncio.to_thread(self.render)
+    def _hist_prefixes(self, key: SeriesKey, bounds: tuple[float, ...]) -> tuple[str, ...]:
+        name = self._family(key[0], _HISTOGRAM)[0]
+        labels = self._labels(key[1], histogram=True)
+        joined = ",".join(labels)
+        out = []
+        for bound in (*bounds, float("inf")):
+            le = ",".join([*labels, 'le="' + format_value(bound) + '"'])
+            out.append(f"{name}_bucket{{{le}}} ")
+        out.append(f"{name}_sum{{{joined}}} " if joined else f"{name}_sum ")
+        out.append(f"{name}_count{{{joined}}} " if joined else f"{name}_count ")
+        prefixes = tuple(out)
+        self._hprefixes[key] = prefixes
+        return prefixes
 
-    def render(self) -> bytes:
-        """The whole exposition, from the latest values; safe to call from any thread.
+    async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
+        """:meth:`render` (and gzip) off the event loop."""
+        return await asyncio.to_thread(self._encoded, openmetrics, gzip)
 
-        Under the sink's lock it only takes references: an instance's gauge dict is replaced
-        by each run, never changed, and the counters are copied. Formatting happens outside
-        it, so a slow render never holds up ``consume``.
+    def _encoded(self, openmetrics: bool, gzip: bool) -> bytes:
+        body = self.render(openmetrics)
+        return compress(body) if gzip else body
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The whole exposition (text 0.0.4, or OpenMetrics 1.0); safe from any thread.
+
+        The store hands over references (gauge dicts are replaced by each report, never
+        changed) and copies of counters and histograms; formatting happens outside its
+        lock, so a slow render never holds up ``consume``.
         """
         started = time.perf_counter()
-        groups: dict[tuple[str, bool], list[str]] = {}
-        prefixes = self._prefixes
-        with self._lock:
-            gauges = list(self._gauges.values())
-            counters = list(self._counters.items())
+        gauges, counters, hists = self.latest.take()
+        fmt = format_value
         with self._render_lock:
-            for counter, items in ((False, [i for per in gauges for i in per.items()]), (True, counters)):
-                for key, value in items:
-                    prefix = prefixes.get((key, counter)) or self._prefix(key, counter)
-                    fkey = (key[0], counter)
-                    lines = groups.get(fkey)
+            families: list[dict[str, list[str]]] = [{}, {}, {}]
+            prefixes, fams = self._prefixes[_GAUGE], families[_GAUGE]
+            for values in gauges:  # one metric per dict: its family is looked up once
+                lines: list[str] | None = None
+                for key, value in values.items():
                     if lines is None:
-                        lines = groups[fkey] = [self._family(key[0], counter)[1]]
-                    lines.append(prefix + _value(value) + "\n")
-        body = "".join(["".join(lines) for lines in groups.values()]).encode()
+                        lines = fams.setdefault(key[0], [])
+                    lines.append((prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n")
+            prefixes, fams = self._prefixes[_COUNTER], families[_COUNTER]
+            for key, value in counters:
+                lines = fams.get(key[0])
+                if lines is None:
+                    lines = fams[key[0]] = []
+                lines.append((prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n")
+            hfams = families[_HISTOGRAM]
+            for key, bounds, cumulative, total, count in hists:
+                prefixes = self._hprefixes.get(key) or self._hist_prefixes(key, bounds)
+                lines = hfams.get(key[0])
+                if lines is None:
+                    lines = hfams[key[0]] = []
+                lines.extend(p + fmt(n) + "\n" for p, n in zip(prefixes, (*cumulative, total, count)))
+            parts = []
+            for code, fams in enumerate(families):
+                for metric, lines in fams.items():
+                    parts.append(self._header(metric, code, openmetrics))
+                    parts.append("".join(lines))
+            self._trim_caches(sum(len(g) for g in gauges), len(counters), len(hists))
+        if openmetrics:
+            parts.append("# EOF\n")
+        body = "".join(parts).encode()
         self.scrapes += 1
         self.last_render_seconds = round(time.perf_counter() - started, 6)
         self.health.success(0)
         return body
+
+    def _trim_caches(self, gauges: int, counters: int, hists: int) -> None:
+        """Series that ended leave their prefixes behind; rebuild a cache that has grown
+        far past the live series (pods come and go on a GPU node for months)."""
+        for cache, live in ((self._prefixes[0], gauges), (self._prefixes[1], counters),
+                            (self._hprefixes, hists)):
+            if len(cache) > 2 * live + 10_000:
+                cache.clear()
+
+    @staticmethod
+    def content_type(openmetrics: bool) -> str:
+        return OPENMETRICS if openmetrics else TEXT
 
 
 def sample_family_name(sample: Sample) -> str:

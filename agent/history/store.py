@@ -283,7 +283,7 @@ class HistoryStore:
                 result = CheckResult(check="history", check_type="history",
                                      status=Status.OK if ok else Status.WARNING,
                                      message="" if ok else "history writer is shedding samples",
-                                     samples=batch, started=now)
+                                     samples=batch, started=now, interval=interval)
                 if self.emit is not None:
                     self.emit(result)
             except Exception:  # noqa: BLE001 - metrics about the store must not stop it

@@ -44,9 +44,9 @@ class AgentSelfCheck(AgentCheck):
         for state in states.values():
             if state.last_duration is not None:
                 self.gauge("agent.check.last_duration", state.last_duration,
-                           tags={"instance": state.name})
+                           tags={"check": state.name})
             self.gauge("agent.check.consecutive_failures", state.consecutive_failures,
-                       tags={"instance": state.name})
+                       tags={"check": state.name})
         if failing:
             shown = ", ".join(sorted(failing)[:5]) + (" ..." if len(failing) > 5 else "")
             self.service_check(Status.WARNING, f"{len(failing)} check(s) failing: {shown}")

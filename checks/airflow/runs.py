@@ -99,7 +99,8 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
         duration = end - start if start is not None else None
     history.record(dag_id, state, end, duration)
     if duration is not None:
-        check.gauge("airflow.dag_run.duration", duration, tags={"dag_id": dag_id, "state": state})
+        check.gauge("airflow.dag_run.duration", duration,
+                    tags={"dag_id": dag_id, "state": state, "run_id": run_id})
     if state != "failed":
         return
     links = []

@@ -111,7 +111,7 @@ def emit_lost(out: Submit, node: str, gpu: LostGpu) -> None:
 
 def emit_node(out: Submit, node: str, present: int, lost: int, idle: NodeIdle | None) -> None:
     tags = {"node": node}
-    out.gauge("gpu.count", present, tags)
+    out.gauge("gpu.present", present, tags)
     out.gauge("gpu.lost", lost, tags)
     if idle is not None:
         out.gauge("gpu.node.idle", idle.idle, tags)

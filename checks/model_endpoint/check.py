@@ -16,7 +16,6 @@ from agent.samples import Status
 from checks.model_endpoint import generic, kserve_v1, mlflow, tfserving, torchserve, v2
 from checks.model_endpoint.canary import run_canary
 from checks.model_endpoint.config import ModelEndpointConfig
-from checks.model_endpoint.latency import LatencyWindow
 from checks.model_endpoint.observation import Observation
 from checks.model_endpoint.probe import HttpProbe, ProbeFailure
 
@@ -39,12 +38,18 @@ class ModelEndpointCheck(AgentCheck):
         cfg = self.config
         self._protocol = PROTOCOLS[cfg.protocol]
         self._probe: HttpProbe | None = None
-        self._latency = LatencyWindow(cfg.latency_window)
         self._canary_due = 0.0
         self._served_version: str | None = None
         endpoint = str(URL(cfg.url).with_query(None).with_fragment(None))
         self._tags = {"model": cfg.model or "", "endpoint": endpoint, "protocol": cfg.protocol}
         self._label = f"model {cfg.model}" if cfg.model else f"endpoint {endpoint}"
+
+    @property
+    def report_interval(self) -> float:
+        """The canary reports on its own, slower cadence: its values are held that long."""
+        base = super().report_interval
+        canary = self.config.canary
+        return max(base, float(canary.interval)) if canary is not None else base
 
     async def check(self) -> None:
         try:
@@ -92,14 +97,13 @@ class ModelEndpointCheck(AgentCheck):
 
     def _timing(self, latency: float, connect: float | None, ttfb: float | None) -> None:
         tags = self._tags
-        self.gauge("endpoint.latency", latency, tags)
+        # one observation per probe: percentiles are computed where probes of every agent
+        # and every window meet (Prometheus histograms, Datadog distributions)
+        self.distribution("endpoint.latency", latency, tags)
         if connect is not None:
             self.gauge("endpoint.latency.connect", connect, tags)
         if ttfb is not None:
             self.gauge("endpoint.latency.ttfb", ttfb, tags)
-        self._latency.add(latency)
-        for q, value in self._latency.percentiles(0.5, 0.95, 0.99).items():
-            self.gauge(f"endpoint.latency.p{round(q * 100)}", value, tags)
 
     def _failed(self, failure: ProbeFailure, probe: str) -> None:
         tags = self._tags
@@ -127,6 +131,6 @@ class ModelEndpointCheck(AgentCheck):
             self._failed(failure, "canary")
             return
         self.gauge("endpoint.canary.success", 1, self._tags)
-        self.gauge("endpoint.canary.latency", answer.latency, self._tags)
+        self.distribution("endpoint.canary.latency", answer.latency, self._tags)
         if isinstance(data, dict) and isinstance(data.get("model_version"), str):
             self._served_version = data["model_version"]

@@ -139,9 +139,6 @@ class ModelEndpointConfig(InstanceConfig, HttpOptions):
     expect: tuple[JsonAssertion, ...] = Field(
         default=(), description="`protocol: http`: checks on the JSON body."
     )
-    latency_window: int = Field(
-        100, ge=1, le=10_000, description="Probes kept for the latency percentiles."
-    )
     canary: CanaryConfig | None = Field(None, description="Optional canary inference.")
 
     @field_validator("management_url")

@@ -58,7 +58,7 @@ async def test_embedded_defaults_alert_on_the_console_out_of_the_box(tmp_path, c
     await agent.start()
     try:
         agent.pipeline.submit(CheckResult("agent", "agent", Status.OK, samples=[
-            Sample("mlwarden.agent.check.consecutive_failures", 3.0, (("instance", "ranker"),), time.time())]))
+            Sample("mlwarden.agent.check.consecutive_failures", 3.0, (("check", "ranker"),), time.time())]))
         printed = ""
         for _ in range(100):
             await asyncio.sleep(0.1)

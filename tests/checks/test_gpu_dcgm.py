@@ -96,7 +96,7 @@ async def test_kubernetes_mode_exporter_maps_into_the_catalog():
     # the blank memory temperature is missing data, not 9.2e18 degrees
     assert not series(result, "mlwarden.gpu.memory.temperature")
     assert "pod" not in series(result, "mlwarden.gpu.up", gpu="1")[0][0]   # an empty pod label is dropped
-    assert value(result, "mlwarden.gpu.count", node="gpu-node-1") == 2
+    assert value(result, "mlwarden.gpu.present", node="gpu-node-1") == 2
     assert value(result, "mlwarden.gpu.source.up", source=url) == 1
     assert {s.kind for s in result.samples if s.metric == "mlwarden.gpu.energy"} == {Kind.MONOTONIC_COUNT}
 
@@ -110,7 +110,7 @@ async def test_dcgm_and_nvml_feed_the_same_metrics():
         check = dcgm_check(target.url + "/metrics", price_per_gpu_hour=1.0)
         dcgm = await run(check)
         await check.context.close()
-    shared = {"mlwarden.gpu.up", "mlwarden.gpu.count", "mlwarden.gpu.lost", "mlwarden.gpu.source.up",
+    shared = {"mlwarden.gpu.up", "mlwarden.gpu.present", "mlwarden.gpu.lost", "mlwarden.gpu.source.up",
               "mlwarden.gpu.utilization", "mlwarden.gpu.memory.utilization", "mlwarden.gpu.memory.used",
               "mlwarden.gpu.memory.free", "mlwarden.gpu.memory.total", "mlwarden.gpu.temperature",
               "mlwarden.gpu.power.usage", "mlwarden.gpu.clock.sm", "mlwarden.gpu.clock.memory",
@@ -278,7 +278,7 @@ async def test_a_gpu_listed_only_through_its_mig_instances_is_counted_and_judged
             clock.t += 60
         await check.context.close()
     assert result.status == Status.OK, result.message
-    assert value(result, "mlwarden.gpu.count") == 1
+    assert value(result, "mlwarden.gpu.present") == 1
     assert value(result, "mlwarden.gpu.up", uuid=parent) == 1
     assert value(result, "mlwarden.gpu.idle", uuid=parent) == 1
     assert value(result, "mlwarden.gpu.node.idle.cost_rate") == 2.5

@@ -96,7 +96,7 @@ async def test_one_gpu_in_base_units():
     assert value(result, "mlwarden.gpu.throttled", reason="gpu_idle") == 1
     assert value(result, "mlwarden.gpu.throttled", reason="sw_power_cap") == 0
     assert value(result, "mlwarden.gpu.up", **tags) == 1
-    assert value(result, "mlwarden.gpu.count", node="node-a") == 1
+    assert value(result, "mlwarden.gpu.present", node="node-a") == 1
     assert value(result, "mlwarden.gpu.lost", node="node-a") == 0
     assert value(result, "mlwarden.gpu.source.up", source="nvml") == 1
     kinds = {s.metric: s.kind for s in result.samples}
@@ -113,7 +113,7 @@ async def test_eight_gpus():
     assert len(series(result, "mlwarden.gpu.up")) == 8
     assert {t["uuid"] for t, _ in series(result, "mlwarden.gpu.utilization")} == {g.uuid for g in lib.gpus}
     assert {t["gpu"] for t, _ in series(result, "mlwarden.gpu.up")} == {str(i) for i in range(8)}
-    assert value(result, "mlwarden.gpu.count") == 8
+    assert value(result, "mlwarden.gpu.present") == 8
     assert "8 GPUs on 1 node" in result.message
     await check.close()
     assert lib.initialised == 0  # close() shut NVML down
@@ -133,7 +133,7 @@ async def test_mig_partitioned_gpu(tmp_path):
     assert value(result, "mlwarden.gpu.memory.total", uuid=gpus[0].mig[2].uuid) == 5 * GiB
     # NVML gives no utilisation on a MIG-enabled GPU: missing, never a zero
     assert {t["uuid"] for t, _ in series(result, "mlwarden.gpu.utilization")} == {gpus[1].uuid}
-    assert value(result, "mlwarden.gpu.count") == 2   # physical GPUs, not instances
+    assert value(result, "mlwarden.gpu.present") == 2   # physical GPUs, not instances
     proc = series(result, "mlwarden.gpu.process.memory.used")
     assert len(proc) == 1
     ptags, used = proc[0]
@@ -187,7 +187,7 @@ async def test_a_gpu_lost_mid_life_is_reported_by_uuid():
     assert f"GPU 3 ({lost_uuid}) lost: GPU is lost" in result.message
     assert value(result, "mlwarden.gpu.up", uuid=lost_uuid) == 0
     assert value(result, "mlwarden.gpu.lost", node="node-a") == 1
-    assert value(result, "mlwarden.gpu.count", node="node-a") == 7
+    assert value(result, "mlwarden.gpu.present", node="node-a") == 7
     assert not series(result, "mlwarden.gpu.utilization", uuid=lost_uuid)
     lib.gpus[3].lost = ""            # back after a reset
     result = await run(check)

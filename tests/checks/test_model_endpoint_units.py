@@ -1,4 +1,4 @@
-"""Pure parts of model_endpoint: JSON path expectations and the latency window."""
+"""Pure parts of model_endpoint: JSON path expectations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from checks.model_endpoint.assertions import failed_assertions
 from checks.model_endpoint.config import JsonAssertion
-from checks.model_endpoint.latency import LatencyWindow
 
 pytestmark = pytest.mark.unit
 ANSWER = {"model_name": "iris", "outputs": [{"name": "predict", "shape": [3, 1],
@@ -26,23 +25,3 @@ ANSWER = {"model_name": "iris", "outputs": [{"name": "predict", "shape": [3, 1],
 def test_json_expectations(path, equals, exists, problem):
     got = failed_assertions(ANSWER, [JsonAssertion(path=path, equals=equals, exists=exists)])
     assert got == ([problem] if problem else [])
-
-
-def test_latency_window_slides():
-    window = LatencyWindow(4)
-    assert window.percentiles(0.5) == {}
-    for v in (9.0, 1.0, 2.0, 3.0, 4.0):  # 9.0 slides out
-        window.add(v)
-    assert len(window) == 4
-    assert window.percentiles(0.5, 0.95, 0.99) == {0.5: 2.0, 0.95: 4.0, 0.99: 4.0}
-
-
-def test_latency_window_before_it_fills_and_after_many_wraps():
-    window = LatencyWindow(100)
-    window.add(0.5)
-    window.add(0.25)  # the 98 unused slots (zeros) must not count as probes
-    assert len(window) == 2 and window.percentiles(0.5, 0.99) == {0.5: 0.25, 0.99: 0.5}
-    for i in range(1, 1001):
-        window.add(float(i))
-    assert len(window) == 100
-    assert window.percentiles(0.01, 0.5, 1.0) == {0.01: 901.0, 0.5: 950.0, 1.0: 1000.0}

@@ -9,7 +9,8 @@ import pytest
 
 from agent.catalog import load_catalog
 from agent.dashboards.render import datadog_json, grafana_json, promql, render_all
-from agent.dashboards.spec import DASHBOARDS, UNDASHBOARDED
+from agent.dashboards.spec import DASHBOARDS, PERCENTILES, UNDASHBOARDED
+from agent.samples import Kind
 from tests.dashboards.strict_datadog import validate_dashboard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +32,12 @@ def test_every_queried_metric_is_in_the_catalog():
         for q in dash.queries():
             assert q.metric in catalog, f"{dash.slug} queries {q.metric}, which no check emits"
             spec = catalog[q.metric]
-            if q.rate:
-                assert spec.kind.value != "gauge", f"{q.metric}: rate() of a gauge"
+            if q.rate or q.increase:
+                assert spec.kind in (Kind.COUNT, Kind.MONOTONIC_COUNT), f"{q.metric}: rate of a {spec.kind.value}"
+            if spec.kind is Kind.DISTRIBUTION:  # a histogram has a mean and percentiles only
+                assert q.agg == "avg" or q.agg in PERCENTILES, f"{q.metric}: {q.agg} of a distribution"
+            else:
+                assert q.agg not in PERCENTILES, f"{q.metric}: percentiles need a distribution"
             for tag in q.by:
                 assert tag in spec.tags or tag == "check", f"{q.metric} has no tag {tag!r} to split by"
 
@@ -75,16 +80,31 @@ def test_grafana_queries_use_the_prometheus_names():
 
 
 def test_promql_shapes():
-    from agent.dashboards.spec import AGENT, Q
+    from agent.dashboards.spec import AGENT, AIRFLOW, ENDPOINTS, Q
 
     catalog = load_catalog()
     assert promql(Q("mlwarden.check.runs", "check_type", agg="sum", rate=True), AGENT, catalog) == \
-        'sum by (check_type) (rate(mlwarden_check_runs_total{env=~"$env",agent=~"$agent",check=~"$check"}[5m]))'
+        'sum by (check_type) (rate(mlwarden_check_runs_total{env=~"$env",agent=~"$agent",check=~"$check"}' \
+        '[$__rate_interval]))'
     assert promql(Q("mlwarden.agent.memory.rss", agg="max"), AGENT, catalog) == \
         'max (mlwarden_agent_memory_rss_bytes{env=~"$env",agent=~"$agent"})'
-    # the agent's components are not check instances: no check filter that would hide them
+    # the agent's components are not check instances: no check filter that would hide them,
+    # but they carry the agent's tags like every sample
     assert promql(Q("mlwarden.exporter.up", "exporter", agg="min"), AGENT, catalog) == \
-        'min by (exporter) (mlwarden_exporter_up{env=~"$env"})'
+        'min by (exporter) (mlwarden_exporter_up{env=~"$env",agent=~"$agent"})'
+    # how many failed in the dashboard's range (a table) or per interval (a graph)
+    failed = Q("mlwarden.airflow.dag_run.failed", "dag_id", agg="sum", increase=True)
+    assert promql(failed, AIRFLOW, catalog, instant=True) == \
+        'round(sum by (dag_id) (increase(mlwarden_airflow_dag_run_failed_total{env=~"$env",dag_id=~"$dag_id"}' \
+        '[$__range])))'
+    assert "[$__rate_interval]" in promql(failed, AIRFLOW, catalog)
+    # distributions are histograms: percentiles across every agent, and a mean
+    sel = 'mlwarden_endpoint_latency_seconds_{}{{env=~"$env",model=~"$model",endpoint=~"$endpoint"}}'
+    assert promql(Q("mlwarden.endpoint.latency", "model", agg="p95"), ENDPOINTS, catalog) == \
+        f'histogram_quantile(0.95, sum by (le,model) (rate({sel.format("bucket")}[$__rate_interval])))'
+    assert promql(Q("mlwarden.endpoint.latency", "endpoint"), ENDPOINTS, catalog) == \
+        f'sum by (endpoint) (rate({sel.format("sum")}[$__rate_interval])) / ' \
+        f'sum by (endpoint) (rate({sel.format("count")}[$__rate_interval]))'
 
 
 def test_export_command_writes_each_format(tmp_path):
@@ -99,3 +119,18 @@ def test_export_command_writes_each_format(tmp_path):
     written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "grafana").glob("*.json")}
     assert written == render_all("grafana")
     assert len(result.stdout.splitlines()) == len(DASHBOARDS)
+
+
+def test_grafana_windows_follow_the_scrape_and_labels_survive_it():
+    """Windows are Grafana's own ($__rate_interval for rates, $__range for counts over the
+    dashboard's range), never a fixed 5m that is too short at a slow scrape; and no panel
+    splits or filters by a label Prometheus sets on the target itself."""
+    import re
+
+    for dash in DASHBOARDS:
+        for panel in grafana_json(dash)["panels"]:
+            for target in panel.get("targets", []):
+                windows = set(re.findall(r"\[([^\]]+)\]", target["expr"]))
+                assert windows <= {"$__rate_interval", "$__range"}, (panel["title"], target["expr"])
+        labels = set(dash.variables) | {t for q in dash.queries() for t in (*q.by, *dict(q.where))}
+        assert not labels & {"instance", "job"}, (dash.slug, labels)

@@ -177,7 +177,8 @@ checks: {json.dumps(checks)}
 
 
 def substitute(expr: str) -> str:
-    """Grafana's "All" for every template variable: the regex ``.*``."""
+    """Grafana's intervals (at a 1 s scrape) and "All" for every template variable (``.*``)."""
+    expr = expr.replace("$__rate_interval", "10s").replace("$__range", "10m")
     return re.sub(r"\$\{?(\w+)\}?", lambda m: ".*", expr)
 
 
@@ -309,6 +310,16 @@ scrape_configs:
                 # and the rare events really happened
                 status, body = query(base, 'sum by (xid) (mlwarden_gpu_xid_errors_total)')
                 assert {r["metric"]["xid"] for r in body["data"]["result"]} >= {"31", "48"}
+                # Prometheus' default scrape config (honor_labels: false) rewrote no label:
+                # the agent sends no instance or job, so nothing became exported_*
+                params = urllib.parse.urlencode({"match[]": '{__name__=~"mlwarden_.+"}'})
+                names = json.loads(http_get(f"{base}/api/v1/labels?{params}")[1])["data"]
+                assert not [n for n in names if n.startswith("exported_")], names
+                # every label a panel splits or filters by is one the series really carry
+                used = {b for d in DASHBOARDS for r in d.rows for p in r.panels for q in p.queries
+                        for b in q.by if (d.slug, p.title) not in NO_DATA_HERE}
+                used |= {v for d in DASHBOARDS for v in d.variables}
+                assert used <= set(names), used - set(names)
         finally:
             fleet.stop()
             agent.stop()

@@ -37,6 +37,7 @@ class PrometheusHarness:
         """kind -> catalog metric -> value, with counters as totals."""
         out: dict[str, dict[str, float]] = defaultdict(dict)
         by_prom = {s.prometheus: s.name for s in load_catalog()}
+        self.exporter.render()  # Prometheus scrapes again and again: new counters show 0 first
         for fam in text_string_to_metric_families(self.exporter.render().decode()):
             for sample in fam.samples:
                 if not sample.labels.get("check") == "ranker" or sample.labels.get("model") != "ranker":

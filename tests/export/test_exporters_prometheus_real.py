@@ -60,7 +60,10 @@ scrape_configs:
         assert labels["job"] == "mlwarden" and labels["instance"] == f"127.0.0.1:{agent}"
 
         # every mlwarden series Prometheus stored is a catalog metric under its converted name
+        # (a histogram's samples are its name + _bucket, _sum, _count)
         catalog = {spec.prometheus: spec for spec in load_catalog()}
+        catalog |= {f"{spec.prometheus}_{part}": spec for spec in load_catalog()
+                    if spec.kind.value == "distribution" for part in ("bucket", "sum", "count")}
         wait_for(lambda: "mlwarden_exporter_last_success_seconds" in api(base, "/api/v1/label/__name__/values"),
                  20, 0.5, "the exporter health series")
         names = [n for n in api(base, "/api/v1/label/__name__/values") if n.startswith("mlwarden_")]
@@ -69,7 +72,9 @@ scrape_configs:
                          "mlwarden_agent_cpu_time_seconds_total", "mlwarden_exporter_last_success_seconds"):
             assert expected in names
 
-        # types and help as the catalog declares them (Prometheus' metadata API)
+        # types, help and units as the catalog declares them (Prometheus' metadata API).
+        # Prometheus asks for OpenMetrics and gets it: families are named without _total
+        # and carry their unit
         def metadata():
             meta = api(base, "/api/v1/metadata")
             return meta if "mlwarden_agent_memory_rss_bytes" in meta else None
@@ -77,9 +82,12 @@ scrape_configs:
         meta = wait_for(metadata, 20, 0.5, "target metadata")
         for name in names:
             spec = catalog[name]
-            want = "gauge" if spec.kind.value == "gauge" else "counter"
-            assert meta[name][0]["type"] == want, name
-            assert meta[name][0]["help"] == spec.description, name
+            family = spec.prometheus.removesuffix("_total") if spec.kind.value.endswith("count") \
+                else spec.prometheus
+            want = {"gauge": "gauge", "distribution": "histogram"}.get(spec.kind.value, "counter")
+            assert meta[family][0]["type"] == want, name
+            assert meta[family][0]["help"] == spec.description, name
+        assert meta["mlwarden_agent_cpu_time_seconds"][0]["unit"] == "seconds"
 
         up = api(base, "/api/v1/query", query='mlwarden_exporter_up{exporter="prometheus"}')["result"]
         assert up and up[0]["value"][1] == "1"
@@ -111,7 +119,10 @@ def test_pushgateway_receives_the_agents_metrics_under_its_grouping_key(tmp_path
                 groups = json.loads(body)["data"] if status == 200 else []
                 return next((g for g in groups if "mlwarden_check_runs_total" in g), None)
 
-            found = wait_for(group, 30, 0.5, "the agent's push to arrive")
+            # a new counter is pushed at 0 first, its runs from the next push on
+            found = wait_for(lambda: (g := group()) and float(
+                g["mlwarden_check_runs_total"]["metrics"][0]["value"]) >= 1 and g, 30, 0.5,
+                "the agent's pushes to arrive")
             assert found["labels"] == {"job": "mlwarden-test", "instance": "test-agent"}
             runs = found["mlwarden_check_runs_total"]
             assert runs["type"] == "COUNTER"

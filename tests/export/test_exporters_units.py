@@ -54,29 +54,29 @@ def test_label_names_are_valid():
     assert label_name("check-type") == "check_type"
     assert label_name("9x") == "_9x"
     assert label_name("__name__") == "name__"
+    # what every scrape sets on its target is never a label of ours
+    assert label_name("instance") == "exported_instance"
+    assert label_name("job") == "exported_job"
 
 
 def test_rendered_text_parses_with_escapes_and_special_values():
     exp = PrometheusExporter()
     tags = make_tags({"check": "c1", "model": 'a"b\\c\nd', "empty": ""})
-    exp.consume(CheckResult("c1", "t", Status.OK, samples=[
+    exp.consume(CheckResult("c1", "t", Status.OK, interval=10, samples=[
         Sample("mlwarden.check.duration", 0.5, tags),
         Sample("mlwarden.check.status", math.inf, tags),
         Sample("mlwarden.check.runs", 2.0, tags, kind=Kind.COUNT),
         Sample("mlwarden.undeclared.metric", 1e-7, tags),
     ]))
+    exp.render()  # a new counter is shown at 0 first
     exp.consume(CheckResult("c1", "t", Status.OK, samples=[Sample("mlwarden.check.runs", 3.0, tags,
                                                                   kind=Kind.COUNT)]))
     fams = {f.name: f for f in text_string_to_metric_families(exp.render().decode())}
     runs = fams["mlwarden_check_runs"]
     assert runs.type == "counter" and runs.samples[0].value == 5.0
     assert runs.samples[0].labels == {"check": "c1", "model": 'a"b\\c\nd'}  # empty label absent
-    # the instance's second run no longer reported the gauges: they are gone
-    assert "mlwarden_check_duration_seconds" not in fams
-    exp.consume(CheckResult("c1", "t", Status.OK, samples=[
-        Sample("mlwarden.check.status", math.inf, tags), Sample("mlwarden.undeclared.metric", 1e-7, tags)]))
-    fams = {f.name: f for f in text_string_to_metric_families(exp.render().decode())}
     assert fams["mlwarden_check_status"].samples[0].value == math.inf
+    assert fams["mlwarden_check_duration_seconds"].samples[0].value == 0.5
     assert fams["mlwarden_undeclared_metric"].samples[0].value == 1e-7
     assert "not declared" in fams["mlwarden_undeclared_metric"].documentation
     exp.forget("c1")

@@ -1,0 +1,134 @@
+"""The two exposition formats /metrics speaks, and how a scraper picks one.
+
+Plain text (0.0.4) is the default; a scraper that asks for
+``application/openmetrics-text`` (Prometheus does, first) gets OpenMetrics 1.0: counter
+families named without ``_total`` (their samples keep it), ``# UNIT`` where the catalog
+declares a unit the name ends with, and ``# EOF``. Sample lines are the same in both, so
+the renderer caches one line prefix per series and only the family headers differ.
+``Accept-Encoding: gzip`` gets a gzip body (Prometheus asks for it on every scrape).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import re
+
+__all__ = [
+    "OPENMETRICS",
+    "RESERVED_LABELS",
+    "TEXT",
+    "family_header",
+    "format_value",
+    "escape_label",
+    "label_name",
+    "negotiate",
+    "wants_gzip",
+    "compress",
+]
+
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_OM_VERSIONS = ("", "1.0.0", "0.0.1")
+_LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
+# labels Prometheus sets on every target: a sample carrying one would be renamed
+# ``exported_*`` (honor_labels: false) or overwrite the target's (honor_labels: true)
+RESERVED_LABELS = frozenset({"instance", "job"})
+
+
+def label_name(tag: str) -> str:
+    """A tag key as a valid Prometheus label name that no scrape rewrites.
+
+    Characters Prometheus refuses become ``_``; ``__`` prefixes are reserved; ``instance``
+    and ``job`` (target labels) become ``exported_instance`` / ``exported_job`` — what
+    Prometheus itself would call them, but the same whatever the scrape config says.
+    """
+    name = _LABEL_BAD.sub("_", tag)
+    if not name or name[0].isdigit():
+        name = "_" + name
+    if name.startswith("__"):
+        name = name.lstrip("_") or "_"
+        name = "_" + name if name[0].isdigit() else name
+    if name in RESERVED_LABELS:
+        name = "exported_" + name
+    return name
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _help(text: str, openmetrics: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if openmetrics else text
+
+
+def format_value(v: float) -> str:
+    if v.__class__ is not float:
+        v = float(v)  # samples from outside the check firewall may carry ints
+    if v.is_integer() and -1e15 < v < 1e15:  # False for inf and NaN
+        return f"{int(v)}.0"
+    if v == math.inf:
+        return "+Inf"
+    if v == -math.inf:
+        return "-Inf"
+    if v != v:
+        return "NaN"
+    return repr(v)
+
+
+def family_header(name: str, ptype: str, doc: str, unit: str, openmetrics: bool) -> str:
+    """HELP/TYPE (and OpenMetrics' UNIT) lines of one family.
+
+    ``name`` is the sample name (a counter's ends in ``_total``); OpenMetrics names the
+    family without it.
+    """
+    if not openmetrics:
+        return f"# HELP {name} {_help(doc, False)}\n# TYPE {name} {ptype}\n"
+    family = name.removesuffix("_total") if ptype == "counter" else name
+    head = f"# HELP {family} {_help(doc, True)}\n# TYPE {family} {ptype}\n"
+    if unit and family.endswith("_" + unit):
+        head += f"# UNIT {family} {unit}\n"
+    return head
+
+
+def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for item in header.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        if not parts[0]:
+            continue
+        params: dict[str, str] = {}
+        for p in parts[1:]:
+            k, _, v = p.partition("=")
+            params[k.strip().lower()] = v.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        out.append((parts[0].lower(), params, q))
+    return out
+
+
+def negotiate(accept: str | None) -> bool:
+    """True when the ``Accept`` header prefers OpenMetrics 1.0 to the text format."""
+    if not accept:
+        return False
+    om = text = 0.0
+    for media, params, q in _media_ranges(accept):
+        if media == "application/openmetrics-text" and params.get("version", "") in _OM_VERSIONS:
+            om = max(om, q)
+        elif media in ("text/plain", "text/*", "*/*"):
+            text = max(text, q)
+    return om > 0 and om >= text
+
+
+def wants_gzip(accept_encoding: str | None) -> bool:
+    if not accept_encoding:
+        return False
+    return any(media in ("gzip", "*") and q > 0 for media, _p, q in _media_ranges(accept_encoding))
+
+
+def compress(body: bytes) -> bytes:
+    # level 1: most of the size gain of level 9 on exposition text, at a fraction of the CPU
+    return gzip.compress(body, compresslevel=1, mtime=0)

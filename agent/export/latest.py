@@ -1,0 +1,220 @@
+"""The latest value of every exported series, and how long each one stays exposed.
+
+A scrape sees what the checks last said, not what happened to be in the last run, so
+this store decides three things per series:
+
+- **Series identity.** Per-event facts (a run id, a try number, a log link) are dropped
+  through :meth:`Catalog.series_tags`: a counter then adds up across runs, and a new
+  run is never a new series.
+- **How long a gauge stays.** A check instance's run that reports a metric reports all
+  of its live series: the ones it no longer reports have ended (a run finished, a GPU or
+  a pod went away) and go at once. A metric the run did not report at all (a canary every
+  few runs, a freshness gauge on a poll that could not read it) keeps its values until
+  they are stale: twice the producer's ``interval`` (``CheckResult.interval``), or its
+  run's duration when that is longer. Metrics
+  with facts are reported once per event (a run's duration), so each of their series
+  stays on its own: twice the time between its last two events, at least an hour.
+- **How cumulative series start.** Prometheus' ``rate()``/``increase()`` cannot see a
+  counter's first increment if the series is born at 1, so a new counter (or histogram)
+  series is first shown at zero: its first increments wait for the next snapshot (scrape
+  or push). After an agent restart every series starts again from zero, which
+  ``rate()`` reads as a counter reset and counts correctly.
+
+Running totals from a source (``monotonic_count``: a GPU's ECC errors since the driver
+loaded) are exposed as they are: their first value is not something that happened now.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Union
+
+from agent.catalog import Catalog
+from agent.samples import CheckResult, Kind, SeriesKey
+
+__all__ = ["DEFAULT_INTERVAL", "EVENT_HOLD", "Histogram", "LatestValues", "Snapshot"]
+
+EVENT_HOLD = 3600.0  # the least a per-event gauge (a run's duration) stays exposed
+DEFAULT_INTERVAL = 60.0  # a producer that does not say how often it reports
+
+
+class Histogram:
+    """Classic Prometheus histogram state: per-bucket counts (upper bounds), sum, count."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le: value <= bound
+        self.sum += value
+        self.count += 1
+
+    def merge(self, other: Histogram) -> None:
+        for i, n in enumerate(other.counts):
+            self.counts[i] += n
+        self.sum += other.sum
+        self.count += other.count
+
+    def cumulative(self) -> tuple[tuple[int, ...], float, int]:
+        total, out = 0, []
+        for n in self.counts:
+            total += n
+            out.append(total)
+        return tuple(out), self.sum, self.count
+
+
+class _Group:
+    """One instance's series of one gauge metric (or one series of a per-event metric)."""
+
+    __slots__ = ("updated", "hold", "values")
+
+    def __init__(self, updated: float, hold: float, values: dict[SeriesKey, float]) -> None:
+        self.updated = updated
+        self.hold = hold
+        self.values = values  # replaced by each report, never changed: readers need no lock
+
+
+_Pending = Union[float, Histogram]
+# what a render reads: gauge dicts, counter items, (key, bounds, cumulative, sum, count)
+Snapshot = tuple[list[dict[SeriesKey, float]], list[tuple[SeriesKey, float]],
+                 list[tuple[SeriesKey, tuple[float, ...], tuple[int, ...], float, int]]]
+
+
+class LatestValues:
+    """What /metrics serves; ``consume`` runs on the event loop, ``take`` in render threads."""
+
+    def __init__(self, catalog: Catalog, buckets: Callable[[str], tuple[float, ...]],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.catalog = catalog
+        self.buckets = buckets
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._events = frozenset(s.name for s in catalog if s.facts)
+        # a metric keeps one kind: a sample of another kind would make a second family
+        # of the same name, and Prometheus refuses the whole scrape for that
+        self._kinds: dict[str, Kind] = {s.name: s.kind for s in catalog}
+        self._groups: dict[tuple[str, object], _Group] = {}
+        self._counters: dict[SeriesKey, float] = {}
+        self._hists: dict[SeriesKey, Histogram] = {}
+        self._fresh: dict[SeriesKey, _Pending] = {}  # new series' first increments
+        self._due: dict[SeriesKey, _Pending] = {}  # shown at zero once: applied next take
+        self.wrong_kind = 0
+
+    # -- writing (the pipeline) ----------------------------------------------------
+    def consume(self, result: CheckResult) -> None:
+        now = self.clock()
+        # a run longer than the interval delays the next one (runs never overlap)
+        hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
+        series_tags = self.catalog.series_tags
+        kinds, events = self._kinds, self._events
+        check = result.check
+        # gauges by metric (by series for per-event metrics): what this run reports
+        reported: dict[object, dict[SeriesKey, float]] = {}
+        with self._lock:
+            for sample in result.samples:
+                metric, kind = sample.metric, sample.kind
+                pinned = kinds.get(metric)
+                if pinned is None:
+                    kinds[metric] = kind
+                elif pinned is not kind:
+                    self.wrong_kind += 1
+                    continue
+                if metric in events:  # only these have facts to drop
+                    key = (metric, series_tags(metric, sample.tags))
+                    group: object = key
+                else:
+                    key = (metric, sample.tags)
+                    group = metric
+                if kind is Kind.GAUGE:
+                    values = reported.get(group)
+                    if values is None:
+                        values = reported[group] = {}
+                    values[key] = sample.value
+                elif kind is Kind.COUNT:
+                    self._count(key, sample.value)
+                elif kind is Kind.MONOTONIC_COUNT:
+                    self._counters[key] = sample.value
+                else:
+                    self._observe(key, sample.value, result.check_type)
+            groups = self._groups
+            for group, values in reported.items():
+                gkey = (check, group)
+                keep = hold
+                if group.__class__ is tuple:  # a per-event series: its own cadence
+                    old = groups.get(gkey)
+                    keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
+                groups[gkey] = _Group(now, keep, values)
+
+    def _count(self, key: SeriesKey, delta: float) -> None:
+        fresh, due = self._fresh, self._due
+        if key not in self._counters:
+            self._counters[key] = 0.0
+            fresh[key] = delta
+        elif fresh and key in fresh:
+            fresh[key] += delta  # type: ignore[operator]
+        elif due and key in due:
+            due[key] += delta  # type: ignore[operator]
+        else:
+            self._counters[key] += delta
+
+    def _observe(self, key: SeriesKey, value: float, check_type: str) -> None:
+        hist = self._hists.get(key)
+        if hist is None:
+            bounds = self.buckets(check_type)
+            self._hists[key] = Histogram(bounds)
+            pending = self._fresh[key] = Histogram(bounds)
+        else:
+            pending = self._fresh.get(key) or self._due.get(key)  # type: ignore[assignment]
+            if pending is None:
+                hist.observe(value)
+                return
+        pending.observe(value)  # type: ignore[union-attr]
+
+    def forget(self, check: str) -> None:
+        """Drop an instance's series (it was removed by a reload)."""
+        tag = ("check", check)
+        with self._lock:
+            for gkey in [k for k in self._groups if k[0] == check]:
+                del self._groups[gkey]
+            for store in (self._counters, self._hists, self._fresh, self._due):
+                for key in [k for k in store if tag in k[1]]:
+                    del store[key]
+
+    # -- reading (renders) ---------------------------------------------------------
+    def take(self) -> Snapshot:
+        """What a render shows now; each call is one scrape or push.
+
+        Increments of new series shown at zero by the previous call are applied first,
+        so every reader that asks twice sees the series at zero before its first rise.
+        """
+        now = self.clock()
+        with self._lock:
+            for key, pending in self._due.items():
+                if pending.__class__ is Histogram:
+                    hist = self._hists.get(key)
+                    if hist is not None:
+                        hist.merge(pending)  # type: ignore[arg-type]
+                elif key in self._counters:
+                    self._counters[key] += pending  # type: ignore[operator]
+            self._due, self._fresh = self._fresh, {}
+            stale = [k for k, g in self._groups.items() if now - g.updated > g.hold]
+            for gkey in stale:
+                del self._groups[gkey]
+            gauges = [g.values for g in self._groups.values()]
+            counters = list(self._counters.items())
+            hists = [(k, h.bounds, *h.cumulative()) for k, h in self._hists.items()]
+        return gauges, counters, hists  # type: ignore[return-value]
+
+    @property
+    def series_count(self) -> int:
+        with self._lock:
+            return (sum(len(g.values) for g in self._groups.values()) + len(self._counters)
+                    + len(self._hists))
