@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, print_table
 from agent.errors import ExportError
 
@@ -65,7 +66,7 @@ def push(args: argparse.Namespace) -> int:
             api, app = os.environ.get("DD_API_KEY"), os.environ.get("DD_APP_KEY")
             if not api or not app:
                 print("mlwarden: set DD_API_KEY and DD_APP_KEY to push to Datadog", file=sys.stderr)
-                return 2
+                return exitcodes.CONFIG
             base = args.datadog_url or datadog_base_url(os.environ.get("DD_SITE"))
             rows = push_datadog(render_all("datadog"), api_key=api, app_key=app, base_url=base)
         else:
@@ -93,7 +94,7 @@ def preview(args: argparse.Namespace) -> int:
         since_s = parse_duration(args.since)
     except ValueError as exc:
         print(f"mlwarden: --since {args.since!r}: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     url = make_url(config.agent.history)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         print(f"mlwarden: no history database at {url.database}: run `mlwarden run` with this "

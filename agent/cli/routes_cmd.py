@@ -14,6 +14,7 @@ import time
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
 from agent.alerting.silences import SilenceStore
+from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
 from agent.notify.base import AlertInfo, Notification
@@ -71,11 +72,11 @@ def test(args: argparse.Namespace) -> int:
     for item in args.label:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            die(f"--label expects KEY=VALUE, found {item!r}", code=2)
+            die(f"--label expects KEY=VALUE, found {item!r}", code=exitcodes.USAGE)
         labels[key.strip()] = value
     rule = labels.get("alert") or labels.get("alertname")
     if not rule:
-        die("give the rule name with --label alert=NAME", code=2)
+        die("give the rule name with --label alert=NAME", code=exitcodes.USAGE)
     assert rule is not None
     severity = args.severity or labels.get("severity", "warning")
     full = alert_labels(rule, labels, severity)
