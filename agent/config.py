@@ -34,7 +34,7 @@ from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.secrets import register_secret
 
 __all__ = ["AgentConfig", "AgentSection", "config_warnings", "default_config", "draft_warnings",
-           "load_config", "parse_config"]
+           "load_config", "override_agent", "parse_config"]
 
 log = logging.getLogger(__name__)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -309,6 +309,15 @@ def parse_config(
     config = top.model_copy(update={"checks": tuple(checks)})
     _register_secrets(config)
     return config
+
+
+def override_agent(config: AgentConfig, overrides: Mapping[str, Any]) -> AgentConfig:
+    """``config`` with ``agent:`` settings from the command line (``--listen``, ``--log-level``)
+    on top; validated like the file. `run` applies them again after each reload."""
+    if not overrides:
+        return config
+    section = AgentSection.model_validate({**config.agent.model_dump(), **overrides})
+    return config.model_copy(update={"agent": section})
 
 
 # The one default rule set: the file-less run loads it, `mlwarden init` writes it (and the image

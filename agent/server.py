@@ -63,6 +63,12 @@ class AgentServer:
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
         log.info("serving /healthz /readyz /status /metrics on http://%s:%s", self.host, self.bound_port)
 
+    @property
+    def address(self) -> str:
+        """host:port the server listens on (the bound port, once started)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.bound_port or self.port}"
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

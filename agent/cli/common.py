@@ -41,12 +41,16 @@ def config_origin(args: argparse.Namespace) -> str:
             "defaults; pass one with -c FILE or set MLWARDEN_CONFIG")
 
 
-def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    """The config named by --config, or the embedded defaults; exits 78 on a bad file."""
+def config_from_args(args: argparse.Namespace, *, warn: bool = False) -> AgentConfig:
+    """The config named by --config, or the embedded defaults; exits 78 on a bad file.
+
+    Its warnings are logged only with ``warn`` (`run`); `config validate` prints them, and
+    the other commands would only repeat them on every call.
+    """
     if not args.config:
         return default_config()
     try:
-        return load_config(args.config)
+        return load_config(args.config, warn=warn)
     except ConfigError as exc:
         die(str(exc), code=exitcodes.CONFIG)
         raise  # unreachable
