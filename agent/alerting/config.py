@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -51,6 +52,15 @@ __all__ = [
 ]
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _matcher_text(text: str) -> str:
+    parse_matchers(text)  # ValueError says what is wrong where
+    return text
+
+
+# one string of Alertmanager matchers (validated per item, so errors name `matchers[1]`)
+MatcherText = Annotated[str, AfterValidator(_matcher_text)]
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -164,7 +174,7 @@ class RouteConfig(_Model):
     match_re: dict[str, str] = Field(
         default_factory=dict, description="Labels that must fully match a regex."
     )
-    matchers: tuple[str, ...] = Field(
+    matchers: tuple[MatcherText, ...] = Field(
         default=(),
         description='Alertmanager matchers, all of which must hold: `severity="critical"`, '
         '`team=~"ml|data"`, `env!="dev"` (beside `match`/`match_re`).',
@@ -218,12 +228,6 @@ class RouteConfig(_Model):
                 raise ValueError(f"match_re.{exc}") from None
         return value
 
-    @field_validator("matchers")
-    @classmethod
-    def _matchers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            parse_matchers(item)
-        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> "RouteConfig":
@@ -244,22 +248,15 @@ class InhibitRuleConfig(_Model):
     target_match: dict[str, str] = Field(
         default_factory=dict, description="Labels of the muted (target) alerts."
     )
-    source_matchers: tuple[str, ...] = Field(
+    source_matchers: tuple[MatcherText, ...] = Field(
         default=(), description='Alertmanager matchers of the source alert, e.g. `alertname="NodeDown"`.'
     )
-    target_matchers: tuple[str, ...] = Field(
+    target_matchers: tuple[MatcherText, ...] = Field(
         default=(), description="Alertmanager matchers of the target alerts."
     )
     equal: tuple[str, ...] = Field(
         default=(), description="Labels that must be equal in source and target."
     )
-
-    @field_validator("source_matchers", "target_matchers")
-    @classmethod
-    def _matchers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            parse_matchers(item)
-        return value
 
     @model_validator(mode="after")
     def _both_sides(self) -> "InhibitRuleConfig":

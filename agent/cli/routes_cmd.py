@@ -13,6 +13,7 @@ import time
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
+from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
@@ -112,6 +113,12 @@ def test(args: argparse.Namespace) -> int:
             print(
                 f"  quiet hours {q.start}-{q.end} {q.timezone} (except {', '.join(q.except_severity)})"
             )
+        for what, intervals in (("mute", route.mute_intervals), ("active", route.active_intervals)):
+            if intervals:
+                print(f"  {what} time intervals: {', '.join(t.name for t in intervals)}")
+        held = time_muted(route, now)
+        if held:
+            print(f"  held now: {held}")
     reason = router.mute_reason(full, now, firing)
     print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
     info = AlertInfo(

@@ -110,8 +110,15 @@ def test_quiet_hours_window_overnight_and_exempt():
     assert not in_quiet_hours(q, day + 23 * 3600, "critical")
 
 
+class Terminal(io.StringIO):
+    """The console receiver prints its human table on a terminal (JSON lines elsewhere)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def console_dispatcher(tmp_path, doc):
-    out = io.StringIO()
+    out = Terminal()
     cfg = AlertingConfig.model_validate(doc)
     names = ["console"] + [r.name for r in cfg.receivers]
     clock = Clock()
