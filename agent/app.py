@@ -231,12 +231,13 @@ class Agent:
     def _submit_config_metrics(self) -> None:
         now = time.time()
         ok = 1.0 if self.last_reload_error is None else 0.0
+        tags = (("agent", self.config.agent.hostname),)
         self.pipeline.submit(CheckResult(
             check="config", check_type="agent", status=Status.OK if ok else Status.WARNING,
             message="last config load succeeded" if ok else "last reload was rejected",
-            samples=[Sample("mlwarden.config.last_reload_successful", ok, (), now, Kind.GAUGE),
+            samples=[Sample("mlwarden.config.last_reload_successful", ok, tags, now, Kind.GAUGE),
                      Sample("mlwarden.config.last_reload_success_timestamp",
-                            self.last_reload_success_at, (), now, Kind.GAUGE)],
+                            self.last_reload_success_at, tags, now, Kind.GAUGE)],
             started=now))
 
     async def _report_config(self) -> None:

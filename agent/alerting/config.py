@@ -83,7 +83,9 @@ class SlackSettings(_Model):
     )
     timeout: Duration = Field(10.0, gt=0, description="Timeout of one Slack API call.")
     charts: bool = Field(
-        True, description="Attach a chart of the metric's recent history (bot mode)."
+        True,
+        description="Attach a chart of the metric's recent history (bot mode; needs the "
+        "`charts` extra, else alerts go without it).",
     )
     chart_window: Duration = Field(
         3600.0, gt=0, description="History shown on the chart and sparkline."

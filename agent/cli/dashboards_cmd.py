@@ -48,12 +48,23 @@ def export(args: argparse.Namespace) -> int:
     from agent.dashboards.render import render_all
 
     formats = ["datadog", "grafana"] if args.format == "all" else [args.format]
+    how = {"datadog": "Datadog: Dashboards > New Dashboard > Import dashboard JSON, or "
+                      "`mlwarden dashboards push --datadog`",
+           "grafana": "Grafana: Dashboards > New > Import (Prometheus data source), or "
+                      "`mlwarden dashboards push --grafana URL`"}
+    written = 0
     for fmt in formats:
         out = Path(args.dir) / fmt
         out.mkdir(parents=True, exist_ok=True)
         for name, doc in render_all(fmt).items():
-            (out / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-            print(out / name)
+            path = out / name
+            existed = path.exists() and path.read_text() == json.dumps(doc, indent=2, sort_keys=True) + "\n"
+            path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            title = doc.get("title", "")
+            print(f"{path}  {fmt} dashboard {title!r}{' (unchanged)' if existed else ''}")
+            written += 1
+    print(f"wrote {written} dashboard files under {args.dir}/; import them in " + "; in ".join(
+        how[f] for f in formats))
     return 0
 
 
@@ -89,7 +100,13 @@ def preview(args: argparse.Namespace) -> int:
     from agent.history import migrations
     from agent.history.store import HistoryStore
 
+    from agent.charts import ChartsUnavailable, charts_available
+
+    if not charts_available():
+        print(f"mlwarden: {ChartsUnavailable()}", file=sys.stderr)
+        return exitcodes.FAILED
     config = config_from_args(args)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731 - progress, not results
     try:
         since_s = parse_duration(args.since)
     except ValueError as exc:
@@ -110,11 +127,16 @@ def preview(args: argparse.Namespace) -> int:
         now = time.time()
         out = Path(args.dir)
         out.mkdir(parents=True, exist_ok=True)
+        say(f"reading the last {args.since} of {store.shown_url} and drawing {len(DASHBOARDS)} "
+            f"dashboards into {out}/ ...")
+        started = time.monotonic()
         for dash in DASHBOARDS:
             path = out / f"{dash.slug}.png"
+            say(f"  drawing {dash.title} ...")
             png, with_data, total = render_dashboard(dash, store, since=now - since_s, until=now)
             path.write_bytes(png)
-            print(f"{path}  ({with_data} of {total} panels with data)")
+            print(f"{path}  ({with_data} of {total} panels with data)", flush=True)
+        say(f"done in {time.monotonic() - started:.1f}s")
     except SQLAlchemyError as exc:
         print(f"mlwarden: cannot read the history in {store.shown_url}: "
               f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)

@@ -200,8 +200,11 @@ def series_cmd(args: argparse.Namespace) -> int:
 
 
 def plot_cmd(args: argparse.Namespace) -> int:
-    from agent.charts import render_line_chart
     from agent.catalog import load_catalog
+    from agent.charts import ChartsUnavailable, charts_available, render_line_chart
+
+    if not charts_available():
+        die(str(ChartsUnavailable()))
 
     result = _run_query(args)
     spec = load_catalog().get(args.metric)
