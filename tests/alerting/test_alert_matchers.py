@@ -225,3 +225,20 @@ async def test_active_time_intervals_hold_notifications_outside_them(tmp_path):
     await d.tick(clock.now)
     assert json.loads(out.getvalue().splitlines()[0])["msg"] == "[FIRING:1] DiskSlow"
     await d.stop()
+
+
+def test_silence_add_with_a_bad_regex_points_into_the_users_text(tmp_path, capsys):
+    """The anchoring the matcher adds ((?:...)\\Z) never shows: the position is in what was typed."""
+    from agent.cli import main
+
+    cfg = tmp_path / "mlwarden.yaml"
+    cfg.write_text(f"agent: {{history: 'sqlite:///{tmp_path}/h.db'}}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["silence", "add", "-c", str(cfg), "--match", "node=~a)b"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 64
+    assert "mlwarden: node=~'a)b': invalid regex: unbalanced parenthesis at position 1" in err
+    assert "(?:" not in err and "\\Z" not in err
+    with pytest.raises(SystemExit):
+        main(["silence", "add", "-c", str(cfg), "--match", "node=~(?i)gpu"])
+    assert "write flags scoped, like (?i:gpu-.*)" in capsys.readouterr().err
