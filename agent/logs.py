@@ -25,7 +25,8 @@ _FORMAT = "auto"  # agent.log_format as last set up: auto | json | text
 
 
 def _stamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created * 1000) % 1000:03d}Z"
+    millis = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
 def json_line(level: str, logger: str, msg: str, created: float | None = None,

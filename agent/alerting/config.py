@@ -251,7 +251,8 @@ class InhibitRuleConfig(_Model):
         default_factory=dict, description="Labels of the muted (target) alerts."
     )
     source_matchers: tuple[MatcherText, ...] = Field(
-        default=(), description='Alertmanager matchers of the source alert, e.g. `alertname="NodeDown"`.'
+        default=(),
+        description='Alertmanager matchers of the source alert, e.g. `alertname="NodeDown"`.',
     )
     target_matchers: tuple[MatcherText, ...] = Field(
         default=(), description="Alertmanager matchers of the target alerts."
@@ -473,7 +474,8 @@ def timer_warnings(raw: Any, where: str = "alerting") -> list[str]:
 
     def visit(node: Mapping[str, Any], path: str, group: float, repeat: float) -> None:
         group, repeat = timer(node, "group_interval", group), timer(node, "repeat_interval", repeat)
-        sets = path == where or any(node.get(k) is not None for k in ("group_interval", "repeat_interval"))
+        keys = ("group_interval", "repeat_interval")
+        sets = path == where or any(node.get(k) is not None for k in keys)
         if repeat < group and sets:  # said where it is set, not again for each child inheriting it
             out.append(f"{path}: repeat_interval ({format_duration(repeat)}) is shorter than "
                        f"group_interval ({format_duration(group)}); repeats happen only every "

@@ -151,7 +151,8 @@ class TimeIntervalSpec(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like 'Europe/Berlin')") from None
+            raise ValueError(f"unknown time zone {value!r} "
+                             "(use an IANA name like 'Europe/Berlin')") from None
         return value
 
     def contains(self, now: float) -> bool:

@@ -42,11 +42,17 @@ def validate(args: argparse.Namespace) -> int:
         return exitcodes.CONFIG
     warnings = config_warnings(config, args.file)
     n, r = len(config.checks), len(config.rules)
-    print(f"{args.file}: valid ({n} check instance{'' if n == 1 else 's'}, {r} rule{'' if r == 1 else 's'}"
-          f"{f', {len(warnings)} warning' + ('' if len(warnings) == 1 else 's') if warnings else ''})")
+    counts = [_count(n, "check instance"), _count(r, "rule")]
+    if warnings:
+        counts.append(_count(len(warnings), "warning"))
+    print(f"{args.file}: valid ({', '.join(counts)})")
     for warning in warnings:
         print(f"  warning: {warning}")
     return exitcodes.OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def starter_config() -> str:

@@ -58,8 +58,9 @@ def export(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for name, doc in render_all(fmt).items():
             path = out / name
-            existed = path.exists() and path.read_text() == json.dumps(doc, indent=2, sort_keys=True) + "\n"
-            path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+            existed = path.exists() and path.read_text() == text
+            path.write_text(text)
             title = doc.get("title", "")
             print(f"{path}  {fmt} dashboard {title!r}{' (unchanged)' if existed else ''}")
             written += 1

@@ -152,7 +152,8 @@ def _run_tests(args: argparse.Namespace) -> int:
                              sort_keys=True))
     else:
         for r in results:
-            print(f"{'PASS' if r.ok else 'FAIL'}  {r.test}: {r.alertname} at {r.eval_time} ({_iso(r.at)})")
+            verdict = "PASS" if r.ok else "FAIL"
+            print(f"{verdict}  {r.test}: {r.alertname} at {r.eval_time} ({_iso(r.at)})")
             if not r.ok:
                 for line in r.diff():
                     print(f"      {line}")

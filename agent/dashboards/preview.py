@@ -92,8 +92,11 @@ def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, unt
     return draw_panels(dash.title, panels, since=since, until=until, columns=columns)
 
 
-def draw_panels(title: str, panels: Sequence[tuple[Panel, Mapping[str, Sequence[tuple[float, float]]]]],
-                *, since: float, until: float, columns: int = 3) -> tuple[bytes, int, int]:
+Lines = Mapping[str, Sequence[tuple[float, float]]]
+
+
+def draw_panels(title: str, panels: Sequence[tuple[Panel, Lines]], *, since: float, until: float,
+                columns: int = 3) -> tuple[bytes, int, int]:
     """The drawing half of :func:`render_dashboard` (separate so it can be timed alone)."""
     import matplotlib
 

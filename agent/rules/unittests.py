@@ -110,7 +110,8 @@ class CaseResult:
 
         exp = [json.dumps(a, sort_keys=True) for a in _canon(self.expected)]
         got = [json.dumps(a, sort_keys=True) for a in _canon(self.got)]
-        return list(difflib.unified_diff(exp, got, "expected", "got", lineterm="", n=len(exp) + len(got)))
+        context = len(exp) + len(got)  # the whole lists: they are short
+        return list(difflib.unified_diff(exp, got, "expected", "got", lineterm="", n=context))
 
 
 def _canon(alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
