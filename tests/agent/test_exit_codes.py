@@ -41,9 +41,15 @@ def _no_env_config(monkeypatch):
 
 @pytest.fixture(scope="module", autouse=True)
 def _test_check_types():
+    """The test check types for this module only (other tests list the installed types)."""
+    from agent import plugins
     from tests.support import testchecks
 
+    before = dict(plugins._extra)
     testchecks.register_all()
+    yield
+    plugins._extra.clear()
+    plugins._extra.update(before)
 
 
 @pytest.fixture(scope="module")
