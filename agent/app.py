@@ -3,7 +3,9 @@
 Data flows one way: checks -> pipeline -> sinks (latest values for /metrics, and the
 store, exporters and rules as they are configured). SIGHUP reloads the way Prometheus
 does: build and validate everything from the new file first, then swap; a bad file is
-logged and the running config goes on.
+logged and the running config goes on. Like Prometheus, the outcome of the last load is kept
+for /status and exported as ``mlwarden_config_last_reload_successful`` and
+``mlwarden_config_last_reload_success_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from agent import __version__
 from agent.alerting.dispatch import make_dispatcher
 from agent.allocator import MemoryTrimmer
 from agent.check import AgentCheck, CheckContext, InstanceConfig
-from agent.config import AgentConfig, AgentSection, load_config
+from agent.config import AgentConfig, AgentSection, load_config, override_agent
 from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
@@ -31,7 +33,7 @@ from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
-from agent.samples import CheckResult, Sample, make_tags
+from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -98,9 +100,11 @@ def tagged_submit(submit: Callable[[CheckResult], None],
 class Agent:
     """The running daemon: scheduler, pipeline, server and components."""
 
-    def __init__(self, config: AgentConfig, config_path: str | None = None) -> None:
+    def __init__(self, config: AgentConfig, config_path: str | None = None,
+                 overrides: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        self.overrides = dict(overrides or {})  # command-line settings; they outlive reloads
         self.started_at = time.time()
         self.pipeline = Pipeline(maxsize=config.agent.pipeline_queue)
         self.scheduler = CheckScheduler(self.pipeline)
@@ -138,6 +142,9 @@ class Agent:
                                   config.exporters.prometheus.metrics_listen)
         self.reloads = 0
         self.last_reload_error: str | None = None
+        self.last_reload_at: float | None = None  # the last SIGHUP's attempt, good or bad
+        self.last_reload_success_at = self.started_at  # the start's load counts, as in Prometheus
+        self._config_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def _context(self, config: AgentConfig) -> CheckContext:
@@ -173,13 +180,19 @@ class Agent:
         await self.server.start()
         self.scheduler.set_checks(build_checks(self.config, self.context))
         self.scheduler.start()
-        log.info("mlwarden %s started with %d check instances", __version__, len(self.scheduler.checks))
+        self._config_task = asyncio.get_running_loop().create_task(self._report_config())
+        log.info("mlwarden %s started with %d check instances and %d rules (%s)", __version__,
+                 len(self.scheduler.checks), len(self.config.rules),
+                 ", ".join(self.config.rule_files) or "no rule_files",
+                 extra={"config": self.config_path or "(embedded defaults)"})
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight checks finish up to the deadline, flush, close."""
         if self._stopping:
             return
         self._stopping = True
+        if self._config_task is not None:
+            self._config_task.cancel()
         deadline = self.config.agent.shutdown_timeout
         finished = await self.scheduler.quiesce(deadline)
         if not finished:
@@ -203,15 +216,21 @@ class Agent:
         if not self.config_path:
             log.warning("SIGHUP ignored: the agent runs on its embedded defaults, not a file")
             return False
+        self.last_reload_at = time.time()
         try:
             new = await asyncio.get_running_loop().run_in_executor(None, load_config, self.config_path)
+            new = override_agent(new, self.overrides)
             checks = build_checks(new, self.context)
         except AgentError as exc:
             self.last_reload_error = str(exc)
-            log.error("reload rejected, keeping the running config: %s", exc)
+            self._submit_config_metrics()
+            log.error("reload rejected; the running config goes on and the server stays on "
+                      "http://%s: %s", self.server.address, exc)
             return False
-        if new.agent.listen != self.config.agent.listen:
-            log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
+        if new.agent.listen != self.server.address:
+            log.warning("agent.listen is %s in %s, but the server stays on http://%s until a "
+                        "restart", new.agent.listen, self.config_path, self.server.address)
+            new = override_agent(new, {"listen": self.server.address})  # what runs, for /status
         self.config = new
         if self.alerting is not None:
             await self.alerting.reconfigure(new.alerting)
@@ -224,8 +243,30 @@ class Agent:
             await _close_quietly(check)
         self.reloads += 1
         self.last_reload_error = None
-        log.info("config reloaded from %s: %d check instances", self.config_path, len(checks))
+        self.last_reload_success_at = time.time()
+        self._submit_config_metrics()
+        log.info("config reloaded from %s: %d check instances, %d rules", self.config_path,
+                 len(checks), len(new.rules))
         return True
+
+    def _submit_config_metrics(self) -> None:
+        now = time.time()
+        ok = 1.0 if self.last_reload_error is None else 0.0
+        tags = make_tags(self.config.agent.tags, {"agent": self.config.agent.hostname})
+        self.pipeline.submit(CheckResult(
+            check="config", check_type="agent", status=Status.OK if ok else Status.WARNING,
+            message="last config load succeeded" if ok else "last reload was rejected",
+            samples=[Sample("mlwarden.config.last_reload_successful", ok, tags, now, Kind.GAUGE),
+                     Sample("mlwarden.config.last_reload_success_timestamp",
+                            self.last_reload_success_at, tags, now, Kind.GAUGE)],
+            started=now, interval=self.config.agent.self_check_interval))
+
+    async def _report_config(self) -> None:
+        """The reload gauges at the self-check's pace, so exporters that need a steady
+        stream of points (Datadog) keep the series; a reload reports at once as well."""
+        while True:
+            self._submit_config_metrics()
+            await asyncio.sleep(self.config.agent.self_check_interval)
 
     # -- introspection -----------------------------------------------------------------
     def readiness_problems(self) -> list[str]:
@@ -256,8 +297,17 @@ class Agent:
                 "started_at": self.started_at,
                 "uptime_seconds": round(time.time() - self.started_at, 3),
                 "config": self.config_path or "(embedded defaults)",
+                "listen": self.server.address,
+                "rule_files": list(self.config.rule_files),
+                "rules": len(self.config.rules),
                 "reloads": self.reloads,
                 "last_reload_error": self.last_reload_error,
+                "last_reload": {
+                    "successful": self.last_reload_error is None,
+                    "at": self.last_reload_at,
+                    "success_at": self.last_reload_success_at,
+                    "error": self.last_reload_error,
+                },
             },
             "pipeline": {
                 "depth": self.pipeline.depth,
@@ -278,11 +328,12 @@ async def _close_quietly(check: AgentCheck) -> None:
         log.exception("check %s failed to close", check.name)
 
 
-async def run_agent(config: AgentConfig, config_path: str | None = None) -> int:
+async def run_agent(config: AgentConfig, config_path: str | None = None,
+                    overrides: Mapping[str, str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads. A second stop signal exits at once."""
     loop = asyncio.get_running_loop()
     try:
-        agent = Agent(config, config_path)
+        agent = Agent(config, config_path, overrides)
     except AgentError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -2,7 +2,8 @@
 
 One renderer serves ``mlwarden history plot``, Slack alert images and dashboard previews,
 so what a user sees in Slack matches what the CLI draws. matplotlib is imported lazily:
-an agent that never draws a chart never pays for it.
+an agent that never draws a chart never pays for it; and it is the optional ``charts`` extra,
+so an install without it sends its Slack alerts without pictures and says once why.
 """
 
 from __future__ import annotations
@@ -11,7 +12,22 @@ import io
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
-__all__ = ["render_line_chart"]
+from agent.errors import AgentError
+from agent.extras import available, install_hint
+
+__all__ = ["ChartsUnavailable", "charts_available", "render_line_chart"]
+
+
+class ChartsUnavailable(AgentError, ImportError):
+    """matplotlib is not installed: the ``charts`` extra is optional (see setup.cfg)."""
+
+    def __init__(self) -> None:
+        super().__init__("drawing charts needs the charts extra (matplotlib), which is not "
+                         f"installed: {install_hint('charts')}")
+
+
+def charts_available() -> bool:
+    return available("matplotlib")
 
 Points = Sequence[tuple[float, float]]
 
@@ -26,7 +42,13 @@ def render_line_chart(
     height: float = 3.2,
     dpi: int = 100,
 ) -> bytes:
-    """Draw each named series (``(timestamp, value)`` points) on one time axis; returns PNG."""
+    """Draw each named series (``(timestamp, value)`` points) on one time axis; returns PNG.
+
+    Raises:
+        ChartsUnavailable: matplotlib (the ``charts`` extra) is not installed.
+    """
+    if not charts_available():
+        raise ChartsUnavailable()
     import matplotlib
 
     matplotlib.use("Agg", force=False)

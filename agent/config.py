@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from agent.alerting.config import AlertingConfig
+from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
 from agent.check import InstanceConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
@@ -33,7 +33,8 @@ from agent.plugins import check_types, get_check_type
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.secrets import register_secret
 
-__all__ = ["AgentConfig", "AgentSection", "default_config", "load_config", "parse_config"]
+__all__ = ["AgentConfig", "AgentSection", "config_warnings", "default_config", "draft_warnings",
+           "load_config", "override_agent", "parse_config"]
 
 log = logging.getLogger(__name__)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -113,7 +114,11 @@ class AgentConfig(_Model):
     )
     rules: tuple[RuleConfig, ...] = Field(default=(), description="Alert rules (docs/rules.md).")
     rule_files: tuple[str, ...] = Field(
-        default=(), description="Globs of YAML files holding more `rules:` (relative to this file)."
+        default=(),
+        description="Rule packs to load: `builtin:NAME` for a pack shipped with the agent "
+        "(`agent`, `airflow`, `endpoints`, `gpu`; `builtin:*` for all), or globs of YAML files "
+        "holding `rules:` (relative to this file). The starter config and the file-less run "
+        "load `builtin:agent`.",
     )
     rules_engine: RulesEngineConfig = Field(default_factory=RulesEngineConfig)
     heartbeat: HeartbeatConfig | None = Field(None, description="Dead man's switch ping.")
@@ -127,48 +132,121 @@ class AgentConfig(_Model):
 
 
 # -- loading -------------------------------------------------------------------------
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> AgentConfig:
-    """Read, substitute and validate a config file; raises ConfigError listing every problem."""
+_SAID: set[str] = set()  # warnings already logged by this process: each is said once per start
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
+                warn: bool = True) -> AgentConfig:
+    """Read, substitute and validate a config file; raises ConfigError listing every problem.
+
+    With ``warn``, :func:`config_warnings` are logged, each once per process: a SIGHUP that
+    loads the same file again does not repeat them.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     config = parse_config(text, source=source, env=env, base_dir=Path(path).parent)
-    for warning in config_warnings(config, path):
-        log.warning("%s", warning)
+    if warn:
+        for warning in config_warnings(config, path, text=text):
+            if warning not in _SAID:
+                _SAID.add(warning)
+                log.warning("%s", warning)
     return config
 
 
-def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = None) -> list[str]:
-    """Legal but risky settings, said once at load time."""
+def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = None, *,
+                    text: str | None = None) -> list[str]:
+    """Legal but risky settings: what `config validate` prints and `run` logs at start."""
     warnings = []
-    if path is not None and _has_secrets(config):
+    if path is not None:
+        if text is None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError:
+                text = ""
+        written = _secrets_written_in(text)
         try:
             mode = Path(path).stat().st_mode
         except OSError:
             mode = 0
-        if mode & 0o004:
-            warnings.append(f"{path} holds secrets and is world-readable; run: chmod 600 {path} "
-                            "(or keep the secrets in environment variables)")
+        if written and mode & 0o004:
+            warnings.append(_secret_warning(path, written))
     host = config.agent.listen_host
     if host not in ("127.0.0.1", "localhost", "::1") and config.agent.auth_token is None:
         warnings.append(f"agent.listen is {config.agent.listen}, reachable from other hosts, and "
                         "agent.auth_token is not set: anyone who can reach it can read /status "
                         "and /metrics (the status page at / stays off until a token is set)")
+    if config.alerting.enabled:
+        warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
     return warnings
 
 
-def _has_secrets(model: Any) -> bool:
-    if isinstance(model, SecretStr):
-        return bool(model.get_secret_value())
-    if isinstance(model, BaseModel):
-        return any(_has_secrets(getattr(model, n)) for n in type(model).model_fields)
-    if isinstance(model, (list, tuple)):
-        return any(_has_secrets(m) for m in model)
-    if isinstance(model, dict):
-        return any(_has_secrets(m) for m in model.values())
-    return False
+def draft_warnings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """What can be warned about in a file that does not validate (for `config validate`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(raw, dict):
+        return []
+    raw = _substitute(raw, os.environ if env is None else env, (), [])
+    out = timer_warnings(raw.get("alerting"))
+    written = _secrets_written_in(text)
+    try:
+        readable = bool(Path(path).stat().st_mode & 0o004)
+    except OSError:
+        readable = False
+    if written and readable:
+        out.insert(0, _secret_warning(path, written))
+    return out
+
+
+def _secret_warning(path: str | os.PathLike[str], written: list[str]) -> str:
+    keys = ", ".join(written[:3]) + (" ..." if len(written) > 3 else "")
+    return (f"{path} is world-readable and has a secret written in it ({keys}); "
+            f"run: chmod 600 {path}, or move the value to an environment variable "
+            "and write ${VAR} in the file")
+
+
+def _secrets_written_in(text: str) -> list[str]:
+    """Key paths of secret settings whose value is in the file itself, not only ``${VAR}``.
+
+    ``token: xoxb-1`` and ``token: ${TOKEN:-xoxb-1}`` put the secret in the file;
+    ``token: ${TOKEN}`` and ``url: https://hooks.slack.com/services/${HOOK}`` do not.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(raw, dict):
+        return []
+    found: list[str] = []
+
+    def literal(value: str) -> bool:
+        refs = list(_ENV_RE.finditer(value))
+        return bool(value.strip()) and (not refs or any(m.group(2) for m in refs))
+
+    def walk(value: Any, loc: tuple, model: type[BaseModel], prefix: tuple) -> None:
+        if isinstance(value, str):
+            if literal(value) and _is_secret(model, loc):
+                found.append(_path((*prefix, *loc)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*loc, str(key)), model, prefix)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, (*loc, i), model, prefix)
+
+    walk({k: v for k, v in raw.items() if k != "checks"}, (), AgentConfig, ())
+    checks = raw.get("checks")
+    for i, item in enumerate(checks if isinstance(checks, list) else []):
+        cls = check_types().get(str(item.get("type"))) if isinstance(item, dict) else None
+        if cls is not None:
+            walk(item, (), cls.Config, ("checks", i))
+    return found
 
 
 def parse_config(
@@ -195,10 +273,12 @@ def parse_config(
     env_paths = {p.split(":", 1)[0] for p in problems}
     checks_raw = raw.pop("checks", None) or []
     top: AgentConfig | None = None
-    try:
-        top = AgentConfig.model_validate(raw)
+    try:  # cross-references are checked below on the raw file, so each gets its own path
+        top = AgentConfig.model_validate(raw, context={"references_checked": True})
     except ValidationError as exc:
         problems.extend(_format_errors(exc, (), AgentConfig))
+    problems.extend(reference_problems(raw.get("alerting")))
+    problems.extend(_history_url_problems(raw.get("agent")))
     checks: list[InstanceConfig] = []
     if not isinstance(checks_raw, list):
         problems.append(f"checks: expected a list of check instances, found {_kind(checks_raw)}")
@@ -206,20 +286,22 @@ def parse_config(
     seen: dict[str, int] = {}
     for i, item in enumerate(checks_raw):
         instance = _validate_check(item, ("checks", i), problems)
-        if instance is None:
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in seen:  # said even when the instance is invalid
+            problems.append(f"checks[{i}].name: {name!r} is already used by checks[{seen[name]}]; "
+                            "instance names must be unique")
             continue
-        if instance.name in seen:
-            problems.append(
-                f"checks[{i}].name: {instance.name!r} is already used by checks[{seen[instance.name]}]; "
-                "instance names must be unique"
-            )
-            continue
-        seen[instance.name] = i
-        checks.append(instance)
-    if top is not None:
-        from agent.rules.files import include_rule_files
+        if isinstance(name, str):
+            seen[name] = i
+        if instance is not None:
+            checks.append(instance)
+    from agent.rules.files import include_rule_files
 
+    if top is not None:
         top = include_rule_files(top, base_dir, problems, env)
+    elif isinstance(raw.get("rule_files"), list):  # the rest is invalid: still check the packs
+        files = tuple(str(f) for f in raw["rule_files"] if isinstance(f, str))
+        include_rule_files(AgentConfig(rule_files=files), base_dir, problems, env)
     if problems:
         # a value whose variable is unset is reported once, not again as a bad value
         env_count = len(env_paths)
@@ -233,22 +315,50 @@ def parse_config(
     return config
 
 
-DEFAULT_RULES = Path(__file__).parent / "data" / "rules" / "agent.yaml"
+def override_agent(config: AgentConfig, overrides: Mapping[str, Any]) -> AgentConfig:
+    """``config`` with ``agent:`` settings from the command line (``--listen``, ``--log-level``)
+    on top; validated like the file. `run` applies them again after each reload."""
+    if not overrides:
+        return config
+    section = AgentSection.model_validate({**config.agent.model_dump(), **overrides})
+    return config.model_copy(update={"agent": section})
+
+
+# The one default rule set: the file-less run loads it, `mlwarden init` writes it (and the image
+# ships that file). tests/agent/test_default_rules.py holds all three to it.
+DEFAULT_RULE_FILES: tuple[str, ...] = ("builtin:agent",)
 
 
 def default_config() -> AgentConfig:
     """The embedded defaults `mlwarden run` uses without a config file.
 
-    They include the agent's own rule pack (``agent/data/rules/agent.yaml``): without rules the
-    console receiver, the default when Slack is not configured, would never have anything to say.
+    They load the same rule packs as the starter config (``DEFAULT_RULE_FILES``: the agent's
+    own pack): without rules the console receiver, the default when Slack is not
+    configured, would never have anything to say.
     """
-    from agent.rules.files import load_rule_file
+    from agent.rules.files import include_rule_files
 
     problems: list[str] = []
-    rules = load_rule_file(DEFAULT_RULES, problems, env={})
+    config = include_rule_files(AgentConfig(rule_files=DEFAULT_RULE_FILES), None, problems, env={})
     if problems:  # a broken package, not a user error; tests/agent/test_config.py guards it
-        raise ConfigError(str(DEFAULT_RULES), problems)
-    return AgentConfig(rules=tuple(rules))
+        raise ConfigError("(embedded defaults)", problems)
+    return config
+
+
+def _history_url_problems(section: Any) -> list[str]:
+    """``agent.history`` must parse as a SQLAlchemy URL: `run` would refuse it at start."""
+    url = section.get("history") if isinstance(section, dict) else None
+    if not isinstance(url, str) or not url:
+        return []
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        return ["agent.history: expected a SQLAlchemy URL like 'sqlite:///mlwarden.db' or "
+                "'postgresql+psycopg://user@host/db', found a string that is not one"]
+    return []
 
 
 def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfig | None:
@@ -322,15 +432,21 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
             continue
-        field = current.model_fields.get(str(part))
+        field = _field(current, str(part))
         if field is None:
             return []
         ann = field.annotation
         candidates = [ann, *getattr(ann, "__args__", ())]
         current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [f.alias or name for name, f in current.model_fields.items()]  # `for`, not `for_`
     return []
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    """The field a YAML key names: by its alias (``for``) or its name."""
+    fields = model.model_fields
+    return fields.get(key) or next((f for f in fields.values() if f.alias == key), None)
 
 
 def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
@@ -341,7 +457,7 @@ def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return False
-        field = current.model_fields.get(str(part))
+        field = _field(current, str(part))
         if field is None:
             return False
         candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]

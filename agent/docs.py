@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["config_reference", "metric_catalog", "render_readme"]
+__all__ = ["config_reference", "exit_codes", "metric_catalog", "render_readme"]
 
-MARKERS = {"config-reference": "config_reference", "metric-catalog": "metric_catalog"}
+MARKERS = {"config-reference": "config_reference", "metric-catalog": "metric_catalog",
+           "exit-codes": "exit_codes"}
 
 
 def _type_name(ann: Any) -> str:
@@ -169,6 +170,15 @@ def metric_catalog() -> str:
         check = "every check" if spec.check == "*" else f"`{spec.check}`"
         out.append(f"| `{spec.name}` | `{spec.prometheus}` | {spec.kind.value} | {spec.unit} | "
                    f"{tags} | {facts} | {check} | {spec.description} |")
+    return "\n".join(out) + "\n"
+
+
+def exit_codes() -> str:
+    """Markdown table of the command's exit codes (agent/cli/exitcodes.py)."""
+    from agent.cli.exitcodes import TABLE
+
+    out = ["| exit code | meaning |", "|---|---|"]
+    out += [f"| {code} | {meaning} |" for code, meaning in TABLE]
     return "\n".join(out) + "\n"
 
 

@@ -6,6 +6,7 @@ are translated at the edge of the module that talks to them, with ``raise ... fr
 
     AgentError
      ├── ConfigError(ValueError)        bad or unreadable config; lists every problem
+     ├── DataError(ValueError)          a bad input data file (`rules test` CSV); lists every problem
      ├── UnknownCheckError(LookupError) a check type no installed plugin provides
      ├── CheckError                      a check failed to run (carries a Status)
      │    └── CheckTimeout(TimeoutError) a check overran its own timeout
@@ -23,6 +24,7 @@ __all__ = [
     "CheckError",
     "CheckTimeout",
     "ConfigError",
+    "DataError",
     "ExportError",
     "NotifyError",
     "StoreError",
@@ -48,6 +50,21 @@ class ConfigError(AgentError, ValueError):
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{source}: {count} config {noun}:\n{lines}")
+
+
+class DataError(AgentError, ValueError):
+    """An input data file (a recorded CSV for ``rules test``) is malformed.
+
+    Kept apart from ConfigError: the rules are fine, the recording is not, and the command
+    line says so with its own exit code (65).
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(self.problems)} data {noun}:\n{lines}")
 
 
 class UnknownCheckError(AgentError, LookupError):

@@ -1,7 +1,10 @@
-"""Structured logging: JSON lines when stdout is not a terminal, text otherwise.
+"""Structured logging: JSON lines when the stream is not a terminal, text otherwise.
 
 Every record passes through :func:`agent.secrets.scrub`, so a secret that reaches a log
-message (inside a foreign exception, a URL) is masked before it is written.
+message (inside a foreign exception, a URL) is masked before it is written. When the
+output is JSON, nothing else may write plain text beside it: Python warnings and uncaught
+exceptions of threads are turned into records too, and the console receiver asks
+:func:`wants_json` before it prints an alert (a container's log pipeline parses every line).
 """
 
 from __future__ import annotations
@@ -9,13 +12,48 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from typing import Any
 
 from agent.secrets import scrub
 
-__all__ = ["setup_logging"]
+__all__ = ["json_line", "setup_logging", "wants_json"]
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_FORMAT = "auto"  # agent.log_format as last set up: auto | json | text
+
+
+def _stamp(created: float) -> str:
+    millis = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+
+
+def json_line(level: str, logger: str, msg: str, created: float | None = None,
+              **fields: Any) -> str:
+    """One log record as a JSON object on one line (the shape of every JSON log line)."""
+    doc: dict[str, Any] = {"ts": _stamp(time.time() if created is None else created),
+                           "level": level, "logger": logger, "msg": scrub(msg)}
+    for key, value in fields.items():
+        doc[key] = _plain(value)
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (int, float, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return scrub(str(value))
+
+
+def wants_json(stream: Any) -> bool:
+    """Whether a line written to ``stream`` must be JSON: log_format json, or auto and no TTY."""
+    if _FORMAT != "auto":
+        return _FORMAT == "json"
+    return not getattr(stream, "isatty", lambda: False)()
 
 
 class _Scrubbed(logging.Formatter):
@@ -33,16 +71,10 @@ class _Scrubbed(logging.Formatter):
 
 class JsonFormatter(_Scrubbed):
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": self._text(record),
-        }
-        for key, value in self._extra(record).items():
-            doc[key] = value if isinstance(value, (int, float, bool, type(None))) else scrub(str(value))
-        return json.dumps(doc, ensure_ascii=False)
+        extra = {k: v if isinstance(v, (int, float, bool, type(None))) else scrub(str(v))
+                 for k, v in self._extra(record).items()}
+        return json_line(record.levelname.lower(), record.name, self._text(record),
+                         record.created, **extra)
 
 
 class TextFormatter(_Scrubbed):
@@ -52,8 +84,18 @@ class TextFormatter(_Scrubbed):
         return f"{stamp} {record.levelname:<7} {record.name}: {self._text(record)}" + (f"  {extra}" if extra else "")
 
 
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("agent.threads").error(
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # type: ignore[arg-type]
+
+
 def setup_logging(level: str = "info", fmt: str = "auto", stream: object = None) -> None:
     """Configure the root logger once (again on reload)."""
+    global _FORMAT
+    _FORMAT = fmt
     out = stream or sys.stderr
     if fmt == "auto":
         fmt = "text" if getattr(out, "isatty", lambda: False)() else "json"
@@ -66,3 +108,5 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: object = None)
     root.setLevel(level.upper())
     for noisy in ("apscheduler", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)  # warnings.warn() becomes a record, not a bare stderr line
+    threading.excepthook = _thread_excepthook

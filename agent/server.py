@@ -98,6 +98,12 @@ class AgentServer:
                                                   "exporters.prometheus.listen")
             log.info("serving /metrics without a token on http://%s:%s", host, self.metrics_port)
 
+    @property
+    def address(self) -> str:
+        """host:port the server listens on (the bound port, once started)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.bound_port or self.port}"
+
     async def stop(self) -> None:
         for runner in reversed(self._runners):
             await runner.cleanup()

@@ -6,15 +6,36 @@ shorthands keep small configs small: ``slack: {token, default_channel}`` defines
 receiver ``slack`` (and ``slack: {webhook_url}`` the webhook receiver ``slack``), and a route
 may say ``channel: "#ml-oncall"`` instead of naming a receiver, meaning "the bot receiver,
 in that channel". With nothing configured every alert goes to the ``console`` receiver.
+
+Alertmanager users' keys work as they wrote them: ``matchers:`` (``severity="critical"``)
+beside the older ``match``/``match_re``, ``source_matchers``/``target_matchers`` in inhibit
+rules, and named ``time_intervals`` (or the older top-level ``mute_time_intervals``) that
+routes use as ``mute_time_intervals``/``active_time_intervals``.
+
+Cross-references (a route's receiver, a fallback, a time interval's name) are checked by
+:func:`reference_problems`, which reads the raw mapping: ``parse_config`` runs it even when
+other keys of the section are wrong, so one pass reports every problem with its own path.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from agent.alerting.matchers import parse_matchers
+from agent.alerting.timeintervals import TimeInterval
 from agent.durations import Duration
 
 __all__ = [
@@ -26,9 +47,20 @@ __all__ = [
     "ReceiverConfig",
     "RouteConfig",
     "SlackSettings",
+    "reference_problems",
+    "timer_warnings",
 ]
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+def _matcher_text(text: str) -> str:
+    parse_matchers(text)  # ValueError says what is wrong where
+    return text
+
+
+# one string of Alertmanager matchers (validated per item, so errors name `matchers[1]`)
+MatcherText = Annotated[str, AfterValidator(_matcher_text)]
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -51,7 +83,9 @@ class SlackSettings(_Model):
     )
     timeout: Duration = Field(10.0, gt=0, description="Timeout of one Slack API call.")
     charts: bool = Field(
-        True, description="Attach a chart of the metric's recent history (bot mode)."
+        True,
+        description="Attach a chart of the metric's recent history (bot mode; needs the "
+        "`charts` extra, else alerts go without it).",
     )
     chart_window: Duration = Field(
         3600.0, gt=0, description="History shown on the chart and sparkline."
@@ -142,6 +176,11 @@ class RouteConfig(_Model):
     match_re: dict[str, str] = Field(
         default_factory=dict, description="Labels that must fully match a regex."
     )
+    matchers: tuple[MatcherText, ...] = Field(
+        default=(),
+        description='Alertmanager matchers, all of which must hold: `severity="critical"`, '
+        '`team=~"ml|data"`, `env!="dev"` (beside `match`/`match_re`).',
+    )
     receiver: str | None = Field(None, description="Receiver name; inherited when unset.")
     channel: str | None = Field(
         None, description="Shorthand: the `slack` bot receiver in this channel."
@@ -166,6 +205,15 @@ class RouteConfig(_Model):
     quiet_hours: QuietHours | None = Field(
         None, description="Hold non-critical notifications in this window."
     )
+    mute_time_intervals: tuple[str, ...] = Field(
+        default=(),
+        description="Names of `time_intervals` during which this route's notifications are "
+        "held (not inherited by child routes, as in Alertmanager).",
+    )
+    active_time_intervals: tuple[str, ...] = Field(
+        default=(),
+        description="Names of `time_intervals` outside of which this route's notifications are held.",
+    )
     routes: tuple["RouteConfig", ...] = Field(
         default=(), description="Child routes, tried in order."
     )
@@ -173,14 +221,15 @@ class RouteConfig(_Model):
     @field_validator("match_re")
     @classmethod
     def _regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        from agent.alerting.matchers import Matcher
+
         for key, pattern in value.items():
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"match_re.{key}: {pattern!r} is not a valid regex ({exc})"
-                ) from None
+                Matcher(key, "=~", pattern)
+            except ValueError as exc:
+                raise ValueError(f"match_re.{exc}") from None
         return value
+
 
     @model_validator(mode="after")
     def _one_target(self) -> "RouteConfig":
@@ -195,11 +244,30 @@ class InhibitRuleConfig(_Model):
     E.g. a NodeDown alert on gpu-3 mutes the EndpointDown alerts of gpu-3.
     """
 
-    source_match: dict[str, str] = Field(..., description="Labels of the muting (source) alert.")
-    target_match: dict[str, str] = Field(..., description="Labels of the muted (target) alerts.")
+    source_match: dict[str, str] = Field(
+        default_factory=dict, description="Labels of the muting (source) alert."
+    )
+    target_match: dict[str, str] = Field(
+        default_factory=dict, description="Labels of the muted (target) alerts."
+    )
+    source_matchers: tuple[MatcherText, ...] = Field(
+        default=(),
+        description='Alertmanager matchers of the source alert, e.g. `alertname="NodeDown"`.',
+    )
+    target_matchers: tuple[MatcherText, ...] = Field(
+        default=(), description="Alertmanager matchers of the target alerts."
+    )
     equal: tuple[str, ...] = Field(
         default=(), description="Labels that must be equal in source and target."
     )
+
+    @model_validator(mode="after")
+    def _both_sides(self) -> "InhibitRuleConfig":
+        for side in ("source", "target"):
+            if not getattr(self, f"{side}_match") and not getattr(self, f"{side}_matchers"):
+                raise ValueError(f"an inhibit rule needs `{side}_matchers` (or `{side}_match`): "
+                                 f"which alerts are its {side}")
+        return self
 
 
 class DeliveryConfig(_Model):
@@ -266,6 +334,15 @@ class AlertingConfig(_Model):
         default=(),
         description="Firing alerts that mute others (e.g. NodeDown mutes that node's endpoints).",
     )
+    time_intervals: tuple[TimeInterval, ...] = Field(
+        default=(),
+        description="Named recurring windows (Alertmanager's syntax) that routes name in "
+        "`mute_time_intervals` / `active_time_intervals`.",
+    )
+    mute_time_intervals: tuple[TimeInterval, ...] = Field(
+        default=(),
+        description="The older name of `time_intervals` in Alertmanager; both may be used.",
+    )
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, description="Retries, pacing and lateness of deliveries."
     )
@@ -280,38 +357,17 @@ class AlertingConfig(_Model):
         return value
 
     @model_validator(mode="after")
-    def _references(self) -> "AlertingConfig":
-        names = [r.name for r in self.receivers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"receiver names must be unique; repeated: {', '.join(dupes)}")
-        known = set(self.receiver_names())
-        problems = []
-        if self.receiver and self.receiver not in known:
-            problems.append(f"receiver {self.receiver!r} is not defined")
-        for r in self.receivers:
-            if r.fallback and r.fallback not in known:
-                problems.append(f"receivers[{r.name}].fallback {r.fallback!r} is not defined")
-        needs_token = any(r.type == "slack" and r.token is None for r in self.receivers)
-        if needs_token and (self.slack is None or self.slack.token is None):
-            problems.append("a receiver of type slack needs `token` or `alerting.slack.token`")
-
-        def walk(routes: tuple[RouteConfig, ...], path: str) -> None:
-            for i, route in enumerate(routes):
-                where = f"{path}[{i}]"
-                if route.receiver and route.receiver not in known:
-                    problems.append(
-                        f"{where}.receiver {route.receiver!r} is not defined "
-                        f"(have: {', '.join(sorted(known))})"
-                    )
-                if route.channel and (self.slack is None or self.slack.token is None):
-                    problems.append(f"{where}.channel needs `alerting.slack.token` (bot mode)")
-                walk(route.routes, f"{where}.routes")
-
-        walk(self.routes, "routes")
+    def _references(self, info: ValidationInfo) -> "AlertingConfig":
+        if info.context and info.context.get("references_checked"):
+            return self  # parse_config reports each one with its path, from the raw file
+        problems = reference_problems(self.model_dump(by_alias=True))
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def intervals(self) -> dict[str, TimeInterval]:
+        """Every named time interval, from both spellings of the section."""
+        return {t.name: t for t in (*self.mute_time_intervals, *self.time_intervals)}
 
     def receiver_names(self) -> list[str]:
         """Every receiver name routes may use, the implicit ones included."""
@@ -325,3 +381,110 @@ class AlertingConfig(_Model):
         if self.receiver:
             return self.receiver
         return "slack" if "slack" in self.receiver_names() else "console"
+
+
+def reference_problems(raw: Any, where: str = "alerting") -> list[str]:
+    """Every broken cross-reference of an ``alerting:`` mapping, each with its key path.
+
+    Reads the raw (substituted) mapping and skips what has the wrong shape (validation
+    reports that), so it finds undefined receivers even when a sibling key is invalid.
+    """
+    if not isinstance(raw, Mapping):
+        return []
+    problems: list[str] = []
+
+    def items(key: str) -> list[tuple[int, Mapping[str, Any]]]:
+        value = raw.get(key)
+        return ([(i, v) for i, v in enumerate(value) if isinstance(v, Mapping)]
+                if isinstance(value, (list, tuple)) else [])
+
+    slack = raw.get("slack") if isinstance(raw.get("slack"), Mapping) else None
+    has_token = slack is not None and slack.get("token") is not None
+    has_webhook = slack is not None and slack.get("webhook_url") is not None
+    receivers = items("receivers")
+    seen: dict[str, int] = {}
+    for i, r in receivers:
+        name = r.get("name")
+        if isinstance(name, str) and name in seen:
+            problems.append(f"{where}.receivers[{i}].name: {name!r} is already used by "
+                            f"receivers[{seen[name]}]; receiver names must be unique")
+        elif isinstance(name, str):
+            seen[name] = i
+    known = ["console"] + (["slack"] if has_token or has_webhook else []) + list(seen)
+    have = f"(have: {', '.join(known)})"
+    default = raw.get("receiver")
+    if isinstance(default, str) and default not in known:
+        problems.append(f"{where}.receiver: {default!r} is not defined {have}")
+    for i, r in receivers:
+        fallback = r.get("fallback")
+        if isinstance(fallback, str) and fallback not in known:
+            problems.append(f"{where}.receivers[{i}].fallback: {fallback!r} is not defined {have}")
+        if r.get("type") == "slack" and r.get("token") is None and not has_token:
+            problems.append(f"{where}.receivers[{i}]: a receiver of type slack needs `token` "
+                            "or `alerting.slack.token`")
+    intervals = [t.get("name") for key in ("time_intervals", "mute_time_intervals")
+                 for _, t in items(key)]
+    for key in ("time_intervals", "mute_time_intervals"):
+        for i, t in items(key):
+            name = t.get("name")
+            if isinstance(name, str) and intervals.count(name) > 1:
+                problems.append(f"{where}.{key}[{i}].name: {name!r} is defined more than once")
+    names = sorted({n for n in intervals if isinstance(n, str)})
+
+    def walk(routes: Any, path: str) -> None:
+        if not isinstance(routes, (list, tuple)):
+            return
+        for i, route in enumerate(routes):
+            if not isinstance(route, Mapping):
+                continue
+            here = f"{path}[{i}]"
+            receiver = route.get("receiver")
+            if isinstance(receiver, str) and receiver not in known:
+                problems.append(f"{here}.receiver: {receiver!r} is not defined {have}")
+            if route.get("channel") is not None and not has_token:
+                problems.append(f"{here}.channel: needs `alerting.slack.token` (bot mode)")
+            for key in ("mute_time_intervals", "active_time_intervals"):
+                refs = route.get(key)
+                for n, ref in enumerate(refs if isinstance(refs, (list, tuple)) else []):
+                    if isinstance(ref, str) and ref not in names:
+                        problems.append(f"{here}.{key}[{n}]: {ref!r} is not a defined time interval "
+                                        f"(have: {', '.join(names) or 'none; define them under '}"
+                                        f"{'' if names else where + '.time_intervals'})")
+            walk(route.get("routes"), f"{here}.routes")
+
+    walk(raw.get("routes"), f"{where}.routes")
+    return problems
+
+
+def timer_warnings(raw: Any, where: str = "alerting") -> list[str]:
+    """Legal but suspicious route timers (repeat_interval < group_interval), from the raw
+    mapping with inheritance applied, so `config validate` says them even for a file that
+    has errors elsewhere. Values that do not parse are skipped (validation reports them)."""
+    from agent.durations import format_duration, parse_duration
+
+    if not isinstance(raw, Mapping):
+        return []
+    out: list[str] = []
+
+    def timer(node: Mapping[str, Any], key: str, inherited: float) -> float:
+        try:
+            return parse_duration(node[key]) if node.get(key) is not None else inherited
+        except ValueError:
+            return inherited
+
+    def visit(node: Mapping[str, Any], path: str, group: float, repeat: float) -> None:
+        group, repeat = timer(node, "group_interval", group), timer(node, "repeat_interval", repeat)
+        keys = ("group_interval", "repeat_interval")
+        sets = path == where or any(node.get(k) is not None for k in keys)
+        if repeat < group and sets:  # said where it is set, not again for each child inheriting it
+            out.append(f"{path}: repeat_interval ({format_duration(repeat)}) is shorter than "
+                       f"group_interval ({format_duration(group)}); repeats happen only every "
+                       "group_interval")
+        children = node.get("routes")
+        for i, child in enumerate(children if isinstance(children, (list, tuple)) else []):
+            if isinstance(child, Mapping):
+                visit(child, f"{path}.routes[{i}]", group, repeat)
+
+    fields = AlertingConfig.model_fields
+    visit(raw, where, fields["group_interval"].default, fields["repeat_interval"].default)
+    return out

@@ -33,7 +33,7 @@ from agent.alerting.inhibit import Inhibitor
 from agent.alerting.matchers import alert_labels
 from agent.alerting.model import AlertEvent, AlertState
 from agent.alerting.receivers import build_notifiers, fallbacks_of
-from agent.alerting.routing import Route, build_routes, config_warnings, in_quiet_hours
+from agent.alerting.routing import Route, build_routes, in_quiet_hours, time_muted
 from agent.alerting.silences import SilenceStore
 from agent.history.sql import upsert
 from agent.history.tables import check_state
@@ -88,8 +88,7 @@ class Router:
         self.root = build_routes(config)
         self.silences = silences
         self.inhibitor = Inhibitor(config.inhibit_rules)
-        for warning in config_warnings(self.root):
-            log.warning("alerting: %s", warning)
+        # suspicious timers are said once at load time: agent.config.config_warnings
 
     def routes_for(self, labels: Mapping[str, str]) -> list[Route]:
         return self.root.match(labels)
@@ -347,7 +346,7 @@ class Dispatcher:
             if any(a.severity == "critical" for a in firing_now)
             else (firing_now[0].severity if firing_now else "info")
         )
-        if in_quiet_hours(route.quiet_hours, now, worst):
+        if in_quiet_hours(route.quiet_hours, now, worst) or time_muted(route, now):
             return 0  # held, not dropped: tried again on the next tick
         immediate = self._immediate(group.receiver)
         repeat_every = (

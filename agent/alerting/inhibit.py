@@ -10,34 +10,36 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.alerting.config import InhibitRuleConfig
+from agent.alerting.matchers import Matcher, parse_matchers
 
 __all__ = ["Inhibitor", "InhibitRule"]
 
 
 @dataclass(frozen=True)
 class InhibitRule:
-    source: tuple[tuple[str, str], ...]
-    target: tuple[tuple[str, str], ...]
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
     equal: tuple[str, ...]
 
     @classmethod
     def from_config(cls, cfg: InhibitRuleConfig) -> "InhibitRule":
-        return cls(
-            tuple(sorted(cfg.source_match.items())),
-            tuple(sorted(cfg.target_match.items())),
-            cfg.equal,
-        )
+        def side(match: Mapping[str, str], matchers: tuple[str, ...]) -> tuple[Matcher, ...]:
+            return tuple(Matcher(k, "=", v) for k, v in sorted(match.items())) + tuple(
+                m for text in matchers for m in parse_matchers(text))
+
+        return cls(side(cfg.source_match, cfg.source_matchers),
+                   side(cfg.target_match, cfg.target_matchers), cfg.equal)
 
     def describe(self) -> str:
-        src = ",".join(f"{k}={v}" for k, v in self.source)
-        tgt = ",".join(f"{k}={v}" for k, v in self.target)
+        src = ",".join(map(str, self.source))
+        tgt = ",".join(map(str, self.target))
         return f"{src} inhibits {tgt}" + (
             f" (equal: {', '.join(self.equal)})" if self.equal else ""
         )
 
 
-def _has(labels: Mapping[str, str], pairs: tuple[tuple[str, str], ...]) -> bool:
-    return all(labels.get(k, "") == v for k, v in pairs)
+def _has(labels: Mapping[str, str], matchers: tuple[Matcher, ...]) -> bool:
+    return all(m.matches(labels) for m in matchers)
 
 
 class Inhibitor:

@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Matcher", "parse_matcher", "matches_all", "alert_labels"]
+__all__ = ["Matcher", "parse_matcher", "parse_matchers", "matches_all", "alert_labels"]
 
 _OPS = ("=~", "!~", "!=", "=")
+_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*")
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,18 @@ class Matcher:
         if self.op not in _OPS:
             raise ValueError(f"unknown matcher operator {self.op!r} (use =, !=, =~ or !~)")
         if self.op in ("=~", "!~"):
-            try:
-                object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z"))
+            try:  # the user's pattern alone first, so the error's position is in their text
+                re.compile(self.value)
             except re.error as exc:
                 raise ValueError(
-                    f"{self.name}{self.op}{self.value!r}: invalid regex ({exc})"
+                    f"{self.name}{self.op}{self.value!r}: invalid regex: {exc}"
+                ) from None
+            try:
+                object.__setattr__(self, "_regex", re.compile(f"(?:{self.value})\\Z"))
+            except re.error as exc:  # e.g. a global flag (?i) that is valid only at the start
+                raise ValueError(
+                    f"{self.name}{self.op}{self.value!r}: invalid regex inside a full match: "
+                    f"{exc.msg} (write flags scoped, like (?i:gpu-.*))"
                 ) from None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -59,6 +67,57 @@ def parse_matcher(text: str) -> Matcher:
     raise ValueError(
         f"expected a matcher like alert=GpuIdle, node!=gpu-3 or node=~'gpu-.*', found {text!r}"
     )
+
+
+def parse_matchers(text: str) -> list[Matcher]:
+    """Alertmanager's ``matchers:`` syntax: ``severity="critical"``, ``team=~"ml|data"``.
+
+    One string may hold several matchers separated by commas, optionally in braces
+    (``{env="prod", team!="ops"}``); a value may be double-quoted (``\\"`` and ``\\\\`` escape)
+    or bare (up to the next comma, trimmed). ValueError says what was expected where.
+    """
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    out: list[Matcher] = []
+    pos = 0
+    while pos < len(body):
+        m = _NAME.match(body, pos)
+        if not m:
+            raise ValueError(f"expected a matcher like severity=\"critical\" or team=~\"ml|data\" "
+                             f"at character {pos + 1} of {text!r}")
+        name, op, pos = m.group(1), m.group(2), m.end()
+        if body.startswith('"', pos):
+            value, pos = _quoted(body, pos, text)
+        else:
+            end = body.find(",", pos)
+            end = len(body) if end < 0 else end
+            value, pos = body[pos:end].strip(), end
+        out.append(Matcher(name, op, value))
+        rest = body[pos:].lstrip()
+        if rest and not rest.startswith(","):
+            raise ValueError(f"expected a comma or the end after {name}{op}{value!r} in {text!r}")
+        pos = len(body) - len(rest) + (1 if rest else 0)
+        if rest and not body[pos:].strip():
+            raise ValueError(f"a trailing comma in {text!r}")
+    if not out:
+        raise ValueError(f"expected at least one matcher, found {text!r}")
+    return out
+
+
+def _quoted(body: str, pos: int, text: str) -> tuple[str, int]:
+    value, i = [], pos + 1
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            value.append(body[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            return "".join(value), i + 1
+        value.append(ch)
+        i += 1
+    raise ValueError(f"a quoted value is not closed in {text!r}")
 
 
 def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from agent.alerting.config import AlertingConfig
@@ -82,9 +83,25 @@ def _label(alert: AlertInfo) -> str:
     return f"{alert.rule} {tags}".strip()
 
 
+_told_no_charts = False
+
+
 def chart_fn(reader: SeriesReader | None, window: float) -> ChartFn | None:
-    """Draws the chart of a notification's alerts (runs in an executor thread)."""
+    """Draws the chart of a notification's alerts (runs in an executor thread); None without
+    a reader or without the charts extra (said once: the alerts still go out, without picture)."""
+    global _told_no_charts
     if reader is None:
+        return None
+    from agent.charts import charts_available
+    from agent.extras import install_hint
+
+    if not charts_available():
+        if not _told_no_charts:
+            _told_no_charts = True
+            logging.getLogger(__name__).warning(
+                "alerting.slack.charts is on, but the charts extra (matplotlib) is not installed: "
+                "Slack alerts go without chart images; add it with %s, or set charts: false",
+                install_hint("charts"))
         return None
 
     def draw(note: Notification, now: float) -> bytes | None:

@@ -15,9 +15,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agent.alerting.config import AlertingConfig, QuietHours, RouteConfig
-from agent.alerting.matchers import Matcher
+from agent.alerting.matchers import Matcher, parse_matchers
+from agent.alerting.timeintervals import TimeInterval, in_any
 
-__all__ = ["Route", "build_routes", "in_quiet_hours", "config_warnings"]
+__all__ = ["Route", "build_routes", "in_quiet_hours", "time_muted"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class Route:
     repeat_interval: float
     continue_: bool = False
     quiet_hours: QuietHours | None = None
+    mute_intervals: tuple[TimeInterval, ...] = ()
+    active_intervals: tuple[TimeInterval, ...] = ()
     children: list["Route"] = field(default_factory=list)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -87,11 +90,13 @@ def build_routes(config: AlertingConfig) -> Route:
         quiet_hours=config.quiet_hours,
     )
 
+    intervals = config.intervals()
+
     def add(parent: Route, children: tuple[RouteConfig, ...]) -> None:
         for i, cfg in enumerate(children):
             matchers = tuple(Matcher(k, "=", v) for k, v in sorted(cfg.match.items())) + tuple(
                 Matcher(k, "=~", v) for k, v in sorted(cfg.match_re.items())
-            )
+            ) + tuple(m for text in cfg.matchers for m in parse_matchers(text))
             node = Route(
                 id=f"{parent.id}/{i}",
                 matchers=matchers,
@@ -106,6 +111,8 @@ def build_routes(config: AlertingConfig) -> Route:
                 else parent.repeat_interval,
                 continue_=cfg.continue_,
                 quiet_hours=cfg.quiet_hours if cfg.quiet_hours is not None else parent.quiet_hours,
+                mute_intervals=tuple(intervals[n] for n in cfg.mute_time_intervals),
+                active_intervals=tuple(intervals[n] for n in cfg.active_time_intervals),
             )
             parent.children.append(node)
             add(node, cfg.routes)
@@ -114,16 +121,15 @@ def build_routes(config: AlertingConfig) -> Route:
     return root
 
 
-def config_warnings(root: Route) -> list[str]:
-    """Legal but suspicious settings, logged at load time."""
-    out = []
-    for route in root.walk():
-        if route.repeat_interval < route.group_interval:
-            out.append(
-                f"route {route.id}: repeat_interval ({route.repeat_interval:g}s) is shorter than "
-                f"group_interval ({route.group_interval:g}s); repeats happen every group_interval"
-            )
-    return out
+def time_muted(route: Route, now: float) -> str | None:
+    """Why ``route``'s notifications are held now by its time intervals, or None."""
+    muted = in_any(route.mute_intervals, now)
+    if muted is not None:
+        return f"in mute time interval {muted!r}"
+    if route.active_intervals and in_any(route.active_intervals, now) is None:
+        names = ", ".join(repr(t.name) for t in route.active_intervals)
+        return f"outside its active time intervals ({names})"
+    return None
 
 
 def in_quiet_hours(quiet: QuietHours | None, now: float, severity: str) -> bool:

@@ -6,7 +6,7 @@ to a callable taking the parsed args and returning the exit code.
 
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: F401 - the parsers' types
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +23,8 @@ from agent.cli import (
     silence_cmd,
     status_cmd,
 )
+from agent.cli.common import Parser
+from agent.cli.exitcodes import INTERRUPTED
 
 __all__ = ["main", "build_parser"]
 
@@ -31,10 +33,12 @@ COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, route
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mlwarden",
         description="Monitoring and alerting agent for ML pipelines: model endpoints, "
         "Airflow DAGs and GPU nodes, exported to Datadog or Prometheus, alerted to Slack.",
+        epilog="Exit codes: 0 OK, 1 WARNING (check) or a failed command, 2 CRITICAL and "
+        "3 UNKNOWN (check only), 64 usage error, 65 data error, 78 config error.",
     )
     parser.add_argument("--version", action="version", version=f"mlwarden {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -50,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         return 0
 

@@ -7,7 +7,8 @@ import asyncio
 import json
 import sys
 
-from agent.cli.common import add_config_arg, config_from_args, die, print_table
+from agent.cli import exitcodes
+from agent.cli.common import add_config_arg, config_from_args, config_origin, die, print_table
 from agent.samples import CheckResult
 
 
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check", help="run one check instance once and print its samples and status",
         description="Run one check instance once, the way `datadog-agent check` does, and "
-        "print its samples and status. Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        "print its samples and status. Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; "
+        "64 when no instance has that name, 78 when the config is invalid.",
     )
     p.add_argument("name", help="instance name from the config (`agent` is the self-check)")
     add_config_arg(p)
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
             checks = {c.name: c for c in build_checks(config, context)}
             if args.name not in checks:
                 names = ", ".join(sorted(checks)) or "none"
-                die(f"no check instance named {args.name!r} (have: {names})", code=2)
+                die(f"no check instance named {args.name!r} (have: {names}); config: "
+                    f"{config_origin(args)}", code=exitcodes.USAGE)
             check = checks[args.name]
             result = await check.run()
             add_meta_samples(check, result)

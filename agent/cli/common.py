@@ -7,12 +7,21 @@ import os
 import sys
 from collections.abc import Sequence
 
+from agent.cli import exitcodes
 from agent.config import AgentConfig, default_config, load_config
 from agent.errors import ConfigError
 
-__all__ = ["add_config_arg", "config_from_args", "print_table", "die"]
+__all__ = ["Parser", "add_config_arg", "config_from_args", "config_origin", "print_table", "die"]
 
 ENV_CONFIG = "MLWARDEN_CONFIG"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on exit code 64, not 2 (which `check` uses for CRITICAL)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -22,18 +31,32 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    """The config named by --config, or the embedded defaults; exits 2 on a bad file."""
+def config_origin(args: argparse.Namespace) -> str:
+    """Where the config came from, said in errors so a user sees which file was (not) read."""
+    if getattr(args, "config", None):
+        env = os.environ.get(ENV_CONFIG)
+        how = f"${ENV_CONFIG}" if env and env == args.config else "--config"
+        return f"{args.config} (from {how})"
+    return (f"no config file (no -c/--config given and ${ENV_CONFIG} is not set), so the embedded "
+            "defaults; pass one with -c FILE or set MLWARDEN_CONFIG")
+
+
+def config_from_args(args: argparse.Namespace, *, warn: bool = False) -> AgentConfig:
+    """The config named by --config, or the embedded defaults; exits 78 on a bad file.
+
+    Its warnings are logged only with ``warn`` (`run`); `config validate` prints them, and
+    the other commands would only repeat them on every call.
+    """
     if not args.config:
         return default_config()
     try:
-        return load_config(args.config)
+        return load_config(args.config, warn=warn)
     except ConfigError as exc:
-        die(str(exc), code=2)
+        die(str(exc), code=exitcodes.CONFIG)
         raise  # unreachable
 
 
-def die(message: str, code: int = 1) -> None:
+def die(message: str, code: int = exitcodes.FAILED) -> None:
     print(f"mlwarden: {message}", file=sys.stderr)
     raise SystemExit(code)
 

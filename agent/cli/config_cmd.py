@@ -7,6 +7,7 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+from agent.cli import exitcodes
 from agent.errors import ConfigError
 
 
@@ -15,9 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     csub.required = True
     v = csub.add_parser(
-        "validate", help="validate a config file; exit 0 when valid, 1 with every problem",
+        "validate", help="validate a config file; exit 0 when valid, 78 with every problem",
         description="Validate a config file the way `mlwarden run` would load it. Prints every "
-        "problem with its key path; exit 0 when valid, 1 otherwise.",
+        "problem with its key path; exit 0 when valid (warnings included), 78 otherwise.",
     )
     v.add_argument("file")
     v.set_defaults(func=validate)
@@ -30,16 +31,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from agent.config import config_warnings, draft_warnings, load_config
 
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, warn=False)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
-    n = len(config.checks)
-    print(f"{args.file}: valid ({n} check instance{'' if n == 1 else 's'})")
-    return 0
+        for warning in draft_warnings(args.file):
+            print(f"  warning: {warning}", file=sys.stderr)
+        return exitcodes.CONFIG
+    warnings = config_warnings(config, args.file)
+    n, r = len(config.checks), len(config.rules)
+    counts = [_count(n, "check instance"), _count(r, "rule")]
+    if warnings:
+        counts.append(_count(len(warnings), "warning"))
+    print(f"{args.file}: valid ({', '.join(counts)})")
+    for warning in warnings:
+        print(f"  warning: {warning}")
+    return exitcodes.OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def starter_config() -> str:
@@ -50,7 +63,7 @@ def init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         print(f"mlwarden: {path} exists; use --force to overwrite it", file=sys.stderr)
-        return 1
+        return exitcodes.USAGE
     path.write_text(starter_config(), encoding="utf-8")
     path.chmod(0o600)
     print(f"wrote {path}; check it with: mlwarden config validate {path}")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, print_table
 from agent.errors import ExportError
 
@@ -47,12 +48,24 @@ def export(args: argparse.Namespace) -> int:
     from agent.dashboards.render import render_all
 
     formats = ["datadog", "grafana"] if args.format == "all" else [args.format]
+    how = {"datadog": "Datadog: Dashboards > New Dashboard > Import dashboard JSON, or "
+                      "`mlwarden dashboards push --datadog`",
+           "grafana": "Grafana: Dashboards > New > Import (Prometheus data source), or "
+                      "`mlwarden dashboards push --grafana URL`"}
+    written = 0
     for fmt in formats:
         out = Path(args.dir) / fmt
         out.mkdir(parents=True, exist_ok=True)
         for name, doc in render_all(fmt).items():
-            (out / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-            print(out / name)
+            path = out / name
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+            existed = path.exists() and path.read_text() == text
+            path.write_text(text)
+            title = doc.get("title", "")
+            print(f"{path}  {fmt} dashboard {title!r}{' (unchanged)' if existed else ''}")
+            written += 1
+    print(f"wrote {written} dashboard files under {args.dir}/; import them in " + "; in ".join(
+        how[f] for f in formats))
     return 0
 
 
@@ -65,7 +78,7 @@ def push(args: argparse.Namespace) -> int:
             api, app = os.environ.get("DD_API_KEY"), os.environ.get("DD_APP_KEY")
             if not api or not app:
                 print("mlwarden: set DD_API_KEY and DD_APP_KEY to push to Datadog", file=sys.stderr)
-                return 2
+                return exitcodes.CONFIG
             base = args.datadog_url or datadog_base_url(os.environ.get("DD_SITE"))
             rows = push_datadog(render_all("datadog"), api_key=api, app_key=app, base_url=base)
         else:
@@ -88,12 +101,18 @@ def preview(args: argparse.Namespace) -> int:
     from agent.history import migrations
     from agent.history.store import HistoryStore
 
+    from agent.charts import ChartsUnavailable, charts_available
+
+    if not charts_available():
+        print(f"mlwarden: {ChartsUnavailable()}", file=sys.stderr)
+        return exitcodes.FAILED
     config = config_from_args(args)
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731 - progress, not results
     try:
         since_s = parse_duration(args.since)
     except ValueError as exc:
         print(f"mlwarden: --since {args.since!r}: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     url = make_url(config.agent.history)
     if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
         print(f"mlwarden: no history database at {url.database}: run `mlwarden run` with this "
@@ -109,11 +128,16 @@ def preview(args: argparse.Namespace) -> int:
         now = time.time()
         out = Path(args.dir)
         out.mkdir(parents=True, exist_ok=True)
+        say(f"reading the last {args.since} of {store.shown_url} and drawing {len(DASHBOARDS)} "
+            f"dashboards into {out}/ ...")
+        started = time.monotonic()
         for dash in DASHBOARDS:
             path = out / f"{dash.slug}.png"
+            say(f"  drawing {dash.title} ...")
             png, with_data, total = render_dashboard(dash, store, since=now - since_s, until=now)
             path.write_bytes(png)
-            print(f"{path}  ({with_data} of {total} panels with data)")
+            print(f"{path}  ({with_data} of {total} panels with data)", flush=True)
+        say(f"done in {time.monotonic() - started:.1f}s")
     except SQLAlchemyError as exc:
         print(f"mlwarden: cannot read the history in {store.shown_url}: "
               f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)

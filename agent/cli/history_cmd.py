@@ -15,7 +15,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agent.cli.common import add_config_arg, config_from_args, die, print_table
+from agent.cli import exitcodes
+from agent.cli.common import add_config_arg, config_from_args, config_origin, die, print_table
 from agent.durations import format_duration, parse_duration
 
 __all__ = ["register"]
@@ -90,12 +91,13 @@ def _reader(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001
-        die(f"{url!r} is not a SQLAlchemy URL (e.g. sqlite:///mlwarden.db)", code=2)
+        die(f"{url!r} is not a SQLAlchemy URL (e.g. sqlite:///mlwarden.db)", code=exitcodes.USAGE)
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(parsed.database).exists():
-            die(f"no history database at {shown} (file {parsed.database} does not exist); "
-                "is this the agent's config, or pass --db", code=1)
+            where = "--db" if args.db else f"agent.history of {config_origin(args)}"
+            die(f"no history database at {shown} (file {parsed.database} does not exist; "
+                f"from {where}); is this the agent's config, or pass --db")
     try:
         engine = make_engine(url)
         if not inspect(engine).has_table("series"):
@@ -112,7 +114,7 @@ def _tags(args: argparse.Namespace) -> dict[str, str]:
     for item in args.tag:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            die(f"--tag {item!r}: expected KEY=VALUE, e.g. --tag model=ranker", code=2)
+            die(f"--tag {item!r}: expected KEY=VALUE, e.g. --tag model=ranker", code=exitcodes.USAGE)
         out[key] = value
     return out
 
@@ -124,9 +126,9 @@ def _window(args: argparse.Namespace) -> tuple[float, float | None, float | None
         until = None if args.until is None else now - parse_duration(args.until)
         step = None if args.step is None else parse_duration(args.step)
     except ValueError as exc:
-        die(f"{exc}", code=2)
+        die(f"{exc}", code=exitcodes.USAGE)
     if step is not None and step <= 0:
-        die("--step must be positive", code=2)
+        die("--step must be positive", code=exitcodes.USAGE)
     return since, until, step
 
 
@@ -198,8 +200,11 @@ def series_cmd(args: argparse.Namespace) -> int:
 
 
 def plot_cmd(args: argparse.Namespace) -> int:
-    from agent.charts import render_line_chart
     from agent.catalog import load_catalog
+    from agent.charts import ChartsUnavailable, charts_available, render_line_chart
+
+    if not charts_available():
+        die(str(ChartsUnavailable()))
 
     result = _run_query(args)
     spec = load_catalog().get(args.metric)
@@ -236,7 +241,7 @@ def migrate_cmd(args: argparse.Namespace) -> int:
     except SQLAlchemyError as exc:
         die(f"cannot migrate {shown}: {getattr(exc, 'orig', None) or exc}", code=1)
     except Exception as exc:  # noqa: BLE001 - a bad URL
-        die(f"cannot migrate {url!r}: {exc}", code=2)
+        die(f"cannot migrate {url!r}: {exc}", code=exitcodes.USAGE)
     print(f"{shown}: schema {before or '(empty)'} -> {after}" if before != after
           else f"{shown}: schema already at {after}")
     return 0

@@ -13,7 +13,9 @@ import time
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
+from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
+from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
 from agent.notify.base import AlertInfo, Notification
@@ -71,11 +73,11 @@ def test(args: argparse.Namespace) -> int:
     for item in args.label:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            die(f"--label expects KEY=VALUE, found {item!r}", code=2)
+            die(f"--label expects KEY=VALUE, found {item!r}", code=exitcodes.USAGE)
         labels[key.strip()] = value
     rule = labels.get("alert") or labels.get("alertname")
     if not rule:
-        die("give the rule name with --label alert=NAME", code=2)
+        die("give the rule name with --label alert=NAME", code=exitcodes.USAGE)
     assert rule is not None
     severity = args.severity or labels.get("severity", "warning")
     full = alert_labels(rule, labels, severity)
@@ -111,6 +113,12 @@ def test(args: argparse.Namespace) -> int:
             print(
                 f"  quiet hours {q.start}-{q.end} {q.timezone} (except {', '.join(q.except_severity)})"
             )
+        for what, intervals in (("mute", route.mute_intervals), ("active", route.active_intervals)):
+            if intervals:
+                print(f"  {what} time intervals: {', '.join(t.name for t in intervals)}")
+        held = time_muted(route, now)
+        if held:
+            print(f"  held now: {held}")
     reason = router.mute_reason(full, now, firing)
     print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
     info = AlertInfo(

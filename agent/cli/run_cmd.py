@@ -8,7 +8,10 @@ import logging
 import os
 import sys
 
-from agent.cli.common import add_config_arg, config_from_args
+from pydantic import ValidationError
+
+from agent.cli import exitcodes
+from agent.cli.common import add_config_arg, config_from_args, die
 
 log = logging.getLogger("agent.cli")
 
@@ -33,22 +36,24 @@ def run(args: argparse.Namespace) -> int:
     from agent.app import run_agent
     from agent.logs import setup_logging
 
+    from agent.config import override_agent
+
     setup_logging()  # so what loading the config warns about is logged like the rest
-    config = config_from_args(args)
+    config = config_from_args(args, warn=True)
     overrides = {}
     if args.listen:
         overrides["listen"] = args.listen
     if args.log_level:
         overrides["log_level"] = args.log_level
-    if overrides:
-        from agent.config import AgentSection
-
-        section = AgentSection.model_validate({**config.agent.model_dump(), **overrides})
-        config = config.model_copy(update={"agent": section})
+    try:
+        config = override_agent(config, overrides)
+    except ValidationError as exc:
+        die(f"--listen {args.listen!r}: " + "; ".join(
+            e["msg"].removeprefix("Value error, ") for e in exc.errors()), code=exitcodes.USAGE)
     setup_logging(config.agent.log_level, config.agent.log_format)
     loop = asyncio.new_event_loop()
     try:
-        code = loop.run_until_complete(run_agent(config, args.config))
+        code = loop.run_until_complete(run_agent(config, args.config, overrides))
     finally:
         loop.close()
     # A check stuck in a blocking call (a hung driver, say) holds a worker thread that the

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from agent.alerting.matchers import parse_matcher
 from agent.alerting.silences import SilenceNotFound, SilenceStore
+from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die, print_table
 from agent.durations import parse_duration
 from agent.errors import StoreError
@@ -78,7 +79,7 @@ def add(args: argparse.Namespace) -> int:
         seconds = parse_duration(args.duration)
         start = now if not args.start else datetime.fromisoformat(args.start).timestamp()
     except ValueError as exc:
-        die(str(exc), code=2)
+        die(str(exc), code=exitcodes.USAGE)
         raise
     store = _store(args)
     try:
@@ -91,7 +92,7 @@ def add(args: argparse.Namespace) -> int:
             comment=args.comment,
         )
     except ValueError as exc:
-        die(str(exc), code=2)
+        die(str(exc), code=exitcodes.USAGE)
         raise
     print(f"{silence.id}  until {_when(silence.ends_at)}  {' '.join(map(str, silence.matchers))}")
     return 0

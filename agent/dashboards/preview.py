@@ -20,7 +20,7 @@ from agent.dashboards.spec import PERCENTILES, Dashboard, Panel, Query
 from agent.history.protocol import SeriesReader
 from agent.samples import Kind, Tags
 
-__all__ = ["aggregate", "panel_series", "render_dashboard"]
+__all__ = ["aggregate", "draw_panels", "panel_series", "render_dashboard"]
 
 _AGG = {"avg": lambda v: sum(v) / len(v), "sum": sum, "min": min, "max": max}
 
@@ -108,54 +108,78 @@ def panel_series(dash: Dashboard, reader: SeriesReader, *, since: float, until: 
 
 def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, until: float,
                      columns: int = 3) -> tuple[bytes, int, int]:
-    """One PNG with a small chart (or the last value) per panel; and (panels with data, panels)."""
+    """One PNG with a small chart (or the last value) per panel; and (panels with data, panels).
+
+    Only panels with a time series get matplotlib axes; "no data", single values and
+    tables are a frame and text on the figure. Axes (ticks, labels) and ``tight_layout``
+    were most of the time a preview took, so cells are placed on a fixed grid instead.
+    """
+    panels = panel_series(dash, reader, since=since, until=until, step=_step(since, until))
+    return draw_panels(dash.title, panels, since=since, until=until, columns=columns)
+
+
+Lines = Mapping[str, Sequence[tuple[float, float]]]
+
+
+def draw_panels(title: str, panels: Sequence[tuple[Panel, Lines]], *, since: float, until: float,
+                columns: int = 3) -> tuple[bytes, int, int]:
+    """The drawing half of :func:`render_dashboard` (separate so it can be timed alone)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib import dates as mdates
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 
-    panels = panel_series(dash, reader, since=since, until=until, step=_step(since, until))
     rows = max(1, math.ceil(len(panels) / columns))
-    fig = Figure(figsize=(5.0 * columns, 2.6 * rows + 0.8), dpi=80)
-    fig.suptitle(f"{dash.title}  (preview from the local history store)", fontsize=14)
+    cell_w, cell_h, header = 5.0, 2.6, 0.8  # inches
+    fig = Figure(figsize=(cell_w * columns, cell_h * rows + header), dpi=80)
+    height = cell_h * rows + header
+    fig.text(0.5, 1 - 0.35 / height, f"{title}  (preview from the local history store)",
+             ha="center", va="center", fontsize=14)
     with_data = 0
     time_format = "%H:%M:%S" if until - since < 900 else "%H:%M"
     for i, (panel, lines) in enumerate(panels):
-        ax = fig.add_subplot(rows, columns, i + 1)
+        row, col = divmod(i, columns)
+        left, bottom = col / columns, (rows - row - 1) * cell_h / height
+        w, h = 1 / columns, cell_h / height
         unit = f" ({panel.unit.replace('_', ' ')})" if panel.unit else ""
-        ax.set_title((panel.title + unit)[:70], fontsize=9)
+        label = (panel.title + unit)[:70]
+        text = None
         if not lines:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes,
-                    fontsize=9, color="gray")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        with_data += 1
-        if panel.viz == "value":  # a single stat: the latest value, large
+            text, size, color = "no data", 9, "gray"
+        elif panel.viz == "value":  # a single stat: the latest value, large
             value = sum(points[-1][1] for points in lines.values())
-            ax.text(0.5, 0.5, _format(value, panel.unit), ha="center", va="center",
-                    transform=ax.transAxes, fontsize=22)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            text, size, color = _format(value, panel.unit), 22, "black"
+        if lines:
+            with_data += 1
+        if text is not None or panel.viz == "table":
+            box = (left + 0.06 * w, bottom + 0.14 * h, 0.88 * w, 0.72 * h)
+            fig.add_artist(Rectangle(box[:2], box[2], box[3], transform=fig.transFigure,
+                                     fill=False, linewidth=0.8, edgecolor="black"))
+            fig.text(left + 0.5 * w, bottom + 0.90 * h, label, ha="center", va="bottom", fontsize=9)
+            if text is not None:
+                fig.text(box[0] + box[2] / 2, box[1] + box[3] / 2, text, ha="center",
+                         va="center", fontsize=size, color=color)
+            else:  # a table: the latest value of each row
+                rows_text = [f"{name[:48]}  {_format(points[-1][1], panel.unit)}"
+                             for name, points in sorted(lines.items())[:10]]
+                fig.text(box[0] + 0.02 * w, box[1] + box[3] - 0.04 * h, "\n".join(rows_text),
+                         ha="left", va="top", fontsize=7, family="monospace")
             continue
-        if panel.viz == "table":  # the latest value of each row, as a table shows it
-            rows_text = [f"{label[:48]}  {_format(points[-1][1], panel.unit)}"
-                         for label, points in sorted(lines.items())[:10]]
-            ax.text(0.02, 0.95, "\n".join(rows_text), ha="left", va="top", transform=ax.transAxes,
-                    fontsize=7, family="monospace")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        for label, points in sorted(lines.items()):
+        ax = fig.add_axes((left + 0.13 * w, bottom + 0.16 * h, 0.83 * w, 0.70 * h))
+        ax.set_title(label, fontsize=9)
+        for name, points in sorted(lines.items()):
             xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
-            ax.plot(xs, [v for _, v in points], linewidth=1.0, label=label[:40],
+            ax.plot(xs, [v for _, v in points], linewidth=1.0, label=name[:40],
                     marker="." if len(points) < 20 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # fewer tick labels: each is a text to lay out
+        ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.xaxis.set_major_formatter(mdates.DateFormatter(time_format, tz=timezone.utc))
         ax.tick_params(labelsize=7)
         if len(lines) <= 6:
             ax.legend(fontsize=6, loc="best")
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue(), with_data, len(panels)

@@ -277,11 +277,16 @@ AGENT = Dashboard(
     (
         Row("Overview", (
             Panel("About this dashboard", viz="note", text=SOURCE_NOTE + " A silent agent is the first "
-                  "thing to alert on: see the shipped `examples/rules/agent.yaml`."),
+                  "thing to alert on: see the shipped `builtin:agent` rule pack (`mlwarden rules list`)."),
             Panel("Check instances", (Q("mlwarden.agent.checks.configured", agg="sum"),), viz="value"),
             Panel("Failing check instances", (Q("mlwarden.agent.checks.failing", agg="sum"),), viz="value"),
             Panel("Status of each check (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
                   (Q("mlwarden.check.status", "check", "check_type", agg="max"),), viz="table"),
+            Panel("Config loaded (1) or last reload rejected (0), by agent",
+                  (Q("mlwarden.config.last_reload_successful", "agent", agg="min"),), viz="table"),
+            Panel("Last successful config load (UNIX time), by agent",
+                  (Q("mlwarden.config.last_reload_success_timestamp", "agent", agg="max"),), viz="table",
+                  unit="seconds"),
         )),
         Row("Checks", (
             Panel("Check duration", (Q("mlwarden.check.duration", "check_type", agg="max"),), unit="seconds"),

@@ -16,12 +16,12 @@ import csv
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.catalog import load_catalog
-from agent.errors import ConfigError
+from agent.errors import DataError
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.evaluator import RuleEvaluator
 from agent.samples import Sample, make_tags
@@ -39,6 +39,7 @@ class ReplayedTransition:
     value: float | None
     summary: str
     flap_count: int = 0
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(text: str) -> float:
@@ -55,7 +56,7 @@ def parse_time(text: str) -> float:
 
 
 def read_samples_csv(path: str | Path) -> list[Sample]:
-    """Samples from a recorded CSV; ConfigError naming the file, line and column on bad rows."""
+    """Samples from a recorded CSV; DataError naming the file and line of every bad row."""
     source = str(path)
     catalog = load_catalog()
     problems: list[str] = []
@@ -63,12 +64,12 @@ def read_samples_csv(path: str | Path) -> list[Sample]:
     try:
         fh = Path(path).open(newline="", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+        raise DataError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     with fh:
         reader = csv.DictReader(fh)
         missing = {"timestamp", "metric", "value"} - set(reader.fieldnames or ())
         if missing:
-            raise ConfigError(source, [f"line 1: the header needs columns timestamp, metric, value "
+            raise DataError(source, [f"line 1: the header needs columns timestamp, metric, value "
                                        f"(missing: {', '.join(sorted(missing))})"])
         tag_columns = [c for c in reader.fieldnames or () if c not in ("timestamp", "metric", "value")]
         for lineno, row in enumerate(reader, start=2):
@@ -92,16 +93,18 @@ def read_samples_csv(path: str | Path) -> list[Sample]:
             tags = make_tags({c: row[c] for c in tag_columns if row.get(c)})
             samples.append(Sample(metric, value, tags, ts, spec.kind))
     if problems:
-        raise ConfigError(source, problems[:20] + ([f"... and {len(problems) - 20} more"]
+        raise DataError(source, problems[:20] + ([f"... and {len(problems) - 20} more"]
                                                    if len(problems) > 20 else []))
     return samples
 
 
 def replay(rules: Sequence[RuleConfig], samples: Sequence[Sample],
            settings: RulesEngineConfig | None = None,
-           until: float | None = None) -> list[ReplayedTransition]:
+           until: float | None = None,
+           checkpoints: Sequence[float] = ()) -> list[ReplayedTransition]:
     """Every public transition the rules make over ``samples`` (and the quiet time after,
-    up to ``until``), in order."""
+    up to ``until``), in order. ``checkpoints`` are extra evaluation times (a test's
+    ``eval_time``s), run between the regular timer ticks."""
     settings = settings or RulesEngineConfig()
     ordered = sorted(samples, key=lambda s: s.timestamp)
     if not ordered:
@@ -111,6 +114,22 @@ def replay(rules: Sequence[RuleConfig], samples: Sequence[Sample],
     interval = settings.evaluation_interval
     out: list[ReplayedTransition] = []
     next_tick = start + interval
+    extra = sorted(t for t in checkpoints if t > start)
+
+    def ticks_until(limit: float, inclusive: bool) -> None:
+        nonlocal next_tick
+        while True:
+            due = [t for t in (next_tick, extra[0] if extra else math.inf)
+                   if t < limit or (inclusive and t == limit)]
+            if not due:
+                return
+            at = min(due)
+            evaluator.tick(at)
+            collect()
+            if at == next_tick:
+                next_tick += interval
+            while extra and extra[0] <= at:
+                extra.pop(0)
 
     def collect() -> None:
         changes, _ = evaluator.drain()
@@ -118,18 +137,13 @@ def replay(rules: Sequence[RuleConfig], samples: Sequence[Sample],
             rec = c.record
             out.append(ReplayedTransition(c.at, rec.rule, dict(rec.labels), c.previous.value,
                                           c.state.value, rec.value,
-                                          rec.annotations.get("summary", ""), rec.flap_count))
+                                          rec.annotations.get("summary", ""), rec.flap_count,
+                                          dict(rec.annotations)))
 
     for ts, batch in itertools.groupby(ordered, key=lambda s: s.timestamp):
-        while next_tick <= ts:
-            evaluator.tick(next_tick)
-            collect()
-            next_tick += interval
+        ticks_until(ts, inclusive=True)
         evaluator.evaluate(evaluator.ingest(batch), ts)
         collect()
     end = until if until is not None else ordered[-1].timestamp
-    while next_tick <= end:
-        evaluator.tick(next_tick)
-        collect()
-        next_tick += interval
+    ticks_until(end, inclusive=True)
     return out

@@ -88,17 +88,17 @@ def test_empty_file_is_the_defaults():
     assert cfg.agent.listen == "127.0.0.1:9464" and cfg.checks == ()
 
 
-def test_embedded_defaults_carry_the_agents_own_rule_pack():
-    from agent.config import DEFAULT_RULES, default_config
-    from agent.rules.files import load_rule_file
+def test_embedded_defaults_load_the_default_rule_packs():
+    from agent.config import DEFAULT_RULE_FILES, default_config
+    from agent.rules.files import BUILTIN_RULES, load_rule_file
 
-    shipped = Path(__file__).resolve().parents[2] / "examples" / "rules" / "agent.yaml"
-    assert shipped.resolve() == DEFAULT_RULES.resolve()  # one pack, linked from the examples
     problems: list[str] = []
-    pack = load_rule_file(DEFAULT_RULES, problems)
+    pack = load_rule_file(BUILTIN_RULES / "agent.yaml", problems)
     assert not problems and len(pack) >= 5
     defaults = default_config()
+    assert DEFAULT_RULE_FILES == ("builtin:agent",)
     assert defaults.rules == tuple(pack) and defaults.checks == ()
+    assert defaults.rule_files == DEFAULT_RULE_FILES
     assert parse_config("").rules == ()  # a config file of its own says which rules it wants
 
 
@@ -106,8 +106,8 @@ def test_validate_command_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("checks:\n  - {type: agent, name: self}\n")
     assert main(["config", "validate", str(good)]) == 0
-    assert "valid (1 check instance)" in capsys.readouterr().out
-    assert main(["config", "validate", str(FIXTURES / "invalid-unknown-key.yaml")]) == 1
+    assert "valid (1 check instance, 0 rules)" in capsys.readouterr().out
+    assert main(["config", "validate", str(FIXTURES / "invalid-unknown-key.yaml")]) == 78
     err = capsys.readouterr().err
     assert "agent.listn: unknown key" in err
 
@@ -123,7 +123,7 @@ def test_starter_config_from_init_is_valid(tmp_path, capsys):
     assert main(["init", str(path)]) == 0
     load_config(path, env={})
     assert path.stat().st_mode & 0o077 == 0  # it may come to hold secrets
-    assert main(["init", str(path)]) == 1  # never overwrites without --force
+    assert main(["init", str(path)]) == 64  # never overwrites without --force (a usage error)
 
 
 def test_world_readable_config_with_secrets_is_warned_about(tmp_path, caplog):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,49 +101,144 @@ def test_second_signal_exits_at_once(tmp_path):
         proc.stop()
 
 
+def _reload_gauges(port: int) -> tuple[float, float]:
+    code, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert code == 200
+    values = {}
+    for line in body.decode().splitlines():
+        for name in ("mlwarden_config_last_reload_successful",
+                     "mlwarden_config_last_reload_success_timestamp_seconds"):
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                values[name] = float(line.rsplit(" ", 1)[1])
+    return (values["mlwarden_config_last_reload_successful"],
+            values["mlwarden_config_last_reload_success_timestamp_seconds"])
+
+
 def test_sighup_reloads_good_config_and_keeps_running_on_bad(tmp_path):
     port = free_port()
     cfg = tmp_path / "agent.yaml"
     write_config(cfg, port)
+    started = time.time()
     proc = start_agent(tmp_path, port)
     try:
+        ok, loaded_at = wait_for(lambda: _reload_gauges(port), 10, what="reload gauges on /metrics")
+        assert ok == 1.0 and started - 1 <= loaded_at <= time.time()  # the start's load counts
+
         write_config(cfg, port, extra_checks="  - {type: test_fast, name: fast2, interval: 1s}\n")
         proc.signal(signal.SIGHUP)
         wait_for(lambda: any(c["name"] == "fast2" for c in status(port)["checks"]), 10,
                  what="fast2 after reload")
         assert status(port)["agent"]["reloads"] == 1
+        ok, reloaded_at = _reload_gauges(port)
+        assert ok == 1.0 and reloaded_at > loaded_at
 
         cfg.write_text(cfg.read_text().replace("interval: 1s}", "interval: soon}"))
         proc.signal(signal.SIGHUP)
         wait_for(lambda: status(port)["agent"]["last_reload_error"], 10, what="reload error")
         doc = status(port)
         assert "checks[2].interval" in doc["agent"]["last_reload_error"]
+        assert doc["agent"]["last_reload"]["successful"] is False
+        assert doc["agent"]["last_reload"]["success_at"] == reloaded_at
         assert any(c["name"] == "fast2" for c in doc["checks"])  # the running config goes on
         runs = check_state(port, "fast2")["runs"]
         wait_for(lambda: check_state(port, "fast2")["runs"] > runs, 5, what="fast2 still running")
-    finally:
-        proc.stop()
-
-
-def test_status_command_prints_a_running_agent(tmp_path):
-    port = free_port()
-    write_config(tmp_path / "agent.yaml", port)
-    proc = start_agent(tmp_path, port)
-    try:
-        import subprocess
+        assert _reload_gauges(port) == (0.0, reloaded_at)  # like prometheus_config_last_reload_*
 
         out = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--url",
                               f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                              timeout=30, cwd=REPO)
         assert out.returncode == 0, out.stderr
-        assert "fast" in out.stdout and "test_fast" in out.stdout and "CHECK" in out.stdout
+        reload_line = next(line for line in out.stdout.splitlines() if line.startswith("  reload"))
+        assert "LAST RELOAD REJECTED" in reload_line and "checks[2].interval" in reload_line
+    finally:
+        proc.stop()
+    log = [json.loads(line) for line in (tmp_path / "agent.log").read_text().splitlines()]
+    rejected = [r["msg"] for r in log if r["msg"].startswith("reload rejected")]
+    assert rejected and f"the server stays on http://127.0.0.1:{port}" in rejected[0]
+
+
+def test_listen_changed_in_the_file_is_said_truthfully_on_reload(tmp_path):
+    """The Dockerfile's `--listen 0.0.0.0:9464` beside a file that says 127.0.0.1: a reload
+    keeps the command line's address and says nothing is changing; a real change in the
+    file is said to wait for a restart, naming the address the server keeps."""
+    port = free_port()
+    cfg = tmp_path / "agent.yaml"
+    write_config(cfg, free_port())  # the file names another port than --listen
+    proc = Proc("agent", [sys.executable, str(RUNNER), "run", "--config", str(cfg), "--listen",
+                          f"127.0.0.1:{port}"], cwd=tmp_path, log_dir=tmp_path).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=20, proc=proc)
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: status(port)["agent"]["reloads"] == 1, 10, what="reload")
+        assert status(port)["agent"]["listen"] == f"127.0.0.1:{port}"
+    finally:
+        proc.stop()
+    log = (tmp_path / "agent.log").read_text()
+    assert "stays on" not in log  # --listen outlives reloads: nothing to warn about
+
+    other = free_port()
+    cfg2 = tmp_path / "two" / "agent.yaml"
+    cfg2.parent.mkdir()
+    write_config(cfg2, port)
+    proc = Proc("agent2", [sys.executable, str(RUNNER), "run", "--config", str(cfg2)],
+                cwd=cfg2.parent, log_dir=cfg2.parent).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=20, proc=proc)
+        write_config(cfg2, other)
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: status(port)["agent"]["reloads"] == 1, 10, what="reload")
+        assert status(port)["agent"]["listen"] == f"127.0.0.1:{port}"  # /status tells the truth
+    finally:
+        proc.stop()
+    log = (cfg2.parent / "agent2.log").read_text()
+    assert (f"agent.listen is 127.0.0.1:{other} in {cfg2}, but the server stays on "
+            f"http://127.0.0.1:{port} until a restart") in log
+
+
+def test_status_command_prints_a_running_agent_readably(tmp_path):
+    port = free_port()
+    cfg = tmp_path / "agent.yaml"
+    write_config(cfg, port)
+    text = cfg.read_text().replace("  self_check_interval: 1s\n",
+                                   "  self_check_interval: 1s\n  auth_token: ${MLW_TEST_TOKEN}\n")
+    cfg.write_text(text)
+    proc = Proc("agent", [sys.executable, str(RUNNER), "run", "--config", str(cfg)], cwd=tmp_path,
+                log_dir=tmp_path, env={"MLW_TEST_TOKEN": "t0ken-from-env"}).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout=20, proc=proc)
+        wait_for(lambda: check_state_auth(port, "fast")["runs"] > 0, 10, what="a run of fast")
+        env = {**os.environ, "MLW_TEST_TOKEN": "t0ken-from-env"}
+        env.pop("MLWARDEN_AUTH_TOKEN", None)
+        # the token comes from the config the agent runs with; the URL from its agent.listen
+        out = subprocess.run([sys.executable, str(RUNNER), "status", "-c", str(cfg)],
+                             capture_output=True, text=True, timeout=30, cwd=REPO, env=env)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith("mlwarden ") and " up " in lines[0]
+        assert any(line.startswith("  reload     none since start") for line in lines)
+        fast = next(line for line in lines if line.startswith("  fast [test_fast]"))
+        assert " OK " in fast and "ran " in fast and " ago" in fast and "next in" in fast
+        history = next(line for line in lines if line.lstrip().startswith("history"))
+        assert "last flush " in history and " ago" in history
+        assert not re.search(r"\b1[7-9]\d{8}(\.\d+)?\b", out.stdout), "a raw UNIX time is shown"
+
+        env.pop("MLW_TEST_TOKEN")
+        out = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--url",
+                              f"http://127.0.0.1:{port}"], capture_output=True, text=True,
+                             timeout=30, cwd=REPO, env=env)
+        assert out.returncode == 1 and "wants a bearer token" in out.stderr
     finally:
         proc.stop()
 
 
-def test_status_command_without_agent_is_a_clear_error():
-    import subprocess
+def check_state_auth(port: int, name: str) -> dict:
+    code, body = http_get(f"http://127.0.0.1:{port}/status",
+                          headers={"Authorization": "Bearer t0ken-from-env"})
+    assert code == 200
+    return next(c for c in json.loads(body)["checks"] if c["name"] == name)
 
+
+def test_status_command_without_agent_is_a_clear_error():
     port = free_port()
     out = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--url", f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, timeout=30, cwd=REPO)

@@ -64,7 +64,7 @@ def test_silence_add_list_expire(cfg, capsys):
     assert exc.value.code == 1 and "no silence with id 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["silence", "add", "-c", cfg, "--match", "justaword"])
-    assert exc.value.code == 2 and "expected a matcher" in capsys.readouterr().err
+    assert exc.value.code == 64 and "expected a matcher" in capsys.readouterr().err
 
 
 def test_routes_test_shows_route_receiver_inhibition_and_message(cfg, tmp_path, capsys):

@@ -545,7 +545,7 @@ async def test_a_poll_of_2000_dags_is_bounded_work(clock: Clock) -> None:
 
 
 def test_example_rules_use_declared_metrics_and_only_their_tags() -> None:
-    """examples/rules/airflow.yaml: every metric is in the catalog, every template field and
+    """The builtin:airflow pack (agent/data/rules/airflow.yaml): every metric is in the catalog, every template field and
     matcher names a tag that metric carries (the rules engine validates the rest)."""
     import string
 
@@ -555,7 +555,7 @@ def test_example_rules_use_declared_metrics_and_only_their_tags() -> None:
     from tests.support.procs import REPO
 
     catalog = load_catalog()
-    rules = yaml.safe_load((REPO / "examples" / "rules" / "airflow.yaml").read_text())["rules"]
+    rules = yaml.safe_load((REPO / "agent" / "data" / "rules" / "airflow.yaml").read_text())["rules"]
     names = {r["alert"] for r in rules}
     assert {"AirflowDagRunFailed", "AirflowDagLate", "AirflowRunStuck", "AirflowImportError",
             "AirflowSchedulerUnhealthy"} <= names

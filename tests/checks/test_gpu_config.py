@@ -138,7 +138,7 @@ def test_example_rules_use_declared_metrics_tags_and_the_rule_schema():
 
     import yaml
 
-    rules = yaml.safe_load((REPO / "examples" / "rules" / "gpu.yaml").read_text())["rules"]
+    rules = yaml.safe_load((REPO / "agent" / "data" / "rules" / "gpu.yaml").read_text())["rules"]
     catalog = load_catalog()
     keys = {"alert", "metric", "where", "aggregate", "window", "op", "threshold", "for", "severity",
             "summary", "description", "runbook_url", "absent"}

@@ -118,7 +118,12 @@ def test_export_command_writes_each_format(tmp_path):
     assert not (tmp_path / "datadog").exists()
     written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "grafana").glob("*.json")}
     assert written == render_all("grafana")
-    assert len(result.stdout.splitlines()) == len(DASHBOARDS)
+    lines = result.stdout.splitlines()  # what it wrote, one line each, and how to import them
+    assert len(lines) == len(DASHBOARDS) + 1
+    for dash in DASHBOARDS:
+        assert f"{tmp_path / 'grafana' / (dash.slug + '.json')}  grafana dashboard {dash.title!r}" in lines
+    assert lines[-1].startswith(f"wrote {len(DASHBOARDS)} dashboard files under {tmp_path}/; "
+                                "import them in Grafana: Dashboards > New > Import")
 
 
 def test_grafana_windows_follow_the_scrape_and_labels_survive_it():

@@ -78,6 +78,8 @@ def test_preview_draws_each_dashboard_from_the_history_a_running_agent_wrote(tmp
                              str(tmp_path / "agent.yaml"), "--since", "10m"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("reading the last 10m of ")  # says what it is doing
+    assert all(f"  drawing {dash.title} ..." in result.stderr for dash in DASHBOARDS)
     for dash in DASHBOARDS:
         png = out / f"{dash.slug}.png"
         assert f"{png}  (" in result.stdout

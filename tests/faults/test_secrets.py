@@ -134,7 +134,8 @@ def test_planted_secrets_appear_in_no_output_channel(tmp_path):
     assert "401" in log and "credentials" in log
     assert "TargetDown" in slack_calls
     # the config file's permissions are warned about, through the daemon's log
-    assert f"{agent.config} holds secrets and is world-readable; run: chmod 600 {agent.config}" in log
+    assert f"{agent.config} is world-readable and has a secret written in it (" in log
+    assert f"run: chmod 600 {agent.config}, or move the value to an environment variable" in log
 
 
 def test_no_permission_warning_for_a_private_config(tmp_path):
@@ -167,7 +168,7 @@ checks:
   - {type: airflow, name: af, scope: local, url: "http://127.0.0.1:1", username: a, password: 98765432101}
 """)
     out = cli("config", "validate", str(cfg))
-    assert out.returncode == 1
+    assert out.returncode == 78  # a config error (agent/cli/exitcodes.py)
     said = out.stdout + out.stderr
     assert "checks[0].password: input should be a valid string, found a number (not shown" in said
     assert "agent.auth_token" in said

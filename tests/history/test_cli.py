@@ -80,7 +80,7 @@ def test_plot_writes_a_png(db, tmp_path, capsys):
 def test_bad_arguments_say_what_is_wrong(db, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         main(["history", "query", "mlwarden.endpoint.latency", "--db", db, *argv])
-    assert exc.value.code == 2
+    assert exc.value.code == 64  # a usage error, never a check status
     assert message in capsys.readouterr().err
 
 

@@ -15,11 +15,11 @@ from agent.samples import CheckResult, Sample, Status, make_tags
 from .helpers import STATUS, rule
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rules"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
+PACKS = Path(__file__).resolve().parents[2] / "agent" / "data" / "rules"
 
 
 def test_rules_test_replays_and_prints_each_transition(capsys):
-    code = main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data",
+    code = main(["rules", "test", str(PACKS / "agent.yaml"), "--data",
                  str(FIXTURES / "samples.csv"), "--json"])
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -40,7 +40,7 @@ def test_rules_test_replays_and_prints_each_transition(capsys):
 
 
 def test_rules_test_table_output(capsys):
-    assert main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data",
+    assert main(["rules", "test", str(PACKS / "agent.yaml"), "--data",
                  str(FIXTURES / "samples.csv"), "--until", "2m"]) == 0
     out = capsys.readouterr().out
     assert "2026-11-28T10:04:00Z  CheckCannotRun" in out
@@ -73,15 +73,78 @@ def test_rules_test_accepts_a_whole_config(tmp_path, capsys):
 def test_rules_test_bad_data_names_the_line(tmp_path, capsys, csv, message):
     data = tmp_path / "bad.csv"
     data.write_text(csv)
-    assert main(["rules", "test", str(EXAMPLES / "agent.yaml"), "--data", str(data)]) == 2
-    assert f"  - {message}" in capsys.readouterr().err
+    assert main(["rules", "test", str(PACKS / "agent.yaml"), "--data", str(data)]) == 65
+    err = capsys.readouterr().err
+    assert f"  - {message}" in err and "data problem" in err and "config" not in err
 
 
-def test_rules_test_bad_rules_exit_2(tmp_path, capsys):
+def test_rules_test_bad_rules_are_a_config_error(tmp_path, capsys):
     bad = tmp_path / "r.yaml"
     bad.write_text("rules:\n  - {alert: A, metric: mlwarden.check.status, op: '>'}\n")
-    assert main(["rules", "test", str(bad), "--data", str(FIXTURES / "samples.csv")]) == 2
+    assert main(["rules", "test", str(bad), "--data", str(FIXTURES / "samples.csv")]) == 78
     assert "rules[0]: `threshold` is required" in capsys.readouterr().err
+
+
+def test_rules_test_file_checks_expected_alerts_per_eval_time(capsys):
+    """The shipped fixture passes: pending is not listed, eval_time between samples counts,
+    annotations are compared, ISO times work."""
+    assert main(["rules", "test", str(FIXTURES / "tests.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS") == 4 and "FAIL" not in out
+    assert out.rstrip().endswith("4 of 4 expectations passed")
+
+
+def test_rules_test_file_mismatch_exits_1_with_a_diff(tmp_path, capsys):
+    (tmp_path / "samples.csv").write_text((FIXTURES / "samples.csv").read_text())
+    (tmp_path / "t.yaml").write_text("""
+rule_files: [builtin:agent]
+tests:
+  - name: wrong on purpose
+    data: samples.csv
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: CheckCannotRun
+        exp_alerts:
+          - exp_labels: {check: scorer, check_type: model_endpoint, cause: agent, severity: warning}
+      - eval_time: 2m
+        alertname: CheckCannotRun
+        exp_alerts: []
+""")
+    assert main(["rules", "test", str(tmp_path / "t.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  wrong on purpose: CheckCannotRun at 4m (2026-11-28T10:04:00Z)" in out
+    assert ('-{"labels": {"cause": "agent", "check": "scorer", "check_type": "model_endpoint", '
+            '"severity": "warning"}}') in out
+    assert ('+{"labels": {"cause": "agent", "check": "ranker", "check_type": "model_endpoint", '
+            '"severity": "warning"}}') in out
+    assert "PASS  wrong on purpose: CheckCannotRun at 2m" in out
+    assert out.rstrip().endswith("1 of 2 expectations passed")
+
+
+def test_rules_test_file_json_lines(capsys):
+    assert main(["rules", "test", str(FIXTURES / "tests.yaml"), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["ok"] for r in rows] == [True] * 4 and rows[1]["got"] == rows[1]["expected"]
+
+
+@pytest.mark.parametrize(("body", "code", "message"), [
+    ("tests:\n  - {data: nope.csv}\nrule_files: [builtin:agent]\n", 65, "nope.csv: 1 data problem"),
+    ("tests:\n  - {data: samples.csv, alert_rule_test: [{eval_time: soon, alertname: X}]}\n"
+     "rule_files: [builtin:agent]\n", 78, "tests[0].alert_rule_test[0].eval_time: expected a duration"),
+    ("tests:\n  - {data: samples.csv}\nrule_files: [builtin:agnet]\n", 78,
+     "rule_files[0]: 'builtin:agnet' is not a builtin rule pack"),
+    ("tests:\n  - {data: samples.csv}\n", 78, "the test file names no rules"),
+])
+def test_rules_test_file_errors(tmp_path, capsys, body, code, message):
+    (tmp_path / "samples.csv").write_text((FIXTURES / "samples.csv").read_text())
+    (tmp_path / "t.yaml").write_text(body)
+    assert main(["rules", "test", str(tmp_path / "t.yaml")]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_rules_test_needs_data_unless_given_a_test_file(capsys):
+    assert main(["rules", "test", str(PACKS / "agent.yaml")]) == 64
+    assert "give the recording with --data" in capsys.readouterr().err
 
 
 async def _record_alerts(db_url: str) -> None:

@@ -9,9 +9,9 @@ import pytest
 from agent.catalog import load_catalog
 from agent.config import parse_config
 from agent.errors import ConfigError
-from agent.rules.files import load_rule_file
+from agent.rules.files import BUILTIN_RULES, load_rule_file
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
+PACKS = BUILTIN_RULES
 OK = 'alert: A, metric: mlwarden.check.status, op: ">", threshold: 1'
 
 
@@ -47,7 +47,7 @@ OK = 'alert: A, metric: mlwarden.check.status, op: ">", threshold: 1'
          "rules[1].severity: input should be 'critical', 'warning' or 'info', found a string 'page'"),
         (f"{{{OK}, treshold: 1}}",
          "rules[1].treshold: unknown key (did you mean 'threshold'?); valid keys here: alert, "
-         "metric, where, aggregate, window, op, threshold, recover, for_, keep_firing_for, absent, "
+         "metric, where, aggregate, window, op, threshold, recover, for, keep_firing_for, absent, "
          "absent_intervals, severity, labels, group_by, summary, description, runbook_url, "
          "dashboard_url"),
         ("{alert: 'bad name', metric: mlwarden.check.status, op: '>', threshold: 1}",
@@ -115,8 +115,8 @@ def test_colliding_rules_are_rejected():
 
 
 # -- the shipped packs ------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_example_packs_use_only_catalog_metrics(path):
+@pytest.mark.parametrize("path", sorted(PACKS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_packs_use_only_catalog_metrics(path):
     problems: list[str] = []
     rules = load_rule_file(path, problems)
     assert problems == []
@@ -132,7 +132,7 @@ def test_example_packs_use_only_catalog_metrics(path):
 
 
 def test_the_agent_pack_tells_unknown_from_critical_and_watches_stalled_checks():
-    rules = {r.alert: r for r in load_rule_file(EXAMPLES / "agent.yaml", [])}
+    rules = {r.alert: r for r in load_rule_file(PACKS / "agent.yaml", [])}
     assert rules["CheckCannotRun"].threshold == 3 and rules["CheckTargetCritical"].threshold == 2
     stalled = rules["CheckStalled"]
     assert stalled.metric == "mlwarden.check.runs" and stalled.absent_intervals == 3

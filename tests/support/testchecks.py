@@ -61,6 +61,13 @@ class DownCheck(AgentCheck):
         raise CheckError("target refused the connection")
 
 
+class WarnCheck(AgentCheck):
+    type_name = "test_warn"
+
+    async def check(self) -> None:
+        self.service_check(Status.WARNING, "degraded on purpose")
+
+
 class GarbageCheck(AgentCheck):
     type_name = "test_garbage"
 
@@ -71,7 +78,7 @@ class GarbageCheck(AgentCheck):
         self.gauge("test.flag", True)
 
 
-ALL = [FastCheck, HangCheck, BlockingHangCheck, CrashCheck, DownCheck, GarbageCheck]
+ALL = [FastCheck, HangCheck, BlockingHangCheck, CrashCheck, DownCheck, GarbageCheck, WarnCheck]
 
 
 def register_all() -> None:
