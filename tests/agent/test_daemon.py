@@ -207,6 +207,9 @@ def test_status_command_prints_a_running_agent_readably(tmp_path):
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=20, proc=proc)
         wait_for(lambda: check_state_auth(port, "fast")["runs"] > 0, 10, what="a run of fast")
+        # the store flushes on its own timer: wait for one, so "last flush" has a value to show
+        wait_for(lambda: status_auth(port)["components"]["history"].get("last_flush") is not None,
+                 20, what="a history flush")
         env = {**os.environ, "MLW_TEST_TOKEN": "t0ken-from-env"}
         env.pop("MLWARDEN_AUTH_TOKEN", None)
         # the token comes from the config the agent runs with; the URL from its agent.listen
@@ -231,11 +234,15 @@ def test_status_command_prints_a_running_agent_readably(tmp_path):
         proc.stop()
 
 
-def check_state_auth(port: int, name: str) -> dict:
+def status_auth(port: int) -> dict:
     code, body = http_get(f"http://127.0.0.1:{port}/status",
                           headers={"Authorization": "Bearer t0ken-from-env"})
     assert code == 200
-    return next(c for c in json.loads(body)["checks"] if c["name"] == name)
+    return json.loads(body)
+
+
+def check_state_auth(port: int, name: str) -> dict:
+    return next(c for c in status_auth(port)["checks"] if c["name"] == name)
 
 
 def test_status_command_without_agent_is_a_clear_error():
