@@ -109,6 +109,7 @@ class Agent:
         self.rules: RulesEngine | None = RulesEngine.from_config(
             config, self.alert_sinks, engine=self.history.engine, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
+        self.cost = self._cost(config)
         self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
@@ -117,6 +118,21 @@ class Agent:
         self.reloads = 0
         self.last_reload_error: str | None = None
         self._stopping = False
+
+    def _cost(self, config: AgentConfig) -> Any:
+        """The cost meter (a sink) and the weekly digest, when ``cost:`` is configured."""
+        if config.cost is None:
+            return None
+        from agent.cost.meter import CostMeter
+
+        meter = CostMeter(config.cost, self.pipeline.submit, reader=self.history,
+                          tags=config.agent.tags)
+        self.components.append(meter)
+        if config.cost.digest is not None:
+            from agent.cost.digest import CostDigest
+
+            self.components.append(CostDigest(config, self.history.engine))
+        return meter
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
@@ -190,11 +206,18 @@ class Agent:
             return False
         if new.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; the server keeps %s until a restart", self.config.agent.listen)
-        self.config = new
+        old, self.config = self.config, new
         if self.alerting is not None:
             await self.alerting.reconfigure(new.alerting)
         if self.rules is not None:
             await self.rules.reconfigure(new)
+        if new.cost != old.cost:
+            if self.cost is not None and new.cost is not None and old.cost is not None \
+                    and new.cost.digest == old.cost.digest:
+                self.cost.reconfigure(new.cost)
+            else:
+                log.warning("the cost section's meter or digest was added or removed (or the digest "
+                            "changed); that takes effect at the next restart")
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.alerting.config import AlertingConfig
 from agent.check import InstanceConfig
+from agent.cost.config import CostConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
@@ -114,6 +123,17 @@ class AgentConfig(_Model):
     )
     rules_engine: RulesEngineConfig = Field(default_factory=RulesEngineConfig)
     heartbeat: HeartbeatConfig | None = Field(None, description="Dead man's switch ping.")
+    cost: CostConfig | None = Field(
+        None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
+    )
+
+    @model_validator(mode="after")
+    def _digest_receiver(self) -> AgentConfig:
+        if self.cost is not None and self.cost.digest is not None:
+            from agent.cost.config import digest_target
+
+            digest_target(self.alerting, self.cost.digest.receiver)
+        return self
 
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
