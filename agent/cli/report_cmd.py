@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--db", metavar="URL", help="SQLAlchemy URL (default: agent.history of the config)")
     c.add_argument("--since", default="7d", help="period covered, ending at --until (default 7d)")
     c.add_argument("--until", default="0s",
-                   help="end of the period as an age, rounded down to the hour (default: now)")
+                   help="end of the period: an age (2h, 1d) or a UTC date/time "
+                   "(2026-12-07, 2026-12-07T09:00); rounded down to the hour (default: now)")
     c.add_argument("--format", default="table", choices=["table", "csv", "md", "png"])
     c.add_argument("-o", "--output", help="write to this file (required for png)")
     c.set_defaults(func=cost_cmd)
@@ -48,7 +49,8 @@ def cost_cmd(args: argparse.Namespace) -> int:
     if args.format == "png" and not args.output:
         die("--format png needs -o FILE", code=2)
     try:
-        period, age = parse_duration(args.since), parse_duration(args.until)
+        period = parse_duration(args.since)
+        until = _until(args.until, time.time())
     except ValueError as exc:
         die(str(exc), code=2)
     if period <= 0:
@@ -59,7 +61,7 @@ def cost_cmd(args: argparse.Namespace) -> int:
         print("mlwarden: no cost: section in the config; default thresholds, no smaller-card prices",
               file=sys.stderr)
     reader = _reader(args)
-    since, until = hour_window(time.time() - age, period)
+    since, until = hour_window(until, period)
     try:
         report = build_report(reader, cost, since, until)
     except SQLAlchemyError as exc:
@@ -85,3 +87,21 @@ def cost_cmd(args: argparse.Namespace) -> int:
               "read the GPUs (and did they run in it)?", file=sys.stderr)
         return 1
     return 0
+
+
+def _until(text: str, now: float) -> float:
+    """An age before now, or an ISO date/time (UTC unless it says otherwise)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--until: expected an age like '1d' or a date like '2026-12-07T09:00', "
+                         f"found {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
