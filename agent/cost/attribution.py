@@ -8,9 +8,10 @@ The rules (docs/cost.md):
 - A GPU (or instance) held by workloads is split among them by the memory each holds
   (equally where memory is unknown). A workload's share goes to its model
   (:class:`~agent.cost.models.ModelMatcher`), else to "other" (a training pod, a notebook).
-- A GPU (or the unassigned part of one) that nothing holds is "idle" when the gpu check
-  judged it idle (utilisation under its threshold for its idle window), else "other": it
-  was busy with something the agent cannot see, or the check could not tell.
+- A GPU that nothing is seen holding belongs to a model whose rule names only its node (a
+  node dedicated to one model). Otherwise it (or the unassigned part of one) is "idle" when
+  the gpu check judged it idle (utilisation under its threshold for its idle window), else
+  "other": busy with something the agent cannot see, or the check could not tell.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def _mig_shares(gpu: GpuUse, parts: list[GpuUse], matcher: ModelMatcher) -> list
 def _held(gpu: GpuUse, part: GpuUse, size: float, matcher: ModelMatcher) -> list[Share]:
     holders = part.holders()
     if not holders:
+        model = matcher.model_of_node(gpu.node)
+        if model is not None:
+            return [Share("model", size, model, part.memory_used, part.memory_total)]
         return [Share("idle" if gpu.idle else "other", size)]
     weights = _weights(holders)
     by_model: dict[str, list[float]] = {}

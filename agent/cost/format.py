@@ -47,7 +47,8 @@ def _per_1k(report: CostReport, row: ModelRow) -> str:
         return NO_REQUESTS
     if not row.predictions:
         return "no predictions"
-    return money(row.per_1k, report.currency, 4)
+    per_1k = row.per_1k
+    return money(per_1k, report.currency, 2 if per_1k is not None and per_1k >= 1 else 4)
 
 
 def _trend(value: float | None, of: str) -> str:

@@ -34,6 +34,15 @@ class ModelMatcher:
         while len(self.learnt) > MAX_LEARNT:
             self.learnt.popitem(last=False)
 
+    def model_of_node(self, node: str) -> str | None:
+        """A GPU nothing is seen holding serves a model only by a rule that names just its node
+        (a node dedicated to one model, outside Kubernetes or without process visibility)."""
+        for rule in self.rules:
+            if rule.node is not None and not any((rule.pod, rule.namespace, rule.container, rule.process)) \
+                    and fnmatch.fnmatchcase(node, rule.node):
+                return rule.model
+        return None
+
     def model_of(self, work: Workload, node: str) -> str | None:
         for rule in self.rules:
             if _rule_matches(rule, work, node):

@@ -22,6 +22,7 @@ from agent.history.config import HistoryConfig
 from agent.history.db import make_engine
 from agent.history.query import HistoryReader
 from tests.checks.test_model_endpoint_mlserver import mlserver  # noqa: F401 - the module's server
+from tests.notify.fake_slack import TOKEN, FakeSlack
 from tests.cost import scenario
 from tests.cost.scenario import CONFIG, DAYS, HOUR, PRICE, STEP, T0
 
@@ -122,7 +123,7 @@ def test_the_report_reads_as_a_user_sees_it(report):
     ranker = next(line for line in text.splitlines() if line.startswith("ranker"))
     assert "no request data" in ranker and "$98.40" in ranker and "cpu-tier" in ranker
     lines = top_lines(report)
-    assert lines[1] == ("Models by cost/day: iris-sklearn $98.40/day ($820.0000 per 1k) · "
+    assert lines[1] == ("Models by cost/day: iris-sklearn $98.40/day ($820.00 per 1k) · "
                         "ranker $98.40/day (no request data)")
     assert lines[2].startswith("Idle GPUs that could have been given back: gpu-a $289.05 (70.5 GPU-h)")
 
@@ -156,3 +157,61 @@ def test_the_cli_in_every_format(history, tmp_path):
     assert empty.returncode == 1 and "no cost data in this period" in empty.stderr
     bad = cli("--until", "last tuesday")
     assert bad.returncode == 2 and "--until: expected an age like '1d'" in bad.stderr
+
+
+async def test_the_weekly_digest_reaches_slack_through_an_outage_and_a_restart(history, tmp_path):
+    """Slack's strict fake (Slack cannot run here) answers 500 when the digest falls due; the
+    agent restarts; Slack recovers: one message with the top lines, its chart in the thread."""
+    import shutil
+
+    from agent.config import parse_config
+    from agent.cost.digest import CostDigest
+
+    db = tmp_path / "history.db"
+    shutil.copy(history, db)
+    slack = await FakeSlack().start()
+    try:
+        config = parse_config(yaml_text(db, slack.base_url))
+        engine = make_engine(f"sqlite:///{db}")
+        clock = scenario.Clock(END - 60)  # 2026-12-07 is a Monday: due at END, covering 3 days
+        first = CostDigest(config, engine, clock=clock)
+        await first.start()
+        await first.stop()  # the loop is driven by hand below: step(now)
+        assert first.next_due == END
+        slack.fail("500")
+        await first.step(clock.t)
+        assert first.status()["queued"] == []
+        clock.t = END
+        await first.step(clock.t)   # queued, then Slack answers 500: kept for a retry
+        assert first.status()["failed_attempts"] == 1 and not slack.messages
+        clock.t = END + 30            # the agent restarts while Slack is still down
+        second = CostDigest(config, engine, clock=clock)
+        await second.start()
+        await second.stop()
+        assert second.next_due == END  # within catch_up: due again, but queued once (dedup key)
+        await second.step(clock.t)
+        slack.recover()
+        clock.t = END + 600
+        await second.step(clock.t)
+        await second.notifier.close()
+        engine.dispose()
+    finally:
+        await slack.stop()
+    (message,) = slack.top_level()
+    text = " ".join(b["text"]["text"] for b in message.blocks if b.get("type") == "section")
+    assert "GPU spend 2026-12-04 00:00 → 2026-12-07 00:00 UTC (3 days): $1,180.80" in text
+    assert "Right-size ranker: p95 utilisation 4 %" in text
+    assert "Idle GPUs that could have been given back: gpu-a $289.05 (70.5 GPU-h)" in text
+    (chart,) = slack.files
+    assert chart["thread_ts"] == message.ts and chart["data"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def yaml_text(db, base_url: str) -> str:
+    import yaml
+
+    return yaml.safe_dump({
+        "agent": {"history": f"sqlite:///{db}"},
+        "alerting": {"slack": {"token": TOKEN, "base_url": base_url, "default_channel": "#ml-alerts"},
+                     "delivery": {"retry_initial": "10s"}},
+        "cost": {**CONFIG, "digest": {"receiver": "slack", "schedule": "0 0 * * mon", "period": "3d"}},
+    })

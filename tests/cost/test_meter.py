@@ -231,3 +231,19 @@ async def test_cost_per_1k_predictions_over_the_trailing_window(tmp_path, harnes
     predictions = sum(100 * m for m in range(2, 12))
     assert last.timestamp == T0 + 11 * 60
     assert last.value == pytest.approx(money / predictions * 1000)
+
+
+async def test_a_node_dedicated_to_a_model_by_a_node_only_rule(tmp_path, harness):
+    """No process visible (a container without hostPID): the rule naming the node decides."""
+    lib = FakeNvml([FakeGpu(uuid="GPU-0", util_gpu=20, memory_used=7 * GiB)])
+    clock = Clock(T0)
+    h = harness(CostConfig(prices=PRICES, models=[{"model": "ranker", "node": "node-*"},
+                                                  {"model": "never", "node": "node-a", "pod": "x-*"}]), clock)
+    check = gpu_check(lib, clock, tmp_path)
+    for _ in range(2):
+        await h.feed(await check.run())
+        clock.t += 60
+    await check.close()
+    assert one(h, "mlwarden.cost.model.gpu_seconds", model="ranker") == 60
+    assert {s.value for s in h.samples("mlwarden.cost.model.memory.used", model="ranker")} == {7 * GiB}
+    assert not h.samples("mlwarden.cost.model.gpus", model="never")
