@@ -19,15 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from agent.alerting.config import AlertingConfig
 from agent.check import InstanceConfig
@@ -127,14 +119,6 @@ class AgentConfig(_Model):
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
     )
 
-    @model_validator(mode="after")
-    def _digest_receiver(self) -> AgentConfig:
-        if self.cost is not None and self.cost.digest is not None:
-            from agent.cost.config import digest_target
-
-            digest_target(self.alerting, self.cost.digest.receiver)
-        return self
-
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
             if instance.name == name:
@@ -232,6 +216,13 @@ def parse_config(
             continue
         seen[instance.name] = i
         checks.append(instance)
+    if top is not None and top.cost is not None and top.cost.digest is not None:
+        from agent.cost.config import digest_target
+
+        try:
+            digest_target(top.alerting, top.cost.digest.receiver)
+        except ValueError as exc:
+            problems.append(f"cost.digest.receiver: {exc}")
     if top is not None:
         from agent.rules.files import include_rule_files
 

@@ -218,8 +218,8 @@ def digest_target(alerting: AlertingConfig, receiver: str) -> DigestTarget:
     bot = slack.token.get_secret_value() if slack and slack.token else None
     if receiver == "slack" or receiver.startswith("slack:"):
         if bot is None:
-            raise ValueError(f"cost.digest.receiver {receiver!r} needs alerting.slack.token (a bot "
-                             "token: the digest uploads its chart, which a webhook cannot)")
+            raise ValueError(f"{receiver!r} needs alerting.slack.token (a bot token: the digest "
+                             "uploads its chart, which a webhook cannot)")
         channel = receiver.split(":", 1)[1] if ":" in receiver else slack.default_channel  # type: ignore[union-attr]
         return DigestTarget("slack", receiver, channel, bot, **base)  # type: ignore[arg-type]
     for r in alerting.receivers:
@@ -229,10 +229,10 @@ def digest_target(alerting: AlertingConfig, receiver: str) -> DigestTarget:
             return DigestTarget("console", receiver)
         token = r.token.get_secret_value() if r.token else bot
         if r.type != "slack" or token is None:
-            raise ValueError(f"cost.digest.receiver {receiver!r} is a {r.type} receiver"
+            raise ValueError(f"{receiver!r} is a {r.type} receiver"
                              + (" without a bot token" if r.type == "slack" else "")
                              + "; the digest needs a Slack bot receiver (it uploads a chart) or console")
         channel = r.channel or (slack.default_channel if slack else "#ml-alerts")
         return DigestTarget("slack", receiver, channel, token, **base)  # type: ignore[arg-type]
     known = ", ".join(["console", *(["slack"] if bot else []), *(r.name for r in alerting.receivers)])
-    raise ValueError(f"cost.digest.receiver {receiver!r} is not a receiver of alerting: (have: {known})")
+    raise ValueError(f"{receiver!r} is not a receiver in alerting: (have: {known})")
