@@ -38,7 +38,8 @@ class PriceEntry(_Model):
     )
     price_per_hour: float = Field(..., ge=0, description="Price of one GPU-hour, in `currency`.")
     capacity: Literal["on_demand", "spot"] = Field(
-        "on_demand", description="How the node is bought; shown in the report."
+        "on_demand", description="How the node is bought: the `capacity` tag of its cost metrics "
+        "and a column of the report.",
     )
     memory_gib: float | None = Field(
         None, gt=0,
@@ -183,8 +184,9 @@ class CostConfig(_Model):
         "samples that carry both `model` and `pod` tags).",
     )
     requests: tuple[RequestMetric, ...] = Field(
-        DEFAULT_REQUESTS, description="Counters of successful predictions (default: MLServer, "
-        "Triton, TorchServe, vLLM as the openmetrics check forwards them).",
+        (), description="Counters of successful predictions besides the built-in ones (MLServer "
+        "`model_infer_request_success`, Triton `nv_inference_request_success`, TorchServe "
+        "`ts_inference_requests`, vLLM `vllm:request_success`, as the openmetrics check forwards them).",
     )
     max_gap: Duration = Field(
         300.0, gt=0,

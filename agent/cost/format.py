@@ -74,15 +74,15 @@ def _sections(report: CostReport) -> list[tuple[str, list[str], list[list[str]]]
                _per_1k(report, m),
                f"{m.recommendation.rule}: {m.recommendation.text}" if m.recommendation else ""]
               for m in report.models]
-    nodes = [[n.node, _hours(n.gpu_seconds), money(n.spend, c), _hours(n.idle_seconds),
-              money(n.idle_spend, c)] for n in report.nodes]
+    nodes = [[n.node, n.capacity.replace("_", "-") or "—", _hours(n.gpu_seconds), money(n.spend, c),
+              _hours(n.idle_seconds), money(n.idle_spend, c)] for n in report.nodes]
     pipes = [[p.dag_id, str(p.runs), f"{p.gpu_hours_per_run:.2f}" if p.gpu_hours_per_run is not None else "—",
               money(p.cost_per_run, c), money(p.cost, c), _trend(p.trend, p.trend_of)]
              for p in report.pipelines]
     return [
         ("models", ["MODEL", "GPU-H", "UTIL P50", "UTIL P95", "MEMORY P95", "REQ/S", "COST/DAY",
                     "PER 1K PREDICTIONS", "RECOMMENDATION"], models),
-        ("nodes", ["NODE", "GPU-H", "COST", "IDLE GPU-H", "IDLE COST (could have been given back)"], nodes),
+        ("nodes", ["NODE", "CAPACITY", "GPU-H", "COST", "IDLE GPU-H", "IDLE COST (could have been given back)"], nodes),
         ("pipelines", ["DAG", "RUNS", "GPU-H/RUN", "COST/RUN", "TOTAL", "TREND"], pipes),
     ]
 
@@ -125,7 +125,7 @@ def as_csv(report: CostReport) -> str:
     """One row per model, node and pipeline; numbers unformatted, unknown values empty."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["section", "name", "gpu_hours", "cost", "cost_per_day", "utilization_p50",
+    w.writerow(["section", "name", "capacity", "gpu_hours", "cost", "cost_per_day", "utilization_p50",
                 "utilization_p95", "memory_p95_bytes", "memory_total_bytes", "requests_per_second",
                 "cost_per_1k_predictions", "idle_gpu_hours", "idle_cost", "runs", "cost_per_run",
                 "trend", "rule", "recommendation", "saving_per_day", "currency"])
@@ -135,17 +135,17 @@ def as_csv(report: CostReport) -> str:
 
     for m in report.models:
         rec = m.recommendation
-        w.writerow(["model", m.model, num(m.gpu_seconds / 3600.0), num(m.spend if m.on_gpu else None),
+        w.writerow(["model", m.model, "", num(m.gpu_seconds / 3600.0), num(m.spend if m.on_gpu else None),
                     num(m.cost_per_day), num(m.utilization_p50), num(m.utilization_p95),
                     num(m.memory_p95), num(m.memory_total), num(m.requests_per_second), num(m.per_1k),
                     "", "", "", "", "", rec.rule if rec else "", rec.text if rec else "",
                     num(rec.saving_per_day if rec else None), report.currency])
     for n in report.nodes:
-        w.writerow(["node", n.node, num(n.gpu_seconds / 3600.0), num(n.spend), "", "", "", "", "", "",
+        w.writerow(["node", n.node, n.capacity, num(n.gpu_seconds / 3600.0), num(n.spend), "", "", "", "", "", "",
                     "", num(n.idle_seconds / 3600.0), num(n.idle_spend), "", "", "", "", "", "",
                     report.currency])
     for p in report.pipelines:
-        w.writerow(["pipeline", p.dag_id, num(p.gpu_seconds / 3600.0), num(p.cost), "", "", "", "", "",
+        w.writerow(["pipeline", p.dag_id, "", num(p.gpu_seconds / 3600.0), num(p.cost), "", "", "", "", "",
                     "", "", "", "", p.runs, num(p.cost_per_run), num(p.trend), "", "", "", report.currency])
     return buf.getvalue()
 

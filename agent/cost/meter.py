@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.cost.attribution import attribute
-from agent.cost.config import CostConfig
+from agent.cost.config import DEFAULT_REQUESTS, CostConfig
 from agent.cost.models import ModelMatcher
 from agent.cost.prices import PriceTable
 from agent.cost.tasks import TaskInstance, charge_task, task_instances, TI_METRIC
@@ -60,6 +60,7 @@ class _NodeAcc:
     idle_seconds: float = 0.0
     idle_spend: float = 0.0
     rate: float = 0.0
+    capacity: str = ""  # on_demand or spot, from the price table ("" without a price)
     unpriced: dict[tuple[str, str, str], float] = field(default_factory=dict)  # (gpu_model, use, model)
 
 
@@ -75,7 +76,7 @@ class CostMeter:
         self.reader = reader
         self.prices = PriceTable(config.prices)
         self.matcher = ModelMatcher(config.models)
-        self._requests = {r.metric: r.model_label for r in config.requests}
+        self._requests = _request_labels(config)
         self._tags = dict(tags or {})
         self._last_seen: dict[str, float] = {}          # physical GPU uuid -> last reading
         self._counters: dict[tuple[str, Tags], float] = {}
@@ -93,7 +94,7 @@ class CostMeter:
         learnt = self.matcher.learnt
         self.matcher = ModelMatcher(config.models)
         self.matcher.learnt = learnt
-        self._requests = {r.metric: r.model_label for r in config.requests}
+        self._requests = _request_labels(config)
 
     # -- component ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,8 +209,10 @@ class CostMeter:
         nodes: dict[str, _NodeAcc] = {}
         for gpu, shares in attribute(gpu_uses(samples), self.matcher):
             dt = self._elapsed(gpu.uuid, now)
-            price = self.prices.price(gpu.gpu_model, gpu.node)
+            entry = self.prices.entry(gpu.gpu_model, gpu.node)
+            price = entry.price_per_hour if entry is not None else None
             node = nodes.setdefault(gpu.node, _NodeAcc())
+            node.capacity = node.capacity or (entry.capacity if entry is not None else "")
             node.gpu_seconds += dt
             node.rate = math.nan if price is None else node.rate + price
             if price is not None:
@@ -299,6 +302,11 @@ class CostMeter:
         task.add_done_callback(self._pending.discard)
 
 
+def _request_labels(config: CostConfig) -> dict[str, str]:
+    """Forwarded counter name -> the label naming the model: the built-ins, then the config's."""
+    return {r.metric: r.model_label for r in (*DEFAULT_REQUESTS, *config.requests)}
+
+
 def _max(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
@@ -308,7 +316,7 @@ def _max(a: float | None, b: float | None) -> float | None:
 def _node_samples(nodes: dict[str, _NodeAcc], now: float) -> list[Sample]:
     out = []
     for node, acc in sorted(nodes.items()):
-        tags = make_tags({"node": node})
+        tags = make_tags({"node": node}, {"capacity": acc.capacity} if acc.capacity else None)
         if not math.isnan(acc.rate):
             out.append(Sample(C + "node.rate", acc.rate, tags, now))
         if acc.gpu_seconds <= 0:

@@ -61,6 +61,7 @@ class ModelRow:
 @dataclass
 class NodeRow:
     node: str
+    capacity: str = ""
     gpu_seconds: float = 0.0
     spend: float | None = 0.0
     idle_seconds: float = 0.0
@@ -228,9 +229,11 @@ def _nodes(reads: _Reads) -> list[NodeRow]:
     idle_spend = reads.sums(C + "node.idle.spend", "node")
     unpriced = reads.sums(C + "unpriced.gpu_seconds", "node")
     unpriced_idle = reads.sums(C + "unpriced.gpu_seconds", "node", {"use": "idle"})
+    capacity = {dict(t).get("node", ""): dict(t).get("capacity", "")
+                for t in reads.hourly(C + "node.gpu_seconds")}
     rows = []
     for node in sorted(seconds):
-        rows.append(NodeRow(node, seconds[node],
+        rows.append(NodeRow(node, capacity.get(node, ""), seconds[node],
                             None if unpriced.get(node, 0.0) > 0 else spend.get(node, 0.0),
                             idle_seconds.get(node, 0.0),
                             None if unpriced_idle.get(node, 0.0) > 0 else idle_spend.get(node, 0.0)))

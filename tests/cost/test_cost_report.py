@@ -91,6 +91,7 @@ def test_idle_cost_per_node_between_runs(report):
     nodes = {n.node: n for n in report.nodes}
     hours = DAYS * 24
     for n in nodes.values():
+        assert n.capacity == "on_demand"  # the H100 price entry's
         assert n.gpu_seconds == pytest.approx(2 * hours * HOUR)
         assert n.spend == pytest.approx(2 * hours * PRICE)
     # gpu-a: A1 idle but while evaluate (30 min a day) held it
