@@ -15,7 +15,7 @@ Sources, each read by the real check that reads it in production:
   (train 2 h, 2 h, then 3 h on the pod ``train-ranker-<day>``; evaluate 30 min on
   ``gpu-a.cluster.local``), polled by the airflow check with ``task_instances: true``.
 
-Readings every 5 minutes from T0 - 5 min (a warm-up that starts the clocks) to T0 + 72 h - 5
+Readings every 10 minutes from T0 - 10 min (a warm-up that starts the clocks) to T0 + 72 h - 10
 min; the report covers [T0, T0 + 72 h).
 """
 
@@ -44,7 +44,7 @@ from tests.support.targets import Target, load_fixture
 GiB = 2**30
 HOUR = 3600.0
 T0 = 1_796_342_400.0          # 2026-12-04 00:00 UTC
-STEP = 300.0
+STEP = 600.0
 DAYS = 3
 PRICE = 4.10
 CONFIG = {
@@ -175,14 +175,15 @@ async def build(path: Path, proc_root: Path, mlserver_url: str, metrics_url: str
         reported = 0
         while clock.t < T0 + DAYS * 86400:
             k = round((clock.t - T0) / STEP)
+            per_hour = round(HOUR / STEP)
             spare.processes = [(500, 2 * GiB)] if any(
                 running(evaluate_window(d), clock.t) for d in range(DAYS)) else []
             await run(nvml)
             await run(gpu_b)
-            if k >= 0 and k % 12 == 1:  # hourly, at hh:05: the requests of the hour, then a scrape
+            if k >= 0 and k % per_hour == 1:  # hourly, after hh:00: the hour's requests, then a scrape
                 await infer(REQUESTS_PER_HOUR[int((clock.t - T0) // 86400)])
                 await run(scrape)
-            if k >= 0 and k % 12 == 0 and reported < DAYS and clock.t >= evaluate_window(reported)[1] + HOUR:
+            if k >= 0 and k % per_hour == 0 and reported < DAYS and clock.t >= evaluate_window(reported)[1] + HOUR:
                 fake.runs.append(runs[reported])   # the run ended: the next poll reports it
                 await run(airflow)
                 reported += 1

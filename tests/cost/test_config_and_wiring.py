@@ -117,3 +117,15 @@ cost: {{}}
     assert points and all(v == 4 for _, v in points)  # every scrape after the baseline: +4
     store.stop_blocking()
     assert make_tags({}) == ()
+
+
+def test_the_docs_example_config_is_valid_as_written():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cost.md").read_text()
+    start = doc.index("```yaml\n") + len("```yaml\n")
+    text = doc[start:doc.index("```", start)]
+    config = parse_config(text, env={"SLACK_BOT_TOKEN": "xoxb-1", "AIRFLOW_USER": "u", "AIRFLOW_PASSWORD": "p"})
+    assert config.cost is not None and config.cost.digest is not None
+    assert [p.label for p in config.cost.prices] == ["H100", "H100", "NVIDIA A10G", "NVIDIA L4"]
+    assert config.check("prod-airflow").task_instances  # type: ignore[attr-defined]

@@ -61,7 +61,7 @@ def test_cost_per_model_per_day_and_per_1k_predictions(report):
     assert iris.predictions == 4 * 24 + 5 * 24 + 6 * 24        # 360 real inference requests
     assert iris.requests_per_second == pytest.approx(360 / (hours * HOUR))
     assert iris.per_1k == pytest.approx(hours * PRICE / 360 * 1000)   # $820.00 per 1,000
-    # 432 readings at 30 %, 432 at 40 % (one per minute bucket): p50 halfway, p95 40 %
+    # 216 readings at 30 %, 216 at 40 % (one per minute bucket): p50 halfway, p95 40 %
     assert iris.utilization_p50 == pytest.approx(0.35)
     assert iris.utilization_p95 == pytest.approx(0.40)
     assert iris.memory_p95 == 10240 * 2**20                   # DCGM_FI_DEV_FB_USED, MiB
@@ -97,8 +97,8 @@ def test_idle_cost_per_node_between_runs(report):
     # gpu-a: A1 idle but while evaluate (30 min a day) held it
     assert nodes["gpu-a"].idle_seconds == pytest.approx((hours - 3 * 0.5) * HOUR)
     assert nodes["gpu-a"].idle_spend == pytest.approx((hours - 3 * 0.5) * PRICE)
-    # gpu-b: B1 idle but while train ran (2 + 2 + 3 h), and the 5 minutes after each run when
-    # it was already free but not yet idle for its 5-minute idle window
+    # gpu-b: B1 idle but while train ran (2 + 2 + 3 h), and the reading (10 minutes) after each
+    # run when it was already free but not yet idle for its 10-minute idle window
     idle_b = hours - sum(scenario.TRAIN_HOURS.values()) - 3 * STEP / HOUR
     assert nodes["gpu-b"].idle_seconds == pytest.approx(idle_b * HOUR)
     assert nodes["gpu-b"].idle_spend == pytest.approx(idle_b * PRICE)
@@ -120,7 +120,7 @@ def test_cost_per_pipeline_run_and_its_trend(report):
 def test_the_report_reads_as_a_user_sees_it(report):
     text = as_table(report)
     assert text.splitlines()[0] == ("GPU spend 2026-12-04 00:00 → 2026-12-07 00:00 UTC (3 days): "
-                                    "$1,180.80 (models $590.40, idle $554.52, other $35.88)")
+                                    "$1,180.80 (models $590.40, idle $553.50, other $36.90)")
     ranker = next(line for line in text.splitlines() if line.startswith("ranker"))
     assert "no request data" in ranker and "$98.40" in ranker and "cpu-tier" in ranker
     lines = top_lines(report)
@@ -216,3 +216,13 @@ def yaml_text(db, base_url: str) -> str:
                      "delivery": {"retry_initial": "10s"}},
         "cost": {**CONFIG, "digest": {"receiver": "slack", "schedule": "0 0 * * mon", "period": "3d"}},
     })
+
+
+def test_docs_show_this_report_as_it_prints(report):
+    """docs/cost.md's example report is this one, character for character."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cost.md").read_text()
+    start = doc.index("figure by figure):\n\n```\n") + len("figure by figure):\n\n```\n")
+    shown = doc[start:doc.index("```", start)]
+    assert shown == as_table(report), "docs/cost.md's example is stale; paste:\n" + as_table(report)
