@@ -1,7 +1,8 @@
 """The cost report: per model, per node and per pipeline, from the ``mlwarden.cost.*`` history.
 
 Sums (money, GPU-seconds, predictions) come from hourly rollups, which add counts exactly;
-percentiles of utilisation and memory from one-minute means. The period is whole hours,
+percentiles of utilisation and memory from one-minute means, counted per value in the
+database (to 0.1 % and 64 MiB), so a week of a model is at most a few thousand rows. The period is whole hours,
 ``[since, until)``. Nothing is computed that the history does not hold: a model without
 request counters has "no request data", and any GPU time without a price makes the totals
 it belongs to unknown rather than short.
@@ -22,6 +23,8 @@ __all__ = ["CostReport", "ModelRow", "NodeRow", "PipelineRow", "build_report", "
 
 C = "mlwarden.cost."
 HOUR = 3600.0
+UTIL_QUANTUM = 0.001        # percentiles of utilisation to 0.1 %
+MEMORY_QUANTUM = 2.0**26    # of memory to 64 MiB (at most 1,280 values on an 80 GiB card)
 _EPS = 1e-3  # the window is [since, until): the reader's bounds are inclusive
 
 
@@ -135,15 +138,26 @@ def _sum_known(values: Iterable[float | None]) -> float | None:
     return total
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
+def percentile(counts: Mapping[float, int], q: float) -> float | None:
+    """The q-quantile of values given with how often each occurred: linear interpolation
+    between closest ranks (numpy's default), as if every occurrence were listed."""
+    total = sum(counts.values())
+    if total <= 0:
         return None
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    pos = q * (total - 1)
+    lo_rank = math.floor(pos)
+    hi_rank = min(lo_rank + 1, total - 1)
+    lo = hi = None
+    seen = 0
+    for value, n in sorted(counts.items()):
+        if lo is None and seen + n > lo_rank:
+            lo = value
+        if seen + n > hi_rank:
+            hi = value
+            break
+        seen += n
+    assert lo is not None and hi is not None
+    return lo + (hi - lo) * (pos - lo_rank)
 
 
 def hour_window(until: float, period: float) -> tuple[float, float]:
@@ -157,9 +171,13 @@ class _Reads:
 
     def __init__(self, reader: HistoryReader, since: float, until: float) -> None:
         self.reader, self.since, self.until = reader, since, until - _EPS
+        self._cache: dict[tuple[str, str], dict[Tags, list[tuple[float, float]]]] = {}
 
     def hourly(self, metric: str, agg: str = "sum") -> dict[Tags, list[tuple[float, float]]]:
-        return self.reader.query(metric, self.since, self.until, step=HOUR, agg=agg).series
+        key = (metric, agg)
+        if key not in self._cache:  # a metric serves several columns: read it once
+            self._cache[key] = self.reader.query(metric, self.since, self.until, step=HOUR, agg=agg).series
+        return self._cache[key]
 
     def sums(self, metric: str, by: str, where: Mapping[str, str] | None = None) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -171,11 +189,14 @@ class _Reads:
             out[key] = out.get(key, 0.0) + sum(v for _, v in points if not math.isnan(v))
         return out
 
-    def minutes(self, metric: str, by: str, agg: str) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        result = self.reader.query(metric, self.since, self.until, step=60.0, agg=agg)
-        for tags, points in result.series.items():
-            out.setdefault(dict(tags).get(by, ""), []).extend(v for _, v in points if not math.isnan(v))
+    def distribution(self, metric: str, by: str, quantum: float) -> dict[str, dict[float, int]]:
+        """One-minute means, counted per value, merged per ``by`` tag (percentiles read them)."""
+        out: dict[str, dict[float, int]] = {}
+        found = self.reader.distribution(metric, self.since, self.until + _EPS, quantum=quantum)
+        for tags, pairs in found.items():
+            acc = out.setdefault(dict(tags).get(by, ""), {})
+            for value, n in pairs:
+                acc[value] = acc.get(value, 0) + n
         return out
 
 
@@ -196,9 +217,14 @@ def _models(reads: _Reads, config: CostConfig, days: float) -> list[ModelRow]:
     for tags, points in reads.hourly(C + "model.gpu_seconds").items():
         hours = coverage.setdefault(dict(tags).get("model", ""), set())
         hours.update(t for t, v in points if v > 0)
-    util = reads.minutes(C + "model.utilization", "model", "avg")
-    memory = reads.minutes(C + "model.memory.used", "model", "max")
-    totals = {k: max(v) for k, v in reads.minutes(C + "model.memory.total", "model", "max").items() if v}
+    util = reads.distribution(C + "model.utilization", "model", UTIL_QUANTUM)
+    memory = reads.distribution(C + "model.memory.used", "model", MEMORY_QUANTUM)
+    totals: dict[str, float] = {}
+    for tags, points in reads.hourly(C + "model.memory.total", "max").items():
+        model = dict(tags).get("model", "")
+        values = [v for _, v in points if not math.isnan(v)]
+        if values:
+            totals[model] = max(totals.get(model, values[0]), *values)
     rows = []
     for model in sorted(set(seconds) | set(predictions)):
         if not model:
@@ -206,9 +232,9 @@ def _models(reads: _Reads, config: CostConfig, days: float) -> list[ModelRow]:
         row = ModelRow(model, gpu_seconds=seconds.get(model, 0.0), days=days,
                        predictions=predictions.get(model),
                        coverage=len(coverage.get(model, ())) * HOUR,
-                       utilization_p50=percentile(util.get(model, []), 0.50),
-                       utilization_p95=percentile(util.get(model, []), 0.95),
-                       memory_p95=percentile(memory.get(model, []), 0.95),
+                       utilization_p50=percentile(util.get(model, {}), 0.50),
+                       utilization_p95=percentile(util.get(model, {}), 0.95),
+                       memory_p95=percentile(memory.get(model, {}), 0.95),
                        memory_total=totals.get(model))
         row.spend = None if unpriced.get(model, 0.0) > 0 else spend.get(model, 0.0)
         if row.on_gpu:

@@ -129,3 +129,17 @@ def test_the_docs_example_config_is_valid_as_written():
     assert config.cost is not None and config.cost.digest is not None
     assert [p.label for p in config.cost.prices] == ["H100", "H100", "NVIDIA A10G", "NVIDIA L4"]
     assert config.check("prod-airflow").task_instances  # type: ignore[attr-defined]
+
+
+def test_percentile_of_counted_values_is_numpys_linear_interpolation():
+    from agent.cost.report import percentile
+
+    values = [0.3] * 216 + [0.4] * 216 + [0.9] * 3
+    counted = {0.3: 216, 0.4: 216, 0.9: 3}
+    ordered = sorted(values)
+    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+        pos = q * (len(ordered) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(ordered) - 1)
+        assert percentile(counted, q) == pytest.approx(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
+    assert percentile({}, 0.5) is None and percentile({7.0: 1}, 0.95) == 7.0
