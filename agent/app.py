@@ -126,7 +126,7 @@ class Agent:
         from agent.cost.meter import CostMeter
 
         meter = CostMeter(config.cost, self.pipeline.submit, reader=self.history,
-                          tags=config.agent.tags)
+                          tags={**config.agent.tags, "agent": config.agent.hostname})
         self.components.append(meter)
         if config.cost.digest is not None:
             from agent.cost.digest import CostDigest
