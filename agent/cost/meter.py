@@ -156,7 +156,7 @@ class CostMeter:
             model = s.tag(self._requests[s.metric])
             if not model:
                 continue
-            self._learn_from(s, model)
+            self.matcher.learn(s.tag("pod") or "", model)  # endpoint labels: this pod serves it
             if s.kind is Kind.COUNT:  # already a delta
                 delta = s.value
             else:
@@ -186,11 +186,6 @@ class CostMeter:
         while window and window[0][0] <= horizon:
             window.popleft()
         return window
-
-    def _learn_from(self, s: Sample, model: str) -> None:
-        pod = s.tag("pod")
-        if pod:
-            self.matcher.learn(pod, model)
 
     def _elapsed(self, uuid: str, now: float) -> float:
         last = self._last_seen.get(uuid)
