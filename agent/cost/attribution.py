@@ -55,7 +55,10 @@ def _mig_shares(gpu: GpuUse, parts: list[GpuUse], matcher: ModelMatcher) -> list
     known = gpu.memory_total and all(p.memory_total for p in parts)
     shares: list[Share] = []
     for part in sorted(parts, key=lambda p: p.uuid):
-        size = (part.memory_total or 0.0) / gpu.memory_total if known else 1.0 / len(parts)  # type: ignore[operator]
+        if known:
+            size = (part.memory_total or 0.0) / (gpu.memory_total or 1.0)
+        else:
+            size = 1.0 / len(parts)
         shares.extend(_held(gpu, part, min(size, 1.0), matcher))
     rest = 1.0 - sum(s.share for s in shares)
     if rest > 1e-9:

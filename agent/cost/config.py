@@ -90,10 +90,11 @@ class RequestMetric(_Model):
 # What the model servers' own /metrics call their success counters, as the openmetrics
 # check forwards them (its `metrics:` must select them).
 DEFAULT_REQUESTS: tuple[RequestMetric, ...] = (
-    RequestMetric(metric="mlwarden.openmetrics.model_infer_request_success", model_label="model"),  # MLServer
-    RequestMetric(metric="mlwarden.openmetrics.nv_inference_request_success", model_label="model"),  # Triton
-    RequestMetric(metric="mlwarden.openmetrics.ts_inference_requests", model_label="model_name"),  # TorchServe
-    RequestMetric(metric="mlwarden.openmetrics.vllm_request_success", model_label="model_name"),  # vLLM
+    # MLServer, Triton, TorchServe, vLLM
+    RequestMetric(metric="mlwarden.openmetrics.model_infer_request_success", model_label="model"),
+    RequestMetric(metric="mlwarden.openmetrics.nv_inference_request_success", model_label="model"),
+    RequestMetric(metric="mlwarden.openmetrics.ts_inference_requests", model_label="model_name"),
+    RequestMetric(metric="mlwarden.openmetrics.vllm_request_success", model_label="model_name"),
 )
 
 
@@ -222,7 +223,8 @@ def digest_target(alerting: AlertingConfig, receiver: str) -> DigestTarget:
         if bot is None:
             raise ValueError(f"{receiver!r} needs alerting.slack.token (a bot token: the digest "
                              "uploads its chart, which a webhook cannot)")
-        channel = receiver.split(":", 1)[1] if ":" in receiver else slack.default_channel  # type: ignore[union-attr]
+        assert slack is not None
+        channel = receiver.split(":", 1)[1] if ":" in receiver else slack.default_channel
         return DigestTarget("slack", receiver, channel, bot, **base)  # type: ignore[arg-type]
     for r in alerting.receivers:
         if r.name != receiver:

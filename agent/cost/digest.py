@@ -123,10 +123,11 @@ class CostDigest:
                                            "description": "\n".join(f"• {x}" for x in lines[1:]),
                                            "chart": json.dumps(chart_bars(report))})],
             created_at=now)
-        queued = await loop.run_in_executor(None, partial(self.delivery.enqueue, note, dedup_key=key, now=now))
+        queued = await loop.run_in_executor(
+            None, partial(self.delivery.enqueue, note, dedup_key=key, now=now))
         self.queued = (self.queued + [due])[-10:]
-        log.info("cost digest for %s %s", self._when(due),
-                 "queued" if queued is not None else "was already queued (another agent, or before a restart)")
+        log.info("cost digest for %s %s", self._when(due), "queued" if queued is not None
+                 else "was already queued (by another agent, or before a restart)")
 
     def chart(self, note: Notification, now: float) -> bytes | None:
         """The Slack notifier's chart function: the bars queued with the digest."""

@@ -82,7 +82,8 @@ def _sections(report: CostReport) -> list[tuple[str, list[str], list[list[str]]]
     return [
         ("models", ["MODEL", "GPU-H", "UTIL P50", "UTIL P95", "MEMORY P95", "REQ/S", "COST/DAY",
                     "PER 1K PREDICTIONS", "RECOMMENDATION"], models),
-        ("nodes", ["NODE", "CAPACITY", "GPU-H", "COST", "IDLE GPU-H", "IDLE COST (could have been given back)"], nodes),
+        ("nodes", ["NODE", "CAPACITY", "GPU-H", "COST", "IDLE GPU-H",
+                   "IDLE COST (could have been given back)"], nodes),
         ("pipelines", ["DAG", "RUNS", "GPU-H/RUN", "COST/RUN", "TOTAL", "TREND"], pipes),
     ]
 
@@ -141,9 +142,9 @@ def as_csv(report: CostReport) -> str:
                     "", "", "", "", "", rec.rule if rec else "", rec.text if rec else "",
                     num(rec.saving_per_day if rec else None), report.currency])
     for n in report.nodes:
-        w.writerow(["node", n.node, n.capacity, num(n.gpu_seconds / 3600.0), num(n.spend), "", "", "", "", "", "",
-                    "", num(n.idle_seconds / 3600.0), num(n.idle_spend), "", "", "", "", "", "",
-                    report.currency])
+        w.writerow(["node", n.node, n.capacity, num(n.gpu_seconds / 3600.0), num(n.spend),
+                    "", "", "", "", "", "", "", num(n.idle_seconds / 3600.0), num(n.idle_spend),
+                    "", "", "", "", "", "", report.currency])
     for p in report.pipelines:
         w.writerow(["pipeline", p.dag_id, "", num(p.gpu_seconds / 3600.0), num(p.cost), "", "", "", "", "",
                     "", "", "", "", p.runs, num(p.cost_per_run), num(p.trend), "", "", "", report.currency])

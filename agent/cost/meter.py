@@ -175,7 +175,8 @@ class CostMeter:
             self._remember(model, now, 0.0, n)
         return out
 
-    def _remember(self, model: str, now: float, spend: float, predictions: float) -> deque[tuple[float, float, float]]:
+    def _remember(self, model: str, now: float, spend: float,
+                  predictions: float) -> deque[tuple[float, float, float]]:
         window = self._window.get(model)
         if window is None:
             if len(self._window) >= 10_000:

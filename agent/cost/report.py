@@ -2,10 +2,10 @@
 
 Sums (money, GPU-seconds, predictions) come from hourly rollups, which add counts exactly;
 percentiles of utilisation and memory from one-minute means, counted per value in the
-database (to 0.1 % and 64 MiB), so a week of a model is at most a few thousand rows. The period is whole hours,
-``[since, until)``. Nothing is computed that the history does not hold: a model without
-request counters has "no request data", and any GPU time without a price makes the totals
-it belongs to unknown rather than short.
+database (to 0.1 % and 64 MiB), so a week of a model is at most a few thousand rows. The
+period is whole hours, ``[since, until)``. Nothing is computed that the history does not
+hold: a model without request counters has "no request data", and any GPU time without a
+price makes the totals it belongs to unknown rather than short.
 """
 
 from __future__ import annotations

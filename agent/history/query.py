@@ -237,7 +237,8 @@ class HistoryReader:
             done = progress(conn, "1h" if coarse else "1m") or 0.0
             value = func.round(table.c.sum / table.c.count / quantum)
             folded = (select(table.c.series_id, value, func.count())
-                      .where(and_(table.c.series_id.in_(ids), table.c.bucket >= math.floor(since / size) * size,
+                      .where(and_(table.c.series_id.in_(ids),
+                                  table.c.bucket >= math.floor(since / size) * size,
                                   table.c.bucket < min(until, done), table.c.count > 0))
                       .group_by(table.c.series_id, value))
             queries = [folded]
