@@ -95,7 +95,7 @@ history: {{batch_interval: 100ms}}
 checks:
   - {{type: openmetrics, name: mlserver, url: "{t.url}/metrics", interval: 200ms,
      metrics: [{{name: model_infer_request_success_total}}]}}
-cost: {{}}
+cost: {{digest: {{receiver: console, schedule: "0 9 * * mon"}}}}
 """)
         agent = Agent(config)
         await agent.start()
@@ -108,6 +108,8 @@ cost: {{}}
             await asyncio.sleep(0.3)
             status = agent.status()["components"]["cost"]
             assert status["results"] >= 3 and status["errors"] == 0
+            digest = agent.status()["components"]["cost-digest"]
+            assert digest["receiver"] == "cost-digest:console" and digest["next_due"] > 0
         finally:
             await agent.stop()
     store = HistoryStore(f"sqlite:///{db}")
@@ -143,3 +145,35 @@ def test_percentile_of_counted_values_is_numpys_linear_interpolation():
         hi = min(lo + 1, len(ordered) - 1)
         assert percentile(counted, q) == pytest.approx(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
     assert percentile({}, 0.5) is None and percentile({7.0: 1}, 0.95) == 7.0
+
+
+async def test_history_that_cannot_be_read_is_counted_and_the_meter_goes_on(caplog):
+    from agent.cost.config import CostConfig
+    from agent.cost.meter import CostMeter
+    from agent.samples import CheckResult, Sample, Status
+
+    class Broken:
+        def read_series(self, metric, since, until=None, tags=None):
+            raise OSError("disk I/O error")
+
+    got = []
+    meter = CostMeter(CostConfig(), got.append, reader=Broken())
+    ti = Sample("mlwarden.airflow.task_instance.duration", 60.0, make_tags({
+        "dag_id": "d", "task_id": "t", "run_id": "r", "hostname": "gpu-a", "start": "0", "end": "60"}), 100.0)
+    meter.consume(CheckResult("airflow", "airflow", Status.OK, started=100.0, samples=[ti]))
+    await asyncio.gather(*meter._pending)
+    assert meter.errors == 1 and got == []
+    assert meter.last_error == "charging 1 task instance(s) of airflow: disk I/O error"
+    assert "cost meter: charging 1 task instance(s) of airflow: disk I/O error" in caplog.text
+
+
+def test_a_reload_takes_new_prices_and_keeps_the_gpu_clocks():
+    from agent.cost.config import CostConfig
+    from agent.cost.meter import CostMeter
+
+    meter = CostMeter(CostConfig(), lambda r: None)
+    meter._last_seen["GPU-0"] = 5.0
+    meter.matcher.learn("iris-0", "iris")
+    meter.reconfigure(CostConfig(prices=[{"gpu_model": "*", "price_per_hour": 1.0}]))
+    assert meter.prices.price("NVIDIA L4", "n") == 1.0
+    assert meter._last_seen == {"GPU-0": 5.0} and meter.matcher.learnt == {"iris-0": "iris"}
