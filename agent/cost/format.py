@@ -164,10 +164,11 @@ def top_lines(report: CostReport, top: int = 5) -> list[str]:
     if idle:
         lines.append("Idle GPUs that could have been given back: " + " · ".join(
             f"{n.node} {money(n.idle_spend, c)} ({_hours(n.idle_seconds)} GPU-h)" for n in idle))
-    saving = sorted((m for m in report.models if m.recommendation and m.recommendation.saving_per_day),
-                    key=lambda m: -(m.recommendation.saving_per_day or 0.0))[:top]  # type: ignore[union-attr]
-    for m in saving:
-        lines.append(f"Right-size {m.model}: {m.recommendation.text}")  # type: ignore[union-attr]
+    saving = [(m.model, m.recommendation) for m in report.models
+              if m.recommendation is not None and m.recommendation.saving_per_day]
+    saving.sort(key=lambda item: -(item[1].saving_per_day or 0.0))
+    for model, rec in saving[:min(top, 3)]:  # Slack shows 1,500 characters of it
+        lines.append(f"Right-size {model}: {rec.text}")
     pipes = report.pipelines[:top]
     if pipes:
         lines.append("Pipelines: " + " · ".join(
