@@ -134,6 +134,7 @@ class Agent:
         self.rules: RulesEngine | None = RulesEngine.from_config(
             config, self.alert_sinks, engine=self.history.engine, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
+        self.cost = self._cost(config)
         self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
@@ -146,6 +147,21 @@ class Agent:
         self.last_reload_success_at = self.started_at  # the start's load counts, as in Prometheus
         self._config_task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def _cost(self, config: AgentConfig) -> Any:
+        """The cost meter (a sink) and the weekly digest, when ``cost:`` is configured."""
+        if config.cost is None:
+            return None
+        from agent.cost.meter import CostMeter
+
+        meter = CostMeter(config.cost, self.pipeline.submit, reader=self.history,
+                          tags={**config.agent.tags, "agent": config.agent.hostname})
+        self.components.append(meter)
+        if config.cost.digest is not None:
+            from agent.cost.digest import CostDigest
+
+            self.components.append(CostDigest(config, self.history.engine))
+        return meter
 
     def _context(self, config: AgentConfig) -> CheckContext:
         return CheckContext(
@@ -231,11 +247,18 @@ class Agent:
             log.warning("agent.listen is %s in %s, but the server stays on http://%s until a "
                         "restart", new.agent.listen, self.config_path, self.server.address)
             new = override_agent(new, {"listen": self.server.address})  # what runs, for /status
-        self.config = new
+        old, self.config = self.config, new
         if self.alerting is not None:
             await self.alerting.reconfigure(new.alerting)
         if self.rules is not None:
             await self.rules.reconfigure(new)
+        if new.cost != old.cost:
+            if self.cost is not None and new.cost is not None and old.cost is not None \
+                    and new.cost.digest == old.cost.digest:
+                self.cost.reconfigure(new.cost)
+            else:
+                log.warning("the cost section's meter or digest was added or removed (or the digest "
+                            "changed); that takes effect at the next restart")
         removed = self.scheduler.set_checks(checks)
         for check in removed:
             if self.prometheus is not None and check.name not in self.scheduler.checks:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
 from agent.check import InstanceConfig
+from agent.cost.config import CostConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
@@ -122,6 +123,9 @@ class AgentConfig(_Model):
     )
     rules_engine: RulesEngineConfig = Field(default_factory=RulesEngineConfig)
     heartbeat: HeartbeatConfig | None = Field(None, description="Dead man's switch ping.")
+    cost: CostConfig | None = Field(
+        None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
+    )
 
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
@@ -295,6 +299,13 @@ def parse_config(
             seen[name] = i
         if instance is not None:
             checks.append(instance)
+    if top is not None and top.cost is not None and top.cost.digest is not None:
+        from agent.cost.config import digest_target
+
+        try:
+            digest_target(top.alerting, top.cost.digest.receiver)
+        except ValueError as exc:
+            problems.append(f"cost.digest.receiver: {exc}")
     from agent.rules.files import include_rule_files
 
     if top is not None:

@@ -17,6 +17,7 @@ from agent.cli import (
     config_cmd,
     dashboards_cmd,
     history_cmd,
+    report_cmd,
     routes_cmd,
     rules_cmd,
     run_cmd,
@@ -29,7 +30,7 @@ from agent.cli.exitcodes import INTERRUPTED
 __all__ = ["main", "build_parser"]
 
 COMMAND_GROUPS = [run_cmd, check_cmd, config_cmd, status_cmd, silence_cmd, routes_cmd, history_cmd,
-                  alerts_cmd, rules_cmd, dashboards_cmd]
+                  alerts_cmd, rules_cmd, dashboards_cmd, report_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -180,6 +180,21 @@ AIRFLOW = Dashboard(
             Panel("Oldest queued task", (Q("mlwarden.airflow.task_instance.queued_max_age", "dag_id", agg="max"),),
                   unit="seconds"),
         )),
+        Row("GPU cost of runs (cost: section; task_instances: true)", (
+            Panel("GPU cost of the last run by DAG", (Q("mlwarden.cost.dag_run.cost", "dag_id", agg="max"),),
+                  viz="toplist", unit="dollars"),
+            Panel("GPU time of the last run by DAG", (Q("mlwarden.cost.dag_run.gpu_seconds", "dag_id", agg="max"),),
+                  unit="seconds"),
+            Panel("GPU spend by DAG (per second)", (Q("mlwarden.cost.dag.spend", "dag_id", agg="sum", rate=True),)),
+            Panel("GPUs used by DAG (GPU-seconds per second)", (
+                Q("mlwarden.cost.dag.gpu_seconds", "dag_id", agg="sum", rate=True),)),
+            Panel("GPU cost by task", (Q("mlwarden.cost.task_instance.cost", "dag_id", "task_id", agg="max"),),
+                  viz="table", unit="dollars"),
+            Panel("GPU time by task", (Q("mlwarden.cost.task_instance.gpu_seconds", "dag_id", "task_id", agg="max"),),
+                  unit="seconds"),
+            Panel("Task duration", (Q("mlwarden.airflow.task_instance.duration", "dag_id", "task_id", agg="max"),),
+                  unit="seconds"),
+        )),
         Row("Scheduler health", (
             Panel("Components healthy", (Q("mlwarden.airflow.component.healthy", "component", agg="min"),)),
             Panel("Heartbeat age", (Q("mlwarden.airflow.component.heartbeat_age", "component", agg="max"),),
@@ -251,6 +266,36 @@ GPU = Dashboard(
             )),
             Panel("GPU up", (Q("mlwarden.gpu.up", "node", "gpu", agg="min"),)),
             Panel("Sources up", (Q("mlwarden.gpu.source.up", "source", agg="min"),)),
+        )),
+        Row("What the GPUs cost (cost: section; docs/cost.md)", (
+            Panel("Cost per hour by model", (Q("mlwarden.cost.model.rate", "model", agg="sum"),),
+                  viz="toplist", unit="dollars_per_hour"),
+            Panel("Cost per 1,000 predictions", (Q("mlwarden.cost.model.per_1k_predictions", "model", agg="max"),),
+                  viz="toplist", unit="dollars"),
+            Panel("GPU spend by model (per second)", (Q("mlwarden.cost.model.spend", "model", agg="sum", rate=True),)),
+            Panel("GPUs used by model (GPU-seconds per second)", (
+                Q("mlwarden.cost.model.gpu_seconds", "model", agg="sum", rate=True, label="attributed"),
+                Q("mlwarden.cost.model.gpus", "model", agg="sum", label="serving now"),
+            )),
+            Panel("Utilisation of each model's GPUs", (Q("mlwarden.cost.model.utilization", "model"),),
+                  unit="ratio"),
+            Panel("Model memory vs its card", (
+                Q("mlwarden.cost.model.memory.used", "model", agg="max", label="used"),
+                Q("mlwarden.cost.model.memory.total", "model", agg="max", label="card"),
+            ), unit="bytes"),
+            Panel("Predictions per second", (Q("mlwarden.cost.model.predictions", "model", agg="sum", rate=True),)),
+            Panel("Cost per hour by node", (Q("mlwarden.cost.node.rate", "node", agg="sum"),),
+                  unit="dollars_per_hour"),
+            Panel("GPU spend by node, all and idle (per second)", (
+                Q("mlwarden.cost.node.spend", "node", agg="sum", rate=True, label="all"),
+                Q("mlwarden.cost.node.idle.spend", "node", agg="sum", rate=True, label="idle, could be given back"),
+            )),
+            Panel("GPUs by node, all and idle (GPU-seconds per second)", (
+                Q("mlwarden.cost.node.gpu_seconds", "node", agg="sum", rate=True, label="all"),
+                Q("mlwarden.cost.node.idle.gpu_seconds", "node", agg="sum", rate=True, label="idle"),
+            )),
+            Panel("GPUs without a price (cost unknown)", (
+                Q("mlwarden.cost.unpriced.gpu_seconds", "node", "gpu_model", agg="sum", rate=True),)),
         )),
         Row("Idle GPUs and their cost", (
             Panel("Idle GPUs by node", (Q("mlwarden.gpu.node.idle", "node", agg="sum"),)),

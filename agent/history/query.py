@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, func, select
 
 from agent.history.config import RetentionConfig
 from agent.history.rollups import progress
@@ -28,6 +28,7 @@ from agent.samples import Tags
 
 __all__ = [
     "AGGREGATES", "HistoryReader", "QueryResult", "SeriesInfo", "RESOLUTIONS", "choose_resolution",
+    "Distribution",
 ]
 
 # name -> bucket seconds (raw: 0, any step)
@@ -38,6 +39,7 @@ NATIVE_1M_MAX = 31 * 86400.0
 EXACT_ONLY_RAW = ("p95", "last")
 
 Points = list[tuple[float, float]]
+Distribution = list[tuple[float, int]]  # (value, how many buckets had it), by value
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,47 @@ class HistoryReader:
                 acc.add(t, lo, hi, total, n)
             out[by_id[sid]] = [(t, fn(accs[t])) for t in sorted(accs)]
         return QueryResult(metric, resolution, step, agg, out)
+
+    def distribution(self, metric: str, since: float, until: float, *, quantum: float,
+                     tags: Mapping[str, str] | None = None) -> dict[Tags, Distribution]:
+        """How often each value occurred, per series, in ``[since, until)``: one-minute means
+        rounded to ``quantum``, counted in the database (a week of a series is a few hundred
+        rows, not ten thousand). Percentiles over them are exact up to ``quantum``.
+
+        Minutes past the 1m rollup's watermark count their raw samples; a range older than
+        the 1m retention counts hourly means instead.
+        """
+        if quantum <= 0:
+            raise ValueError(f"quantum must be positive, got {quantum!r}")
+        found = self.list_series(metric, tags)
+        if not found:
+            return {}
+        now = self.clock()
+        coarse = since < now - self.retention.for_resolution("1m")
+        size, table = ROLLUPS["1h" if coarse else "1m"]
+        ids = [s.id for s in found]
+        counts: dict[int, dict[float, int]] = {}
+        with self.engine.connect() as conn:
+            done = progress(conn, "1h" if coarse else "1m") or 0.0
+            value = func.round(table.c.sum / table.c.count / quantum)
+            folded = (select(table.c.series_id, value, func.count())
+                      .where(and_(table.c.series_id.in_(ids),
+                                  table.c.bucket >= math.floor(since / size) * size,
+                                  table.c.bucket < min(until, done), table.c.count > 0))
+                      .group_by(table.c.series_id, value))
+            queries = [folded]
+            if done < until:
+                raw = func.round(samples.c.value / quantum)
+                queries.append(select(samples.c.series_id, raw, func.count())
+                               .where(and_(samples.c.series_id.in_(ids), samples.c.ts >= max(since, done),
+                                           samples.c.ts < until))
+                               .group_by(samples.c.series_id, raw))
+            for query in queries:
+                for sid, bucket, n in conn.execute(query):
+                    acc = counts.setdefault(sid, {})
+                    acc[float(bucket)] = acc.get(float(bucket), 0) + int(n)
+        by_id = {s.id: s.tags for s in found}
+        return {by_id[sid]: [(b * quantum, n) for b, n in sorted(acc.items())] for sid, acc in counts.items()}
 
     # -- per resolution ------------------------------------------------------------------
     Bucket = tuple[float, float, float, float, int]  # t, min, max, sum, count

@@ -108,6 +108,11 @@ class AirflowConfig(InstanceConfig):
         description="Finished runs handled per poll; the rest wait for the next poll "
         "(bounded work).",
     )
+    task_instances: bool = Field(
+        False,
+        description="Also report every task instance of each finished run (duration, the host "
+        "it ran on, start and end): what GPU cost attribution needs. One more request per run.",
+    )
     concurrency: int = Field(4, ge=1, le=64, description="API requests in flight at once.")
     freshness_lookups_per_poll: int = Field(
         50, ge=0,

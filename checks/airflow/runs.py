@@ -12,6 +12,11 @@ What a failed run looks like in samples (one of each, once):
 - ``airflow.dag_run.failed`` (count 1) tags ``dag_id run_id run_type failed_tasks log_url``
 - ``airflow.task_instance.failed`` (count 1) and ``airflow.task_instance.failed_duration``
   per failed task, tags ``dag_id run_id task_id try_number map_index log_url``
+
+With ``task_instances: true`` every finished run's task instances are read (one listing
+instead of the failed ones only) and each that ran gets ``airflow.task_instance.duration``
+with the host it ran on and its start and end as facts: GPU cost attribution charges the
+GPUs of that host (or pod) for that window.
 """
 
 from __future__ import annotations
@@ -58,12 +63,14 @@ async def collect_finished_runs(check: Any, dags: dict[str, Dag]) -> DagHistory:
     runs.sort(key=lambda item: (item[0], item[1]))
     runs = runs[:cfg.max_runs_per_poll]
 
-    async def failed_tasks(run: dict[str, Any]) -> list[dict[str, Any]]:
-        path = f"/dags/{seg(run['dag_id'])}/dagRuns/{seg(str(run['dag_run_id']))}/taskInstances"
-        return await client.get_all(path, "task_instances", [("state", "failed")])
+    every = cfg.task_instances
 
-    wanted = [r for _, _, r in runs if r["state"] == "failed" and r["dag_id"] in dags]
-    fetched = await asyncio.gather(*(failed_tasks(r) for r in wanted), return_exceptions=True)
+    async def task_instances(run: dict[str, Any]) -> list[dict[str, Any]]:
+        path = f"/dags/{seg(run['dag_id'])}/dagRuns/{seg(str(run['dag_run_id']))}/taskInstances"
+        return await client.get_all(path, "task_instances", () if every else [("state", "failed")])
+
+    wanted = [r for _, _, r in runs if (every or r["state"] == "failed") and r["dag_id"] in dags]
+    fetched = await asyncio.gather(*(task_instances(r) for r in wanted), return_exceptions=True)
     tasks_of = {id(r): f for r, f in zip(wanted, fetched)}
     finished: Counter[tuple[str, str]] = Counter()
     error: BaseException | None = None
@@ -101,10 +108,14 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
     if duration is not None:
         check.gauge("airflow.dag_run.duration", duration,
                     tags={"dag_id": dag_id, "state": state, "run_id": run_id})
+    if cfg.task_instances:
+        _report_task_instances(check, dag_id, run_id, tis)
     if state != "failed":
         return
     links = []
     for ti in tis:
+        if ti.get("state") != "failed":
+            continue
         task_id = str(ti.get("task_id"))
         try_number = ti.get("try_number") if isinstance(ti.get("try_number"), int) else None
         map_index: int = ti["map_index"] if isinstance(ti.get("map_index"), int) else -1
@@ -124,6 +135,23 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
         "failed_tasks": names,
         "log_url": links[0][1] if links else run_url(base, version, dag_id, run_id),
     })
+
+
+def _report_task_instances(check: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> None:
+    """One ``airflow.task_instance.duration`` per task instance that ran: a start, an end and
+    the worker's host name. Skipped and upstream_failed ones never reached a worker (Airflow
+    leaves their hostname empty), so they have no window to charge."""
+    for ti in tis:
+        start, end = parse_ts(ti.get("start_date")), parse_ts(ti.get("end_date"))
+        hostname = ti.get("hostname") if isinstance(ti.get("hostname"), str) else ""
+        if start is None or end is None or end < start or not hostname:
+            continue
+        try_number = ti.get("try_number") if isinstance(ti.get("try_number"), int) else ""
+        map_index = ti["map_index"] if isinstance(ti.get("map_index"), int) else -1
+        check.gauge("airflow.task_instance.duration", end - start, tags={
+            "dag_id": dag_id, "task_id": str(ti.get("task_id")), "state": str(ti.get("state")),
+            "run_id": run_id, "try_number": try_number, "map_index": map_index,
+            "hostname": hostname[:MAX_TAG], "start": f"{start:.3f}", "end": f"{end:.3f}"})
 
 
 async def lookup_freshness(check: Any, dags: dict[str, Dag], history: DagHistory) -> None:

@@ -54,6 +54,8 @@ NO_DATA_HERE: dict[tuple[str, str], str] = {
         "process list); this machine has no GPU for the agent subprocess to read",
     ("mlwarden-gpu-fleet", "Processes per GPU"):
         "NVML only, as above",
+    ("mlwarden-gpu-fleet", "GPUs without a price (cost unknown)"):
+        "every GPU here has a price in the cost table; tests/cost/test_meter.py covers a GPU without one",
 }
 
 
@@ -98,8 +100,8 @@ def airflow() -> FakeAirflow:
     now = time.time()
     fake.ti("train_ranker", "manual__failed", "train", "failed", try_number=2, duration=41.5)
     fake.ti("train_ranker", "manual__failed", "publish", "upstream_failed")
-    for i in range(5):
-        fake.ti("batch_score", f"scheduled__ok{i}", "score", "success")
+    for i in range(5):  # on the dcgm-exporter's node: GPU cost per run (hostname, window set later)
+        fake.ti("batch_score", f"scheduled__ok{i}", "score", "success", hostname="gpu-node-1")
     fake.run("batch_score", "scheduled__slow", "running", now - 300, None)
     fake.dag("hourly_features", due=now - 720)
     fake.queued_tis = [{"dag_id": "etl_daily_features", "task_id": "extract", "state": "queued",
@@ -115,12 +117,28 @@ def airflow_events(fake: FakeAirflow) -> None:
     fake.run("train_ranker", "manual__failed", "failed", now - 70, now - 5)
     for i in range(5):
         fake.run("batch_score", f"scheduled__ok{i}", "success", now - 60 + i * 5, now - 50 + i * 5)
+        # the task ran on the GPU node while the agent was reading it: its GPUs are charged
+        (ti,) = fake.tis[("batch_score", f"scheduled__ok{i}")]
+        ti.update(start_date=iso(now - 12 + i), end_date=iso(now - 2), duration=10 - i)
 
 
 OPENMETRICS_TEXT = """# HELP demo_queue_depth Requests waiting.
 # TYPE demo_queue_depth gauge
 demo_queue_depth{model="ranker"} 3
+# HELP demo_requests_total Successful predictions.
+# TYPE demo_requests_total counter
+demo_requests_total{model="ranker"} %d
 """
+
+
+class DemoServer:
+    """A model server's /metrics whose prediction counter grows 10 per scrape."""
+
+    def __init__(self) -> None:
+        self.scrapes = itertools.count()
+
+    async def handler(self, request: web.Request) -> web.Response:
+        return web.Response(text=OPENMETRICS_TEXT % (10 * next(self.scrapes)), content_type="text/plain")
 
 
 async def tf_model_status(request: web.Request) -> web.Response:
@@ -137,7 +155,7 @@ def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
     checks = [
         {"type": "airflow", "name": "airflow", "url": t["airflow"].url, "username": USER,
          "password": PASSWORD, "interval": "2s", "stuck_factor": 3, "stuck_min_history": 5,
-         "late_after": "10m", "queued_too_long": "10m"},
+         "late_after": "10m", "queued_too_long": "10m", "task_instances": True},
         {"type": "model_endpoint", "name": "ts-ranker", "url": t["ts"].url,
          "protocol": "torchserve",
          "model": "ranker", "version": "2.0", "management_url": t["ts_mgmt"].url,
@@ -150,7 +168,7 @@ def agent_yaml(t: dict[str, Target], closed: str, hook: str) -> str:
          "model": "ghost",
          "interval": "1s", "request_timeout": "1s"},
         {"type": "openmetrics", "name": "demo", "url": t["om"].url + "/metrics", "interval": "1s",
-         "metrics": [{"name": "demo_queue_depth"}]},
+         "metrics": [{"name": "demo_queue_depth"}, {"name": "demo_requests_total"}]},
         {"type": "openmetrics", "name": "demo-gone", "url": closed + "/metrics", "interval": "1s",
          "metrics": [{"name": "demo_queue_depth"}]},
         {"type": "airflow", "name": "airflow-gone", "url": closed, "username": USER,
@@ -173,7 +191,16 @@ rules:
      threshold: 1,
      severity: critical, summary: "{{model}} is down"}}
 checks: {json.dumps(checks)}
+cost: {json.dumps(COST)}
 """
+
+
+# GPU cost: the dcgm-exporter's node serves `ranker` (no process list: a node-only rule), the
+# demo server counts its predictions, and batch_score's task ran on the node
+COST = {"prices": [{"gpu_model": "*H100*", "price_per_hour": 2.5}, {"gpu_model": "*", "node": "spot-*",
+                                                                     "price_per_hour": 1.0}],
+        "models": [{"model": "ranker", "node": "gpu-node-1"}],
+        "requests": [{"metric": "mlwarden.openmetrics.demo_requests", "model_label": "model"}]}
 
 
 def substitute(expr: str) -> str:
@@ -222,10 +249,11 @@ def test_every_grafana_panel_returns_data_from_prometheus_scraping_the_agent(tmp
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: probes are refused
     inference, management = torchserve(["READY", "READY"])
     dcgm = DcgmExporter()
+    demo = DemoServer()
     fake_airflow = airflow()
     targets = ThreadedTargets(
         ts=lambda: inference, ts_mgmt=lambda: management, tf=tfserving,
-        om=lambda: Target({("GET", "/metrics"): canned(OPENMETRICS_TEXT)}),
+        om=lambda: Target({("GET", "/metrics"): demo.handler}),
         dcgm=lambda: Target({("GET", "/metrics"): dcgm.handler}),
         intake=lambda: Target({("POST", "/api/v2/series"): canned("intake down", status=500),
                                ("POST", "/api/v1/check_run"): canned("intake down", status=500)}),
@@ -320,6 +348,13 @@ scrape_configs:
                         for b in q.by if (d.slug, p.title) not in NO_DATA_HERE}
                 used |= {v for d in DASHBOARDS for v in d.variables}
                 assert used <= set(names), used - set(names)
+                # and the cost row shows the right numbers: both answering GPUs of gpu-node-1
+                # serve ranker at $2.50/h; batch_score's task was charged at most its 10 s on both
+                status, body = query(base, 'sum(mlwarden_cost_model_rate_dollars_per_hour{model="ranker"})')
+                assert float(body["data"]["result"][0]["value"][1]) == pytest.approx(5.0)
+                status, body = query(base, 'max(max_over_time(mlwarden_cost_dag_run_gpu_seconds'
+                                           '{dag_id="batch_score"}[5m]))')
+                assert 0 < float(body["data"]["result"][0]["value"][1]) <= 2 * 10
         finally:
             fleet.stop()
             agent.stop()

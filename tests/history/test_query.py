@@ -118,3 +118,25 @@ def test_bad_aggregate_and_step_are_refused(store):
         st.reader.query("mlwarden.q", NOW - 60, agg="median")
     with pytest.raises(ValueError, match="step must be positive"):
         st.reader.query("mlwarden.q", NOW - 60, step=0)
+
+
+def test_distribution_counts_minute_means_per_value(db_url):
+    """One sample a minute for 3 h: the folded part and the raw tail count alike."""
+    config = HistoryConfig(batch_interval=0.05, maintenance_interval=3600, rollup_delay=0)
+    st = HistoryStore(db_url, config, clock=lambda: NOW)
+    st.start_blocking()
+    try:
+        pts = [sample("mlwarden.d", (0.30, 0.40, 0.4004)[i % 3], NOW - 3 * 3600 + i * 60, s="a")
+               for i in range(180)]
+        st.consume(result_of(*pts))
+        assert st.flush(30)
+        st.run_maintenance(NOW - 3600)  # the last hour stays raw
+        got = st.reader.distribution("mlwarden.d", NOW - 3 * 3600, NOW, quantum=0.001)
+        assert got == {(("s", "a"),): [(pytest.approx(0.3), 60), (pytest.approx(0.4), 120)]}
+        # [since, until): the minute at `until` is not counted
+        half = st.reader.distribution("mlwarden.d", NOW - 3 * 3600, NOW - 3 * 3600 + 60, quantum=0.001)
+        assert half == {(("s", "a"),): [(pytest.approx(0.3), 1)]}
+        with pytest.raises(ValueError, match="quantum must be positive"):
+            st.reader.distribution("mlwarden.d", NOW - 60, NOW, quantum=0)
+    finally:
+        st.stop_blocking()
