@@ -80,6 +80,7 @@ make_debian_base() {
     "$mnt"/var/log/*.log "$mnt"/var/cache/debconf/*-old
   buildah umount "$ctr" >/dev/null
   buildah config --env LANG=C.UTF-8 --cmd '["python3"]' --os linux --arch "$(dpkg --print-architecture 2>/dev/null || echo amd64)" \
+    --created-by "debootstrap --variant=minbase --include=python3,python3-venv $suite" \
     --label org.opencontainers.image.description="Debian $suite minbase + python3, made by deploy/build-image.sh" "$ctr"
   buildah commit --quiet --rm "$ctr" "$name" >/dev/null
   trap - EXIT

@@ -112,6 +112,7 @@ class Container:
         self.root = buildah("mount", self.ctr)
         hosts = self.log_dir / f"{self.name}.hosts"
         hosts.write_text(HOSTS)
+        self.started_at = time.monotonic()  # the container exists: from here it is `docker start`
         self.proc = Proc(self.name, ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child",
                                      "--", "sh", "-c", self._script(hosts)], log_dir=self.log_dir).start()
         return self
