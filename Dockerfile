@@ -39,6 +39,7 @@ RUN groupadd --system --gid 10001 mlwarden \
     --shell /usr/sbin/nologin mlwarden
 # a starter config; the ConfigMap mounted on /etc/mlwarden replaces it
 COPY agent/data/agent.yaml.example /etc/mlwarden/mlwarden.yaml
+# MLWARDEN_INSTALL=image: a missing extra is reported with the image to use, not a pip command
 ENV PATH=/opt/mlwarden/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

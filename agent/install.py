@@ -33,7 +33,10 @@ __all__ = ["Install", "detect", "extra_hint"]
 DIST = "mlwarden"
 ENV_INSTALL = "MLWARDEN_INSTALL"
 # what each extra brings, for the sentence around the command
-EXTRA_PURPOSE = {"gpu": "NVML support (nvidia-ml-py)", "postgres": "the PostgreSQL driver (psycopg)"}
+EXTRA_PURPOSE = {
+    "gpu": "NVML support (nvidia-ml-py)",
+    "postgres": "the PostgreSQL driver (psycopg)",
+}
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
 
@@ -110,14 +113,15 @@ def extra_hint(extra: str, install: Install | None = None) -> str:
     pip = f"{shlex.quote(sys.executable)} -m pip install"
     if install.kind == "image":
         if extra == "gpu":
-            return (f"this image has no {what}: on GPU nodes run the GPU image instead "
-                    "(built with `--target gpu`, as deploy/daemonset.yaml uses; see docs/deployment.md)")
+            return (f"this image has no {what}: on GPU nodes run the GPU image instead (built "
+                    "with `--target gpu`, as deploy/daemonset.yaml uses; see docs/deployment.md)")
         return (f"this image was built without {what}: rebuild it with the extra in "
-                f"`--build-arg EXTRAS=` (a comma-separated list, e.g. postgres,{extra}; see docs/deployment.md)")
+                f"`--build-arg EXTRAS=` (comma-separated, e.g. postgres,{extra}; see docs/deployment.md)")
     if install.source is not None:
         where = "the checkout" if install.kind == "checkout" else "its source"
         editable = "-e " if install.editable else ""
-        return f"install {what} from {where}: {pip} {editable}{shlex.quote(f'{install.source}[{extra}]')}"
+        target = shlex.quote(f"{install.source}[{extra}]")
+        return f"install {what} from {where}: {pip} {editable}{target}"
     requirements = _extra_requirements(extra)
     if requirements:
         return f"install {what}: {pip} {' '.join(shlex.quote(r) for r in requirements)}"

@@ -73,8 +73,10 @@ def test_a_directory_that_no_longer_holds_the_source_falls_back_to_the_requireme
     assert found == Install("package")
 
 
-@pytest.mark.parametrize("direct_url", [None, {"url": "https://example.invalid/mlwarden-0.1.0-py3-none-any.whl",
-                                               "archive_info": {}}])
+WHEEL_URL = {"url": "https://example.invalid/mlwarden-0.1.0-py3-none-any.whl", "archive_info": {}}
+
+
+@pytest.mark.parametrize("direct_url", [None, WHEEL_URL])
 def test_from_a_wheel_the_hint_installs_the_extras_own_requirements(recorded, direct_url):
     recorded(direct_url)
     found = detect(env={}, package_dir=ELSEWHERE)

@@ -63,7 +63,8 @@ def test_the_default_target_is_the_agent_and_the_gpu_target_adds_only_nvml():
     agent, gpu = final_stage(INSTRUCTIONS, "agent"), final_stage(INSTRUCTIONS, "gpu")
     # the same image apart from where /opt/mlwarden comes from
     def same(image: list) -> list:  # type: ignore[type-arg]
-        return [i for i in image if i.keyword != "FROM" and not (i.keyword == "COPY" and "/opt/mlwarden" in i.args)]
+        return [i for i in image
+                if i.keyword != "FROM" and not (i.keyword == "COPY" and "/opt/mlwarden" in i.args)]
 
     assert same(agent) == same(gpu)
     copied = {t: next(i.args.split()[0] for i in final_stage(INSTRUCTIONS, t) if "/opt/mlwarden" in i.args

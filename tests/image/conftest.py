@@ -31,7 +31,8 @@ BUILD_TIMEOUT = 1500  # a clean machine: debootstrap, every dependency, both var
 
 def _unavailable() -> str | None:
     if shutil.which("buildah") is None or shutil.which("debootstrap") is None:
-        return "buildah/debootstrap are not installed (run tests/peers/install-buildah.sh as root, or `make peers`)"
+        return ("buildah/debootstrap are not installed "
+                "(run tests/peers/install-buildah.sh as root, or `make peers`)")
     if os.geteuid() != 0:
         return "building and running the image here needs root (buildah with chroot isolation, unshare)"
     if not STORAGE_CONF.is_file():
@@ -69,7 +70,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     if done.returncode != 0:
         env.undo()
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-        pytest.fail(f"deploy/build-image.sh exited {done.returncode} after {took:.0f}s:\n{tail}", pytrace=False)
+        pytest.fail(f"deploy/build-image.sh exited {done.returncode} after {took:.0f}s:\n{tail}",
+                    pytrace=False)
     print(f"\nimage built in {took:.0f}s: {tag}, {tag}-gpu (log: {log})")
     yield {"agent": tag, "gpu": f"{tag}-gpu"}
     env.undo()

@@ -132,7 +132,8 @@ class Container:
                   f"touch {root}/etc/hosts", f"mount --bind -o ro {q(str(hosts))} {root}/etc/hosts"]
         for target, source in self.mounts.items():
             dest = f"{root}{q(target)}"
-            lines.append(f"mkdir -p {dest}" if Path(source).is_dir() else f"mkdir -p $(dirname {dest}) && touch {dest}")
+            make = f"mkdir -p {dest}" if Path(source).is_dir() else f"mkdir -p $(dirname {dest}) && touch {dest}"
+            lines.append(make)
             lines += [f"mount --bind {q(str(source))} {dest}", f"mount -o remount,bind,ro {dest}"]
         for target in self.tmpfs:
             lines.append(f"mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs {root}{q(target)}")
