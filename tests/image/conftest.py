@@ -40,6 +40,17 @@ def _unavailable() -> str | None:
     return None
 
 
+def _remove_orphaned_containers() -> None:
+    """Working containers of test sessions that died before removing them (their names end
+    with the PID of their session, tests/image/container.py)."""
+    done = subprocess.run(["buildah", "containers", "--format", "{{.ContainerName}}"],
+                          capture_output=True, text=True, timeout=60)
+    for name in done.stdout.split():
+        pid = name.rsplit("-", 1)[-1]
+        if name.startswith("mlwarden-test-") and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["buildah", "rm", name], capture_output=True, timeout=60)
+
+
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """``{"agent": name, "gpu": name}`` of the two images built from this tree."""
@@ -60,6 +71,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         cmd += ["--ca-bundle", str(HOST_CA_BUNDLE)]
     with open(PEERS / "buildah" / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time on this storage (and its pruning)
+        _remove_orphaned_containers()
         # drop what earlier builds left behind and no tag or container uses any more (the
         # dependency layers stay: --cache-tag names them)
         subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, timeout=300)

@@ -23,7 +23,7 @@ import pytest
 from tests.fleet.deploy_files import REPO, agent_containers, configmap, mounted_config_key
 from tests.image.container import Container, image_config, started
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "image-test-token"
 NODE_NAME = "gpu-node-1"
