@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: test venv peers run bench
+.PHONY: test venv peers run bench image
 
 test: venv peers
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -18,6 +18,13 @@ venv:
 peers:
 	@set -e; for f in tests/peers/install-*.sh; do [ -f "$$f" ] || continue; \
 	  echo "== $$f"; bash "$$f"; done
+
+# The agent image and its GPU variant, built with buildah from the Dockerfile (no Docker daemon):
+# `make image IMAGE_ARGS="--base debian"` where no container registry is reachable
+# (deploy/build-image.sh --help lists the options).
+IMAGE_ARGS ?=
+image:
+	deploy/build-image.sh $(IMAGE_ARGS)
 
 run: venv
 	$(VENV)/bin/mlwarden run

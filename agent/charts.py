@@ -8,12 +8,13 @@ so an install without it sends its Slack alerts without pictures and says once w
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 from agent.errors import AgentError
-from agent.extras import available, install_hint
+from agent.install import extra_hint
 
 __all__ = ["ChartsUnavailable", "charts_available", "render_line_chart"]
 
@@ -23,11 +24,12 @@ class ChartsUnavailable(AgentError, ImportError):
 
     def __init__(self) -> None:
         super().__init__("drawing charts needs the charts extra (matplotlib), which is not "
-                         f"installed: {install_hint('charts')}")
+                         f"installed: {extra_hint('charts')}")
 
 
 def charts_available() -> bool:
-    return available("matplotlib")
+    """Whether matplotlib can be imported, without importing it (that takes a second)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 Points = Sequence[tuple[float, float]]
 

@@ -93,7 +93,7 @@ def chart_fn(reader: SeriesReader | None, window: float) -> ChartFn | None:
     if reader is None:
         return None
     from agent.charts import charts_available
-    from agent.extras import install_hint
+    from agent.install import extra_hint
 
     if not charts_available():
         if not _told_no_charts:
@@ -101,7 +101,7 @@ def chart_fn(reader: SeriesReader | None, window: float) -> ChartFn | None:
             logging.getLogger(__name__).warning(
                 "alerting.slack.charts is on, but the charts extra (matplotlib) is not installed: "
                 "Slack alerts go without chart images; add it with %s, or set charts: false",
-                install_hint("charts"))
+                extra_hint("charts"))
         return None
 
     def draw(note: Notification, now: float) -> bytes | None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from agent.errors import StoreError
+from agent.install import extra_hint
 
 __all__ = ["make_engine", "create_schema", "is_sqlite"]
 
@@ -56,7 +57,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
     except ImportError as exc:
         raise StoreError(f"agent.history: the driver for {shown} is not installed ({exc}); "
-                         "for PostgreSQL: pip install 'mlwarden[postgres]'") from None
+                         f"for PostgreSQL, {extra_hint('postgres')}") from None
 
 
 def create_schema(engine: Engine) -> None:

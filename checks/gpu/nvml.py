@@ -18,13 +18,13 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from agent.errors import CheckError
+from agent.install import extra_hint
 from checks.gpu.readings import GpuReading, ProcessReading
 
 __all__ = ["GpuLost", "Nvml", "NvmlUnavailable", "load_pynvml"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-INSTALL_HINT = "install the GPU extra: pip install 'mlwarden[gpu]' (nvidia-ml-py)"
 
 
 class NvmlUnavailable(CheckError):
@@ -36,11 +36,12 @@ class GpuLost(Exception):
 
 
 def load_pynvml() -> ModuleType:
-    """Import nvidia-ml-py's ``pynvml``; NvmlUnavailable with the install hint if missing."""
+    """Import nvidia-ml-py's ``pynvml``; NvmlUnavailable with an install hint that fits how the
+    agent was installed (a checkout, the image, a wheel) if it is missing."""
     try:
         import pynvml
     except ImportError as exc:
-        raise NvmlUnavailable(f"nvidia-ml-py is not installed ({exc}); {INSTALL_HINT}") from None
+        raise NvmlUnavailable(f"nvidia-ml-py is not installed ({exc}); {extra_hint('gpu')}") from None
     return pynvml
 
 

@@ -49,9 +49,28 @@ def dockerfile(path: Path = REPO / "Dockerfile") -> list[Instruction]:
     return out
 
 
-def final_stage(instructions: list[Instruction]) -> list[Instruction]:
-    starts = [i for i, ins in enumerate(instructions) if ins.keyword == "FROM"]
-    return instructions[starts[-1]:]
+def stages(instructions: list[Instruction]) -> dict[str, list[Instruction]]:
+    """Each stage's own instructions (its FROM first), by name (unnamed: its index), in order."""
+    out: dict[str, list[Instruction]] = {}
+    current: list[Instruction] | None = None
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            words = ins.args.split()
+            name = words[2] if len(words) > 2 and words[1].upper() == "AS" else str(len(out))
+            current = out[name] = []
+        if current is not None:
+            current.append(ins)
+    return out
+
+
+def final_stage(instructions: list[Instruction], target: str | None = None) -> list[Instruction]:
+    """What builds the image of ``target`` (default: the last stage, as a build without
+    --target): the instructions of the stages it stands on, then its own, from the first FROM
+    of another image."""
+    named = stages(instructions)
+    stage = named[target or list(named)[-1]]
+    parent = stage[0].args.split()[0]
+    return (final_stage(instructions, parent) if parent in named else []) + stage
 
 
 def build_args(instructions: list[Instruction]) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""What can be checked of the image without a Docker engine: the base, the user, the
-entrypoint and its arguments, the health check (run for real against a live agent), and
-that the build context holds what the build copies and is enough to build the package."""
+"""What can be checked of the image without building it: the bases, the two targets, the
+user, the entrypoint and its arguments, the health check (run for real against a live agent),
+and that the build context holds what the build copies and is enough to build the package.
+tests/image/ builds both targets and runs them."""
 
 from __future__ import annotations
 
@@ -9,21 +10,24 @@ import re
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from agent.cli import build_parser
 from agent.config import AgentSection
-from tests.fleet.deploy_files import REPO, build_args, dockerfile, dockerignored, env_of, final_stage
+from tests.fleet.deploy_files import REPO, build_args, dockerfile, dockerignored, env_of, final_stage, stages
 from tests.support.procs import free_port
 
 INSTRUCTIONS = dockerfile()
 FINAL = final_stage(INSTRUCTIONS)
+TARGETS = ("agent", "gpu")  # the default target first: deploy/build-image.sh builds both
 
 
-def _one(keyword: str):  # type: ignore[no-untyped-def]
-    found = [i for i in FINAL if i.keyword == keyword]
+def _one(keyword: str, stage: list = FINAL):  # type: ignore[no-untyped-def]
+    found = [i for i in stage if i.keyword == keyword]
     assert len(found) == 1, f"expected one {keyword} in the final stage, found {len(found)}"
     return found[0]
 
@@ -38,27 +42,73 @@ def _exposed_port() -> int:
     return int(_one("EXPOSE").args.split("/")[0])
 
 
-def test_every_stage_is_a_slim_python_that_the_package_supports():
+def test_every_stage_stands_on_the_base_image_a_slim_python_by_default():
     args = build_args(INSTRUCTIONS)
     version = args["PYTHON_VERSION"]
     required = _setup_cfg()["options"]["python_requires"].removeprefix(">=")
     assert tuple(map(int, version.split("."))) >= tuple(map(int, required.split(".")))
-    for ins in INSTRUCTIONS:
-        if ins.keyword == "FROM":
-            image = ins.args.split()[0].replace("${PYTHON_VERSION}", version)
-            assert re.fullmatch(r"python:\d+\.\d+-slim(-\w+)?", image), image
+    default = args["BASE_IMAGE"].replace("${PYTHON_VERSION}", version)
+    assert re.fullmatch(r"python:\d+\.\d+-slim(-\w+)?", default), default
+    named = stages(INSTRUCTIONS)
+    for name, stage in named.items():
+        parent = stage[0].args.split()[0]
+        assert parent == "${BASE_IMAGE}" or list(named).index(parent) < list(named).index(name), \
+            f"stage {name} stands on {parent}: the base image or an earlier stage"
 
 
-def test_the_image_runs_as_a_created_non_root_user():
-    user = _one("USER").args
+def test_the_default_target_is_the_agent_and_the_gpu_target_adds_only_nvml():
+    named = stages(INSTRUCTIONS)
+    assert list(named)[-1] == "agent", "a build without --target gives the agent image"
+    assert set(TARGETS) <= set(named)
+    agent, gpu = final_stage(INSTRUCTIONS, "agent"), final_stage(INSTRUCTIONS, "gpu")
+    # the same image apart from where /opt/mlwarden comes from
+    def same(image: list) -> list:  # type: ignore[type-arg]
+        return [i for i in image
+                if i.keyword != "FROM" and not (i.keyword == "COPY" and "/opt/mlwarden" in i.args)]
+
+    assert same(agent) == same(gpu)
+    copied = {t: next(i.args.split()[0] for i in final_stage(INSTRUCTIONS, t) if "/opt/mlwarden" in i.args
+                      and i.keyword == "COPY") for t in TARGETS}
+    assert copied == {"agent": "--from=build", "gpu": "--from=build-gpu"}
+    gpu_build = " ".join(i.args for i in named["build-gpu"] if i.keyword == "RUN")
+    assert named["build-gpu"][0].args.split()[0] == "build" and "--only gpu" in gpu_build
+
+
+def test_requirements_py_lists_what_setup_cfg_declares():
+    """deploy/requirements.py feeds the dependency layer; the installed metadata is the judge."""
+    declared = [r for r in metadata.requires("mlwarden") or []]
+
+    def norm(spec: str) -> str:
+        return str(Requirement(spec))
+
+    def listed(*args: str) -> set[str]:
+        done = subprocess.run([sys.executable, str(REPO / "deploy" / "requirements.py"), "--source",
+                               str(REPO), *args], capture_output=True, text=True, timeout=30, check=True)
+        return {norm(r) for r in done.stdout.split()}
+
+    def of(extra: str | None) -> set[str]:
+        return {norm(r.split(";")[0]) for r in declared
+                if (extra is None and "extra ==" not in r) or f'extra == "{extra}"' in r}
+
+    assert listed("--extras", "postgres") == of(None) | of("postgres")
+    assert listed("--only", "gpu") == of("gpu")
+    assert {norm("setuptools>=68"), "wheel"} <= listed("--build")
+    bad = subprocess.run([sys.executable, str(REPO / "deploy" / "requirements.py"), "--source", str(REPO),
+                          "--only", "gpus"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "no extra gpus" in bad.stderr
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_image_runs_as_a_created_non_root_user(target):
+    image = final_stage(INSTRUCTIONS, target)
+    user = _one("USER", image).args
     uid, _, gid = user.partition(":")
     assert uid.isdigit() and int(uid) != 0, "USER must be a numeric non-root uid (runAsNonRoot)"
-    created = " ".join(i.args for i in FINAL if i.keyword == "RUN")
+    created = " ".join(i.args for i in image if i.keyword == "RUN")
     assert f"--uid {uid}" in created and (not gid or f"--gid {gid}" in created)
-    # USER comes after everything that needs root, and before the entrypoint
-    keywords = [i.keyword for i in FINAL]
+    # USER comes after everything that needs root: the files the agent runs stay root's
+    keywords = [i.keyword for i in image]
     assert keywords.index("USER") > max(n for n, k in enumerate(keywords) if k in ("RUN", "COPY"))
-    assert keywords.index("USER") < keywords.index("ENTRYPOINT")
 
 
 def test_the_entrypoint_is_mlwarden_run_with_arguments_it_accepts():

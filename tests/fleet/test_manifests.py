@@ -175,6 +175,16 @@ def test_the_daemonset_reads_nvml_on_gpu_nodes_named_by_the_downward_api():
     assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
 
 
+def test_the_daemonset_runs_the_gpu_image_and_the_others_the_default_one():
+    """Both are built from the Dockerfile by deploy/build-image.sh: <name>:<version> (the
+    default target) and <name>:<version>-gpu (target gpu, with NVML bindings)."""
+    from agent import __version__
+
+    images = {f: c["image"] for f, _s, c in CONTAINERS}
+    assert images.pop("daemonset.yaml") == f"mlwarden:{__version__}-gpu"
+    assert set(images.values()) == {f"mlwarden:{__version__}"}, images
+
+
 def test_pod_agents_are_named_by_their_pod_and_only_the_cluster_role_campaigns():
     for file, spec, container in CONTAINERS:
         raw = yaml.safe_load(_config(spec, container))
