@@ -36,6 +36,7 @@ ENV_INSTALL = "MLWARDEN_INSTALL"
 EXTRA_PURPOSE = {
     "gpu": "NVML support (nvidia-ml-py)",
     "postgres": "the PostgreSQL driver (psycopg)",
+    "charts": "chart drawing (matplotlib)",
 }
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 

@@ -42,7 +42,7 @@ def test_drawing_commands_say_how_to_add_the_extra(tmp_path):
         out = without_matplotlib(*argv, cwd=tmp_path)
         assert out.returncode == 1, (argv, out.stderr)
         assert "needs the charts extra (matplotlib), which is not installed: " in out.stderr
-        assert f"pip install '{REPO}[charts]'" in out.stderr  # this copy runs from a clone
+        assert f"-m pip install -e '{REPO}[charts]'" in out.stderr  # this copy runs from a clone
 
 
 def test_the_agent_imports_and_validates_without_matplotlib(tmp_path):
