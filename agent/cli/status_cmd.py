@@ -67,4 +67,26 @@ def run(args: argparse.Namespace) -> int:
     print_table(["CHECK", "TYPE", "STATUS", "TOOK", "LAST", "NEXT", "FAILS", "MESSAGE"], rows)
     for name, comp in (doc.get("components") or {}).items():
         print(f"\n{name}: " + ", ".join(f"{k}={v}" for k, v in comp.items() if not isinstance(v, (dict, list))))
+        if isinstance(comp.get("custom_metrics"), dict):
+            print("\n".join(custom_metrics_lines(comp["custom_metrics"])))
     return 0
+
+
+def custom_metrics_lines(cm: dict[str, Any]) -> list[str]:
+    """The Datadog exporter's custom-metrics count, top contributors and budget decisions."""
+    budget = cm.get("budget")
+    head = f"  custom metrics (last hour): {cm.get('count')}"
+    head += f" of a budget of {budget}" if budget is not None else " (no budget set)"
+    lines = [head]
+    top = ", ".join(f"{t['metric']} {t['count']}" for t in cm.get("top", []))
+    if top:
+        lines.append(f"  top contributors: {top}")
+    for d in cm.get("decisions", []):
+        if d.get("action") == "drop_tag":
+            lines.append(f"  decision: dropped tag `{d.get('tag')}` from {d.get('metric')} "
+                         f"({d.get('series_before')} -> {d.get('series_after')} series)")
+        else:
+            held = (cm.get("held_back_points") or {}).get(d.get("metric"), 0)
+            lines.append(f"  decision: holding back new series of {d.get('metric')} "
+                         f"({held} points held back so far)")
+    return lines
