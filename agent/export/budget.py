@@ -8,11 +8,22 @@ sent in the last (rolling) hour, per metric, and with ``custom_metrics_budget`` 
 the count under it:
 
 1. A new series that would go over the budget first makes the exporter drop one of the
-   ``cardinality_tags`` from the biggest contributor that carries one (the tag with the
-   most values there). Its series merge (gauges: the last value wins; counts add up, as
-   the Datadog Agent aggregates them), which frees room at once.
+   ``cardinality_tags`` from the biggest contributor that carries one (the incoming series'
+   own metric included; the tag with the most values there). Its series merge (gauges:
+   the last value wins; counts add up, as the Datadog Agent aggregates them) and the
+   merged series are admitted on the spot, so the room they free cannot be taken by the
+   series that forced the drop.
 2. When no droppable tag is left, new series are held back: not sent, counted as
-   ``mlwarden.exporter.dropped{reason:over_budget}``. Series already admitted go on.
+   ``mlwarden.exporter.dropped{reason:over_budget}``. Series already admitted go on, with
+   one exception that keeps an exploding metric from crowding out the others: a new series
+   of a smaller metric takes the place of one series of the biggest contributor, whose
+   displaced series is then held back like its other new ones.
+
+A series that stops being sent (merged away by a tag drop, or displaced) was already sent
+this hour, so Datadog bills it for that hour: it stays in the reported count (``retired``)
+until an hour after it was last sent, but takes no room from the budget. So the series
+being sent stay within the budget at every moment, and what Datadog bills for an hour
+exceeds it only by the series a decision retired during that hour.
 
 Each decision is logged once, kept in :attr:`CustomMetricsBudget.decisions` for /status
 and exported as ``mlwarden.exporter.custom_metrics.limited`` (which the agent's rule pack
@@ -53,9 +64,13 @@ class Admission:
 @dataclass
 class _Metric:
     weight: int
-    series: dict[tuple[str, ...], float] = field(default_factory=dict)  # tags -> last seen
+    series: dict[tuple[str, ...], None] = field(default_factory=dict)  # (last seen: in _last)
+    retired: dict[tuple[str, ...], float] = field(default_factory=dict)  # merged away by a drop
     held: int = 0  # points held back since start
     held_series_at: float | None = None  # last time a series of it was held back
+
+    def billed(self) -> int:
+        return self.weight * (len(self.series) + len(self.retired))
 
 
 class CustomMetricsBudget:
@@ -70,11 +85,13 @@ class CustomMetricsBudget:
         self._on_held = on_held
         self._metrics: dict[str, _Metric] = {}
         self._last: dict[Series, float] = {}  # every counted series -> last seen
-        self.total = 0  # weighted distinct series in the window
+        self.total = 0  # weighted distinct series being sent (what the budget limits)
+        self.retired = 0  # weighted series a tag drop retired, still billed this hour
         self.dropped_tags: dict[str, tuple[str, ...]] = {}  # metric -> tag keys removed
         self.decisions: list[dict[str, Any]] = []
         self.version = 0  # bumped on each tag drop: shaped tags cached by callers go stale
         self._swept = 0.0
+        self._searched = False  # True: the last search found no droppable tag
 
     # -- the hot path --------------------------------------------------------------------
     def admit(self, key: Series, now: float) -> int:
@@ -94,62 +111,119 @@ class CustomMetricsBudget:
         if entry is None:
             entry = self._metrics[metric] = _Metric(self._weight(metric))
         if self.budget is None or self.total + entry.weight <= self.budget:
-            entry.series[tags] = now
-            self._last[key] = now
-            self.total += entry.weight
+            self._admit(metric, entry, tags, now)
             return Admission.SEND
-        if self._drop_a_tag(now):
+        if (not self._searched or self._droppable_in(tags)) and self._drop_a_tag(now, key):
             return Admission.RESHAPE
+        self._searched = True  # nothing droppable among admitted series until one with a tag
+        if self._displace(metric, entry, now):
+            self._admit(metric, entry, tags, now)
+            return Admission.SEND
         entry.held += 1
         self._on_held(1)
         if entry.held_series_at is None:
             self._decide(now, metric, "hold_back", series=len(entry.series),
                          message=f"holding back new series of {metric}: {self.total} of "
-                         f"{self.budget} custom metrics used and no cardinality_tags left to "
-                         "drop (existing series go on; raise custom_metrics_budget or name "
+                         f"{self.budget} custom metrics in use and no cardinality_tags left to "
+                         "drop (its sent series go on; raise custom_metrics_budget or name "
                          "more cardinality_tags)")
         entry.held_series_at = now
         return Admission.HOLD
 
-    def _drop_a_tag(self, now: float) -> bool:
-        """Drop one droppable tag from the biggest contributor that has one; False if none."""
+    def _admit(self, metric: str, entry: _Metric, tags: tuple[str, ...], now: float) -> None:
+        entry.series[tags] = None
+        self._last[(metric, tags)] = now
+        self.total += entry.weight
+        if self._searched and self._droppable_in(tags):
+            self._searched = False
+
+    def _droppable_in(self, tags: tuple[str, ...]) -> bool:
+        return bool(self.droppable) and any(t.partition(":")[0] in self.droppable for t in tags)
+
+    def _drop_a_tag(self, now: float, incoming: Series) -> bool:
+        """Drop one droppable tag from the biggest contributor that has one (counting the
+        incoming series with its metric); False if none has."""
         if not self.droppable:
             return False
-        ranked = sorted(self._metrics.items(), key=lambda kv: -kv[1].weight * len(kv[1].series))
-        for metric, entry in ranked:
+
+        def size(metric: str) -> int:
+            entry = self._metrics[metric]
+            return entry.weight * (len(entry.series) + (metric == incoming[0]))
+
+        order = {t: i for i, t in enumerate(self.droppable)}
+        for metric in sorted(self._metrics, key=lambda m: -size(m)):
+            series = list(self._metrics[metric].series)
+            if metric == incoming[0]:
+                series.append(incoming[1])
             values: dict[str, set[str]] = {}
-            for tags in entry.series:
+            for tags in series:
                 for tag in tags:
                     name, _, value = tag.partition(":")
-                    if name in self.droppable:
+                    if name in order:
                         values.setdefault(name, set()).add(value)
             if not values:
                 continue
-            order = {t: i for i, t in enumerate(self.droppable)}
             name = max(values, key=lambda n: (len(values[n]), -order[n]))
+            entry = self._metrics[metric]
             before = len(entry.series)
-            self._collapse(metric, entry, name)
+            after = self._collapse(metric, entry, name, now)
             self.dropped_tags[metric] = (*self.dropped_tags.get(metric, ()), name)
             self.version += 1
             self._decide(now, metric, "drop_tag", tag=name, series_before=before,
-                         series_after=len(entry.series),
+                         series_after=after,
                          message=f"custom metrics over budget ({self.budget}): dropping tag "
-                         f"`{name}` from {metric}, its biggest contributor with a "
-                         f"cardinality_tag ({before} series -> {len(entry.series)})")
+                         f"`{name}` from {metric}, the biggest contributor with a "
+                         f"cardinality_tag ({before} series sent -> {after})")
             return True
         return False
 
-    def _collapse(self, metric: str, entry: _Metric, name: str) -> None:
-        prefix, bare = name + ":", name
-        merged: dict[tuple[str, ...], float] = {}
-        for tags, seen in entry.series.items():
-            del self._last[(metric, tags)]
-            kept = tuple(t for t in tags if not (t == bare or t.startswith(prefix)))
-            merged[kept] = max(seen, merged.get(kept, seen))
-        self.total -= entry.weight * (len(entry.series) - len(merged))
-        entry.series = merged
-        for tags, seen in merged.items():
-            self._last[(metric, tags)] = seen
+    def _displace(self, metric: str, entry: _Metric, now: float) -> bool:
+        """Make room for a series of ``metric`` by retiring the newest series of the biggest
+        contributor, if that one stays at least as big; False when ``metric`` is the biggest."""
+        biggest = max(self._metrics, key=lambda m: self._metrics[m].weight * len(self._metrics[m].series))
+        top = self._metrics[biggest]
+        if biggest == metric:
+            return False
+        assert self.budget is not None
+        need = -(-(self.total + entry.weight - self.budget) // top.weight)  # series to retire
+        if need > len(top.series) or \
+                top.weight * (len(top.series) - need) < entry.weight * (len(entry.series) + 1):
+            return False  # it would become the smaller one: no ping-pong
+        for _ in range(need):
+            tags, _ = top.series.popitem()
+            top.retired[tags] = self._last.pop((biggest, tags))
+        self.total -= top.weight * need
+        self.retired += top.weight * need
+        if top.held_series_at is None:
+            self._decide(now, biggest, "hold_back", series=len(top.series),
+                         message=f"custom metrics over budget ({self.budget}): {biggest}, the "
+                         "biggest contributor, gives up series to the others and its new "
+                         "series are held back (no cardinality_tags left to drop)")
+        top.held_series_at = now
+        return True
+
+    def _collapse(self, metric: str, entry: _Metric, name: str, now: float) -> int:
+        """Retire the series of ``metric`` that carry tag ``name`` and admit what they merge
+        into; returns the metric's series count after."""
+        prefix = name + ":"
+
+        def has(tags: tuple[str, ...]) -> bool:
+            return any(t == name or t.startswith(prefix) for t in tags)
+
+        hit = [tags for tags in entry.series if has(tags)]
+        merged = {tuple(t for t in tags if not (t == name or t.startswith(prefix))) for tags in hit}
+        for tags in hit:
+            del entry.series[tags]
+            entry.retired[tags] = self._last.pop((metric, tags))
+        self.total -= entry.weight * len(hit)
+        self.retired += entry.weight * len(hit)
+        # the merged series keep their room: otherwise the series that forced the drop
+        # would take it and hold back the metric that just gave it up
+        for tags in merged - set(entry.series):
+            entry.series[tags] = None
+            self._last[(metric, tags)] = now
+            self.total += entry.weight
+        return len(entry.series)
 
     def _decide(self, now: float, metric: str, action: str, message: str, **detail: Any) -> None:
         log.warning("datadog: %s", message)
@@ -160,21 +234,31 @@ class CustomMetricsBudget:
         self._swept = now
         cutoff = now - WINDOW
         for metric, entry in list(self._metrics.items()):
-            old = [t for t, seen in entry.series.items() if seen < cutoff]
+            old = [t for t in entry.series if self._last[(metric, t)] < cutoff]
             for tags in old:
                 del entry.series[tags]
                 del self._last[(metric, tags)]
             self.total -= entry.weight * len(old)
-            if not entry.series and not entry.held and metric not in self.dropped_tags:
+            gone = [t for t, seen in entry.retired.items() if seen < cutoff]
+            for tags in gone:
+                del entry.retired[tags]
+            self.retired -= entry.weight * len(gone)
+            if not entry.series and not entry.retired and not entry.held \
+                    and metric not in self.dropped_tags:
                 del self._metrics[metric]
 
     # -- reporting -----------------------------------------------------------------------
+    @property
+    def billed(self) -> int:
+        """Distinct custom metrics sent in the last hour: what Datadog bills for it."""
+        return self.total + self.retired
+
     def count(self, metric: str) -> int:
         entry = self._metrics.get(metric)
-        return entry.weight * len(entry.series) if entry else 0
+        return entry.billed() if entry else 0
 
     def top(self, n: int = 10) -> list[tuple[str, int]]:
-        counts = [(m, e.weight * len(e.series)) for m, e in self._metrics.items() if e.series]
+        counts = [(m, e.billed()) for m, e in self._metrics.items() if e.series or e.retired]
         return sorted(counts, key=lambda mc: (-mc[1], mc[0]))[:n]
 
     def limited(self, now: float) -> dict[str, int]:
@@ -187,7 +271,7 @@ class CustomMetricsBudget:
         """The count, the budget, the top contributors and the decisions in force, as
         catalog metrics (exported with the exporters' health)."""
         self.expire(now)
-        out = [Sample("mlwarden.exporter.custom_metrics", float(self.total), base, now)]
+        out = [Sample("mlwarden.exporter.custom_metrics", float(self.billed), base, now)]
         if self.budget is not None:
             out.append(Sample("mlwarden.exporter.custom_metrics.budget", float(self.budget), base, now))
         for metric, count in self.top(top):
@@ -202,7 +286,9 @@ class CustomMetricsBudget:
         self.expire(now)
         return {
             "window_seconds": WINDOW,
-            "count": self.total,
+            "count": self.billed,  # sent in the last hour, retired series included
+            "active": self.total,  # being sent now: what the budget limits
+            "retired_by_tag_drops": self.retired,
             "budget": self.budget,
             "cardinality_tags": list(self.droppable),
             "top": [{"metric": m, "count": c} for m, c in self.top(top)],

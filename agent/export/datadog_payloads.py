@@ -81,6 +81,7 @@ class PayloadBuilder:
         self._on_full = on_full  # told when the series batch reaches a request's worth
         self._full_at = full_at
         self._batch = Batch()
+        self._index: dict[tuple[Any, int, int], dict[str, Any]] = {}  # this batch's series
         # distribution series of this flush: (metric, tags) -> {second: [values]}
         self._dist: dict[tuple[str, tuple[str, ...]], dict[int, list[float]]] = {}
 
@@ -112,9 +113,17 @@ class PayloadBuilder:
                 points = self._dist.setdefault(shaped.key, {})
                 points.setdefault(second, []).append(float(value))
                 continue
+            # one point per series and second, as the intake keeps only one: counts add up,
+            # a gauge keeps its last value (the DogStatsD Agent aggregates the same way)
+            mtype = _TYPE[sample.kind]
+            same = self._index.get((shaped.key, mtype, second))
+            if same is not None:
+                point = same["points"][0]
+                point["value"] = point["value"] + float(value) if mtype == 1 else float(value)
+                continue
             series: dict[str, Any] = {
                 "metric": sample.metric,
-                "type": _TYPE[sample.kind],
+                "type": mtype,
                 "points": [{"timestamp": second, "value": float(value)}],
                 "tags": shaped.tags,
                 "resources": self._host,
@@ -123,6 +132,7 @@ class PayloadBuilder:
             if unit:
                 series["unit"] = unit
             batch.series.append(series)
+            self._index[(shaped.key, mtype, second)] = series
         for event in self.events.events(result):
             batch.events.append(("ddevent:" + event.identity, self._event(event)))
         if self.service_checks and result.check_type != "exporters":
@@ -142,6 +152,7 @@ class PayloadBuilder:
     def take(self) -> Batch:
         """The batch so far (on the loop, where ``consume`` appends to it)."""
         batch, self._batch = self._batch, Batch()
+        self._index = {}
         for (metric, tags), points in self._dist.items():
             batch.distributions.append({
                 "metric": metric, "host": self.hostname, "tags": list(tags), "type": "distribution",

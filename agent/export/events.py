@@ -146,8 +146,10 @@ class EventDetector:
 
 
 def aggregation_key(metric: str, series: Tags) -> str:
-    """One key per series, readable when it fits Datadog's 100 characters, else hashed."""
-    readable = metric + "," + ",".join(f"{k}:{v}" if v else k for k, v in series)
+    """One key per series, readable when it fits Datadog's 100 characters, else hashed.
+    env, service and version are left out: the environment may override them."""
+    readable = metric + "," + ",".join(f"{k}:{v}" if v else k for k, v in series
+                                       if k not in ("env", "service", "version"))
     if len(readable) <= MAX_KEY and "|" not in readable:
         return readable
     digest = hashlib.sha1(readable.encode()).hexdigest()[:20]
