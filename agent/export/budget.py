@@ -31,7 +31,8 @@ alerts on). A tag drop stands until the agent restarts or reloads; held-back ser
 once series unseen for an hour have left the count. Nothing is dropped silently.
 
 Series are keyed by their normalised Datadog tags, exactly what is sent. The hot path
-(:meth:`admit` of a known series) is two dict operations.
+(:meth:`admit` of a known series) is a dict lookup and an attribute store; callers that
+cache per series keep its :class:`Ticket` and only stamp it while it is ``live``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 from agent.samples import Kind, Sample, Tags, make_tags
 
-__all__ = ["Admission", "CustomMetricsBudget", "DISTRIBUTION_WEIGHT", "WINDOW"]
+__all__ = ["Admission", "CustomMetricsBudget", "DISTRIBUTION_WEIGHT", "Ticket", "WINDOW"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,17 @@ class Admission:
     SEND = 0
     HOLD = 1
     RESHAPE = 2  # a tag was just dropped from this metric: shape the sample again
+
+
+class Ticket:
+    """An admitted series: when it was last sent, and whether it may still be sent
+    without asking the budget again (False once a decision retired it)."""
+
+    __slots__ = ("seen", "live")
+
+    def __init__(self, seen: float) -> None:
+        self.seen = seen
+        self.live = True
 
 
 @dataclass
@@ -84,7 +96,7 @@ class CustomMetricsBudget:
         self._weight = weight
         self._on_held = on_held
         self._metrics: dict[str, _Metric] = {}
-        self._last: dict[Series, float] = {}  # every counted series -> last seen
+        self._last: dict[Series, Ticket] = {}  # every series being sent
         self.total = 0  # weighted distinct series being sent (what the budget limits)
         self.retired = 0  # weighted series a tag drop retired, still billed this hour
         self.dropped_tags: dict[str, tuple[str, ...]] = {}  # metric -> tag keys removed
@@ -96,11 +108,20 @@ class CustomMetricsBudget:
     # -- the hot path --------------------------------------------------------------------
     def admit(self, key: Series, now: float) -> int:
         """Whether a point of ``key`` may be sent now (an :class:`Admission` value)."""
-        last = self._last
-        if key in last:
-            last[key] = now
+        ticket = self._last.get(key)
+        if ticket is not None:
+            ticket.seen = now
             return Admission.SEND
         return self._new(key, now)
+
+    def ticket(self, key: Series) -> Ticket | None:
+        """The ticket of an admitted series (to stamp ``seen`` without a lookup)."""
+        return self._last.get(key)
+
+    def _retire(self, metric: str, entry: _Metric, tags: tuple[str, ...]) -> None:
+        ticket = self._last.pop((metric, tags))
+        ticket.live = False
+        entry.retired[tags] = ticket.seen
 
     # -- new series ----------------------------------------------------------------------
     def _new(self, key: Series, now: float) -> int:
@@ -132,7 +153,7 @@ class CustomMetricsBudget:
 
     def _admit(self, metric: str, entry: _Metric, tags: tuple[str, ...], now: float) -> None:
         entry.series[tags] = None
-        self._last[(metric, tags)] = now
+        self._last[(metric, tags)] = Ticket(now)
         self.total += entry.weight
         if self._searched and self._droppable_in(tags):
             self._searched = False
@@ -191,7 +212,7 @@ class CustomMetricsBudget:
             return False  # it would become the smaller one: no ping-pong
         for _ in range(need):
             tags, _ = top.series.popitem()
-            top.retired[tags] = self._last.pop((biggest, tags))
+            self._retire(biggest, top, tags)
         self.total -= top.weight * need
         self.retired += top.weight * need
         if top.held_series_at is None:
@@ -214,14 +235,14 @@ class CustomMetricsBudget:
         merged = {tuple(t for t in tags if not (t == name or t.startswith(prefix))) for tags in hit}
         for tags in hit:
             del entry.series[tags]
-            entry.retired[tags] = self._last.pop((metric, tags))
+            self._retire(metric, entry, tags)
         self.total -= entry.weight * len(hit)
         self.retired += entry.weight * len(hit)
         # the merged series keep their room: otherwise the series that forced the drop
         # would take it and hold back the metric that just gave it up
         for tags in merged - set(entry.series):
             entry.series[tags] = None
-            self._last[(metric, tags)] = now
+            self._last[(metric, tags)] = Ticket(now)
             self.total += entry.weight
         return len(entry.series)
 
@@ -234,10 +255,10 @@ class CustomMetricsBudget:
         self._swept = now
         cutoff = now - WINDOW
         for metric, entry in list(self._metrics.items()):
-            old = [t for t in entry.series if self._last[(metric, t)] < cutoff]
+            old = [t for t in entry.series if self._last[(metric, t)].seen < cutoff]
             for tags in old:
                 del entry.series[tags]
-                del self._last[(metric, tags)]
+                self._last.pop((metric, tags)).live = False
             self.total -= entry.weight * len(old)
             gone = [t for t, seen in entry.retired.items() if seen < cutoff]
             for tags in gone:

@@ -81,7 +81,7 @@ class PayloadBuilder:
         self._on_full = on_full  # told when the series batch reaches a request's worth
         self._full_at = full_at
         self._batch = Batch()
-        self._index: dict[tuple[Any, int, int], dict[str, Any]] = {}  # this batch's series
+        self._index: dict[tuple[Any, int], dict[str, Any]] = {}  # this batch's count series
         # distribution series of this flush: (metric, tags) -> {second: [values]}
         self._dist: dict[tuple[str, tuple[str, ...]], dict[int, list[float]]] = {}
 
@@ -113,14 +113,15 @@ class PayloadBuilder:
                 points = self._dist.setdefault(shaped.key, {})
                 points.setdefault(second, []).append(float(value))
                 continue
-            # one point per series and second, as the intake keeps only one: counts add up,
-            # a gauge keeps its last value (the DogStatsD Agent aggregates the same way)
+            # the intake keeps the last point of a series in a second: counts of one series
+            # and second add up here (several runs in a second, or series merged by the
+            # budget), as the DogStatsD Agent sums them; gauges go as they are (last wins)
             mtype = _TYPE[sample.kind]
-            same = self._index.get((shaped.key, mtype, second))
-            if same is not None:
-                point = same["points"][0]
-                point["value"] = point["value"] + float(value) if mtype == 1 else float(value)
-                continue
+            if mtype == 1:
+                same = self._index.get((shaped.key, second))
+                if same is not None:
+                    same["points"][0]["value"] += float(value)
+                    continue
             series: dict[str, Any] = {
                 "metric": sample.metric,
                 "type": mtype,
@@ -132,7 +133,8 @@ class PayloadBuilder:
             if unit:
                 series["unit"] = unit
             batch.series.append(series)
-            self._index[(shaped.key, mtype, second)] = series
+            if mtype == 1:
+                self._index[(shaped.key, second)] = series
         for event in self.events.events(result):
             batch.events.append(("ddevent:" + event.identity, self._event(event)))
         if self.service_checks and result.check_type != "exporters":

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from datadog.dogstatsd.base import DogStatsd
 
 from agent.catalog import Catalog, load_catalog
-from agent.export.budget import Admission, CustomMetricsBudget, DISTRIBUTION_WEIGHT, Series
+from agent.export.budget import DISTRIBUTION_WEIGHT, Admission, CustomMetricsBudget
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.datadog_shape import Shaper
@@ -111,6 +111,7 @@ class DogStatsdExporter:
             weight=self._weight, on_held=lambda n: self.health.drop("over_budget", n))
         self.shaper = Shaper(self.catalog, self.unified, self.budget)
         self.events = EventDetector(self.catalog)
+        self._event_metrics = self.events.metrics
         self.statsd = _CountingDogStatsd(
             host=None if self.target.socket else self.target.host,
             port=None if self.target.socket else self.target.port,
@@ -126,8 +127,8 @@ class DogStatsdExporter:
         # the client added DD_ENV/DD_SERVICE/DD_VERSION/DATADOG_TAGS as constant tags; the
         # shaper adds them instead, once per key and with the documented precedence
         self.statsd.constant_tags = [t for t in self.statsd.constant_tags if t.startswith(_KEEP_CONSTANT)]
-        # (series key, kind) -> (line head, line tail or None for the public calls, budget key)
-        self._lines: dict[tuple[SeriesKey, Kind], tuple[str | None, str, Series]] = {}
+        # (series key, kind) -> see _entry
+        self._lines: dict[tuple[SeriesKey, Kind], list[Any]] = {}
         self._send_line = self.statsd.send_line
 
     def _weight(self, metric: str) -> int:
@@ -166,9 +167,10 @@ class DogStatsdExporter:
         """Send a result's samples; a series' line is serialised once, then only its value."""
         if self.shaper.stale:
             self._reset()
-        lines, send, deltas, admit = self._lines, self._send_line, self._deltas, self.budget.admit
+        lines, send, deltas = self._lines, self._send_line, self._deltas
         now = result.started
         n = 0
+        eventful = None
         for sample in result.samples:
             kind = sample.kind
             value = sample.value
@@ -180,20 +182,24 @@ class DogStatsdExporter:
             entry = lines.get((sample.key, kind))
             if entry is None:
                 entry = self._entry(sample.metric, kind, sample.tags)
-            verdict = admit(entry[2], now)
-            while verdict == Admission.RESHAPE:  # the budget dropped a tag: shape again
-                self._reset()
-                entry = self._entry(sample.metric, kind, sample.tags)
-                verdict = admit(entry[2], now)
-            if verdict == Admission.HOLD:
-                continue
+            if entry[4]:  # an event metric: looked at below
+                eventful = eventful or []
+                eventful.append(sample)
+            ticket = entry[3]
+            if ticket is not None and ticket.live:  # admitted before: stamp it
+                ticket.seen = now
+            else:
+                entry = self._admit(entry, sample, kind, now)
+                if entry is None:  # held back by the budget (counted there)
+                    continue
             if entry[0] is None:
                 self._fallback(sample.metric, kind, value, entry[2][1])
             else:
                 send(entry[0] + repr(value) + entry[1])
             n += 1
-        for event in self.events.events(result):
-            self._event(event)
+        if eventful:
+            for event in self.events.events(result, eventful):
+                self._event(event)
         if self.config.service_checks and result.check_type != "exporters":
             self.statsd.service_check(
                 service_check_name(result.check_type), int(result.status),
@@ -202,10 +208,26 @@ class DogStatsdExporter:
         self.health.success(n)
         self._observe_drops()
 
-    def _entry(self, metric: str, kind: Kind, tags: Tags) -> tuple[str | None, str, Series]:
+    def _admit(self, entry: list[Any], sample: Any, kind: Kind, now: float) -> list[Any] | None:
+        """Ask the budget about a series not (or no longer) admitted: its cache entry, with
+        the ticket kept, or None when it is held back."""
+        verdict = self.budget.admit(entry[2], now)
+        while verdict == Admission.RESHAPE:  # the budget dropped a tag: shape again
+            self._reset()
+            entry = self._entry(sample.metric, kind, sample.tags)
+            verdict = self.budget.admit(entry[2], now)
+        if verdict == Admission.HOLD:
+            return None
+        entry[3] = self.budget.ticket(entry[2])
+        return entry
+
+    def _entry(self, metric: str, kind: Kind, tags: Tags) -> list[Any]:
+        """[line head, line tail (None head: use the public calls), budget key, ticket,
+        whether the metric makes events]."""
         shaped = self.shaper.shape(metric, tags)
         template = self.statsd.line_template(metric, _TYPE[kind], shaped.tags)
-        entry = (template[0], template[1], shaped.key) if template else (None, "", shaped.key)
+        head, tail = template if template else (None, "")
+        entry = [head, tail, shaped.key, None, metric in self._event_metrics]
         if len(self._lines) >= 100_000:  # bounded, like the shaper's cache
             self._lines.clear()
         self._lines[((metric, tags), kind)] = entry

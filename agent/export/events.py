@@ -24,7 +24,7 @@ or one task; the facts (run id, try, error text, log link) go in the text as Mar
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,11 +93,12 @@ class EventDetector:
     def metrics(self) -> frozenset[str]:
         return frozenset(self._rules)
 
-    def events(self, result: CheckResult) -> list[DatadogEvent]:
-        """The events of one result (usually none: one set lookup per sample)."""
+    def events(self, result: CheckResult, samples: Iterable[Sample] | None = None) -> list[DatadogEvent]:
+        """The events of one result (usually none: one dict lookup per sample); ``samples``:
+        only these of its samples (a caller that already knows which are event metrics)."""
         rules = self._rules
         out: list[DatadogEvent] = []
-        for sample in result.samples:
+        for sample in result.samples if samples is None else samples:
             rule = rules.get(sample.metric)
             if rule is not None:
                 event = self._event(sample, rule, result)
