@@ -42,9 +42,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.catalog import Catalog
 from agent.samples import Kind, Sample, Tags, make_tags
 
-__all__ = ["Admission", "CustomMetricsBudget", "DISTRIBUTION_WEIGHT", "Ticket", "WINDOW"]
+__all__ = ["Admission", "CustomMetricsBudget", "DISTRIBUTION_WEIGHT", "Ticket", "WINDOW",
+           "catalog_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ WINDOW = 3600.0  # Datadog counts distinct series per hour
 DISTRIBUTION_WEIGHT = 5
 _SWEEP_EVERY = 60.0
 Series = tuple[str, tuple[str, ...]]  # (metric, normalised "key:value" tags)
+
+
+def catalog_weight(catalog: Catalog) -> Callable[[str], int]:
+    """Custom metrics one series of a metric bills: 5 for a distribution, else 1."""
+    def weight(metric: str) -> int:
+        spec = catalog.get(metric)
+        return DISTRIBUTION_WEIGHT if spec is not None and spec.kind is Kind.DISTRIBUTION else 1
+    return weight
 
 
 class Admission:

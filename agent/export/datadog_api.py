@@ -45,7 +45,7 @@ from sqlalchemy import Engine, and_, delete, func, or_
 
 from agent.catalog import Catalog, load_catalog
 from agent.errors import ExportError
-from agent.export.budget import DISTRIBUTION_WEIGHT, CustomMetricsBudget
+from agent.export.budget import CustomMetricsBudget, catalog_weight
 from agent.export.config import DatadogConfig
 from agent.export.datadog_metadata import DD_UNITS
 from agent.export.datadog_payloads import Batch, PayloadBuilder
@@ -55,7 +55,7 @@ from agent.export.tags import dd_tag
 from agent.export.unified import UnifiedTags
 from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
-from agent.samples import CheckResult, Kind, Sample, Tags
+from agent.samples import CheckResult, Sample, Tags
 from agent.secrets import register_secret, scrub
 from agent.tasks import cancel_and_wait
 
@@ -143,7 +143,7 @@ class DatadogApiExporter:
         self.unified = UnifiedTags(environ, file_tag_keys)
         self.budget = CustomMetricsBudget(
             config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
-            weight=self._weight, on_held=lambda n: self.health.drop("over_budget", n))
+            weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
         self.payloads = PayloadBuilder(
             hostname=hostname, destination=self.api_url, catalog=self.catalog,
             shaper=Shaper(self.catalog, self.unified, self.budget), budget=self.budget,
@@ -154,10 +154,6 @@ class DatadogApiExporter:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._store_failing = False
-
-    def _weight(self, metric: str) -> int:
-        spec = self.catalog.get(metric)
-        return DISTRIBUTION_WEIGHT if spec is not None and spec.kind is Kind.DISTRIBUTION else 1
 
     # -- component -------------------------------------------------------------------
     async def start(self) -> None:

@@ -32,15 +32,15 @@ from collections.abc import Iterable, Mapping
 from datadog.dogstatsd.base import DogStatsd
 
 from agent.catalog import Catalog, load_catalog
-from agent.export.budget import DISTRIBUTION_WEIGHT, Admission, CustomMetricsBudget
+from agent.export.budget import Admission, CustomMetricsBudget, catalog_weight
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.datadog_shape import Shaper
-from agent.export.events import SOURCE, EventDetector
+from agent.export.events import SOURCE, DatadogEvent, EventDetector
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tag, instance_tags, service_check_name
 from agent.export.unified import UnifiedTags
-from agent.samples import CheckResult, Kind, SeriesKey, Tags
+from agent.samples import CheckResult, Kind, Sample, SeriesKey, Tags
 
 __all__ = ["DogStatsdExporter"]
 
@@ -108,7 +108,7 @@ class DogStatsdExporter:
         self.unified = UnifiedTags(environ, file_tag_keys)
         self.budget = CustomMetricsBudget(
             config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
-            weight=self._weight, on_held=lambda n: self.health.drop("over_budget", n))
+            weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
         self.shaper = Shaper(self.catalog, self.unified, self.budget)
         self.events = EventDetector(self.catalog)
         self._event_metrics = self.events.metrics
@@ -130,10 +130,6 @@ class DogStatsdExporter:
         # (series key, kind) -> see _entry
         self._lines: dict[tuple[SeriesKey, Kind], list[Any]] = {}
         self._send_line = self.statsd.send_line
-
-    def _weight(self, metric: str) -> int:
-        spec = self.catalog.get(metric)
-        return DISTRIBUTION_WEIGHT if spec is not None and spec.kind is Kind.DISTRIBUTION else 1
 
     @property
     def destination(self) -> str:
@@ -158,7 +154,7 @@ class DogStatsdExporter:
                 "packets_sent": self.statsd.sent_so_far, "tags": self.unified.as_dict(),
                 **self.health.as_dict(), "custom_metrics": self.budget.status(time.time())}
 
-    def self_samples(self, base: Tags, now: float) -> list[Any]:
+    def self_samples(self, base: Tags, now: float) -> list[Sample]:
         """What the exporter counts for Datadog's bill (see HealthSource)."""
         return self.budget.samples(base, now)
 
@@ -245,7 +241,7 @@ class DogStatsdExporter:
         else:
             self.statsd.count(metric, value, tags=list(tags))
 
-    def _event(self, event: Any) -> None:
+    def _event(self, event: DatadogEvent) -> None:
         try:
             self.statsd.event(event.title, event.text, alert_type=event.alert_type,
                               aggregation_key=event.aggregation_key, source_type_name=SOURCE,
