@@ -18,7 +18,8 @@ column names the metrics worth one and Datadog's alert type; the semantics:
 
 Every event carries the series' tags (never its facts) plus an aggregation key, the same
 for every event of one series, so Datadog's event stream groups the failures of one DAG
-or one task; the facts (run id, try, error text, log link) go in the text as Markdown.
+or one task; the facts (run id, try, error text, log link) go in the text as Markdown,
+scrubbed of registered secrets like every other message the agent sends.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from agent.catalog import Catalog
 from agent.samples import CheckResult, Kind, Sample, SeriesKey, Tags
+from agent.secrets import scrub
 
 __all__ = ["DatadogEvent", "EventDetector", "aggregation_key"]
 
@@ -141,7 +143,7 @@ class EventDetector:
                                 .encode()).hexdigest()
         # a `metric:` tag lets a dashboard's event stream pick these events (render.py)
         tags = tuple(sorted({**dict(series), "metric": sample.metric}.items()))
-        return DatadogEvent(title=title[:200], text=text, alert_type=alert,
+        return DatadogEvent(title=scrub(title)[:200], text=text, alert_type=alert,
                             aggregation_key=aggregation_key(sample.metric, series),
                             timestamp=when, tags=tags, metric=sample.metric, identity=identity)
 
@@ -191,9 +193,9 @@ def _text(sample: Sample, series: Tags, facts: list[tuple[str, str]], check: str
     if link is not None:
         label = "Open the log" if link[0] == "log_url" else link[0]
         lines += ["", f"[{label}]({link[1]})"]
-    body = "\n".join(lines)
+    body = scrub("\n".join(lines))
     room = MAX_TEXT - len("%%% \n\n %%%")
     if len(body) > room:  # keep the link: it is what the on-call clicks
-        tail = "" if link is None else f"\n\n[Open the log]({link[1]})"
+        tail = "" if link is None else scrub(f"\n\n[Open the log]({link[1]})")
         body = body[:max(0, room - len(tail) - 3)] + "..." + tail
     return f"%%% \n{body}\n %%%"

@@ -215,3 +215,15 @@ def test_docs_name_every_event_metric():
     for spec in load_catalog():
         if spec.event:
             assert f"`{spec.name}`" in doc, f"docs/exporters.md does not list the event metric {spec.name}"
+
+
+def test_registered_secrets_never_reach_an_event(monkeypatch):
+    from agent import secrets
+
+    monkeypatch.setattr(secrets, "_secrets", secrets._secrets)  # restored after the test
+    secrets.register_secret("hunter2-airflow-password")
+    tags = make_tags({"check": "af", "filename": "dags/x.py",
+                      "error": "ConnectionError: postgres://af:hunter2-airflow-password@db"})
+    (event,) = EventDetector(load_catalog()).events(CheckResult("af", "airflow", Status.OK, samples=[
+        Sample("mlwarden.airflow.import_error", 1, tags, 1.0)], started=1.0))
+    assert "hunter2" not in event.text and "********" in event.text
