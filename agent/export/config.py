@@ -62,7 +62,7 @@ class DogStatsdTarget(_Model):
 
 
 class DatadogConfig(_Model):
-    """Send metrics and service checks to Datadog: via a local Datadog Agent or the HTTP API."""
+    """Send metrics, service checks and events to Datadog: via a local Datadog Agent or the HTTP API."""
 
     mode: Literal["dogstatsd", "api"] = Field(
         "dogstatsd",
