@@ -103,16 +103,19 @@ class _Lane:
     delay: float = 0.0
     rejected: bool = False
     last_error: str | None = None
+    kinds_seen: set[str] = field(default_factory=set)  # of trouble, in this outage
     sent_items: int = field(default=0)
 
 
 class _Verdict(Exception):
     def __init__(self, message: str, *, outcome: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.outcome = outcome  # retry | reject | invalid
         self.status = status
         self.retry_after = retry_after
+        # what went wrong, coarsely: each kind is logged once per outage
+        self.kind = kind or (f"http {status}" if status is not None else outcome)
 
 
 class DatadogApiExporter:
@@ -306,6 +309,7 @@ class DatadogApiExporter:
             if lane.rejected:
                 log.info("datadog intake accepts the API key again")
             lane.delay, lane.rejected, lane.last_error = 0.0, False, None
+            lane.kinds_seen.clear()
             lane.sent_items += 1
             pause = _rate_limit_pause(_local.response)
             if pause:
@@ -363,7 +367,10 @@ class DatadogApiExporter:
         lane.blocked_until = now + wait
         self.outbox.retry_later(item.id, due_at=lane.blocked_until, error=message)
         self.health.failure(message, now)
-        if lane.last_error is None:
+        # once per kind of trouble per outage (503, then timeouts, the client's backoff,
+        # 429): the log tells the story without a line per retry
+        if verdict.kind not in lane.kinds_seen:
+            lane.kinds_seen.add(verdict.kind)
             log.warning("%s; keeping points in the outbox and retrying in %.1fs", message, wait)
         else:
             log.debug("%s; retrying in %.1fs", message, wait)
@@ -391,9 +398,11 @@ class DatadogApiExporter:
         except HttpBackoff as exc:
             left = _backoff_left()
             raise _Verdict(f"{where}: the datadog client is backing off after repeated timeouts "
-                           f"({left:.0f}s left)", outcome="retry", retry_after=left) from exc
+                           f"({left:.0f}s left)", outcome="retry", retry_after=left,
+                           kind="backoff") from exc
         except HttpTimeout as exc:
-            raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s", outcome="retry") from exc
+            raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s",
+                           outcome="retry", kind="timeout") from exc
         except HTTPError as exc:
             # the package keeps the status only in its message; our client recorded nothing
             # because requests raised, so read it from the message
@@ -401,7 +410,8 @@ class DatadogApiExporter:
             raise _Verdict(f"{where} answered HTTP {status} to a {what} submission",
                            outcome="retry", status=status) from exc
         except ClientError as exc:
-            raise _Verdict(f"{where} is unreachable: {_reason(exc)}", outcome="retry") from exc
+            raise _Verdict(f"{where} is unreachable: {_reason(exc)}", outcome="retry",
+                           kind="unreachable") from exc
         except ApiError as exc:
             body = exc.args[0] if exc.args else None
             status = getattr(_local.response, "status_code", None)
