@@ -87,7 +87,8 @@ class Ticket:
 class _Metric:
     weight: int
     series: dict[tuple[str, ...], None] = field(default_factory=dict)  # (last seen: in _last)
-    retired: dict[tuple[str, ...], float] = field(default_factory=dict)  # merged away by a drop
+    # series a decision stopped (merged away by a tag drop, or displaced) -> last sent
+    retired: dict[tuple[str, ...], float] = field(default_factory=dict)
     held: int = 0  # points held back since start
     held_series_at: float | None = None  # last time a series of it was held back
 
@@ -108,7 +109,7 @@ class CustomMetricsBudget:
         self._metrics: dict[str, _Metric] = {}
         self._last: dict[Series, Ticket] = {}  # every series being sent
         self.total = 0  # weighted distinct series being sent (what the budget limits)
-        self.retired = 0  # weighted series a tag drop retired, still billed this hour
+        self.retired = 0  # weighted series a decision stopped, still billed this hour
         self.dropped_tags: dict[str, tuple[str, ...]] = {}  # metric -> tag keys removed
         self.decisions: list[dict[str, Any]] = []
         self.version = 0  # bumped on each tag drop: shaped tags cached by callers go stale
@@ -319,7 +320,7 @@ class CustomMetricsBudget:
             "window_seconds": WINDOW,
             "count": self.billed,  # sent in the last hour, retired series included
             "active": self.total,  # being sent now: what the budget limits
-            "retired_by_tag_drops": self.retired,
+            "retired_by_decisions": self.retired,
             "budget": self.budget,
             "cardinality_tags": list(self.droppable),
             "top": [{"metric": m, "count": c} for m, c in self.top(top)],

@@ -142,7 +142,7 @@ def test_dogstatsd_starter_config_unified_tags_and_the_budget_under_ten_times_n(
     # the budget held, and says so everywhere a user looks
     cm = status["custom_metrics"]
     assert cm["budget"] == N and cm["active"] <= N
-    assert len(wire) <= cm["count"] <= N + cm["retired_by_tag_drops"], (len(wire), cm)
+    assert len(wire) <= cm["count"] <= N + cm["retired_by_decisions"], (len(wire), cm)
     assert cm["tags_dropped"] == {"mlwarden.openmetrics.demo_requests": ["pod"]}, json.dumps(cm)
     assert "mlwarden.openmetrics.demo_requests" not in cm["held_back_points"]  # merged, kept
     held = [d["metric"] for d in cm["decisions"] if d["action"] == "hold_back"]

@@ -154,7 +154,7 @@ def assert_budget_held(status: dict, wire: set) -> None:
     cm = status["custom_metrics"]
     assert cm["active"] <= N
     assert len(wire) == cm["count"], "what the exporter says Datadog bills is what it received"
-    assert cm["count"] <= N + cm["retired_by_tag_drops"]
+    assert cm["count"] <= N + cm["retired_by_decisions"]
     actions = [(d["action"], d["metric"]) for d in cm["decisions"]]
     assert ("drop_tag", "mlwarden.openmetrics.demo_sessions") not in actions
     assert ("hold_back", "mlwarden.openmetrics.demo_sessions") in actions
