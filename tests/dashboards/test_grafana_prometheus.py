@@ -229,7 +229,8 @@ def test_every_grafana_panel_returns_data_from_prometheus_scraping_the_agent(tmp
         dcgm=lambda: Target({("GET", "/metrics"): dcgm.handler}),
         intake=lambda: Target({("POST", "/api/v2/series"): canned("intake down", status=500),
                                ("POST", "/api/v1/check_run"): canned("intake down", status=500),
-                               ("POST", "/api/v1/events"): canned("intake down", status=500)}),
+                               ("POST", "/api/v1/events"): canned("intake down", status=500),
+                               ("POST", "/api/v1/distribution_points"): canned("intake down", status=500)}),
         airflow=fake_airflow.target,
         hook=lambda: Target({("POST", "/hook"): canned("receiver down", status=500)}),
     )
