@@ -16,7 +16,10 @@ Columns: ``metric_name,metric_type,unit,description,check,tags,facts,event``.
   metric per run.
 - ``event``: Datadog's alert type (``error``, ``warning``, ``info``, ``success``) when a
   sample of the metric is also worth an event (a failed run, an import error, an XID);
-  empty otherwise.
+  empty otherwise. A ``count`` is an event for each sample above 0; a ``gauge`` is one when
+  its series enters its trigger state (non-zero; or the value after ``@``, as in
+  ``warning@0`` for a model that stops being ready) and a ``success`` event when it leaves
+  it (see ``agent/export/events.py``).
 
 The last two columns are optional in a third-party check's file.
 """
@@ -170,8 +173,19 @@ def read_metadata_csv(path: Path) -> list[MetricSpec]:
             if both := sorted(set(tags) & set(facts)):
                 raise ValueError(f"{where}: {both} listed both as tags and as facts")
             event = (row.get("event") or "").strip()
-            if event not in EVENT_TYPES:
-                raise ValueError(f"{where}: event must be empty or one of {list(EVENT_TYPES[1:])}")
+            alert, at, trigger = event.partition("@")
+            if alert not in EVENT_TYPES or (at and not alert):
+                raise ValueError(f"{where}: event must be empty or one of {list(EVENT_TYPES[1:])}"
+                                 " (a gauge may add @<value that triggers it>)")
+            if alert and kind not in (Kind.COUNT, Kind.GAUGE):
+                raise ValueError(f"{where}: events are for count and gauge metrics, not {kind.value}")
+            if at:
+                try:
+                    float(trigger)
+                except ValueError:
+                    raise ValueError(f"{where}: event trigger {trigger!r} after @ must be a number") from None
+                if kind is not Kind.GAUGE:
+                    raise ValueError(f"{where}: only a gauge event has a trigger value (@...)")
             spec = MetricSpec(
                 name=name,
                 kind=kind,

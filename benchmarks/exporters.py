@@ -6,8 +6,10 @@
    (12 buckets) against prometheus_client Histograms.
 2. DogStatsD: cost per metric of ``DogStatsdExporter.consume`` with client-side buffering
    and packets per metric (aim: <= 5 us and <= 0.05 packets per metric), against the
-   same exporter unbuffered (one packet per metric). Datagrams go to a UDP socket on
-   127.0.0.1 that the benchmark drains, and to a Unix datagram socket.
+   same exporter unbuffered (one packet per metric), and with a custom-metrics budget on
+   (every point is checked against it). Datagrams go to a UDP socket on 127.0.0.1 that the
+   benchmark drains, and to a Unix datagram socket. DD_ENV, DD_SERVICE and DD_VERSION are
+   set, as in a pod.
 
 Run: .venv/bin/python benchmarks/exporters.py
 """
@@ -162,7 +164,8 @@ def _drain(sock: socket.socket, conn) -> None:  # noqa: ANN001
     conn.send(packets)
 
 
-def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None = None) -> None:
+def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None = None,
+                    budget: int | None = None) -> None:
     res = results(1000)
     metrics = sum(len(r.samples) for r in res)
     tmp = tempfile.mkdtemp()
@@ -170,7 +173,7 @@ def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None 
     drain = Drain(path)
     cfg = DatadogConfig(host="127.0.0.1", port=drain.sock.getsockname()[1] if not unix else 8125,
                         socket=path, buffering=buffering, service_checks=False,
-                        max_packet_size=packet, flush_interval=10)
+                        max_packet_size=packet, flush_interval=10, custom_metrics_budget=budget)
     exp = DogStatsdExporter(cfg, telemetry_interval=3600)
     rounds = 20
     costs = []
@@ -217,6 +220,8 @@ def bench_client_floor() -> None:
 
 
 def main() -> None:
+    for var, value in (("DD_ENV", "prod"), ("DD_SERVICE", "ml-platform"), ("DD_VERSION", "1.4.2")):
+        os.environ.setdefault(var, value)
     print("== Prometheus /metrics render vs prometheus_client.generate_latest (same names and labels)")
     bench_render(1000)
     bench_render(10000)
@@ -224,6 +229,7 @@ def main() -> None:
     print("== DogStatsD exporter, 1,000 metrics per round, 4 tags each (~130-byte lines)")
     bench_dogstatsd("UDP buffered (1432 B, remote)", True, False, 1432)
     bench_dogstatsd("UDP buffered (8192 B, default)", True, False)
+    bench_dogstatsd("UDP buffered + budget (8192 B)", True, False, budget=100_000)
     bench_dogstatsd("Unix socket buffered (8192 B)", True, True)
     bench_dogstatsd("UDP unbuffered", False, False)
     bench_client_floor()

@@ -107,6 +107,8 @@ def render(doc: dict[str, Any]) -> str:
     width = max((len(n) for n in components), default=0) + 2
     for name, comp in components.items():
         out += _component(name, comp, now, width)
+        if isinstance(comp, dict) and isinstance(comp.get("custom_metrics"), dict):
+            out += ["  " + " " * width + line for line in custom_metrics_lines(comp["custom_metrics"])]
     return "\n".join(out)
 
 
@@ -161,7 +163,8 @@ def _component(name: str, comp: Any, now: float, width: int) -> list[str]:
     if not isinstance(comp, dict):
         return [f"  {name.ljust(width, '.')} {comp}"]
     flat = [(k, v) for k, v in comp.items() if not isinstance(v, dict)]
-    nested = [(k, v) for k, v in comp.items() if isinstance(v, dict) and v]
+    nested = [(k, v) for k, v in comp.items()
+              if isinstance(v, dict) and v and k != "custom_metrics"]  # that one: its own lines
     lines = [f"  {name.ljust(width, '.')} " + _pairs(flat, now)]
     for key, value in nested:
         if all(isinstance(v, dict) for v in value.values()):  # e.g. receivers by name
@@ -250,3 +253,23 @@ def _dur(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.1f}ms" if seconds < 0.01 else f"{seconds * 1000:.0f}ms"
     return f"{seconds:.3g}s" if seconds < 60 else _span(seconds)
+
+
+def custom_metrics_lines(cm: dict[str, Any]) -> list[str]:
+    """The Datadog exporter's custom-metrics count, top contributors and budget decisions."""
+    budget = cm.get("budget")
+    head = f"  custom metrics (last hour): {cm.get('count')}"
+    head += f" of a budget of {budget}" if budget is not None else " (no budget set)"
+    lines = [head]
+    top = ", ".join(f"{t['metric']} {t['count']}" for t in cm.get("top", []))
+    if top:
+        lines.append(f"  top contributors: {top}")
+    for d in cm.get("decisions", []):
+        if d.get("action") == "drop_tag":
+            lines.append(f"  decision: dropped tag `{d.get('tag')}` from {d.get('metric')} "
+                         f"({d.get('series_before')} -> {d.get('series_after')} series)")
+        else:
+            held = (cm.get("held_back_points") or {}).get(d.get("metric"), 0)
+            lines.append(f"  decision: holding back new series of {d.get('metric')} "
+                         f"({held} points held back so far)")
+    return lines

@@ -21,7 +21,8 @@ from agent.catalog import Catalog, load_catalog
 from agent.dashboards.spec import DASHBOARDS, PERCENTILES, Dashboard, Panel, Query
 from agent.samples import Kind
 
-__all__ = ["datadog_json", "grafana_json", "promql", "datadog_query", "render_all"]
+__all__ = ["datadog_json", "grafana_json", "promql", "datadog_query", "datadog_event_query",
+           "render_all"]
 
 GLOBAL_VARS = ("env",)  # user tags from agent.tags, not declared per metric
 # metrics tagged with the check instance they describe (every sample carries `check`, but on
@@ -57,7 +58,14 @@ def datadog_query(query: Query, dash: Dashboard, catalog: Catalog) -> str:
     spec = catalog[query.metric]
     if spec.kind in (Kind.COUNT, Kind.MONOTONIC_COUNT):
         q += ".as_rate()" if query.rate else ".as_count()"
+    # a distribution takes avg/sum/min/max (over every observation) or a percentile
+    # aggregator (p50, p95, ...): Datadog computes it over all agents' observations
     return q
+
+
+def datadog_event_query(panel: Panel) -> str:
+    """The event stream of a panel's metrics: every event carries a ``metric:`` tag."""
+    return "tags:" + ",".join(f"metric:{q.metric}" for q in panel.queries)
 
 
 def _dd_widget(panel: Panel, dash: Dashboard, catalog: Catalog) -> dict[str, Any]:
@@ -65,8 +73,11 @@ def _dd_widget(panel: Panel, dash: Dashboard, catalog: Catalog) -> dict[str, Any
         return {"definition": {"type": "note", "content": panel.text, "background_color": "gray",
                                "font_size": "14", "text_align": "left", "show_tick": False,
                                "has_padding": True}}
-    queries = [datadog_query(q, dash, catalog) for q in panel.queries]
     title = panel.title + (f" ({panel.unit.replace('_', ' ')})" if panel.unit else "")
+    if panel.viz == "events":
+        return {"definition": {"type": "event_stream", "title": title, "event_size": "l",
+                               "query": datadog_event_query(panel)}}
+    queries = [datadog_query(q, dash, catalog) for q in panel.queries]
     if panel.viz == "timeseries":
         requests = [{"q": q, "display_type": "line"} for q in queries]
         definition: dict[str, Any] = {"type": "timeseries", "title": title, "requests": requests,
@@ -141,9 +152,12 @@ def _histogram(query: Query, name: str, labels: str) -> str:
 
 def _gf_panel(panel: Panel, dash: Dashboard, catalog: Catalog, pid: int, x: int, y: int) -> dict[str, Any]:
     grid = {"h": 8, "w": 8, "x": x, "y": y}
-    if panel.viz == "note":
+    if panel.viz in ("note", "events"):
+        content = panel.text if panel.viz == "note" else (
+            "Datadog shows these as events (with run ids and log links); here, graph their "
+            "counters: " + ", ".join(f"`{catalog[q.metric].prometheus}`" for q in panel.queries))
         return {"id": pid, "type": "text", "title": panel.title, "gridPos": grid,
-                "options": {"mode": "markdown", "content": panel.text}}
+                "options": {"mode": "markdown", "content": content}}
     targets = []
     instant = panel.viz in ("value", "table", "toplist")
     for i, q in enumerate(panel.queries):

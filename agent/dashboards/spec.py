@@ -12,7 +12,9 @@ from typing import Literal
 
 __all__ = ["DASHBOARDS", "UNDASHBOARDED", "Dashboard", "Panel", "Query", "Row"]
 
-Viz = Literal["timeseries", "value", "toplist", "table", "note"]
+# "events": Datadog's event stream of the queried metrics' events (agent/export/events.py);
+# Prometheus has no events, so Grafana shows a note pointing at the counters instead
+Viz = Literal["timeseries", "value", "toplist", "table", "note", "events"]
 # p50/p95/p99: of a distribution's observations (Prometheus histogram_quantile over its
 # buckets, Datadog's percentiles); avg of a distribution is the mean observation
 Agg = Literal["avg", "sum", "min", "max", "p50", "p95", "p99"]
@@ -85,6 +87,8 @@ ENDPOINTS = Dashboard(
             Panel("Models ready", (Q("mlwarden.endpoint.ready", agg="sum"),), viz="value"),
             Panel("Readiness by model", (Q("mlwarden.endpoint.ready", "model", "endpoint", agg="min"),),
                   viz="table"),
+            Panel("Models that stopped being ready (events)", (Q("mlwarden.endpoint.ready"),),
+                  viz="events"),
         )),
         Row("Availability", (
             Panel("Up by endpoint", (Q("mlwarden.endpoint.up", "endpoint", agg="min"),)),
@@ -158,6 +162,9 @@ AIRFLOW = Dashboard(
                   unit="seconds"),
             Panel("Broken DAG files", (Q("mlwarden.airflow.import_error", "filename", agg="max"),),
                   viz="table"),
+            Panel("Failed runs, failed tasks and import errors (events, with log links)", (
+                Q("mlwarden.airflow.dag_run.failed"), Q("mlwarden.airflow.task_instance.failed"),
+                Q("mlwarden.airflow.import_error")), viz="events"),
         )),
         Row("Freshness and duration", (
             Panel("Time since last success", (Q("mlwarden.airflow.dag.last_success_age", "dag_id", agg="max"),),
@@ -258,6 +265,7 @@ GPU = Dashboard(
             ), unit="hertz"),
             Panel("Throttling by reason", (Q("mlwarden.gpu.throttled", "node", "reason", agg="max"),)),
             Panel("XID errors by code", (Q("mlwarden.gpu.xid.errors", "node", "xid", "xid_meaning", agg="sum", rate=True),)),
+            Panel("XID errors (events)", (Q("mlwarden.gpu.xid.errors"),), viz="events"),
             Panel("ECC errors", (Q("mlwarden.gpu.ecc.errors", "node", "type", agg="sum", rate=True),)),
             Panel("PCIe replays", (Q("mlwarden.gpu.pcie.replays", "node", agg="sum", rate=True),)),
             Panel("Remapped rows / remap failures", (
@@ -380,6 +388,16 @@ AGENT = Dashboard(
             Panel("Durable queue (Datadog API mode)", (Q("mlwarden.exporter.queue.length", "exporter", agg="max"),)),
             Panel("Last successful delivery (UNIX time)", (
                 Q("mlwarden.exporter.last_success", "exporter", agg="max"),), viz="table", unit="seconds"),
+        )),
+        Row("Datadog custom metrics (what Datadog bills)", (
+            Panel("Custom metrics in the last hour vs the budget", (
+                Q("mlwarden.exporter.custom_metrics", "exporter", agg="max", label="sent"),
+                Q("mlwarden.exporter.custom_metrics.budget", "exporter", agg="max", label="budget"),
+            )),
+            Panel("Top contributors", (Q("mlwarden.exporter.custom_metrics.by_metric", "metric", agg="max"),),
+                  viz="toplist"),
+            Panel("Metrics limited by the budget", (
+                Q("mlwarden.exporter.custom_metrics.limited", "decision", agg="max"),)),
         )),
         Row("Alert delivery", (
             Panel("Receivers up", (Q("mlwarden.alerting.receiver.up", "receiver", agg="min"),)),

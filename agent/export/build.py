@@ -47,14 +47,17 @@ def build_exporters(config: AgentConfig, engine: Callable[[], Engine],
             senders.append(PushgatewayPusher(prom.pushgateway, latest, config.agent.hostname))
     dd = config.exporters.datadog
     if dd is not None:
+        # the environment's DD_TAGS may override these keys (agent.export.unified)
+        file_keys = tuple(config.agent.tags)
         if dd.mode == "api":
             from agent.export.datadog_api import DatadogApiExporter
 
-            senders.append(DatadogApiExporter(dd, engine(), hostname=config.agent.hostname))
+            senders.append(DatadogApiExporter(dd, engine(), hostname=config.agent.hostname,
+                                              file_tag_keys=file_keys))
         else:
             from agent.export.datadog_statsd import DogStatsdExporter
 
-            senders.append(DogStatsdExporter(dd))
+            senders.append(DogStatsdExporter(dd, file_tag_keys=file_keys))
     out.components.extend(senders)
     exporters = [c for c in out.components if hasattr(c, "health")]
     if exporters:

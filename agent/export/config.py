@@ -2,7 +2,9 @@
 
 Datadog settings fall back to the environment variables Datadog's own tools read
 (``DD_AGENT_HOST``, ``DD_DOGSTATSD_PORT``, ``DD_DOGSTATSD_SOCKET``, ``DD_API_KEY``,
-``DD_SITE``) so an agent deployed beside a Datadog Agent needs no Datadog keys in its file.
+``DD_APP_KEY``, ``DD_SITE``) so an agent deployed beside a Datadog Agent needs no Datadog
+keys in its file. Unified service tagging (``DD_ENV``, ``DD_SERVICE``, ``DD_VERSION``,
+``DD_TAGS``) is read by :mod:`agent.export.unified`.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class DogStatsdTarget(_Model):
 
 
 class DatadogConfig(_Model):
-    """Send metrics and service checks to Datadog: via a local Datadog Agent or the HTTP API."""
+    """Send metrics, service checks and events to Datadog: via a local Datadog Agent or the HTTP API."""
 
     mode: Literal["dogstatsd", "api"] = Field(
         "dogstatsd",
@@ -169,7 +171,25 @@ class DatadogConfig(_Model):
         description="How long the datadog client refuses to call after 3 timeouts in a row.",
     )
     send_metadata: bool = Field(
-        True, description="api: set each metric's type, unit and description once per start."
+        False,
+        description="api: set each metric's type, unit and description in Datadog from the "
+        "catalog (once per metric, again when the catalog changes it); needs an application key.",
+    )
+    app_key: SecretStr | None = Field(
+        None, description="Datadog application key for `send_metadata` (default: $DD_APP_KEY, "
+        "else $DD_APPLICATION_KEY)."
+    )
+    # -- both modes
+    custom_metrics_budget: int | None = Field(
+        None, ge=1,
+        description="Most distinct custom metrics (metric name x tag set, what Datadog bills) "
+        "sent per rolling hour. Over it, `cardinality_tags` are removed from the biggest "
+        "contributors first, then new series are held back; each decision is logged once and "
+        "shown in /status.",
+    )
+    cardinality_tags: tuple[str, ...] = Field(
+        (), description="Tags the budget may remove to stay under it, in order of preference "
+        "(e.g. [pod, model_version])."
     )
 
     @model_validator(mode="after")
@@ -177,6 +197,20 @@ class DatadogConfig(_Model):
         if self.mode == "api" and self.api_key is None and not os.environ.get("DD_API_KEY"):
             raise ValueError("mode `api` needs `api_key` (or the DD_API_KEY environment variable), "
                              "found neither")
+        if self.send_metadata:
+            if self.mode != "api":
+                raise ValueError("send_metadata sets metric metadata through Datadog's API: it "
+                                 "needs `mode: api` (a Datadog Agent cannot set it)")
+            if not self.resolved_app_key():
+                raise ValueError("send_metadata needs an application key: `app_key` (or the "
+                                 "DD_APP_KEY environment variable), found neither")
+        if self.cardinality_tags and self.custom_metrics_budget is None:
+            raise ValueError("cardinality_tags are removed only to stay under "
+                             "custom_metrics_budget, which is not set")
+        reserved = sorted({"env", "service", "version"} & set(self.cardinality_tags))
+        if reserved:
+            raise ValueError(f"cardinality_tags may not name {reserved}: unified service "
+                             "tagging needs env, service and version on everything sent")
         return self
 
     @property
@@ -196,6 +230,12 @@ class DatadogConfig(_Model):
         if self.api_key is not None:
             return self.api_key.get_secret_value()
         return os.environ.get("DD_API_KEY", "")
+
+    def resolved_app_key(self) -> str:
+        if self.app_key is not None:
+            return self.app_key.get_secret_value()
+        env = os.environ
+        return env.get("DD_APP_KEY") or env.get("DD_APPLICATION_KEY") or ""
 
     def resolved_api_url(self) -> str:
         if self.api_url:

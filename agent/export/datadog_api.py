@@ -1,10 +1,11 @@
 """Datadog straight to the intake (HTTP API), with nothing lost in an outage.
 
 Every batch goes through the store's outbox before it is sent (write-ahead), so a Datadog
-outage or an agent restart loses nothing: ``consume()`` only appends to a memory batch;
-a task moves the batch to the outbox every ``flush_interval`` and then delivers pending
-batches oldest first, each with its original timestamps. A lane (series, service checks)
-stops at its first failure so order holds; it waits with exponential backoff, or as long
+outage or an agent restart loses nothing: ``consume()`` only appends to a memory batch
+(:mod:`agent.export.datadog_payloads`); a task moves the batch to the outbox every
+``flush_interval`` and then delivers pending batches oldest first, each with its original
+timestamps. A lane (series, distributions, service checks, events, metadata) stops at its
+first failure so order holds; it waits with exponential backoff, or as long
 as the intake's rate limit asks, and then resumes at the same batch. Batches beyond
 ``queue_max_items`` and points older than ``max_age`` (Datadog refuses points over an hour
 old) are dropped and counted, never silently.
@@ -18,18 +19,20 @@ own ``HttpBackoff`` (300 s after 3 timeouts) are retried; 403/401 (bad API key) 
 a single request; 400/413 (payload refused) drop that batch and count its points.
 
 All database and HTTP work runs on one worker thread, off the event loop, which also
-serialises the package's module-global state.
+serialises the package's module-global state. The package logs every request at INFO
+(``datadog.api``); that logger is held at WARNING unless the agent logs at DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,48 +41,56 @@ from datadog import initialize as dd_initialize
 from datadog.api.api_client import APIClient
 from datadog.api.exceptions import ApiError, ClientError, HttpBackoff, HTTPError, HttpTimeout
 from datadog.api.http_client import RequestClient
-from datadog.api.service_checks import ServiceCheck
-from sqlalchemy import Engine, and_, delete, func
+from sqlalchemy import Engine, and_, delete, func, or_
 
 from agent.catalog import Catalog, load_catalog
 from agent.errors import ExportError
+from agent.export.budget import CustomMetricsBudget, catalog_weight
 from agent.export.config import DatadogConfig
-from agent.export.counters import MonotonicDeltas
+from agent.export.datadog_metadata import DD_UNITS
+from agent.export.datadog_payloads import Batch, PayloadBuilder
+from agent.export.datadog_shape import Shaper
 from agent.export.health import ExporterHealth
-from agent.export.tags import dd_tags, instance_tags, service_check_name
+from agent.export.tags import dd_tag
+from agent.export.unified import UnifiedTags
 from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
-from agent.samples import CheckResult, Kind
+from agent.samples import CheckResult, Sample, Tags
 from agent.secrets import register_secret, scrub
 from agent.tasks import cancel_and_wait
 
-__all__ = ["DatadogApiExporter", "SERIES_KIND", "CHECK_KIND", "DD_UNITS"]
+__all__ = ["DatadogApiExporter", "SERIES_KIND", "DISTRIBUTION_KIND", "CHECK_KIND", "EVENT_KIND",
+           "METADATA_KIND", "DD_UNITS"]
 
 log = logging.getLogger(__name__)
 
 SERIES_KIND = "datadog_series"
+DISTRIBUTION_KIND = "datadog_distribution"
 CHECK_KIND = "datadog_check"
-# v2 series intake types
-# distributions go as gauges until the exporter sends Datadog distributions (issue #17)
-_TYPE = {Kind.GAUGE: 3, Kind.COUNT: 1, Kind.MONOTONIC_COUNT: 1, Kind.DISTRIBUTION: 3}
-# catalog unit -> Datadog unit name (units Datadog does not know are left unset)
-DD_UNITS = {
-    "seconds": "second", "bytes": "byte", "ratio": "fraction", "celsius": "degree celsius",
-    "watts": "watt", "hertz": "hertz", "joules": "joule", "dollars": "dollar",
-    "requests": "request", "errors": "error", "tasks": "task", "files": "file",
-    "processes": "process", "events": "event", "samples": "sample",
-}
+EVENT_KIND = "datadog_event"
+METADATA_KIND = "datadog_metadata"
+KINDS = (SERIES_KIND, DISTRIBUTION_KIND, CHECK_KIND, EVENT_KIND, METADATA_KIND)
+_WHAT = {SERIES_KIND: "series", DISTRIBUTION_KIND: "distribution", CHECK_KIND: "service check",
+         EVENT_KIND: "event", METADATA_KIND: "metric metadata"}
+EVENT_MAX_AGE = 18 * 3600.0  # /api/v1/events takes events up to 18 hours old
+CHECKS_PER_REQUEST = 1000
 _REJECT_STATUSES = (401, 403, 404)
 _INVALID_STATUSES = (400, 413, 422)
 _local = threading.local()
 
 
 class _RecordingClient(RequestClient):  # type: ignore[misc]
-    """The package's requests client, keeping the last answer so status codes are never lost."""
+    """The package's requests client, keeping the last answer so status codes are never lost.
+
+    It also labels bodies the package passed through unlabelled: the package sets
+    ``Content-Type`` only for dict bodies, and ``check_run`` takes a JSON list."""
 
     @classmethod
     def request(cls, *args: Any, **kwargs: Any) -> Any:
         _local.response = None
+        headers = kwargs.get("headers")
+        if isinstance(headers, dict) and kwargs.get("data") is not None:
+            headers.setdefault("Content-Type", "application/json")
         result = super().request(*args, **kwargs)
         _local.response = result
         return result
@@ -92,25 +103,30 @@ class _Lane:
     delay: float = 0.0
     rejected: bool = False
     last_error: str | None = None
+    kinds_seen: set[str] = field(default_factory=set)  # of trouble, in this outage
     sent_items: int = field(default=0)
 
 
 class _Verdict(Exception):
     def __init__(self, message: str, *, outcome: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.outcome = outcome  # retry | reject | invalid
         self.status = status
         self.retry_after = retry_after
+        # what went wrong, coarsely: each kind is logged once per outage
+        self.kind = kind or (f"http {status}" if status is not None else outcome)
 
 
 class DatadogApiExporter:
-    """Pipeline sink and component that submits series and service checks to Datadog's API."""
+    """Pipeline sink and component that submits series, distributions, service checks,
+    events and metric metadata to Datadog's API."""
 
     name = "datadog"
 
     def __init__(self, config: DatadogConfig, engine: Engine, hostname: str,
-                 catalog: Catalog | None = None, clock: Callable[[], float] = time.time) -> None:
+                 catalog: Catalog | None = None, clock: Callable[[], float] = time.time, *,
+                 file_tag_keys: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.outbox = Outbox(engine)
@@ -123,80 +139,59 @@ class DatadogApiExporter:
             raise ExportError("exporters.datadog: mode `api` needs an API key (api_key or DD_API_KEY)",
                               retryable=False)
         register_secret(self._api_key)
+        self._app_key = config.resolved_app_key() if config.send_metadata else ""
+        if self._app_key:
+            register_secret(self._app_key)
         self.health = ExporterHealth("datadog")
-        self._deltas = MonotonicDeltas()
-        self._series: list[dict[str, Any]] = []
-        self._checks: list[dict[str, Any]] = []
-        self._lanes = {SERIES_KIND: _Lane(SERIES_KIND), CHECK_KIND: _Lane(CHECK_KIND)}
+        self.unified = UnifiedTags(environ, file_tag_keys)
+        self.budget = CustomMetricsBudget(
+            config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
+            weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
+        self.payloads = PayloadBuilder(
+            hostname=hostname, destination=self.api_url, catalog=self.catalog,
+            shaper=Shaper(self.catalog, self.unified, self.budget), budget=self.budget,
+            service_checks=config.service_checks, send_metadata=config.send_metadata,
+            on_full=lambda n: self._wake.set(), full_at=config.max_points_per_request)
+        self._lanes = {kind: _Lane(kind) for kind in KINDS}
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="datadog-api")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._units: dict[str, str | None] = {}
         self._store_failing = False
 
     # -- component -------------------------------------------------------------------
     async def start(self) -> None:
+        _quiet_package_log()
         await self._blocking(self._configure_client)
         self.health.state = "ok"
         self._task = asyncio.get_running_loop().create_task(self._run(), name="datadog-api")
-        log.info("sending metrics to the Datadog API at %s (durable queue in the store's outbox)",
-                 self.api_url)
+        tags = ", ".join(f"{k}:{v}" for k, v in self.unified.tags) or "none"
+        log.info("sending metrics to the Datadog API at %s (durable queue in the store's outbox; "
+                 "environment tags: %s)", self.api_url, tags)
 
     async def stop(self) -> None:
         """Move what is still in memory to the outbox (sent after the restart), then stop."""
         await cancel_and_wait(self._task)
         self._task = None
-        await self._blocking(self._to_outbox, self.clock(), *self._take())
+        await self._blocking(self._to_outbox, self.clock(), self._take())
         self._pool.shutdown(wait=True)
 
     def status(self) -> dict[str, Any]:
-        lanes = {k: {"blocked_for_seconds": max(0.0, round(v.blocked_until - self.clock(), 3)),
+        now = self.clock()
+        lanes = {k: {"blocked_for_seconds": max(0.0, round(v.blocked_until - now, 3)),
                      "rejected": v.rejected, "last_error": v.last_error} for k, v in self._lanes.items()}
-        return {"mode": "api", "destination": self.api_url, "lanes": lanes, **self.health.as_dict()}
+        return {"mode": "api", "destination": self.api_url, "tags": self.unified.as_dict(),
+                "lanes": lanes, **self.health.as_dict(), "custom_metrics": self.budget.status(now)}
+
+    def self_samples(self, base: Tags, now: float) -> list[Sample]:
+        """What the exporter counts for Datadog's bill (see HealthSource)."""
+        return self.budget.samples(base, now)
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
-        host = [{"name": self.hostname, "type": "host"}]
-        for sample in result.samples:
-            value = sample.value
-            if sample.kind is Kind.MONOTONIC_COUNT:
-                delta = self._deltas.delta(sample.key, value)
-                if delta is None:
-                    continue
-                value = delta
-            series: dict[str, Any] = {
-                "metric": sample.metric,
-                "type": _TYPE[sample.kind],
-                "points": [{"timestamp": _second(sample.timestamp or result.started), "value": float(value)}],
-                "tags": dd_tags(sample.tags),
-                "resources": host,
-            }
-            unit = self._unit(sample.metric)
-            if unit:
-                series["unit"] = unit
-            self._series.append(series)
-        if self.config.service_checks and result.check_type != "exporters":
-            check: dict[str, Any] = {
-                "check": service_check_name(result.check_type),
-                "host_name": self.hostname,
-                "status": int(result.status),
-                "timestamp": _second(result.started),
-                "tags": dd_tags(instance_tags(result)),
-            }
-            if result.message:
-                check["message"] = result.message[:4000]
-            self._checks.append(check)
-        if len(self._series) >= self.config.max_points_per_request:
-            self._wake.set()
+        self.payloads.consume(result)
 
     def forget(self, check: str) -> None:
-        self._deltas.forget(check)
-
-    def _unit(self, metric: str) -> str | None:
-        if metric not in self._units:
-            spec = self.catalog.get(metric)
-            self._units[metric] = DD_UNITS.get(spec.unit) if spec else None
-        return self._units[metric]
+        self.payloads.forget(check)
 
     # -- the loop --------------------------------------------------------------------
     async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -209,14 +204,14 @@ class DatadogApiExporter:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            series, checks = self._take()
+            batch = self._take()
             try:
-                await self._blocking(self._to_outbox, self.clock(), series, checks)
+                await self._blocking(self._to_outbox, self.clock(), batch)
             except asyncio.CancelledError:
-                self._restore(series, checks)
+                self._restore(batch)
                 raise
             except Exception as exc:  # noqa: BLE001 - the store is down: keep the batch in memory
-                self._restore(series, checks)
+                self._restore(batch)
                 self._cycle_failed(f"cannot write to the outbox in the store: {exc}")
                 continue
             try:
@@ -227,17 +222,15 @@ class DatadogApiExporter:
             except Exception as exc:  # noqa: BLE001 - the store may be down; keep trying
                 self._cycle_failed(f"a delivery round failed: {exc}")
 
-    def _restore(self, series: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    def _restore(self, batch: Batch) -> None:
         """Put a batch the outbox did not take back in memory, within the queue's bound."""
         cap = self.config.max_points_per_request * 10
-        self._series[:0] = series
-        self._checks[:0] = checks
-        if len(self._series) > cap:
-            self.health.drop("queue_full", len(self._series) - cap)
-            del self._series[:len(self._series) - cap]
-        if len(self._checks) > cap:
-            self.health.drop("queue_full", len(self._checks) - cap)
-            del self._checks[:len(self._checks) - cap]
+        current = self.payloads.restore(batch)
+        for name in ("series", "distributions", "checks", "events", "metadata"):
+            items = getattr(current, name)
+            if len(items) > cap:
+                self.health.drop("queue_full", len(items) - cap)
+                del items[:len(items) - cap]
 
     def _cycle_failed(self, message: str) -> None:
         message = f"datadog exporter: {scrub(message)}"
@@ -246,33 +239,34 @@ class DatadogApiExporter:
             log.error("%s; retrying every %gs (points wait in memory)", message, self.config.interval)
         self._store_failing = True
 
-    def _take(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _take(self) -> Batch:
         """The memory batch, taken on the loop (where ``consume`` appends to it)."""
-        series, self._series = self._series, []
-        checks, self._checks = self._checks, []
-        return series, checks
+        return self.payloads.take()
 
-    def cycle(self, now: float, series: list[dict[str, Any]] | None = None,
-              checks: list[dict[str, Any]] | None = None) -> None:
+    def cycle(self, now: float, batch: Batch | None = None) -> None:
         """One round (blocking): batch to the outbox, bound it, deliver what is due."""
-        self._to_outbox(now, series or [], checks or [])
+        self._to_outbox(now, batch or Batch())
         self._bound(now)
         for lane in self._lanes.values():
             self._deliver(lane, now)
-        self.health.queue_length = self.outbox.pending_count(SERIES_KIND) + \
-            self.outbox.pending_count(CHECK_KIND)
+        self.health.queue_length = sum(self.outbox.pending_count(k) for k in KINDS)
 
-    def _to_outbox(self, now: float, series: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    def _to_outbox(self, now: float, batch: Batch) -> None:
         step = self.config.max_points_per_request
-        batches = [{"series": series[i:i + step]} for i in range(0, len(series), step)]
-        if batches:
-            self.outbox.enqueue_many(SERIES_KIND, self.api_url, batches, now=now)
-        if checks:
-            self.outbox.enqueue_many(CHECK_KIND, self.api_url, checks, now=now)
+        for kind, items, size in ((SERIES_KIND, batch.series, step),
+                                  (DISTRIBUTION_KIND, batch.distributions, step),
+                                  (CHECK_KIND, batch.checks, CHECKS_PER_REQUEST)):
+            chunks = [items[i:i + size] for i in range(0, len(items), size)]
+            payloads = [{"series": c} for c in chunks] if kind != CHECK_KIND else chunks
+            if payloads:
+                self.outbox.enqueue_many(kind, self.api_url, payloads, now=now)
+        for kind, keyed in ((EVENT_KIND, batch.events), (METADATA_KIND, batch.metadata)):
+            for dedup, payload in keyed:  # a dedup key already queued or sent is a no-op
+                self.outbox.enqueue(kind, self.api_url, payload, now=now, dedup_key=dedup)
 
     def _bound(self, now: float) -> None:
         """Keep the queue within ``queue_max_items`` (oldest go first) and prune settled rows."""
-        for kind in (SERIES_KIND, CHECK_KIND):
+        for kind in KINDS:
             excess = self.outbox.pending_count(kind) - self.config.queue_max_items
             if excess > 0:
                 for item in self.outbox.due(kind, now=float("inf"), limit=excess):
@@ -280,10 +274,13 @@ class DatadogApiExporter:
                     self.health.drop("queue_full", _points(item.payload))
                 log.warning("datadog outbox over %d batches: dropped the %d oldest",
                             self.config.queue_max_items, excess)
+        # settled rows go after an hour, but sent metadata stays: its dedup key is how a
+        # restart knows the body was already set
         with self.engine.begin() as conn:
             conn.execute(delete(outbox_table).where(and_(
-                outbox_table.c.kind.in_((SERIES_KIND, CHECK_KIND)),
-                outbox_table.c.state.in_(("sent", "dead")),
+                outbox_table.c.kind.in_(KINDS),
+                or_(outbox_table.c.state == "dead",
+                    and_(outbox_table.c.state == "sent", outbox_table.c.kind != METADATA_KIND)),
                 func.coalesce(outbox_table.c.sent_at, outbox_table.c.created_at) < now - 3600)))
 
     def _deliver(self, lane: _Lane, now: float, limit: int = 50) -> None:
@@ -299,7 +296,8 @@ class DatadogApiExporter:
             if stale:
                 self.health.drop("too_old", stale)
             if payload is None:
-                self.outbox.mark_dead(item.id, error=f"every point is older than {self.config.max_age:g}s")
+                self.outbox.mark_dead(item.id, error=f"too old for the intake (over {self.config.max_age:g}s; "
+                                      f"events over {EVENT_MAX_AGE:g}s)")
                 continue
             try:
                 self._send(lane.kind, payload)
@@ -311,6 +309,7 @@ class DatadogApiExporter:
             if lane.rejected:
                 log.info("datadog intake accepts the API key again")
             lane.delay, lane.rejected, lane.last_error = 0.0, False, None
+            lane.kinds_seen.clear()
             lane.sent_items += 1
             pause = _rate_limit_pause(_local.response)
             if pause:
@@ -318,15 +317,27 @@ class DatadogApiExporter:
                 log.info("datadog rate limit reached: pausing the %s lane for %.0fs", lane.kind, pause)
                 return
 
-    def _fresh(self, item: OutboxItem, now: float) -> tuple[dict[str, Any] | None, int]:
-        """The item without points older than ``max_age``; None when nothing is left."""
+    def _fresh(self, item: OutboxItem, now: float) -> tuple[Any, int]:
+        """The item without points too old for the intake; None when nothing is left."""
         oldest = now - self.config.max_age
+        payload = item.payload
+        if item.kind == METADATA_KIND:
+            return payload, 0
+        if item.kind == EVENT_KIND:
+            fresh = payload.get("date_happened", now) >= now - EVENT_MAX_AGE
+            return (payload, 0) if fresh else (None, 1)
         if item.kind == CHECK_KIND:
-            return (None, 1) if item.payload.get("timestamp", now) < oldest else (item.payload, 0)
+            checks = payload if isinstance(payload, list) else [payload]  # one check: older rows
+            kept = [c for c in checks if c.get("timestamp", now) >= oldest]
+            return (kept or None), len(checks) - len(kept)
         kept, stale = [], 0
-        for series in item.payload["series"]:
-            points = [p for p in series["points"] if p["timestamp"] >= oldest]
-            stale += len(series["points"]) - len(points)
+        for series in payload["series"]:
+            if item.kind == DISTRIBUTION_KIND:
+                points = [p for p in series["points"] if p[0] >= oldest]
+                stale += sum(len(p[1]) for p in series["points"]) - sum(len(p[1]) for p in points)
+            else:
+                points = [p for p in series["points"] if p["timestamp"] >= oldest]
+                stale += len(series["points"]) - len(points)
             if points:
                 kept.append({**series, "points": points})
         return ({"series": kept} if kept else None), stale
@@ -356,7 +367,10 @@ class DatadogApiExporter:
         lane.blocked_until = now + wait
         self.outbox.retry_later(item.id, due_at=lane.blocked_until, error=message)
         self.health.failure(message, now)
-        if lane.last_error is None:
+        # once per kind of trouble per outage (503, then timeouts, the client's backoff,
+        # 429): the log tells the story without a line per retry
+        if verdict.kind not in lane.kinds_seen:
+            lane.kinds_seen.add(verdict.kind)
             log.warning("%s; keeping points in the outbox and retrying in %.1fs", message, wait)
         else:
             log.debug("%s; retrying in %.1fs", message, wait)
@@ -364,8 +378,9 @@ class DatadogApiExporter:
 
     # -- the datadog package ---------------------------------------------------------
     def _configure_client(self) -> None:
-        dd_initialize(api_key=self._api_key, api_host=self.api_url, host_name=self.hostname,
-                      mute=False, return_raw_response=True, hostname_from_config=False)
+        dd_initialize(api_key=self._api_key, app_key=self._app_key or None, api_host=self.api_url,
+                      host_name=self.hostname, mute=False, return_raw_response=True,
+                      hostname_from_config=False)
         dd_api._timeout = self.config.timeout  # type: ignore[assignment]  # requests takes floats
         dd_api._max_retries = 0
         APIClient._http_client = _RecordingClient
@@ -375,21 +390,19 @@ class DatadogApiExporter:
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:
         """One request through the package; raises _Verdict unless the intake took it."""
-        what = "series" if kind == SERIES_KIND else "service check"
+        what = _WHAT[kind]
         where = f"Datadog intake {self.api_url}"
         _local.response = None
         try:
-            if kind == SERIES_KIND:
-                out = APIClient.submit("POST", "series", api_version="v2", body=payload,
-                                       compress_payload=True)
-            else:
-                out = ServiceCheck.check(**payload)
+            out = _submit(kind, payload)
         except HttpBackoff as exc:
             left = _backoff_left()
             raise _Verdict(f"{where}: the datadog client is backing off after repeated timeouts "
-                           f"({left:.0f}s left)", outcome="retry", retry_after=left) from exc
+                           f"({left:.0f}s left)", outcome="retry", retry_after=left,
+                           kind="backoff") from exc
         except HttpTimeout as exc:
-            raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s", outcome="retry") from exc
+            raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s",
+                           outcome="retry", kind="timeout") from exc
         except HTTPError as exc:
             # the package keeps the status only in its message; our client recorded nothing
             # because requests raised, so read it from the message
@@ -397,7 +410,8 @@ class DatadogApiExporter:
             raise _Verdict(f"{where} answered HTTP {status} to a {what} submission",
                            outcome="retry", status=status) from exc
         except ClientError as exc:
-            raise _Verdict(f"{where} is unreachable: {_reason(exc)}", outcome="retry") from exc
+            raise _Verdict(f"{where} is unreachable: {_reason(exc)}", outcome="retry",
+                           kind="unreachable") from exc
         except ApiError as exc:
             body = exc.args[0] if exc.args else None
             status = getattr(_local.response, "status_code", None)
@@ -417,6 +431,9 @@ class DatadogApiExporter:
         if status in _REJECT_STATUSES:
             hint = ("check exporters.datadog.api_key / DD_API_KEY" if status != 404
                     else "check exporters.datadog.site / DD_SITE / api_url")
+            if what == _WHAT[METADATA_KIND] and status != 404:
+                hint = ("check exporters.datadog.app_key / DD_APP_KEY (and api_key): setting "
+                        "metadata needs an application key allowed to edit metrics")
             return _Verdict(f"{where} refused the {what} submission with HTTP {status}{detail} ({hint})",
                             outcome="reject", status=status)
         if status == 429:
@@ -430,6 +447,31 @@ class DatadogApiExporter:
         return _Verdict(f"{where} answered HTTP {status}{detail}", outcome="retry", status=status)
 
 
+def _submit(kind: str, payload: Any) -> Any:
+    """One request of ``kind`` through the package (its backoff and our recording client)."""
+    if kind == SERIES_KIND:
+        return APIClient.submit("POST", "series", api_version="v2", body=payload, compress_payload=True)
+    if kind == DISTRIBUTION_KIND:
+        return APIClient.submit("POST", "distribution_points", api_version="v1", body=payload,
+                                compress_payload=True)
+    if kind == CHECK_KIND:
+        checks = payload if isinstance(payload, list) else [payload]
+        # one request for the flush: the package serialises only dicts, so the list goes as text
+        return APIClient.submit("POST", "check_run", api_version="v1",
+                                body=json.dumps(checks, separators=(",", ":")))
+    if kind == EVENT_KIND:
+        return APIClient.submit("POST", "events", api_version="v1", body=payload)
+    return APIClient.submit("PUT", f"metrics/{payload['metric']}", api_version="v1", body=payload["body"])
+
+
+def _quiet_package_log() -> None:
+    """The datadog package logs each request at INFO: keep that out of the agent's log
+    unless the agent itself logs at DEBUG."""
+    package = logging.getLogger("datadog.api")
+    if not logging.getLogger().isEnabledFor(logging.DEBUG) and package.level < logging.WARNING:
+        package.setLevel(logging.WARNING)
+
+
 def _rate_limit_pause(response: Any) -> float | None:
     """Seconds to wait when the intake says no calls are left in this rate-limit period."""
     headers = getattr(response, "headers", None) or {}
@@ -438,16 +480,12 @@ def _rate_limit_pause(response: Any) -> float | None:
     return None
 
 
-def _second(t: float) -> int:
-    """Datadog's whole second for ``t``: the nearest, not the one before. A run scheduled on
-    the second often starts a hair early (684.9996); truncated, it shares a second with the
-    previous run and Datadog keeps one of the two points."""
-    return round(t)
-
-
 def _points(payload: Any) -> int:
     if isinstance(payload, dict) and "series" in payload:
-        return sum(len(s["points"]) for s in payload["series"])
+        return sum(len(p[1]) if isinstance(p, list) else 1
+                   for s in payload["series"] for p in s["points"])
+    if isinstance(payload, list):
+        return len(payload)
     return 1
 
 

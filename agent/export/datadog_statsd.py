@@ -7,9 +7,18 @@ silent, so the client's own telemetry is on and its drop counters are read (they
 each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps totals).
 
 Kinds: gauges are gauges; ``count`` samples are sent as counts (``|c``), never gauges;
-``monotonic_count`` totals become the delta since the previous total, sent as counts.
-Each check result also becomes a service check ``mlwarden.<check type>.status`` tagged
-with the instance, so Datadog monitors can follow every check instance's status.
+``monotonic_count`` totals become the delta since the previous total, sent as counts;
+``distribution`` observations go as distributions (``|d``), so Datadog computes
+percentiles across agents. Each check result also becomes a service check
+``mlwarden.<check type>.status`` tagged with the instance, so Datadog monitors can follow
+every check instance's status, and samples of event metrics become events (``_e``,
+:mod:`agent.export.events`).
+
+What a series is (facts off, unified service tags, normalised tags, the custom-metrics
+budget) is decided by :class:`~agent.export.datadog_shape.Shaper`, shared with API mode.
+The client's own ``DD_ENV``/``DD_SERVICE``/``DD_VERSION``/``DATADOG_TAGS`` constant tags
+are taken off it, so each of those keys is sent once, with the precedence of
+:mod:`agent.export.unified`.
 """
 
 from __future__ import annotations
@@ -18,18 +27,27 @@ import logging
 import time
 from typing import Any
 
+from collections.abc import Iterable, Mapping
+
 from datadog.dogstatsd.base import DogStatsd
 
+from agent.catalog import Catalog, load_catalog
+from agent.export.budget import Admission, CustomMetricsBudget, catalog_weight
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
+from agent.export.datadog_shape import Shaper
+from agent.export.events import SOURCE, DatadogEvent, EventDetector
 from agent.export.health import ExporterHealth
-from agent.export.tags import dd_tags, instance_tags, service_check_name
-from agent.samples import CheckResult, Kind, SeriesKey, Tags
+from agent.export.tags import dd_tag, instance_tags, service_check_name
+from agent.export.unified import UnifiedTags
+from agent.samples import CheckResult, Kind, Sample, SeriesKey, Tags
 
 __all__ = ["DogStatsdExporter"]
 
 log = logging.getLogger(__name__)
-_UNSET: Any = ("", "")  # a cache miss (None in the cache means: use the public calls)
+_TYPE = {Kind.GAUGE: "g", Kind.COUNT: "c", Kind.MONOTONIC_COUNT: "c", Kind.DISTRIBUTION: "d"}
+# the client's constant tags kept: origin detection (DD_ENTITY_ID), which the Agent strips
+_KEEP_CONSTANT = ("dd.internal.entity_id:",)
 
 
 class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
@@ -77,13 +95,23 @@ class DogStatsdExporter:
 
     name = "datadog"
 
-    def __init__(self, config: DatadogConfig, telemetry_interval: int = 10) -> None:
+    def __init__(self, config: DatadogConfig, telemetry_interval: int = 10, *,
+                 catalog: Catalog | None = None, file_tag_keys: Iterable[str] = (),
+                 environ: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.target = config.dogstatsd_target()
+        self.catalog = catalog or load_catalog()
         self.health = ExporterHealth("datadog")
         self.health.state = "ok"
         self._deltas = MonotonicDeltas()
         self._seen_dropped = 0
+        self.unified = UnifiedTags(environ, file_tag_keys)
+        self.budget = CustomMetricsBudget(
+            config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
+            weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
+        self.shaper = Shaper(self.catalog, self.unified, self.budget)
+        self.events = EventDetector(self.catalog)
+        self._event_metrics = self.events.metrics
         self.statsd = _CountingDogStatsd(
             host=None if self.target.socket else self.target.host,
             port=None if self.target.socket else self.target.port,
@@ -93,12 +121,14 @@ class DogStatsdExporter:
             max_buffer_len=config.max_packet_size or _default_packet_size(self.target.host, self.target.socket),
             disable_telemetry=False,
             telemetry_min_flush_interval=telemetry_interval,
-            # DD_ENV, DD_SERVICE and DD_VERSION become env/service/version constant tags
-            # inside the client; nothing to add here.
             constant_tags=[],
             origin_detection_enabled=False,
         )
-        self._lines: dict[tuple[SeriesKey, Kind], tuple[str, str] | None] = {}
+        # the client added DD_ENV/DD_SERVICE/DD_VERSION/DATADOG_TAGS as constant tags; the
+        # shaper adds them instead, once per key and with the documented precedence
+        self.statsd.constant_tags = [t for t in self.statsd.constant_tags if t.startswith(_KEEP_CONSTANT)]
+        # (series key, kind) -> see _entry
+        self._lines: dict[tuple[SeriesKey, Kind], list[Any]] = {}
         self._send_line = self.statsd.send_line
 
     @property
@@ -109,8 +139,9 @@ class DogStatsdExporter:
 
     # -- component -------------------------------------------------------------------
     async def start(self) -> None:
-        log.info("sending metrics to DogStatsD at %s (buffering %s)", self.destination,
-                 "on" if self.config.buffering else "off")
+        tags = ", ".join(f"{k}:{v}" for k, v in self.unified.tags) or "none"
+        log.info("sending metrics to DogStatsD at %s (buffering %s; environment tags: %s)",
+                 self.destination, "on" if self.config.buffering else "off", tags)
 
     async def stop(self) -> None:
         self.flush()
@@ -120,13 +151,22 @@ class DogStatsdExporter:
     def status(self) -> dict[str, Any]:
         self._observe_drops()
         return {"mode": "dogstatsd", "destination": self.destination,
-                "packets_sent": self.statsd.sent_so_far, **self.health.as_dict()}
+                "packets_sent": self.statsd.sent_so_far, "tags": self.unified.as_dict(),
+                **self.health.as_dict(), "custom_metrics": self.budget.status(time.time())}
+
+    def self_samples(self, base: Tags, now: float) -> list[Sample]:
+        """What the exporter counts for Datadog's bill (see HealthSource)."""
+        return self.budget.samples(base, now)
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
         """Send a result's samples; a series' line is serialised once, then only its value."""
+        if self.shaper.stale:
+            self._reset()
         lines, send, deltas = self._lines, self._send_line, self._deltas
+        now = result.started
         n = 0
+        eventful = None
         for sample in result.samples:
             kind = sample.kind
             value = sample.value
@@ -135,37 +175,85 @@ class DogStatsdExporter:
                 if delta is None:
                     continue
                 value = delta
-            template = lines.get((sample.key, kind), _UNSET)
-            if template is _UNSET:
-                template = self._template(sample.metric, kind, sample.tags)
-            if template is None:
-                self._fallback(sample.metric, kind, value, sample.tags)
+            entry = lines.get((sample.key, kind))
+            if entry is None:
+                entry = self._entry(sample.metric, kind, sample.tags)
+            if entry[4]:  # an event metric: looked at below
+                eventful = eventful or []
+                eventful.append(sample)
+            ticket = entry[3]
+            if ticket is not None and ticket.live:  # admitted before: stamp it
+                ticket.seen = now
             else:
-                send(template[0] + repr(value) + template[1])
+                entry = self._admit(entry, sample, kind, now)
+                if entry is None:  # held back by the budget (counted there)
+                    continue
+            if entry[0] is None:
+                self._fallback(sample.metric, kind, value, entry[2][1])
+            else:
+                send(entry[0] + repr(value) + entry[1])
             n += 1
+        if eventful:
+            for event in self.events.events(result, eventful):
+                self._event(event)
         if self.config.service_checks and result.check_type != "exporters":
             self.statsd.service_check(
                 service_check_name(result.check_type), int(result.status),
-                tags=dd_tags(instance_tags(result)), message=result.message or None,
+                tags=self.shaper.plain(instance_tags(result)), message=result.message or None,
             )
         self.health.success(n)
         self._observe_drops()
 
-    def _template(self, metric: str, kind: Kind, tags: Tags) -> tuple[str, str] | None:
-        # distributions go as gauges until they are sent as DogStatsD `d` (issue #17)
-        mtype = "g" if kind in (Kind.GAUGE, Kind.DISTRIBUTION) else "c"
-        template = self.statsd.line_template(metric, mtype, dd_tags(tags))
-        self._lines[((metric, tags), kind)] = template
-        return template
+    def _admit(self, entry: list[Any], sample: Any, kind: Kind, now: float) -> list[Any] | None:
+        """Ask the budget about a series not (or no longer) admitted: its cache entry, with
+        the ticket kept, or None when it is held back."""
+        verdict = self.budget.admit(entry[2], now)
+        while verdict == Admission.RESHAPE:  # the budget dropped a tag: shape again
+            self._reset()
+            entry = self._entry(sample.metric, kind, sample.tags)
+            verdict = self.budget.admit(entry[2], now)
+        if verdict == Admission.HOLD:
+            return None
+        entry[3] = self.budget.ticket(entry[2])
+        return entry
 
-    def _fallback(self, metric: str, kind: Kind, value: float, tags: Tags) -> None:
-        if kind in (Kind.GAUGE, Kind.DISTRIBUTION):
-            self.statsd.gauge(metric, value, tags=dd_tags(tags))
+    def _entry(self, metric: str, kind: Kind, tags: Tags) -> list[Any]:
+        """[line head, line tail (None head: use the public calls), budget key, ticket,
+        whether the metric makes events]."""
+        shaped = self.shaper.shape(metric, tags)
+        template = self.statsd.line_template(metric, _TYPE[kind], shaped.tags)
+        head, tail = template if template else (None, "")
+        entry = [head, tail, shaped.key, None, metric in self._event_metrics]
+        if len(self._lines) >= 100_000:  # bounded, like the shaper's cache
+            self._lines.clear()
+        self._lines[((metric, tags), kind)] = entry
+        return entry
+
+    def _reset(self) -> None:
+        self._lines.clear()
+        self.shaper.clear()
+
+    def _fallback(self, metric: str, kind: Kind, value: float, tags: tuple[str, ...]) -> None:
+        if kind is Kind.GAUGE:
+            self.statsd.gauge(metric, value, tags=list(tags))
+        elif kind is Kind.DISTRIBUTION:
+            self.statsd.distribution(metric, value, tags=list(tags))
         else:
-            self.statsd.count(metric, value, tags=dd_tags(tags))
+            self.statsd.count(metric, value, tags=list(tags))
+
+    def _event(self, event: DatadogEvent) -> None:
+        try:
+            self.statsd.event(event.title, event.text, alert_type=event.alert_type,
+                              aggregation_key=event.aggregation_key, source_type_name=SOURCE,
+                              date_happened=event.timestamp, priority=event.priority,
+                              tags=self.shaper.plain(event.tags))
+        except ValueError as exc:  # over DogStatsD's 8 KiB: never expected (text <= 4000)
+            self.health.drop("event_too_big", 1)
+            log.warning("datadog event %r not sent: %s", event.title, exc)
 
     def forget(self, check: str) -> None:
         self._deltas.forget(check)
+        self.events.forget(check)
         for key in [k for k in self._lines if ("check", check) in k[0][1]]:
             del self._lines[key]
 

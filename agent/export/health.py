@@ -2,7 +2,9 @@
 
 Health is shown in /status (``status()``) and exported like any other metric through
 :class:`HealthSource`, which puts a synthetic result into the pipeline on a timer, so a
-Datadog outage is visible in Prometheus and a Prometheus push failure in Datadog.
+Datadog outage is visible in Prometheus and a Prometheus push failure in Datadog. An
+exporter with a ``self_samples(tags, now)`` method adds its own (the Datadog exporters'
+custom-metrics count and budget decisions).
 """
 
 from __future__ import annotations
@@ -121,6 +123,9 @@ class HealthSource:
         problems = []
         for exp in self.exporters:
             samples.extend(exp.health.samples(self.base_tags, now))
+            extra = getattr(exp, "self_samples", None)  # e.g. Datadog's custom-metrics count
+            if extra is not None:
+                samples.extend(extra(make_tags(self.base_tags, {"exporter": exp.health.exporter}), now))
             if exp.health.state in ("failing", "rejected"):
                 worst = Status.CRITICAL
                 problems.append(f"{exp.health.exporter}: {exp.health.last_error}")

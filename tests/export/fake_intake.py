@@ -7,6 +7,13 @@ accepts unknown keys and wrong enum values) and against the intake's published r
 (points no older than 1 h nor more than 10 min ahead, the API key header). Anything
 else fails the test through ``problems``.
 
+Endpoints: ``POST /api/v2/series``, ``POST /api/v1/distribution_points`` (both may be
+deflated), ``POST /api/v1/check_run`` (a list of checks, as ``ServiceChecks`` is; a single
+object too, as the ``datadog`` package sends), ``POST /api/v1/events`` and
+``PUT /api/v1/metrics/<name>`` (metric metadata: needs the application key too, like the
+real API). Bodies must be labelled ``application/json``; only the two metric intakes accept
+``Content-Encoding``.
+
 Modes make it answer like the intake in trouble: ``ok`` (202), ``error`` (503),
 ``hang`` (no answer before the client's timeout), ``forbidden`` (403 as Datadog sends it
 for an invalid key) and ``ratelimit`` (429 with X-RateLimit headers).
@@ -24,6 +31,9 @@ from typing import Any
 
 from datadog_api_client.configuration import Configuration
 from datadog_api_client.model_utils import ModelNormal, ModelSimple, UnsetType, none_type, validate_and_convert_types
+from datadog_api_client.v1.model.distribution_points_payload import DistributionPointsPayload
+from datadog_api_client.v1.model.event_create_request import EventCreateRequest
+from datadog_api_client.v1.model.metric_metadata import MetricMetadata
 from datadog_api_client.v1.model.service_check import ServiceCheck
 from datadog_api_client.v2.model.metric_payload import MetricPayload
 
@@ -95,8 +105,15 @@ def strict_check(data: Any, model: type, path: str = "body", problems: list[str]
         attr = fields.get(json_key)
         if attr is None:
             continue
+        if attr in getattr(model, "read_only_vars", ()):
+            problems.append(f"{path}.{json_key}: read-only in {model.__name__}")
         types = tuple(t for t in model.openapi_types[attr] if t is not UnsetType)
         _check_type(value, types, f"{path}.{json_key}", problems)
+        rules = getattr(model, "validations", {}).get(attr, {})
+        if "max_length" in rules and isinstance(value, str) and len(value) > rules["max_length"]:
+            problems.append(f"{path}.{json_key}: longer than {rules['max_length']} characters")
+        if "min_length" in rules and isinstance(value, str) and len(value) < rules["min_length"]:
+            problems.append(f"{path}.{json_key}: shorter than {rules['min_length']} characters")
     if path == "body" and not problems:
         # and the official deserialiser must accept it too
         validate_and_convert_types(data, (model,), [path], True, True, Configuration())
@@ -106,14 +123,20 @@ def strict_check(data: Any, model: type, path: str = "body", problems: list[str]
 class FakeIntake:
     """Threaded HTTP server recording every accepted point and service check, in order."""
 
-    def __init__(self, api_key: str = "0123456789abcdef0123456789abcdef") -> None:
+    def __init__(self, api_key: str = "0123456789abcdef0123456789abcdef",
+                 app_key: str = "fedcba9876543210fedcba9876543210fedcba98") -> None:
         self.api_key = api_key
+        self.app_key = app_key
         self.mode = "ok"
         self.hang_seconds = 3.0
         self.lock = threading.Lock()
         self.points: list[tuple[str, tuple[str, ...], int, float]] = []
         self.series_payloads: list[dict] = []
+        self.distributions: list[tuple[str, tuple[str, ...], int, list[float]]] = []
+        self.distribution_payloads: list[dict] = []
         self.checks: list[dict] = []
+        self.events: list[dict] = []
+        self.metadata: dict[str, list[dict]] = {}  # metric -> bodies PUT, in order
         self.requests: list[tuple[str, int, float]] = []  # (path, answered status, when)
         self.problems: list[str] = []
         self.ratelimit_reset = 1
@@ -124,6 +147,9 @@ class FakeIntake:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
+                intake._handle(self)
+
+            def do_PUT(self) -> None:  # noqa: N802
                 intake._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -152,6 +178,11 @@ class FakeIntake:
         with self.lock:
             self.requests.append((h.path.split("?")[0], status, time.time()))
 
+    def requests_to(self, path: str) -> int:
+        """How many requests reached ``path`` (whatever the answer)."""
+        with self.lock:
+            return sum(1 for p, _, _ in self.requests if p == path)
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         path = h.path.split("?")[0]
@@ -167,7 +198,14 @@ class FakeIntake:
             return self._answer(h, 429, {"errors": ["Rate limit exceeded"]},
                                 {"X-RateLimit-Limit": "100", "X-RateLimit-Period": "10",
                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.ratelimit_reset)})
-        if h.headers.get("Content-Encoding") == "deflate":
+        if not (h.headers.get("Content-Type") or "").startswith(("application/json", "text/json")):
+            self.problems.append(f"{path}: Content-Type {h.headers.get('Content-Type')!r} is not JSON")
+            return self._answer(h, 415, {"errors": ["Unsupported Media Type"]})
+        encoding = h.headers.get("Content-Encoding")
+        if encoding is not None:
+            if path not in ("/api/v2/series", "/api/v1/distribution_points") or encoding != "deflate":
+                self.problems.append(f"{path}: Content-Encoding {encoding!r} is not accepted there")
+                return self._answer(h, 400, {"errors": ["Unsupported Content-Encoding"]})
             raw = zlib.decompress(raw)
         try:
             body = json.loads(raw)
@@ -175,6 +213,11 @@ class FakeIntake:
             self.problems.append(f"{path}: body is not JSON")
             return self._answer(h, 400, {"errors": ["Payload is not in the expected format"]})
         now = time.time()
+        if h.command == "PUT" and path.startswith("/api/v1/metrics/"):
+            return self._metadata(h, path, body)
+        if h.command != "POST":
+            self.problems.append(f"unexpected {h.command} {path}")
+            return self._answer(h, 405, {"errors": ["Method Not Allowed"]})
         if path == "/api/v2/series":
             problems = strict_check(body, MetricPayload)
             for s in body.get("series", []) if not problems else []:
@@ -190,13 +233,58 @@ class FakeIntake:
                     for p in s["points"]:
                         self.points.append((s["metric"], tuple(s.get("tags", [])), p["timestamp"], p["value"]))
             return self._answer(h, 202, {"errors": []})
-        if path == "/api/v1/check_run":
-            problems = strict_check(body, ServiceCheck)
+        if path == "/api/v1/distribution_points":
+            problems = strict_check(body, DistributionPointsPayload)
+            for s in body.get("series", []) if not problems else []:
+                for ts, values in s["points"]:
+                    if not now - 3600 <= ts <= now + 600:
+                        problems.append(f"{s['metric']}: point at {ts} outside the intake window")
+                    if not isinstance(values, list) or not values:
+                        problems.append(f"{s['metric']}: a point needs a list of values")
             if problems:
                 self.problems.extend(problems)
                 return self._answer(h, 400, {"errors": problems})
             with self.lock:
-                self.checks.append(body)
+                self.distribution_payloads.append(body)
+                for s in body["series"]:
+                    for ts, values in s["points"]:
+                        self.distributions.append((s["metric"], tuple(s.get("tags", [])), ts, values))
+            return self._answer(h, 202, {"errors": []})
+        if path == "/api/v1/check_run":
+            checks = body if isinstance(body, list) else [body]
+            problems = [] if checks else ["body: an empty list of service checks"]
+            for i, check in enumerate(checks):
+                strict_check(check, ServiceCheck, f"body[{i}]", problems)
+            if problems:
+                self.problems.extend(problems)
+                return self._answer(h, 400, {"errors": problems})
+            with self.lock:
+                self.checks.extend(checks)
             return self._answer(h, 202, {"status": "ok"})
+        if path == "/api/v1/events":
+            problems = strict_check(body, EventCreateRequest)
+            if not problems and not now - 18 * 3600 <= body.get("date_happened", now) <= now + 7200:
+                problems.append(f"event at {body['date_happened']} outside the events window")
+            if problems:
+                self.problems.extend(problems)
+                return self._answer(h, 400, {"errors": problems})
+            with self.lock:
+                self.events.append(body)
+                event_id = len(self.events)
+            return self._answer(h, 202, {"status": "ok", "event": {"id": event_id, **body}})
         self.problems.append(f"unexpected path {path}")
         return self._answer(h, 404, {"errors": ["Not found"]})
+
+    def _metadata(self, h: BaseHTTPRequestHandler, path: str, body: Any) -> None:
+        if h.headers.get("DD-APPLICATION-KEY") != self.app_key:
+            return self._answer(h, 403, {"errors": ["Forbidden"]})
+        metric = path.removeprefix("/api/v1/metrics/")
+        problems = strict_check(body, MetricMetadata)
+        if not problems and body.get("type") not in ("gauge", "count", "rate", "distribution"):
+            problems.append(f"{metric}: metadata type {body.get('type')!r}")
+        if problems:
+            self.problems.extend(problems)
+            return self._answer(h, 400, {"errors": problems})
+        with self.lock:
+            self.metadata.setdefault(metric, []).append(body)
+        return self._answer(h, 200, body)

@@ -83,7 +83,7 @@ class DatadogApiHarness:
         self.exporter._configure_client()
 
     def observe(self):
-        self.exporter.cycle(time.time(), *self.exporter._take())
+        self.exporter.cycle(time.time(), self.exporter._take())
         assert self.intake.problems == []
         out: dict[str, dict[str, float]] = defaultdict(dict)
         for payload in self.intake.series_payloads:

@@ -189,7 +189,7 @@ def test_points_older_than_the_intake_accepts_are_dropped_and_counted(engine, in
     now = time.time()
     exporter.consume(result(1, now - 4000))
     exporter.consume(result(2, now - 10))
-    exporter.cycle(now, *exporter._take())
+    exporter.cycle(now, exporter._take())
     assert durations(intake) == [(round(now - 10), 2.0)]
     assert exporter.health.dropped == {"too_old": 2}  # the old duration and runs points
     assert intake.problems == []
@@ -203,7 +203,7 @@ def test_queue_is_bounded_and_overflow_is_counted(engine, intake):
     now = time.time()
     for k in range(6):
         exporter.consume(result(k, now + k * 0.01))
-        exporter.cycle(now + k * 0.01, *exporter._take())
+        exporter.cycle(now + k * 0.01, exporter._take())
     assert Outbox(engine).pending_count(SERIES_KIND) == 3
     assert exporter.health.dropped["queue_full"] == 6  # three batches of two points
     assert Outbox(engine).pending_count(CHECK_KIND) == 0

@@ -9,7 +9,6 @@ import pytest
 
 from agent.export.config import DatadogConfig
 from agent.export.datadog_statsd import DogStatsdExporter
-from agent.export.tags import dd_tags
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.dogstatsd_listener import DogStatsdListener
 from tests.support.procs import wait_for
@@ -71,8 +70,9 @@ async def test_names_values_types_tags_and_service_checks_arrive(listener, monke
     # a monotonic total: the first only seeds, then the delta goes as a count
     assert [(m.type, m.value) for m in listener.ours() if m.name == "mlwarden.agent.cpu.time"] == [("c", 2.5)]
     tags = set(listener.ours()[0].tags)
-    assert {"check:ranker_prod", "model:ranker_v2_beta", "env:test"} <= tags  # normalised
-    assert {"env:staging", "service:mlwarden", "version:1.2.3"} <= tags  # DD_ENV/DD_SERVICE/DD_VERSION
+    assert {"check:ranker_prod", "model:ranker_v2_beta"} <= tags  # normalised
+    # DD_ENV/DD_SERVICE/DD_VERSION, and DD_ENV wins over the sample's env:test (once each)
+    assert {"env:staging", "service:mlwarden", "version:1.2.3"} <= tags and "env:test" not in tags
     checks = [c for c in listener.checks if c.name == "mlwarden.model_endpoint.status"]
     assert [c.status for c in checks] == [0, 2]
     assert checks[1].message == "connection refused" and "check:ranker_prod" in checks[1].tags
@@ -144,11 +144,12 @@ async def test_cached_lines_are_what_the_client_itself_would_send(listener, monk
     result = results(1)[0]
     exporter.consume(result)  # the cached fast path
     exporter.flush()
-    for s in result.samples:  # the client's public calls, same data
+    for s in result.samples:  # the client's public calls, same data and shaped tags
+        tags = exporter.shaper.shape(s.metric, s.tags).tags
         if s.kind is Kind.GAUGE:
-            exporter.statsd.gauge(s.metric, s.value, tags=list(dd_tags(s.tags)))
+            exporter.statsd.gauge(s.metric, s.value, tags=tags)
         elif s.kind is Kind.COUNT:
-            exporter.statsd.count(s.metric, s.value, tags=list(dd_tags(s.tags)))
+            exporter.statsd.count(s.metric, s.value, tags=tags)
     exporter.flush()
     wait_for(lambda: len(listener.ours()) >= 6, 5, 0.05, "both sets of lines")
     await exporter.stop()

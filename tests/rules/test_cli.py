@@ -45,7 +45,7 @@ def test_rules_test_table_output(capsys):
     out = capsys.readouterr().out
     assert "2026-11-28T10:04:00Z  CheckCannotRun" in out
     assert "pending -> firing" in out
-    assert out.rstrip().endswith("146 samples, 7 rules, 9 transitions")
+    assert out.rstrip().endswith("146 samples, 8 rules, 9 transitions")  # the pack has 8 rules
 
 
 def test_rules_test_accepts_a_whole_config(tmp_path, capsys):
