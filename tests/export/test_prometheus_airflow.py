@@ -170,6 +170,12 @@ def test_shipped_grafana_panels_answer_the_right_numbers(tmp_path, airflow):
             failed_runs = 'mlwarden_airflow_dag_run_failed_total{dag_id="mlw_fails"}'
             wait_for(lambda: [r for r in query(base, failed_runs) if r["value"][1] == "2"], 60, 1.0,
                      "the two failed runs in Prometheus")
+            # increase() extrapolates by up to half a scrape interval past the last sample: on a
+            # series a second old that is 1.5x (2 -> 3). A user looks at the panel later than
+            # that; ten samples of the series bound the error to 5 % (round() gives 2).
+            wait_for(lambda: [r for r in query(base, f"count_over_time({failed_runs}[{RANGE}])")
+                              if float(r["value"][1]) >= 10], 30, 1.0,
+                     "ten scrapes of the failed-runs counter")
 
             # -- failures: every panel of the Failures row answers the right number
             (runs,) = panel(AIRFLOW, "Failed runs by DAG")
