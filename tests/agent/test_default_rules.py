@@ -48,7 +48,7 @@ def test_init_then_run_loads_the_same_rules_as_the_file_less_run(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     expected = len(default_config().rules)
-    assert expected == 7
+    assert expected == len(parse_config("rule_files: ['builtin:agent']\n").rules) > 0
 
     counts = {}
     for name, cwd, args in (("starter", starter_dir, ["-c", "mlwarden.yaml"]), ("bare", bare_dir, [])):
@@ -144,5 +144,6 @@ def test_rules_list_without_a_config_says_where_it_looked(monkeypatch, capsys):
     monkeypatch.delenv("MLWARDEN_CONFIG", raising=False)
     assert main(["rules", "list"]) == 0
     out = capsys.readouterr().out
-    assert "7 rules from no config file (no -c/--config given and $MLWARDEN_CONFIG is not set)" in out
+    n = len(default_config().rules)
+    assert f"{n} rules from no config file (no -c/--config given and $MLWARDEN_CONFIG is not set)" in out
     assert "builtin:agent" in out

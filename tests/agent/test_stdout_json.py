@@ -59,4 +59,7 @@ alerting:
     assert alert["labels"]["model"] == "ranker" and alert["labels"]["check"] == "ranker"
     assert alert["annotations"]["summary"] == "ranker is down" and alert["state"] == "firing"
     started = next(r["msg"] for r in records if r["msg"].startswith("mlwarden "))
-    assert "and 8 rules (builtin:agent)" in started  # the pack's 7 and the inline one
+    from agent.config import parse_config
+
+    pack = len(parse_config("rule_files: ['builtin:agent']\n").rules)
+    assert f"and {pack + 1} rules (builtin:agent)" in started  # the pack's and the inline one
