@@ -56,6 +56,11 @@ class SlackSettings(_Model):
     chart_window: Duration = Field(
         3600.0, gt=0, description="History shown on the chart and sparkline."
     )
+    fallback: str | None = Field(
+        None,
+        description="Receiver that gets the `slack` receiver's notifications when Slack "
+        "refuses them or the receiver cannot post at all (default: `console`).",
+    )
 
 
 class AlertmanagerSettings(_Model):
@@ -84,7 +89,8 @@ class ReceiverConfig(_Model):
     token: SecretStr | None = Field(None, description="Bot token; default: `alerting.slack.token`.")
     fallback: str | None = Field(
         None,
-        description="Receiver used when this one is misconfigured (invalid_auth, channel_not_found).",
+        description="Receiver that gets this one's notifications when it refuses them or "
+        "cannot post at all (invalid_auth, channel_not_found; default: `console`).",
     )
     send_resolved: bool | None = Field(None, description="Default: `alerting.send_resolved`.")
 
@@ -292,6 +298,11 @@ class AlertingConfig(_Model):
         for r in self.receivers:
             if r.fallback and r.fallback not in known:
                 problems.append(f"receivers[{r.name}].fallback {r.fallback!r} is not defined")
+        if self.slack is not None and self.slack.fallback:
+            if self.slack.fallback not in known:
+                problems.append(f"slack.fallback {self.slack.fallback!r} is not defined")
+            elif self.slack.fallback == "slack":
+                problems.append("slack.fallback cannot be the slack receiver itself")
         needs_token = any(r.type == "slack" and r.token is None for r in self.receivers)
         if needs_token and (self.slack is None or self.slack.token is None):
             problems.append("a receiver of type slack needs `token` or `alerting.slack.token`")

@@ -205,5 +205,13 @@ def build_notifiers(
     return out
 
 
-def fallbacks_of(config: AlertingConfig) -> Mapping[str, str | None]:
-    return {r.name: r.fallback for r in config.receivers}
+def fallbacks_of(config: AlertingConfig, root: Route | None = None) -> Mapping[str, str | None]:
+    """Each receiver's configured fallback (a ``slack:#chan`` one shares the ``slack``
+    receiver's); delivery uses ``console`` where none is set."""
+    out: dict[str, str | None] = {r.name: r.fallback for r in config.receivers}
+    if config.slack is not None:
+        out["slack"] = config.slack.fallback
+        for route in root.walk() if root is not None else ():
+            if route.receiver.startswith("slack:"):
+                out[route.receiver] = config.slack.fallback
+    return out
