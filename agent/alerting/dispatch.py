@@ -511,6 +511,9 @@ class Dispatcher:
                 "broken": s.broken,
                 "fallback": self.delivery.fallback_of(name),
             }
+            setup = notifier.setup()
+            if setup is not None:
+                receivers[name]["setup"] = setup
         broken = self.broken_receivers()
         return {
             # CRITICAL while a receiver cannot post at all: its notifications reach only the

@@ -134,6 +134,15 @@ class Notifier(abc.ABC):
     async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
         """Deliver ``note``; returns what to record (e.g. channel and ts); raises NotifyError."""
 
+    async def preflight(self) -> None:  # noqa: B027 - optional hook
+        """Check, before the first send, what this receiver can do (e.g. a Slack token's
+        scopes); called at start and after a reload. Raises ReceiverBroken when it can do
+        nothing, NotifyError when the check itself failed (it is tried again later)."""
+
+    def setup(self) -> dict[str, Any] | None:
+        """What :meth:`preflight` found, for /status; None when there is nothing to say."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most notifiers hold a session
         """Release connections."""
 

@@ -19,6 +19,10 @@ Content Slack refuses (blocks it cannot render) is sent again as plain text, an 
 the parent that Slack refuses leaves the delivered reply delivered, and a reply whose
 thread is gone becomes a message of its own.
 
+At start and on reload :meth:`SlackNotifier.preflight` asks ``auth.test`` for the token's
+scopes (``X-OAuth-Scopes``) and says which scope is missing and which feature is off because
+of it (:mod:`agent.notify.slack_scopes`); features known to be off are not tried.
+
 slack-sdk retries nothing but one connection error by default; retries are the outbox's
 job, so every failure is translated here into a verdict (:func:`slack_errors`).
 """
@@ -38,6 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agent.notify.base import Notification, Notifier, NotifyError, ReceiverBroken, SendContext
 from agent.notify.render import blocks_for, fallback_text, thread_reply
+from agent.notify.slack_scopes import ScopeReport, scopes_from_headers
 from agent.secrets import scrub
 
 __all__ = ["SlackNotifier", "SlackRefused", "slack_errors", "BROKEN_ERRORS", "EVENT_TYPE"]
@@ -168,6 +173,7 @@ class SlackNotifier(Notifier):
         self._channel_id: str | None = channel if _CHANNEL_ID.match(channel) else None
         self.chart_errors = 0
         self.readback_failures = 0
+        self.scopes: ScopeReport | None = None  # None until Slack named the token's scopes
 
     def _api(self) -> AsyncWebClient:
         if self._client is None:
@@ -187,6 +193,42 @@ class SlackNotifier(Notifier):
             await self._session.close()
         self._client = None
         self._session = None
+
+    # -- scopes ---------------------------------------------------------------------------
+    async def preflight(self) -> None:
+        """Ask Slack which scopes the token has; log each missing one with the features it
+        turns off. Without the scopes to post at all the receiver is broken from the start."""
+        with slack_errors(self.name, "auth.test"):
+            resp = await self._api().auth_test()
+        scopes = scopes_from_headers(getattr(resp, "headers", None))
+        if scopes is None:
+            log.info("slack receiver %r: Slack did not name the token's scopes "
+                     "(no X-OAuth-Scopes); features are tried as they are used", self.name)
+            return
+        report = ScopeReport(scopes, by_name=self._channel_id is None)
+        self.scopes = report
+        where = f"slack receiver {self.name!r}"
+        if not report.can_post:
+            raise ReceiverBroken(f"{where}: missing_scope: {report.problems()[0]}")
+        for problem in report.problems():
+            log.warning("%s: %s", where, problem)
+        for note in report.partial():
+            log.info("%s: %s", where, note)
+        if not report.off():
+            log.info("%s: the token's scopes allow every feature (%s)", where,
+                     ",".join(sorted(scopes)))
+
+    def setup(self) -> dict[str, Any] | None:
+        if self.scopes is None:
+            return None
+        return {
+            "scopes": sorted(self.scopes.scopes),
+            "features_off": {f.name: f"needs {' or '.join(f.scopes)}"
+                             for f in self.scopes.off()},
+        }
+
+    def _allows(self, feature: str) -> bool:
+        return self.scopes is None or self.scopes.allows(feature)
 
     # -- sending ------------------------------------------------------------------------
     async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
@@ -289,7 +331,7 @@ class SlackNotifier(Notifier):
 
     async def _upload_chart(self, note: Notification, now: float, channel_id: str, ts: str) -> None:
         """A chart is a courtesy: failing to draw or upload it never holds back the alert."""
-        if self._chart is None:
+        if self._chart is None or not self._allows("charts"):
             return
         try:
             png = await asyncio.get_running_loop().run_in_executor(None, self._chart, note, now)
@@ -323,6 +365,11 @@ class SlackNotifier(Notifier):
         """What an interrupted attempt already posted, or None: also when the read-back
         itself cannot be done, because then posting (maybe twice) beats posting never."""
         channel = channel or (ctx.previous or {}).get("channel")
+        if not self._allows("read-back"):
+            self.readback_failures += 1
+            log.info("slack receiver %r: the token cannot read the channel back, so %s is "
+                     "posted (at least once: Slack may show it twice)", self.name, ctx.dedup_key)
+            return None
         try:
             return await self._find_posted(ctx, thread_ts=thread_ts, channel=channel)
         except (NotifyError, KeyError, TypeError, ValueError) as exc:
@@ -337,11 +384,23 @@ class SlackNotifier(Notifier):
         if self._channel_id:
             return self._channel_id
         name = self.channel.lstrip("#")
+        types = "public_channel,private_channel"
+        if self.scopes is not None:  # ask only for what the token may list
+            types = ",".join(t for t, scope in (("public_channel", "channels:read"),
+                                               ("private_channel", "groups:read"))
+                             if scope in self.scopes.scopes)
+            if not types:
+                raise NotifyError(
+                    f"slack receiver {self.name!r}: the token lacks channels:read and "
+                    f"groups:read, so {self.channel!r} cannot be turned into a channel ID "
+                    "before the first post (give the channel's ID instead of its name)",
+                    retryable=False,
+                )
         cursor = None
         for _ in range(50):  # bounded paging
             with slack_errors(self.name, "conversations.list"):
                 resp = await self._api().conversations_list(
-                    types="public_channel,private_channel",
+                    types=types,
                     exclude_archived=True,
                     limit=200,
                     cursor=cursor,

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 KIND = "notification"
 # where a receiver's refused notifications go when its config names no fallback
 DEFAULT_FALLBACK = "console"
+# how long to wait before checking a receiver's setup again after the check itself failed
+PREFLIGHT_RETRY = 60.0
 T = TypeVar("T")
 # (labels, now) -> why it is muted now (a silence id), or None
 MuteFn = Callable[[Mapping[str, str], float], str | None]
@@ -106,6 +108,8 @@ class Delivery:
         self.mute = mute
         self.stats = {name: ReceiverStats() for name in self.notifiers}
         self._next_ok: dict[str, float] = {}
+        self._checked: set[str] = set()  # receivers whose preflight has answered
+        self._check_at: dict[str, float] = {}
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
@@ -146,10 +150,47 @@ class Delivery:
         done = 0
         for name, notifier in self.notifiers.items():
             try:
+                await self._preflight(name, notifier, now)
                 done += await self._drain(name, notifier, now, budget)
             except Exception:  # noqa: BLE001 - a store hiccup must not stop the other receivers
                 log.exception("delivery to receiver %r failed; retrying on the next tick", name)
         return done
+
+    async def _preflight(self, name: str, notifier: Notifier, now: float) -> None:
+        """Once per receiver (at start, after a reload): its own check of what it can do,
+        so a missing scope or a bad token is reported before the first alert needs it."""
+        if name in self._checked or now < self._check_at.get(name, 0.0):
+            return
+        try:
+            await notifier.preflight()
+        except ReceiverBroken as exc:
+            self._checked.add(name)
+            self._stop(name, exc, now)
+        except NotifyError as exc:
+            self._check_at[name] = now + PREFLIGHT_RETRY
+            log.warning("%s; checking receiver %r's setup again in %s", scrub(str(exc)), name,
+                        human_duration(PREFLIGHT_RETRY))
+        except Exception:  # noqa: BLE001 - a bug in a check must not stop delivery
+            self._check_at[name] = now + PREFLIGHT_RETRY
+            log.exception("receiver %r: checking its setup failed", name)
+        else:
+            self._checked.add(name)
+
+    def _stop(self, name: str, exc: ReceiverBroken, now: float) -> None:
+        """The receiver cannot post until a person fixes it: say what to fix, once."""
+        stats = self.stats[name]
+        message = scrub(str(exc))
+        stats.broken = message
+        self._failed(stats, exc, now)
+        fallback = self.fallback_of(name)
+        log.error(
+            "%s. Receiver %r stops until this is fixed (then reload with SIGHUP or restart); %s",
+            message,
+            name,
+            f"its notifications go to {fallback!r}"
+            if fallback
+            else "no fallback receiver exists: its notifications are kept as dead outbox rows",
+        )
 
     async def _drain(self, name: str, notifier: Notifier, now: float, budget: int) -> int:
         stats = self.stats[name]
@@ -206,20 +247,7 @@ class Delivery:
             try:
                 result = await notifier.send(note, ctx)
             except ReceiverBroken as exc:
-                message = scrub(str(exc))
-                stats.broken = message
-                self._failed(stats, exc, now)
-                fallback = self.fallback_of(name)
-                log.error(
-                    "%s. Receiver %r stops until this is fixed (then reload with SIGHUP or "
-                    "restart); %s",
-                    message,
-                    name,
-                    f"its notifications go to {fallback!r}"
-                    if fallback
-                    else "no fallback receiver exists: its notifications are kept as dead "
-                    "outbox rows",
-                )
+                self._stop(name, exc, now)
                 continue  # the loop forwards this item and the rest
             except NotifyError as exc:
                 self._failed(stats, exc, now)
