@@ -133,6 +133,8 @@ def _info(event: AlertEvent) -> AlertInfo:
         active_since=a.active_since,
         fired_at=a.fired_at,
         resolved_at=(a.resolved_at or event.at) if state == "resolved" else None,
+        metric=a.metric,
+        series=[dict(s) for s in a.series],
     )
 
 

@@ -86,15 +86,15 @@ def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, unt
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib import dates as mdates
     from matplotlib.figure import Figure
+
+    from agent.charts import draw_series, format_time_axis
 
     panels = panel_series(dash, reader, since=since, until=until, step=_step(since, until))
     rows = max(1, math.ceil(len(panels) / columns))
     fig = Figure(figsize=(5.0 * columns, 2.6 * rows + 0.8), dpi=80)
     fig.suptitle(f"{dash.title}  (preview from the local history store)", fontsize=14)
     with_data = 0
-    time_format = "%H:%M:%S" if until - since < 900 else "%H:%M"
     for i, (panel, lines) in enumerate(panels):
         ax = fig.add_subplot(rows, columns, i + 1)
         unit = f" ({panel.unit.replace('_', ' ')})" if panel.unit else ""
@@ -121,11 +121,8 @@ def render_dashboard(dash: Dashboard, reader: SeriesReader, *, since: float, unt
             ax.set_xticks([])
             ax.set_yticks([])
             continue
-        for label, points in sorted(lines.items()):
-            xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
-            ax.plot(xs, [v for _, v in points], linewidth=1.0, label=label[:40],
-                    marker="." if len(points) < 20 else None)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter(time_format, tz=timezone.utc))
+        draw_series(ax, dict(sorted(lines.items())), linewidth=1.2)
+        format_time_axis(ax, max_ticks=4)
         ax.tick_params(labelsize=7)
         if len(lines) <= 6:
             ax.legend(fontsize=6, loc="best")

@@ -50,14 +50,17 @@ class AlertInfo:
     active_since: float | None = None
     fired_at: float | None = None
     resolved_at: float | None = None
+    metric: str | None = None  # the rule's metric: what the chart draws
+    series: list[dict[str, str]] = field(default_factory=list)  # the alert's own series (tags)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> "AlertInfo":
         return cls(**{k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc})  # type: ignore[arg-type]
 
     @property
-    def metric(self) -> str | None:
-        return self.annotations.get("metric") or self.labels.get("__metric__")
+    def chart_metric(self) -> str | None:
+        """The metric to chart: the rule's, or a hand-set ``metric`` annotation."""
+        return self.metric or self.annotations.get("metric") or self.labels.get("__metric__")
 
     @property
     def started(self) -> float | None:

@@ -49,7 +49,15 @@ OK = 'alert: A, metric: mlwarden.check.status, op: ">", threshold: 1'
          "rules[1].treshold: unknown key (did you mean 'threshold'?); valid keys here: alert, "
          "metric, where, aggregate, window, op, threshold, recover, for_, keep_firing_for, absent, "
          "absent_intervals, severity, labels, group_by, summary, description, runbook_url, "
-         "dashboard_url"),
+         "dashboard_url, annotations"),
+        (f"{{{OK}, annotations: {{team: '{{model'}}}}",
+         "rules[1].annotations: annotation 'team': invalid template (expected '}' before end of "
+         "string); write literal braces as {{ and }}, found '{model'"),
+        (f"{{{OK}, annotations: {{runbook-url: x}}}}",
+         "rules[1].annotations: annotation names are letters, digits and _ (not starting with a "
+         "digit), found 'runbook-url'"),
+        (f"{{{OK}, summary: s, annotations: {{summary: t}}}}",
+         "rules[1]: `summary` goes either on the rule or in `annotations`, found both"),
         ("{alert: 'bad name', metric: mlwarden.check.status, op: '>', threshold: 1}",
          "rules[1].alert: string should match pattern '^[A-Za-z_][A-Za-z0-9_.:-]*$', found a "
          "string 'bad name'"),
