@@ -110,6 +110,10 @@ class CompiledRule:
         self.reduce = AGGREGATORS[cfg.aggregate]
         spec = catalog.get(cfg.metric)
         self.delta = spec is not None and spec.kind is Kind.COUNT
+        # a gauge's facts a template may name, "n/a" until a sample says otherwise
+        self.declared_facts = ({f: "n/a" for f in spec.facts}
+                               if spec is not None and not self.delta
+                               and spec.kind is not Kind.MONOTONIC_COUNT else {})
         self.window = float(cfg.window)
         self.memo_key = (cfg.aggregate, self.window)
         self.from_store = self.window > settings.memory_window
@@ -503,9 +507,11 @@ class RuleEvaluator:
     def _after(self, rule: CompiledRule | None, rec: AlertRecord, before: tuple,
                change: tuple[AlertState, AlertState] | None, now: float) -> None:
         if change is not None:
-            if rule is not None:
-                rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value,
-                                                     _facts(rule.groups.get(rec.group)))
+            # a resolution keeps the text the alert fired with: it says what resolved
+            closing = change[1] in (AlertState.RESOLVED, AlertState.INACTIVE) and rec.annotations
+            if rule is not None and not closing:
+                facts = {**rule.declared_facts, **_facts(rule.groups.get(rec.group))}
+                rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value, facts)
             self._changes.append(Change(rec, rule, change[0], change[1], now))
         if change is not None or rec.timers() != before:
             self._dirty[rec.fingerprint] = rec

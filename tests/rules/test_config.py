@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,14 @@ def test_example_packs_use_only_catalog_metrics(path):
             assert tag in spec.tags or tag in ("check", "check_type") or spec.check == "*", (
                 f"{path.name}: {r.alert} uses tag {tag!r}, which {r.metric} does not carry "
                 f"(it carries {spec.tags})")
+        # every name a text uses is one the alert has: a tag, a fact, or the rule's own
+        known = {*spec.tags, *spec.facts, *r.labels, "check", "check_type", "agent", "value",
+                 "threshold", "for", "alert", "severity", "metric"}
+        texts = [r.summary, r.description, r.runbook_url, r.dashboard_url, *r.annotations.values()]
+        for text in texts:
+            used = {f.split(".")[0].split("[")[0]
+                    for _, f, _, _ in string.Formatter().parse(text) if f}
+            assert used <= known, f"{path.name}: {r.alert} says {used - known}, which it lacks"
 
 
 def test_the_agent_pack_tells_unknown_from_critical_and_watches_stalled_checks():
