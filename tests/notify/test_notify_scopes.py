@@ -209,3 +209,14 @@ async def test_slack_down_at_start_checks_again_later(tmp_path, caplog):
     assert setup["features_off"] == {}
     assert [c[0] for c in fake.calls].count("auth.test") == 2
     assert any("checking receiver 'slack''s setup again in 1 min" in m for m in warnings(caplog))
+
+
+def test_the_docs_list_every_scope_per_feature_as_the_agent_checks_them():
+    from tests.support.procs import REPO
+
+    text = (REPO / "docs" / "alerting.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line
+            and any(line.startswith(f"| {f.name} |") for f in FEATURES)]
+    expected = [f"| {f.name} | {' or '.join(f'`{s}`' for s in f.scopes)} | {f.methods} | "
+                f"{f.without} |" for f in FEATURES]
+    assert rows == expected
