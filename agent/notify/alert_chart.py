@@ -74,7 +74,8 @@ def chart_png(reader: SeriesReader, note: Notification, now: float, window: floa
     for alert in alerts:
         if alert.chart_metric != metric:
             continue  # one chart, one metric: a group of several rules shows the first
-        for tags, points in alert_series(reader, alert, chart_since(alert, now, window), now).items():
+        since = chart_since(alert, now, window)
+        for tags, points in alert_series(reader, alert, since, now).items():
             lines.append((dict(tags), points))
     if not lines:
         return None

@@ -70,8 +70,8 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         return template
 
 
-def render_annotations(rule: RuleConfig, labels: Mapping[str, str],
-                       value: float | None, facts: Mapping[str, str] | None = None) -> dict[str, str]:
+def render_annotations(rule: RuleConfig, labels: Mapping[str, str], value: float | None,
+                       facts: Mapping[str, str] | None = None) -> dict[str, str]:
     """The rule's non-empty templates (its `annotations` included) rendered for one alert.
 
     ``facts`` are what the alert's latest sample says beyond its labels (a model server's

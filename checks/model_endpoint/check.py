@@ -78,7 +78,8 @@ class ModelEndpointCheck(AgentCheck):
         answer = obs.answer
         reason = _reason(obs.problem or f"the server reports {obs.state}")
         self.gauge("endpoint.up", 1 if obs.up else 0, tags if obs.up else {**tags, **reason})
-        self.gauge("endpoint.ready", 1 if obs.ready else 0, tags if obs.ready else {**tags, **reason})
+        self.gauge("endpoint.ready", 1 if obs.ready else 0,
+                   tags if obs.ready else {**tags, **reason})
         self.gauge("endpoint.http_status", answer.status, tags)
         self._timing(answer.latency, answer.connect, answer.ttfb)
         version = obs.version or self._served_version

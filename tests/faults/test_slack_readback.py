@@ -157,5 +157,6 @@ alerting:
         await agent.stop()
         await slack.stop()
     problems = doc["components"]["alerting"]["problems"]
-    assert len(problems) == 1 and "channel_not_found" in problems[0] and "invite the bot" in problems[0]
+    assert len(problems) == 1
+    assert "channel_not_found" in problems[0] and "invite the bot" in problems[0]
     assert "[FIRING:1] ModelDown" in capsys.readouterr().out

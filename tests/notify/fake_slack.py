@@ -37,9 +37,8 @@ from slack_sdk.models.metadata import Metadata
 TOKEN = "xoxb-test-0123456789"
 CHANNELS = {"ml-alerts": "C0ALERTS01", "ml-oncall": "C0ONCALL01", "fallback": "C0FALLBK01"}
 # every scope the agent can use; a token with all of them can do everything
-ALL_SCOPES = frozenset(
-    {"chat:write", "files:write", "channels:history", "groups:history", "channels:read", "groups:read"}
-)
+ALL_SCOPES = frozenset({"chat:write", "files:write", "channels:history", "groups:history",
+                        "channels:read", "groups:read"})
 # the scopes the documented app manifest has always listed: no conversations.list
 DOCUMENTED_BEFORE = frozenset({"chat:write", "files:write", "channels:history", "groups:history"})
 # Slack's scope per method (public channels; the fake's channels are all public): one of them
@@ -100,7 +99,8 @@ def validate_with_sdk(blocks: list[Any]) -> None:
     for i, block in enumerate(blocks):
         parsed = Block.parse(block)
         if parsed is None:
-            raise BlockError(f"blocks[{i}]: slack-sdk cannot parse a block of type {block.get('type')!r}")
+            raise BlockError(f"blocks[{i}]: slack-sdk cannot parse a block of type "
+                             f"{block.get('type')!r}")
         try:
             parsed.validate_json()
             again = parsed.to_dict()  # validates the nested elements too
@@ -192,7 +192,7 @@ class Message:
 
 @dataclass
 class Failure:
-    mode: str  # "500" | "429" | "timeout" | "lost_response" | "invalid_auth" | "channel_not_found" | ...
+    mode: str  # "500" | "429" | "timeout" | "lost_response" | or one of _ERROR_MODES
     methods: set[str] | None = None  # None: every method
     retry_after: int = 1
     remaining: int | None = None  # None: until cleared
@@ -204,7 +204,8 @@ _ERROR_MODES = ("invalid_auth", "channel_not_found", "not_in_channel", "account_
 
 
 class FakeSlack:
-    def __init__(self, *, scopes: frozenset[str] = ALL_SCOPES, forget: set[str] | None = None) -> None:
+    def __init__(self, *, scopes: frozenset[str] = ALL_SCOPES,
+                 forget: set[str] | None = None) -> None:
         self.scopes = frozenset(scopes)
         self.forget = set(forget or ())  # methods answered with unknown_method
         self.messages: list[Message] = []

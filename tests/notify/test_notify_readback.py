@@ -51,7 +51,8 @@ def cfg(base_url: str, **slack: object) -> AlertingConfig:
 
 def states(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict(conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all())
+        query = select(outbox.c.state, func.count()).group_by(outbox.c.state)
+        return dict(conn.execute(query).all())
 
 
 def names(slack: FakeSlack) -> list[str]:
@@ -258,7 +259,8 @@ async def test_a_deleted_thread_and_a_refused_update_still_deliver(tmp_path, sla
     clock = Clock()
     engine = store(tmp_path)
     d = Dispatcher(cfg(slack.base_url), engine, clock=clock)
-    a, b = fire("AlphaDown", {"model": "a"}, clock.now), fire("AlphaDown", {"model": "b"}, clock.now)
+    a = fire("AlphaDown", {"model": "a"}, clock.now)
+    b = fire("AlphaDown", {"model": "b"}, clock.now)
     d.alerts_changed([a, b], clock.now)
     for _ in range(2):
         await d.tick(clock.now)

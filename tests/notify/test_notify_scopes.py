@@ -111,7 +111,8 @@ async def test_without_history_scopes_read_back_is_off_and_the_post_goes_out(tmp
     finally:
         await d.stop()
         await fake.stop()
-    assert len(said) == 1 and "lacks channels:history or groups:history: read-back is off" in said[0]
+    assert len(said) == 1
+    assert "lacks channels:history or groups:history: read-back is off" in said[0]
     assert "posted twice" in said[0]
     assert not [c for c in fake.calls if c[0].startswith("conversations.")], "not even tried"
     assert len(fake.top_level()) == 2, "at least once: the lost answer's message is posted again"

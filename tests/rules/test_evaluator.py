@@ -283,7 +283,8 @@ def test_a_counts_facts_keep_identifying_each_event():
     ev = RuleEvaluator([r], started=0.0)
     first = make_tags({"dag_id": "d", "task_id": "t", "run_id": "r1", "try_number": "1"})
     second = make_tags({"dag_id": "d", "task_id": "t", "run_id": "r2", "try_number": "2"})
-    ev.evaluate(ev.ingest([Sample(r.metric, 1.0, first, 10), Sample(r.metric, 1.0, second, 20)]), 20)
+    samples = [Sample(r.metric, 1.0, first, 10), Sample(r.metric, 1.0, second, 20)]
+    ev.evaluate(ev.ingest(samples), 20)
     summaries = sorted(a.annotations["summary"] for a in ev.alerts())
     assert summaries == ["t failed on try 1 (r1)", "t failed on try 2 (r2)"]
 
