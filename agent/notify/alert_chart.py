@@ -44,7 +44,9 @@ def alert_series(reader: SeriesReader, alert: AlertInfo, since: float,
         ident = tuple(sorted(wanted.items()))
         for tags, points in reader.read_series(metric, since, until, wanted or None).items():
             # the store keeps a gauge's fact variants (a reason) apart: they are one line here
-            if catalog.series_tags(metric, tuple(tags)) == ident and points:
+            # (a count's facts are part of its series, as they are of the alert's)
+            tags = tuple(tags)
+            if points and (tags == ident or catalog.series_tags(metric, tags) == ident):
                 out.setdefault(ident, []).extend(points)
     if not out and not alert.series:
         labels = {k: v for k, v in alert.labels.items()
