@@ -312,8 +312,13 @@ class Agent:
         The check states are detached copies; turning 1,000 of them into dicts and JSON costs
         tens of milliseconds, which the server does in a worker thread (AgentServer.status).
         """
+        components = {c.name: c.status() for c in self.components}
         return {
             "agent": {
+                # critical when a component says so (e.g. alerting with a receiver that cannot post)
+                "status": "critical" if any(
+                    isinstance(doc, dict) and doc.get("status") == "critical"
+                    for doc in components.values()) else "ok",
                 "version": __version__,
                 "hostname": self.config.agent.hostname,
                 "pid": os.getpid(),
@@ -340,7 +345,7 @@ class Agent:
                 "sink_errors": self.pipeline.sink_errors,
             },
             "checks": [s.copy() for s in sorted(self.scheduler.states.values(), key=lambda s: s.name)],
-            "components": {c.name: c.status() for c in self.components},
+            "components": components,
         }
 
 

@@ -90,6 +90,11 @@ class SlackSettings(_Model):
     chart_window: Duration = Field(
         3600.0, gt=0, description="History shown on the chart and sparkline."
     )
+    fallback: str | None = Field(
+        None,
+        description="Receiver that gets the `slack` receiver's notifications when Slack "
+        "refuses them or the receiver cannot post at all (default: `console`).",
+    )
 
 
 class AlertmanagerSettings(_Model):
@@ -118,7 +123,8 @@ class ReceiverConfig(_Model):
     token: SecretStr | None = Field(None, description="Bot token; default: `alerting.slack.token`.")
     fallback: str | None = Field(
         None,
-        description="Receiver used when this one is misconfigured (invalid_auth, channel_not_found).",
+        description="Receiver that gets this one's notifications when it refuses them or "
+        "cannot post at all (invalid_auth, channel_not_found; default: `console`).",
     )
     send_resolved: bool | None = Field(None, description="Default: `alerting.send_resolved`.")
 
@@ -422,6 +428,12 @@ def reference_problems(raw: Any, where: str = "alerting") -> list[str]:
         if r.get("type") == "slack" and r.get("token") is None and not has_token:
             problems.append(f"{where}.receivers[{i}]: a receiver of type slack needs `token` "
                             "or `alerting.slack.token`")
+    fallback = slack.get("fallback") if slack is not None else None
+    if isinstance(fallback, str):
+        if fallback not in known:
+            problems.append(f"{where}.slack.fallback: {fallback!r} is not defined {have}")
+        elif fallback == "slack":
+            problems.append(f"{where}.slack.fallback: cannot be the slack receiver itself")
     intervals = [t.get("name") for key in ("time_intervals", "mute_time_intervals")
                  for _, t in items(key)]
     for key in ("time_intervals", "mute_time_intervals"):

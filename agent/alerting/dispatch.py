@@ -132,6 +132,8 @@ def _info(event: AlertEvent) -> AlertInfo:
         active_since=a.active_since,
         fired_at=a.fired_at,
         resolved_at=(a.resolved_at or event.at) if state == "resolved" else None,
+        metric=a.metric,
+        series=[dict(s) for s in a.series],
     )
 
 
@@ -165,7 +167,7 @@ class Dispatcher:
             self.outbox,
             self.notifiers,
             config=config.delivery,
-            fallbacks=fallbacks_of(config),
+            fallbacks=fallbacks_of(config, self.router.root),
             mute=self._mute_now,
         )
         self.submit = submit
@@ -433,7 +435,7 @@ class Dispatcher:
             self.outbox,
             notifiers,
             config=config.delivery,
-            fallbacks=fallbacks_of(config),
+            fallbacks=fallbacks_of(config, router.root),
             mute=self._mute_now,
         )
         for name, stats in self.delivery.stats.items():
@@ -508,8 +510,17 @@ class Dispatcher:
                 "last_error": s.last_error,
                 "last_error_at": s.last_error_at,
                 "broken": s.broken,
+                "fallback": self.delivery.fallback_of(name),
             }
+            setup = notifier.setup()
+            if setup is not None:
+                receivers[name]["setup"] = setup
+        broken = self.broken_receivers()
         return {
+            # CRITICAL while a receiver cannot post at all: its notifications reach only the
+            # fallback, and `problems` says what to fix
+            "status": "critical" if broken else "ok",
+            "problems": [f"receiver {n!r}: {why}" for n, why in broken.items()],
             "groups": len(self.groups),
             "events_seen": self.events_seen,
             "notifications_queued": self.notifications_queued,
@@ -518,6 +529,10 @@ class Dispatcher:
             "last_error": self.last_error,
             "receivers": receivers,
         }
+
+    def broken_receivers(self) -> dict[str, str]:
+        """Receivers stopped on a config error, with what to fix."""
+        return {n: s.broken for n, s in self.delivery.stats.items() if s.broken}
 
     def metrics(self, now: float) -> CheckResult:
         """The component's own metrics as a check result for the pipeline (blocking)."""
@@ -533,7 +548,7 @@ class Dispatcher:
                 ),
                 Sample(
                     "mlwarden.alerting.notifications.dropped",
-                    s.dropped + s.forwarded,
+                    s.dropped,
                     tags,
                     now,
                     Kind.MONOTONIC_COUNT,
@@ -563,10 +578,10 @@ class Dispatcher:
                     )
                 )
         samples.append(Sample("mlwarden.alerting.groups", len(self.groups), (), now, Kind.GAUGE))
-        broken = [n for n, s in self.delivery.stats.items() if s.broken]
+        broken = self.broken_receivers()
         status = Status.CRITICAL if broken else Status.OK
         message = (
-            f"receivers stopped: {', '.join(broken)}"
+            "receivers stopped: " + "; ".join(f"{n}: {why}" for n, why in broken.items())
             if broken
             else f"{len(self.groups)} alert groups"
         )

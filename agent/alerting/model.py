@@ -46,6 +46,8 @@ class Alert:
     resolved_at: float | None = None
     last_eval: float | None = None
     flap_count: int = 0
+    metric: str | None = None  # the rule's metric
+    series: list[dict[str, str]] = field(default_factory=list)  # tags of the alert's own series
 
     @property
     def fingerprint(self) -> str:

@@ -11,18 +11,14 @@ from agent.alerting.routing import Route
 from typing import TYPE_CHECKING, Any
 
 from agent.history.protocol import SeriesReader
-from agent.notify.base import AlertInfo, Notification, Notifier
+from agent.notify.base import Notification, Notifier
 from agent.notify.console import ConsoleNotifier
-from agent.notify.render import human_duration, sparkline
 
 if TYPE_CHECKING:
     from agent.notify.slack import ChartFn
     from agent.notify.webhook import SparkFn
 
 __all__ = ["build_notifiers", "fallbacks_of", "chart_fn", "sparkline_fn"]
-
-
-_NOT_TAGS = ("alertname", "alert", "severity")
 
 
 # Receiver types load their client libraries (slack_sdk) only when a config uses them,
@@ -43,44 +39,6 @@ def _alertmanager_notifier(*args: Any, **kwargs: Any) -> Notifier:
     from agent.notify.alertmanager import AlertmanagerNotifier
 
     return AlertmanagerNotifier(*args, **kwargs)
-
-
-def _series_tags(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if k not in _NOT_TAGS and not k.startswith("__")}
-
-
-def _points(
-    reader: SeriesReader, note: Notification, now: float, window: float
-) -> dict[str, list[tuple[float, float]]]:
-    """The history of each alert's metric (its ``metric`` annotation), by alert fingerprint.
-
-    The alert's labels select the series; when a rule added labels the series does not carry,
-    the series whose tags are all among the alert's labels is taken instead.
-    """
-    out: dict[str, list[tuple[float, float]]] = {}
-    for alert in note.alerts[:5]:
-        metric = alert.metric
-        if not metric:
-            continue
-        since = min(now - window, (alert.started or now) - window / 2)
-        tags = _series_tags(alert.labels)
-        series = reader.read_series(metric, since, now, tags or None)
-        if not series and tags:
-            series = {
-                key: points
-                for key, points in reader.read_series(metric, since, now, None).items()
-                if all(alert.labels.get(k) == v for k, v in (key or ()))
-            }
-        for points in series.values():
-            if points:
-                out[alert.fingerprint] = sorted(points)
-                break
-    return out
-
-
-def _label(alert: AlertInfo) -> str:
-    tags = ",".join(f"{k}={v}" for k, v in sorted(_series_tags(alert.labels).items()))
-    return f"{alert.rule} {tags}".strip()
 
 
 _told_no_charts = False
@@ -105,19 +63,9 @@ def chart_fn(reader: SeriesReader | None, window: float) -> ChartFn | None:
         return None
 
     def draw(note: Notification, now: float) -> bytes | None:
-        from agent.charts import render_line_chart
+        from agent.notify.alert_chart import chart_png
 
-        alert = note.firing[0] if note.firing else note.alerts[0]
-        points = _points(reader, note, now, window)
-        if not points:
-            return None
-        series = {_label(a): points[a.fingerprint] for a in note.alerts if a.fingerprint in points}
-        return render_line_chart(
-            series,
-            title=alert.annotations.get("summary") or alert.rule,
-            threshold=alert.threshold,
-            unit=alert.annotations.get("unit", ""),
-        )
+        return chart_png(reader, note, now, window)
 
     return draw
 
@@ -128,13 +76,9 @@ def sparkline_fn(reader: SeriesReader | None, window: float) -> SparkFn | None:
         return None
 
     def spark(note: Notification, now: float) -> dict[str, str]:
-        out = {}
-        for fp, points in _points(reader, note, now, window).items():
-            line = sparkline(points)
-            if line:
-                lo, hi = min(v for _, v in points), max(v for _, v in points)
-                out[fp] = f"`{line}`  last {human_duration(window)}: min {lo:.4g}, max {hi:.4g}"
-        return out
+        from agent.notify.alert_chart import sparklines
+
+        return sparklines(reader, note, now, window)
 
     return spark
 
@@ -222,5 +166,13 @@ def build_notifiers(
     return out
 
 
-def fallbacks_of(config: AlertingConfig) -> Mapping[str, str | None]:
-    return {r.name: r.fallback for r in config.receivers}
+def fallbacks_of(config: AlertingConfig, root: Route | None = None) -> Mapping[str, str | None]:
+    """Each receiver's configured fallback (a ``slack:#chan`` one shares the ``slack``
+    receiver's); delivery uses ``console`` where none is set."""
+    out: dict[str, str | None] = {r.name: r.fallback for r in config.receivers}
+    if config.slack is not None:
+        out["slack"] = config.slack.fallback
+        for route in root.walk() if root is not None else ():
+            if route.receiver.startswith("slack:"):
+                out[route.receiver] = config.slack.fallback
+    return out

@@ -201,14 +201,20 @@ def series_cmd(args: argparse.Namespace) -> int:
 
 def plot_cmd(args: argparse.Namespace) -> int:
     from agent.catalog import load_catalog
-    from agent.charts import ChartsUnavailable, charts_available, render_line_chart
+    from agent.charts import ChartsUnavailable, charts_available, legend_labels, render_line_chart
 
     if not charts_available():
         die(str(ChartsUnavailable()))
 
     result = _run_query(args)
+    if not result.series:  # no file: an empty chart would look like a healthy flat line
+        print(f"mlwarden: no series of {args.metric} match in that window; nothing written",
+              file=sys.stderr)
+        return 1
     spec = load_catalog().get(args.metric)
-    png = render_line_chart({_label(t): p for t, p in sorted(result.series.items())},
+    ordered = sorted(result.series.items())
+    labels = legend_labels([dict(tags) for tags, _ in ordered])
+    png = render_line_chart({label or args.metric: p for label, (_, p) in zip(labels, ordered)},
                             title=args.metric, threshold=args.threshold,
                             unit=spec.unit if spec else "")
     try:
@@ -217,7 +223,7 @@ def plot_cmd(args: argparse.Namespace) -> int:
         die(f"cannot write {args.output}: {exc.strerror or exc}", code=1)
     n = sum(len(p) for p in result.series.values())
     print(f"wrote {args.output}: {len(result.series)} series, {n} points ({result.resolution} data)")
-    return 0 if result.series else 1
+    return 0
 
 
 def migrate_cmd(args: argparse.Namespace) -> int:

@@ -127,10 +127,11 @@ def draw_panels(title: str, panels: Sequence[tuple[Panel, Lines]], *, since: flo
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib import dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
+
+    from agent.charts import draw_series, format_time_axis
 
     rows = max(1, math.ceil(len(panels) / columns))
     cell_w, cell_h, header = 5.0, 2.6, 0.8  # inches
@@ -139,7 +140,6 @@ def draw_panels(title: str, panels: Sequence[tuple[Panel, Lines]], *, since: flo
     fig.text(0.5, 1 - 0.35 / height, f"{title}  (preview from the local history store)",
              ha="center", va="center", fontsize=14)
     with_data = 0
-    time_format = "%H:%M:%S" if until - since < 900 else "%H:%M"
     for i, (panel, lines) in enumerate(panels):
         row, col = divmod(i, columns)
         left, bottom = col / columns, (rows - row - 1) * cell_h / height
@@ -170,13 +170,9 @@ def draw_panels(title: str, panels: Sequence[tuple[Panel, Lines]], *, since: flo
             continue
         ax = fig.add_axes((left + 0.13 * w, bottom + 0.16 * h, 0.83 * w, 0.70 * h))
         ax.set_title(label, fontsize=9)
-        for name, points in sorted(lines.items()):
-            xs = [datetime.fromtimestamp(t, timezone.utc) for t, _ in points]
-            ax.plot(xs, [v for _, v in points], linewidth=1.0, label=name[:40],
-                    marker="." if len(points) < 20 else None)
-        ax.xaxis.set_major_locator(MaxNLocator(4))  # fewer tick labels: each is a text to lay out
-        ax.yaxis.set_major_locator(MaxNLocator(4))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter(time_format, tz=timezone.utc))
+        ax.yaxis.set_major_locator(MaxNLocator(4))  # fewer tick labels: each is a text to lay out
+        draw_series(ax, dict(sorted(lines.items())), linewidth=1.0)  # 0/1 metrics: ticks 0 and 1
+        format_time_axis(ax, max_ticks=4)
         ax.tick_params(labelsize=7)
         if len(lines) <= 6:
             ax.legend(fontsize=6, loc="best")

@@ -5,6 +5,12 @@ Alertmanager considers an alert resolved when ``endsAt`` passes, so firing alert
 re-posted on a period (``alerting.alertmanager.resend_interval``) with no ``endsAt``, and a
 resolution is posted with ``endsAt`` set. Posting is idempotent: Alertmanager merges alerts
 with equal labels, which is why two agents sending the same alert produce one notification.
+
+For that the labels of an alert about a *target* (a model endpoint, a DAG, a GPU node) must
+not depend on which agent saw it: the ``agent`` label (the hostname every local check adds)
+is sent as an annotation instead. Alerts about an agent itself (its self-check,
+``mlwarden.agent.*``, and the metrics of agent/metadata.csv: its checks' status, its
+components) keep ``agent`` as a label: each agent's trouble is its own alert.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +27,7 @@ import aiohttp
 from agent.notify.base import AlertInfo, Notification, Notifier, NotifyError, SendContext
 from agent.secrets import scrub
 
-__all__ = ["AlertmanagerNotifier", "am_alert"]
+__all__ = ["AlertmanagerNotifier", "about_agent", "am_alert"]
 
 
 # Alertmanager refuses label names outside [a-zA-Z_][a-zA-Z0-9_]* (HTTP 400 for the whole batch)
@@ -30,8 +38,25 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@lru_cache(maxsize=1)
+def _agent_metrics() -> frozenset[str]:
+    """The metrics declared by the agent itself (agent/metadata.csv)."""
+    from agent.catalog import read_metadata_csv
+
+    own = Path(__file__).resolve().parents[1] / "metadata.csv"
+    return frozenset(spec.name for spec in read_metadata_csv(own))
+
+
+def about_agent(metric: str | None) -> bool:
+    """Whether an alert on ``metric`` is about the agent that sent it, not about a target."""
+    return metric is not None and (metric.startswith("mlwarden.agent.")
+                                   or metric in _agent_metrics())
+
+
 def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
-    """One alert in Alertmanager's API shape (labels and annotations are strings only)."""
+    """One alert in Alertmanager's API shape (labels and annotations are strings only).
+
+    The labels of an alert about a target are the same whichever agent sends it."""
     labels = {
         _LABEL_BAD.sub("_", k) if _LABEL_BAD.search(k) else k: str(v)
         for k, v in alert.labels.items()
@@ -39,6 +64,8 @@ def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
     }
     labels["alertname"] = alert.rule
     annotations = {k: str(v) for k, v in alert.annotations.items() if v is not None}
+    if "agent" in labels and not about_agent(alert.metric):
+        annotations["agent"] = labels.pop("agent")  # who saw it, not what it is about
     if alert.value is not None:
         annotations.setdefault("value", f"{alert.value:g}")
     if alert.threshold is not None:

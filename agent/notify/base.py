@@ -50,14 +50,17 @@ class AlertInfo:
     active_since: float | None = None
     fired_at: float | None = None
     resolved_at: float | None = None
+    metric: str | None = None  # the rule's metric: what the chart draws
+    series: list[dict[str, str]] = field(default_factory=list)  # the alert's own series (tags)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> "AlertInfo":
         return cls(**{k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc})  # type: ignore[arg-type]
 
     @property
-    def metric(self) -> str | None:
-        return self.annotations.get("metric") or self.labels.get("__metric__")
+    def chart_metric(self) -> str | None:
+        """The metric to chart: the rule's, or a hand-set ``metric`` annotation."""
+        return self.metric or self.annotations.get("metric") or self.labels.get("__metric__")
 
     @property
     def started(self) -> float | None:
@@ -133,6 +136,15 @@ class Notifier(abc.ABC):
     @abc.abstractmethod
     async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
         """Deliver ``note``; returns what to record (e.g. channel and ts); raises NotifyError."""
+
+    async def preflight(self) -> None:  # noqa: B027 - optional hook
+        """Check, before the first send, what this receiver can do (e.g. a Slack token's
+        scopes); called at start and after a reload. Raises ReceiverBroken when it can do
+        nothing, NotifyError when the check itself failed (it is tried again later)."""
+
+    def setup(self) -> dict[str, Any] | None:
+        """What :meth:`preflight` found, for /status; None when there is nothing to say."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most notifiers hold a session
         """Release connections."""

@@ -152,7 +152,7 @@ def _alert_section(
     shown = [
         (k, v)
         for k, v in sorted(alert.labels.items())
-        if k not in HIDDEN_LABELS and group_labels.get(k) != v
+        if k not in HIDDEN_LABELS and group_labels.get(k) != v and v != ""
     ]
     fields = [
         {
@@ -206,10 +206,11 @@ def blocks_for(
             },
         },
     ]
-    if note.group_labels:
-        labels = "  ".join(
-            f"{escape(_cut(k, 60))}={code(v, 120)}" for k, v in note.group_labels.items()
-        )
+    # a group_by label the alerts lack is empty in the group key: it says nothing, so it
+    # is not shown (no "(empty)")
+    present = {k: v for k, v in note.group_labels.items() if v != ""}
+    if present:
+        labels = "  ".join(f"{escape(_cut(k, 60))}={code(v, 120)}" for k, v in present.items())
         blocks.append(
             {
                 "type": "context",

@@ -8,6 +8,21 @@ so. Each post carries ``metadata`` naming its outbox dedup key, so an attempt in
 between Slack accepting a message and the outbox recording it re-reads the channel (or
 thread) and finds the message instead of posting it twice.
 
+The read-back only *helps avoid a duplicate*; it can never *cause a loss*. When it cannot be
+done (a scope the token lacks, a method Slack does not know, a rate limit, a 5xx, a
+timeout, a channel name that cannot be resolved to an ID) the message is posted anyway:
+at least once, never zero, and its metadata still lets a later read-back collapse a
+duplicate. A notification is given up only when *posting* is impossible (``invalid_auth``,
+``channel_not_found``, ``not_in_channel``, ``account_inactive``, ...): the receiver then
+stops with a message that says what to fix, and its notifications go to its fallback.
+Content Slack refuses (blocks it cannot render) is sent again as plain text, an update of
+the parent that Slack refuses leaves the delivered reply delivered, and a reply whose
+thread is gone becomes a message of its own.
+
+At start and on reload :meth:`SlackNotifier.preflight` asks ``auth.test`` for the token's
+scopes (``X-OAuth-Scopes``) and says which scope is missing and which feature is off because
+of it (:mod:`agent.notify.slack_scopes`); features known to be off are not tried.
+
 slack-sdk retries nothing but one connection error by default; retries are the outbox's
 job, so every failure is translated here into a verdict (:func:`slack_errors`).
 """
@@ -27,32 +42,68 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agent.notify.base import Notification, Notifier, NotifyError, ReceiverBroken, SendContext
 from agent.notify.render import blocks_for, fallback_text, thread_reply
+from agent.notify.slack_scopes import ScopeReport, scopes_from_headers
 from agent.secrets import scrub
 
-__all__ = ["SlackNotifier", "slack_errors", "BROKEN_ERRORS", "EVENT_TYPE"]
+__all__ = ["SlackNotifier", "SlackRefused", "slack_errors", "BROKEN_ERRORS", "EVENT_TYPE"]
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "mlwarden_notification"
+# Slack's answers that no retry can help with, each with what a person must do about it
 BROKEN_ERRORS = {
-    "invalid_auth": "the bot token is invalid",
-    "not_authed": "no bot token was sent",
-    "account_inactive": "the bot token belongs to a deactivated account",
-    "token_revoked": "the bot token was revoked",
-    "token_expired": "the bot token expired",
-    "channel_not_found": "the channel does not exist or the bot cannot see it",
-    "not_in_channel": "the bot is not a member of the channel (invite it with /invite)",
-    "is_archived": "the channel is archived",
-    "missing_scope": "the bot token lacks a scope (chat:write, files:write, channels:history)",
+    "invalid_auth": "the bot token is invalid: set the receiver's token (alerting.slack.token) "
+    "to the app's Bot User OAuth Token (xoxb-...)",
+    "not_authed": "no bot token was sent: set alerting.slack.token (e.g. ${SLACK_BOT_TOKEN})",
+    "account_inactive": "the token belongs to a deactivated user or app: reinstall the Slack "
+    "app and use its new bot token",
+    "token_revoked": "the bot token was revoked: reinstall the Slack app and use its new token",
+    "token_expired": "the bot token expired: rotate it and set the new one",
+    "channel_not_found": "the channel does not exist or the bot cannot see it: check the "
+    "channel's name (or give its ID, e.g. C0123ABCD) and invite the bot to it",
+    "not_in_channel": "the bot is not a member of the channel: invite it (/invite @your-bot "
+    "in the channel) or give the app the chat:write.public scope",
+    "is_archived": "the channel is archived: unarchive it or route to another channel",
+    "missing_scope": "the bot token lacks a scope it needs to post",
 }
+# refusals of a message's content (not of the receiver): it is sent again as plain text
+_CONTENT_ERRORS = frozenset({
+    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "too_many_attachments",
+    "invalid_attachments", "invalid_metadata_format", "invalid_metadata_schema",
+    "metadata_too_large", "metadata_must_be_sent_from_app", "invalid_arguments",
+})
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 # Charts: (note, now) -> PNG bytes or None; rendered off the event loop by the caller's executor.
 ChartFn = Callable[[Notification, float], bytes | None]
 
 
+class SlackRefused(NotifyError):
+    """Slack answered ``ok: false`` with ``error`` (a code such as ``invalid_blocks``)."""
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message, retryable=False)
+        self.error = error
+
+
+def _missing_scope(resp: Any) -> str:
+    needed = provided = ""
+    with contextlib.suppress(Exception):
+        needed = str(resp.get("needed") or "")
+        provided = str(resp.get("provided") or "")
+    what = f"the bot token lacks {needed or 'a scope'}"
+    if provided:
+        what += f" (it has {provided})"
+    return f"{what}: add it under OAuth & Permissions > Bot Token Scopes and reinstall the app"
+
+
 @contextlib.contextmanager
 def slack_errors(receiver: str, method: str) -> Iterator[None]:
-    """Translate slack-sdk and aiohttp failures into a NotifyError verdict, ``from exc``."""
+    """Translate slack-sdk and aiohttp failures into a NotifyError verdict, ``from exc``.
+
+    ``ReceiverBroken`` for the answers in :data:`BROKEN_ERRORS` (its message says what to
+    fix); a retryable ``NotifyError`` for 429 (with ``retry_after``), 5xx, Slack's own
+    internal errors, timeouts and network errors; :class:`SlackRefused` for the rest.
+    """
     where = f"slack receiver {receiver!r}: {method}"
     try:
         yield
@@ -73,12 +124,14 @@ def slack_errors(receiver: str, method: str) -> Iterator[None]:
             ) from exc
         if status is not None and status >= 500:
             raise NotifyError(f"{where}: Slack answered HTTP {status}", retryable=True) from exc
+        if error == "missing_scope":
+            raise ReceiverBroken(f"{where}: missing_scope: {_missing_scope(resp)}") from exc
         if error in BROKEN_ERRORS:
             raise ReceiverBroken(f"{where}: {error}: {BROKEN_ERRORS[error]}") from exc
         if error in ("internal_error", "fatal_error", "service_unavailable", "request_timeout"):
             raise NotifyError(f"{where}: Slack error {error}", retryable=True) from exc
-        raise NotifyError(
-            f"{where}: Slack refused the request: {error or status}", retryable=False
+        raise SlackRefused(
+            f"{where}: Slack refused the request: {error or status}", error=error or str(status)
         ) from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
         raise NotifyError(f"{where}: timed out", retryable=True) from exc
@@ -119,6 +172,8 @@ class SlackNotifier(Notifier):
         self._session: aiohttp.ClientSession | None = None
         self._channel_id: str | None = channel if _CHANNEL_ID.match(channel) else None
         self.chart_errors = 0
+        self.readback_failures = 0
+        self.scopes: ScopeReport | None = None  # None until Slack named the token's scopes
 
     def _api(self) -> AsyncWebClient:
         if self._client is None:
@@ -139,6 +194,42 @@ class SlackNotifier(Notifier):
         self._client = None
         self._session = None
 
+    # -- scopes ---------------------------------------------------------------------------
+    async def preflight(self) -> None:
+        """Ask Slack which scopes the token has; log each missing one with the features it
+        turns off. Without the scopes to post at all the receiver is broken from the start."""
+        with slack_errors(self.name, "auth.test"):
+            resp = await self._api().auth_test()
+        scopes = scopes_from_headers(getattr(resp, "headers", None))
+        if scopes is None:
+            log.info("slack receiver %r: Slack did not name the token's scopes "
+                     "(no X-OAuth-Scopes); features are tried as they are used", self.name)
+            return
+        report = ScopeReport(scopes, by_name=self._channel_id is None)
+        self.scopes = report
+        where = f"slack receiver {self.name!r}"
+        if not report.can_post:
+            raise ReceiverBroken(f"{where}: missing_scope: {report.problems()[0]}")
+        for problem in report.problems():
+            log.warning("%s: %s", where, problem)
+        for note in report.partial():
+            log.info("%s: %s", where, note)
+        if not report.off():
+            log.info("%s: the token's scopes allow every feature (%s)", where,
+                     ",".join(sorted(scopes)))
+
+    def setup(self) -> dict[str, Any] | None:
+        if self.scopes is None:
+            return None
+        return {
+            "scopes": sorted(self.scopes.scopes),
+            "features_off": {f.name: f"needs {' or '.join(f.scopes)}"
+                             for f in self.scopes.off()},
+        }
+
+    def _allows(self, feature: str) -> bool:
+        return self.scopes is None or self.scopes.allows(feature)
+
     # -- sending ------------------------------------------------------------------------
     async def send(self, note: Notification, ctx: SendContext) -> dict[str, Any]:
         state: dict[str, Any] = dict(ctx.previous or {})
@@ -154,7 +245,7 @@ class SlackNotifier(Notifier):
         text = fallback_text(note, ctx.now, ctx.late_note)
         if parent is None or note.event == "firing":
             if "ts" not in state:
-                found = await self._find_posted(ctx, thread_ts=None) if ctx.previous else None
+                found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
                 if found is None:
                     found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
                 await record(channel=found[0], ts=found[1])
@@ -166,22 +257,41 @@ class SlackNotifier(Notifier):
         channel, parent_ts = str(parent["channel"]), str(parent["ts"])
         if "reply_ts" not in state:
             found = (
-                await self._find_posted(ctx, thread_ts=parent_ts, channel=channel)
+                await self._read_back(ctx, thread_ts=parent_ts, channel=channel)
                 if ctx.previous
                 else None
             )
             if found is None:
-                found = await self._post(
-                    text=thread_reply(note, ctx.now, ctx.late_note),
-                    blocks=None,
-                    dedup=ctx.dedup_key,
-                    thread_ts=parent_ts,
-                    channel=channel,
-                )
+                reply = thread_reply(note, ctx.now, ctx.late_note)
+                try:
+                    found = await self._post(
+                        text=reply, blocks=None, dedup=ctx.dedup_key, thread_ts=parent_ts,
+                        channel=channel,
+                    )
+                except SlackRefused as exc:
+                    if exc.error != "thread_not_found":
+                        raise
+                    # the incident's message was deleted: the news goes out on its own
+                    log.warning("%s; posting it as a message of its own", exc)
+                    found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key,
+                                             channel=channel)
             await record(channel=channel, reply_ts=found[1], thread_ts=parent_ts)
-        with slack_errors(self.name, "chat.update"):
-            await self._api().chat_update(channel=channel, ts=parent_ts, text=text, blocks=blocks)
+        await self._update_parent(channel, parent_ts, text, blocks)
         return state
+
+    async def _update_parent(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
+    ) -> None:
+        """Rewrite the incident's message. The reply carrying the news is already delivered,
+        so a refusal is logged, not held against the notification; an outage is retried."""
+        try:
+            with slack_errors(self.name, "chat.update"):
+                await self._api().chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except NotifyError as exc:
+            if exc.retryable:
+                raise
+            log.warning("%s; the thread reply was delivered, the incident's message keeps its "
+                        "earlier text", scrub(str(exc)))
 
     async def _post(
         self,
@@ -192,23 +302,36 @@ class SlackNotifier(Notifier):
         thread_ts: str | None = None,
         channel: str | None = None,
     ) -> tuple[str, str]:
-        with slack_errors(self.name, "chat.postMessage"):
-            resp = await self._api().chat_postMessage(
-                channel=channel or self._channel_id or self.channel,
-                text=text,
-                blocks=blocks,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
-                metadata={"event_type": EVENT_TYPE, "event_payload": {"dedup": dedup}},
-            )
+        metadata: dict[str, Any] | None = {
+            "event_type": EVENT_TYPE, "event_payload": {"dedup": dedup}
+        }
+        try:
+            with slack_errors(self.name, "chat.postMessage"):
+                resp = await self._api().chat_postMessage(
+                    channel=channel or self._channel_id or self.channel, text=text,
+                    blocks=blocks, thread_ts=thread_ts, unfurl_links=False, unfurl_media=False,
+                    metadata=metadata,
+                )
+        except SlackRefused as exc:
+            if exc.error not in _CONTENT_ERRORS:
+                raise
+            # Slack refused the content, not the receiver: the words still go out
+            log.warning("%s; sending it again as plain text", scrub(str(exc)))
+            if "metadata" in exc.error:
+                metadata = None
+            with slack_errors(self.name, "chat.postMessage"):
+                resp = await self._api().chat_postMessage(
+                    channel=channel or self._channel_id or self.channel, text=text,
+                    thread_ts=thread_ts, unfurl_links=False, unfurl_media=False,
+                    metadata=metadata,
+                )
         channel_id = str(resp["channel"])
         self._channel_id = self._channel_id or channel_id
         return channel_id, str(resp["ts"])
 
     async def _upload_chart(self, note: Notification, now: float, channel_id: str, ts: str) -> None:
         """A chart is a courtesy: failing to draw or upload it never holds back the alert."""
-        if self._chart is None:
+        if self._chart is None or not self._allows("charts"):
             return
         try:
             png = await asyncio.get_running_loop().run_in_executor(None, self._chart, note, now)
@@ -236,15 +359,48 @@ class SlackNotifier(Notifier):
             log.warning("%s; the alert was sent without its chart", exc)
 
     # -- idempotency ----------------------------------------------------------------------
+    async def _read_back(
+        self, ctx: SendContext, *, thread_ts: str | None, channel: str | None = None
+    ) -> tuple[str, str] | None:
+        """What an interrupted attempt already posted, or None: also when the read-back
+        itself cannot be done, because then posting (maybe twice) beats posting never."""
+        channel = channel or (ctx.previous or {}).get("channel")
+        if not self._allows("read-back"):
+            self.readback_failures += 1
+            log.info("slack receiver %r: the token cannot read the channel back, so %s is "
+                     "posted (at least once: Slack may show it twice)", self.name, ctx.dedup_key)
+            return None
+        try:
+            return await self._find_posted(ctx, thread_ts=thread_ts, channel=channel)
+        except (NotifyError, KeyError, TypeError, ValueError) as exc:
+            self.readback_failures += 1
+            log.warning(
+                "%s; cannot tell whether an interrupted attempt already posted %s, so it is "
+                "posted (at least once: Slack may show it twice)", scrub(str(exc)), ctx.dedup_key,
+            )
+            return None
+
     async def _resolve_channel_id(self) -> str:
         if self._channel_id:
             return self._channel_id
         name = self.channel.lstrip("#")
+        types = "public_channel,private_channel"
+        if self.scopes is not None:  # ask only for what the token may list
+            types = ",".join(t for t, scope in (("public_channel", "channels:read"),
+                                               ("private_channel", "groups:read"))
+                             if scope in self.scopes.scopes)
+            if not types:
+                raise NotifyError(
+                    f"slack receiver {self.name!r}: the token lacks channels:read and "
+                    f"groups:read, so {self.channel!r} cannot be turned into a channel ID "
+                    "before the first post (give the channel's ID instead of its name)",
+                    retryable=False,
+                )
         cursor = None
         for _ in range(50):  # bounded paging
             with slack_errors(self.name, "conversations.list"):
                 resp = await self._api().conversations_list(
-                    types="public_channel,private_channel",
+                    types=types,
                     exclude_archived=True,
                     limit=200,
                     cursor=cursor,
@@ -256,8 +412,11 @@ class SlackNotifier(Notifier):
             cursor = (resp.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
-        raise ReceiverBroken(
-            f"slack receiver {self.name!r}: channel_not_found: no channel named {self.channel!r}"
+        # not a verdict on the receiver: only the read-back needs the ID (posting takes a name)
+        raise NotifyError(
+            f"slack receiver {self.name!r}: conversations.list: no channel named "
+            f"{self.channel!r} is visible to the token",
+            retryable=False,
         )
 
     async def _find_posted(

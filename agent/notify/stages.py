@@ -3,9 +3,15 @@
 ``mute`` (a silence added while a notification waited drops its alerts), ``dedup`` (an
 attempt that was interrupted is told what it already did, so the notifier can find its
 message instead of posting it twice), ``retry`` (the notifier's verdict: retry with
-backoff, honouring Retry-After; drop; or stop the receiver and hand its queue to the
-fallback) and ``record`` (mark sent with the result: the Slack channel id and ts that
-later messages thread under). See alertmanager ``notify/notify.go``.
+backoff, honouring Retry-After; hand a refused notification to the fallback; or stop the
+receiver and hand its queue to the fallback) and ``record`` (mark sent with the result:
+the Slack channel id and ts that later messages thread under). See alertmanager
+``notify/notify.go``.
+
+Nothing is dropped silently: a notification its receiver refuses, or that waits behind a
+receiver stopped on a config error, goes to the receiver's ``fallback`` (the ``console``
+receiver when none is configured), and a stopped receiver turns the alerting component
+CRITICAL until its config is fixed and reloaded.
 
 Each receiver drains in outbox id order: an item that waits for a retry holds back the
 ones behind it, so messages arrive in the order they were queued, and each paced channel
@@ -42,10 +48,14 @@ from agent.notify.render import human_duration
 from agent.outbox import Outbox, OutboxItem
 from agent.secrets import scrub
 
-__all__ = ["Delivery", "ReceiverStats", "KIND"]
+__all__ = ["Delivery", "ReceiverStats", "KIND", "DEFAULT_FALLBACK"]
 
 log = logging.getLogger(__name__)
 KIND = "notification"
+# where a receiver's refused notifications go when its config names no fallback
+DEFAULT_FALLBACK = "console"
+# how long to wait before checking a receiver's setup again after the check itself failed
+PREFLIGHT_RETRY = 60.0
 T = TypeVar("T")
 # (labels, now) -> why it is muted now (a silence id), or None
 MuteFn = Callable[[Mapping[str, str], float], str | None]
@@ -98,6 +108,8 @@ class Delivery:
         self.mute = mute
         self.stats = {name: ReceiverStats() for name in self.notifiers}
         self._next_ok: dict[str, float] = {}
+        self._checked: set[str] = set()  # receivers whose preflight has answered
+        self._check_at: dict[str, float] = {}
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
@@ -138,10 +150,47 @@ class Delivery:
         done = 0
         for name, notifier in self.notifiers.items():
             try:
+                await self._preflight(name, notifier, now)
                 done += await self._drain(name, notifier, now, budget)
             except Exception:  # noqa: BLE001 - a store hiccup must not stop the other receivers
                 log.exception("delivery to receiver %r failed; retrying on the next tick", name)
         return done
+
+    async def _preflight(self, name: str, notifier: Notifier, now: float) -> None:
+        """Once per receiver (at start, after a reload): its own check of what it can do,
+        so a missing scope or a bad token is reported before the first alert needs it."""
+        if name in self._checked or now < self._check_at.get(name, 0.0):
+            return
+        try:
+            await notifier.preflight()
+        except ReceiverBroken as exc:
+            self._checked.add(name)
+            self._stop(name, exc, now)
+        except NotifyError as exc:
+            self._check_at[name] = now + PREFLIGHT_RETRY
+            log.warning("%s; checking receiver %r's setup again in %s", scrub(str(exc)), name,
+                        human_duration(PREFLIGHT_RETRY))
+        except Exception:  # noqa: BLE001 - a bug in a check must not stop delivery
+            self._check_at[name] = now + PREFLIGHT_RETRY
+            log.exception("receiver %r: checking its setup failed", name)
+        else:
+            self._checked.add(name)
+
+    def _stop(self, name: str, exc: ReceiverBroken, now: float) -> None:
+        """The receiver cannot post until a person fixes it: say what to fix, once."""
+        stats = self.stats[name]
+        message = scrub(str(exc))
+        stats.broken = message
+        self._failed(stats, exc, now)
+        fallback = self.fallback_of(name)
+        log.error(
+            "%s. Receiver %r stops until this is fixed (then reload with SIGHUP or restart); %s",
+            message,
+            name,
+            f"its notifications go to {fallback!r}"
+            if fallback
+            else "no fallback receiver exists: its notifications are kept as dead outbox rows",
+        )
 
     async def _drain(self, name: str, notifier: Notifier, now: float, budget: int) -> int:
         stats = self.stats[name]
@@ -198,18 +247,7 @@ class Delivery:
             try:
                 result = await notifier.send(note, ctx)
             except ReceiverBroken as exc:
-                message = scrub(str(exc))
-                stats.broken = message
-                self._failed(stats, exc, now)
-                fallback = self.fallbacks.get(name)
-                log.error(
-                    "%s; receiver %r stops until its config is fixed%s",
-                    message,
-                    name,
-                    f" and its notifications go to {fallback!r}"
-                    if fallback
-                    else " (no fallback receiver configured: its notifications are kept as dead items)",
-                )
+                self._stop(name, exc, now)
                 continue  # the loop forwards this item and the rest
             except NotifyError as exc:
                 self._failed(stats, exc, now)
@@ -230,9 +268,13 @@ class Delivery:
                         self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(exc))
                     )
                     return done
-                stats.dropped += 1
-                log.error("%s; dropping this notification (%s)", scrub(str(exc)), item.dedup_key)
-                await self._db(self.outbox.mark_dead, item.id, error=scrub(str(exc)))
+                fallback = self.fallback_of(name)
+                log.error(
+                    "%s; receiver %r refused notification %s, %s", scrub(str(exc)), name,
+                    item.dedup_key,
+                    f"it goes to {fallback!r}" if fallback else "it is kept as a dead outbox row",
+                )
+                await self._forward(name, item, scrub(str(exc)))
                 done += 1
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug in a notifier: retry, do not lose it
@@ -299,10 +341,21 @@ class Delivery:
         stats.last_failure_kind = reason
         stats.failures_by_reason[reason] = stats.failures_by_reason.get(reason, 0) + 1
 
+    def fallback_of(self, name: str) -> str | None:
+        """The receiver that gets what ``name`` cannot deliver (console unless configured)."""
+        notifier = self.notifiers.get(name)
+        if notifier is None or notifier.type == "console":
+            return None
+        fallback = self.fallbacks.get(name) or DEFAULT_FALLBACK
+        return fallback if fallback != name and fallback in self.notifiers else None
+
     async def _forward(self, name: str, item: OutboxItem, why: str) -> None:
-        fallback = self.fallbacks.get(name)
+        """Give up on ``item`` for ``name``: queue it for the fallback (keeping its order and
+        dedup key, so a restart does not queue it twice) and keep the row as dead."""
+        fallback = self.fallback_of(name)
         stats = self.stats[name]
-        if fallback and fallback in self.notifiers:
+        stats.dropped += 1
+        if fallback:
             payload = dict(item.payload)
             payload["receiver"] = fallback
             if payload.get("incident"):
@@ -316,7 +369,6 @@ class Delivery:
                 self.outbox.mark_dead, item.id, error=f"forwarded to {fallback!r}: {why}"
             )
         else:
-            stats.dropped += 1
             await self._db(self.outbox.mark_dead, item.id, error=why)
 
     def enqueue(self, note: Notification, *, dedup_key: str, now: float) -> int | None:

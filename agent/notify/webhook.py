@@ -107,7 +107,8 @@ class WebhookNotifier(Notifier):
             raise NotifyError(f"{where}: the Slack incoming webhook answered HTTP {status}", retryable=True)
         if body in _BROKEN or status in (401, 403, 404, 410):
             raise ReceiverBroken(
-                f"{where}: HTTP {status} {scrub(body)[:100]}: the webhook URL is revoked or wrong"
+                f"{where}: HTTP {status} {scrub(body)[:100]}: the webhook URL is revoked or wrong: "
+                "create a new incoming webhook for the channel and set its URL"
             )
         raise NotifyError(
             f"{where}: Slack refused the message: HTTP {status} {scrub(body)[:200]}",

@@ -18,11 +18,13 @@ Example::
         for: 1m
         severity: critical
         summary: "{model} is down"
+        annotations: {runbook_url: "https://runbooks.example/{model}", team: ml-platform}
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from typing import Literal
 
@@ -40,6 +42,7 @@ AGGREGATES: tuple[str, ...] = Aggregate.__args__  # type: ignore[attr-defined]
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
 OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
 _TEMPLATE_FIELDS = ("summary", "description", "runbook_url", "dashboard_url")
+_ANNOTATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
@@ -102,6 +105,11 @@ class RuleConfig(_Model):
     description: str = Field("", description="Template, like `summary`.")
     runbook_url: str = Field("", description="Template, like `summary`.")
     dashboard_url: str = Field("", description="Template, like `summary`.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Free-form annotations sent with every alert of the rule, as in "
+        "Prometheus rules (e.g. `team`, `playbook_url`); each value is a template like `summary`.",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -139,8 +147,26 @@ class RuleConfig(_Model):
                              f"found {value!r}") from None
         return value
 
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _ANNOTATION.match(name):
+                raise ValueError(f"annotation names are letters, digits and _ (not starting "
+                                 f"with a digit), found {name!r}")
+            try:
+                list(string.Formatter().parse(text))
+            except ValueError as exc:
+                raise ValueError(f"annotation {name!r}: invalid template ({exc}); write literal "
+                                 f"braces as {{{{ and }}}}, found {text!r}") from None
+        return value
+
     @model_validator(mode="after")
     def _shape(self) -> RuleConfig:
+        twice = sorted(k for k in self.annotations if k in _TEMPLATE_FIELDS and getattr(self, k))
+        if twice:
+            raise ValueError(f"`{twice[0]}` goes either on the rule or in `annotations`, "
+                             "found both")
         is_absent = self.absent is not None or self.absent_intervals is not None
         has_compare = self.op is not None or self.threshold is not None
         if is_absent and has_compare:

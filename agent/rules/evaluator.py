@@ -40,6 +40,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
 _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
+_SERIES_SHOWN = 10  # member series an alert names (for its chart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +58,16 @@ class Change:
         rec = self.record
         cfg = self.rule.cfg if self.rule is not None else None
         threshold = None if cfg is None else (cfg.absent if cfg.is_absent else cfg.threshold)
+        series: list[dict[str, str]] = []
+        if self.rule is not None:  # the alert's own series, so a chart can draw exactly them
+            group = self.rule.groups.get(rec.group)
+            series = [dict(buf.tags) for buf in (group.members if group else ())[:_SERIES_SHOWN]]
         return Alert(
             rule=rec.rule, labels=dict(rec.labels), state=self.state, severity=rec.severity,
             annotations=dict(rec.annotations), value=rec.value, threshold=threshold,
             active_since=rec.active_since, fired_at=rec.fired_at, resolved_at=rec.resolved_at,
             last_eval=rec.last_eval, flap_count=rec.flap_count,
+            metric=cfg.metric if cfg is not None else None, series=series,
         )
 
 
@@ -104,6 +110,10 @@ class CompiledRule:
         self.reduce = AGGREGATORS[cfg.aggregate]
         spec = catalog.get(cfg.metric)
         self.delta = spec is not None and spec.kind is Kind.COUNT
+        # a gauge's facts a template may name, "n/a" until a sample says otherwise
+        self.declared_facts = ({f: "n/a" for f in spec.facts}
+                               if spec is not None and not self.delta
+                               and spec.kind is not Kind.MONOTONIC_COUNT else {})
         self.window = float(cfg.window)
         self.memo_key = (cfg.aggregate, self.window)
         self.from_store = self.window > settings.memory_window
@@ -146,6 +156,11 @@ class RuleEvaluator:
                  *, started: float, catalog: Catalog | None = None) -> None:
         self.settings = settings or RulesEngineConfig()
         catalog = catalog or load_catalog()
+        self.catalog = catalog
+        # metrics whose facts describe the latest value (a gauge's reason), not the series:
+        # their series are known by their tags without facts, and the facts go to the text
+        self.described = frozenset(spec.name for spec in catalog if spec.facts
+                                   and spec.kind not in (Kind.COUNT, Kind.MONOTONIC_COUNT))
         self.started = started
         self.rules = [CompiledRule(cfg, i, catalog, self.settings) for i, cfg in enumerate(rules)]
         self.by_metric: dict[str, list[CompiledRule]] = {}
@@ -167,6 +182,7 @@ class RuleEvaluator:
         affected: dict[Group, None] = {}
         by_metric = self.by_metric
         buffers = self.buffers
+        described = self.described
         for sample in samples:
             metric = sample.metric
             if metric not in by_metric:
@@ -174,11 +190,18 @@ class RuleEvaluator:
             value = sample.value
             if value != value:  # NaN is a missing sample, never a value to compare
                 continue
-            key = (metric, sample.tags)
+            tags = sample.tags
+            if metric in described:
+                ident = self.catalog.series_tags(metric, tags)
+                key = (metric, ident)
+            else:
+                key = (metric, tags)
             buf = buffers.get(key)
             if buf is None:
                 buf = self._new_series(key)
             ts = sample.timestamp
+            if metric in described and ts >= buf.last_seen:
+                buf.facts = {k: v for k, v in tags if (k, v) not in ident}
             buf.append(ts, value)
             for group in buf.groups:
                 if group.rule.is_absent:
@@ -300,7 +323,13 @@ class RuleEvaluator:
                             data: Mapping[Tags, Sequence[tuple[float, float]]], now: float) -> None:
         """Evaluate a long-window rule over series read from the store."""
         by_group: dict[Tags, list[float]] = {}
-        for tags, points in data.items():
+        merged: dict[Tags, list[tuple[float, float]]] = {}
+        for tags, points in data.items():  # a gauge's fact variants are one series
+            ident = (self.catalog.series_tags(rule.metric, tags) if rule.metric in self.described
+                     else tags)
+            merged.setdefault(ident, []).extend(points)
+        for tags, points in merged.items():
+            points = sorted(points) if len(data) != len(merged) else points
             gkey = rule.group_key(tags)
             if gkey is None or not points:
                 continue
@@ -478,8 +507,11 @@ class RuleEvaluator:
     def _after(self, rule: CompiledRule | None, rec: AlertRecord, before: tuple,
                change: tuple[AlertState, AlertState] | None, now: float) -> None:
         if change is not None:
-            if rule is not None:
-                rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value)
+            # a resolution keeps the text the alert fired with: it says what resolved
+            closing = change[1] in (AlertState.RESOLVED, AlertState.INACTIVE) and rec.annotations
+            if rule is not None and not closing:
+                facts = {**rule.declared_facts, **_facts(rule.groups.get(rec.group))}
+                rec.annotations = render_annotations(rule.cfg, rec.labels, rec.value, facts)
             self._changes.append(Change(rec, rule, change[0], change[1], now))
         if change is not None or rec.timers() != before:
             self._dirty[rec.fingerprint] = rec
@@ -544,6 +576,14 @@ def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
     else:
         lo, hi = buf.bounds(now - window, now)
     return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
+
+
+def _facts(group: Group | None) -> dict[str, str]:
+    """The facts of the group's most recently updated series (what its text may say)."""
+    if group is None or not group.members:
+        return {}
+    newest = max(group.members, key=lambda buf: buf.last_seen)
+    return newest.facts
 
 
 def _interval(group: Group) -> float | None:

@@ -1,7 +1,9 @@
 """Alert text from a rule's templates: ``"{model} is down ({value:.0f})"``.
 
 Templates are ``str.format`` strings over the alert's labels plus ``{value}``,
-``{threshold}``, ``{for}`` (a duration like ``5m``), ``{alert}`` and ``{severity}``. A
+``{threshold}``, ``{for}`` (a duration like ``5m``), ``{alert}``, ``{severity}`` and
+``{metric}``, and the facts of the alert's latest sample (``{reason}``, ``{run_id}``,
+``{try_number}``, ``{log_url}``: see the catalog's ``facts`` column). A
 template must never stop an alert from being sent, so an unknown name renders as
 ``{name}`` and a value that does not fit its format spec (an absent series has no value)
 renders plainly instead of raising.
@@ -68,10 +70,14 @@ def render(template: str, context: Mapping[str, Any]) -> str:
         return template
 
 
-def render_annotations(rule: RuleConfig, labels: Mapping[str, str],
-                       value: float | None) -> dict[str, str]:
-    """The rule's non-empty templates rendered for one alert."""
-    context: dict[str, Any] = dict(labels)
+def render_annotations(rule: RuleConfig, labels: Mapping[str, str], value: float | None,
+                       facts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The rule's non-empty templates (its `annotations` included) rendered for one alert.
+
+    ``facts`` are what the alert's latest sample says beyond its labels (a model server's
+    reason, the run a count is about); a label of the same name wins."""
+    context: dict[str, Any] = dict(facts or {})
+    context.update(labels)
     context.update(
         value=value,
         threshold=rule.threshold if not rule.is_absent else rule.absent,
@@ -80,4 +86,7 @@ def render_annotations(rule: RuleConfig, labels: Mapping[str, str],
         metric=rule.metric,
     )
     context["for"] = format_duration(rule.for_)
-    return {name: render(text, context) for name in _FIELDS if (text := getattr(rule, name))}
+    out = {name: render(text, context) for name in _FIELDS if (text := getattr(rule, name))}
+    for name, text in rule.annotations.items():
+        out[name] = render(text, context)
+    return out

@@ -22,7 +22,7 @@ class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
     __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
-                 "memo")
+                 "memo", "facts")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
@@ -34,6 +34,7 @@ class SeriesBuffer:
         self.tags = tags
         self.groups: list = []  # the rule groups this series belongs to (set by the evaluator)
         self.memo: dict = {}  # (aggregate, window) -> (now, length, value), for the evaluator
+        self.facts: dict[str, str] = {}  # what the newest sample says beyond its tags (a reason)
 
     def __len__(self) -> int:
         return len(self.times) - self.start

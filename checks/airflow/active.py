@@ -50,7 +50,7 @@ async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
     runs = await client.get_all("/dags/~/dagRuns", "dag_runs",
                                 [("state", "running"), ("state", "queued")])
     active: dict[str, dict[str, int]] = defaultdict(lambda: {"running": 0, "queued": 0})
-    stuck: dict[str, int] = defaultdict(int)
+    stuck: dict[str, list[str]] = defaultdict(list)
     queued_delay: dict[str, float] = {}
     for run in runs:
         dag_id, state = run.get("dag_id"), run.get("state")
@@ -68,7 +68,8 @@ async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
         elapsed = max(0.0, now - start)
         limit = _stuck_limit(cfg, history.p95(dag_id, cfg.stuck_min_history))
         is_stuck = limit is not None and elapsed > limit
-        stuck[dag_id] += is_stuck
+        if is_stuck:
+            stuck[dag_id].append(str(run.get("dag_run_id")))
         check.gauge("airflow.dag_run.elapsed", elapsed, tags={
             "dag_id": dag_id, "run_id": str(run.get("dag_run_id")),
             "stuck": "true" if is_stuck else "false"})
@@ -77,7 +78,9 @@ async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
         for state in ("running", "queued"):
             sparse.gauge(check, "airflow.dag_run.active", active[dag_id][state],
                          {"dag_id": dag_id, "state": state})
-        sparse.gauge(check, "airflow.dag.stuck_runs", stuck[dag_id], tags)
+        runs = sorted(stuck[dag_id])  # which runs, so an alert can name them
+        sparse.gauge(check, "airflow.dag.stuck_runs", len(runs), tags,
+                     facts={"run_id": _names(runs)} if runs else None)
         if dag.paused:
             continue
         delays = [queued_delay[dag_id]] if dag_id in queued_delay else []
@@ -87,6 +90,11 @@ async def _active_runs(check: Any, dags: dict[str, Dag], history: DagHistory,
             delay = max(0.0, max(delays))
             sparse.gauge(check, "airflow.dag.schedule_delay", delay, tags)
             sparse.gauge(check, "airflow.dag.late", 1 if delay > cfg.late_after else 0, tags)
+
+
+def _names(run_ids: list[str], limit: int = 200) -> str:
+    text = ",".join(run_ids)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _stuck_limit(cfg: Any, p95: float | None) -> float | None:

@@ -22,10 +22,12 @@ class SparseGauges:
     def begin(self) -> None:
         self._seen = set()
 
-    def gauge(self, check: Any, metric: str, value: float, tags: Mapping[str, str]) -> None:
+    def gauge(self, check: Any, metric: str, value: float, tags: Mapping[str, str],
+              facts: Mapping[str, str] | None = None) -> None:
+        """``facts`` ride along (which runs are stuck) but do not make another series."""
         key = (metric, tuple(sorted(tags.items())))
         if value or self._nonzero is None or key in self._nonzero:
-            check.gauge(metric, value, tags=tags)
+            check.gauge(metric, value, tags={**tags, **facts} if facts else tags)
         if value:
             self._seen.add(key)
 

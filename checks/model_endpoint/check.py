@@ -2,6 +2,12 @@
 
 Each protocol module turns its server's answers into an :class:`Observation` (ready or
 not, in the server's own words); this module reports it the same way for all of them.
+
+``endpoint.ready`` is the server's own verdict on the model, so it exists only when the
+server answered: a probe that fails reports ``up`` 0 and no readiness (a down server is
+down, not "up but not ready"). When ``up`` or ``ready`` is 0 the sample carries the cause in
+the server's words as its ``reason`` fact ("Model iris-sklearn not found", "refused: ..."),
+which alert texts show; no tag is ever sent empty.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from yarl import URL
 from agent.check import AgentCheck
 from agent.errors import ConfigError
 from agent.samples import Status
+from agent.secrets import scrub
 from checks.model_endpoint import generic, kserve_v1, mlflow, tfserving, torchserve, v2
 from checks.model_endpoint.canary import run_canary
 from checks.model_endpoint.config import ModelEndpointConfig
@@ -41,7 +48,7 @@ class ModelEndpointCheck(AgentCheck):
         self._canary_due = 0.0
         self._served_version: str | None = None
         endpoint = str(URL(cfg.url).with_query(None).with_fragment(None))
-        self._tags = {"model": cfg.model or "", "endpoint": endpoint, "protocol": cfg.protocol}
+        self._tags = _present({"model": cfg.model, "endpoint": endpoint, "protocol": cfg.protocol})
         self._label = f"model {cfg.model}" if cfg.model else f"endpoint {endpoint}"
 
     @property
@@ -75,14 +82,15 @@ class ModelEndpointCheck(AgentCheck):
     def _observed(self, obs: Observation) -> None:
         tags = self._tags
         answer = obs.answer
-        self.gauge("endpoint.up", 1 if obs.up else 0, tags)
-        self.gauge("endpoint.ready", 1 if obs.ready else 0, tags)
+        reason = _reason(obs.problem or f"the server reports {obs.state}")
+        self.gauge("endpoint.up", 1 if obs.up else 0, tags if obs.up else {**tags, **reason})
+        self.gauge("endpoint.ready", 1 if obs.ready else 0,
+                   tags if obs.ready else {**tags, **reason})
         self.gauge("endpoint.http_status", answer.status, tags)
         self._timing(answer.latency, answer.connect, answer.ttfb)
         version = obs.version or self._served_version
-        self.gauge("endpoint.model.info", 1, {**tags, "version": version or "",
-                                               "platform": obs.platform or "",
-                                               "server": obs.server or ""})
+        self.gauge("endpoint.model.info", 1, {**tags, **_present(
+            {"version": version, "platform": obs.platform, "server": obs.server})})
         if obs.versions:
             ready = sum(1 for s in obs.versions.values() if s in ("READY", "AVAILABLE"))
             self.gauge("endpoint.versions_ready", ready, tags)
@@ -108,9 +116,8 @@ class ModelEndpointCheck(AgentCheck):
     def _failed(self, failure: ProbeFailure, probe: str) -> None:
         tags = self._tags
         self.count("endpoint.errors", 1, {**tags, "error_kind": failure.kind.value, "probe": probe})
-        if probe == "health":
-            self.gauge("endpoint.up", 0, tags)
-            self.gauge("endpoint.ready", 0, tags)
+        if probe == "health":  # no answer in its protocol: down, and no readiness to report
+            self.gauge("endpoint.up", 0, {**tags, **_reason(f"{failure.kind.value}: {failure}")})
             if failure.http_status is not None:
                 self.gauge("endpoint.http_status", failure.http_status, tags)
         label = self._label if probe == "health" else f"canary inference for {self._label}"
@@ -134,3 +141,14 @@ class ModelEndpointCheck(AgentCheck):
         self.distribution("endpoint.canary.latency", answer.latency, self._tags)
         if isinstance(data, dict) and isinstance(data.get("model_version"), str):
             self._served_version = data["model_version"]
+
+
+def _present(tags: dict[str, str | None]) -> dict[str, str]:
+    """Tags that have a value: an empty tag is noise in every backend."""
+    return {k: v for k, v in tags.items() if v}
+
+
+def _reason(text: str) -> dict[str, str]:
+    """The ``reason`` fact: the cause in the server's words, one line, bounded, no secrets."""
+    line = " ".join(scrub(text).split())
+    return {"reason": line if len(line) <= 200 else line[:199] + "…"}

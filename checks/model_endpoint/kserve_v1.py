@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from checks.model_endpoint.config import ModelEndpointConfig
 from checks.model_endpoint.observation import Observation
-from checks.model_endpoint.probe import HttpProbe
+from checks.model_endpoint.probe import Answer, HttpProbe
 
 __all__ = ["inference_path", "observe"]
 
@@ -21,11 +21,11 @@ def inference_path(cfg: ModelEndpointConfig) -> str:
 
 async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
     answer = await probe.request("GET", cfg.url.rstrip("/") + _model_path(cfg))
-    if answer.status == 503:
-        return Observation(answer, ready=False, state="NOT READY")
+    if answer.status == 503:  # KServe says why: {"error": "Model with name sk is not ready."}
+        return Observation(answer, ready=False, state="NOT READY", problem=_error(answer))
     if answer.status == 404:
         return Observation(answer, ready=False, state="NOT FOUND",
-                           problem="the server does not know this model")
+                           problem=_error(answer) or "the server does not know this model")
     if answer.status != 200:
         raise answer.http_failure()
     data = answer.json()
@@ -34,3 +34,12 @@ async def observe(probe: HttpProbe, cfg: ModelEndpointConfig) -> Observation:
     ready = data["ready"]
     return Observation(answer, ready=ready, state="READY" if ready else "NOT READY",
                        version=cfg.version)
+
+
+def _error(answer: Answer) -> str | None:
+    try:
+        data = answer.json()
+    except Exception:  # noqa: BLE001 - the status already says what happened
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return str(error) if error else None

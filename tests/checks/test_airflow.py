@@ -391,6 +391,8 @@ async def test_stuck_uses_the_p95_learned_from_runs_the_check_saw(clock: Clock) 
     assert value(result, "dag.duration_p95", dag_id="batch_score") == 10
     assert find(result, "dag_run.elapsed", run_id="slow")[0].tag("stuck") == "true"
     assert value(result, "dag.stuck_runs", dag_id="batch_score") == 1
+    [stuck] = find(result, "dag.stuck_runs", dag_id="batch_score")
+    assert stuck.tag("run_id") == "slow", "an alert on it can name the run"
     # no history for train_ranker and no absolute limit: never stuck
     assert find(result, "dag_run.elapsed", run_id="young")[0].tag("stuck") == "false"
     assert value(result, "dag.stuck_runs", dag_id="train_ranker") == 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+import urllib.request
 
 import pytest
 
@@ -114,9 +116,10 @@ async def test_openmetrics_scrapes_mlserver(mlserver):
         await ctx.close()
 
 
-# last in the module: it stops the shared server
-async def test_ready_version_canary_then_refused_after_stop(mlserver, catalog_check):
+async def test_ready_version_and_canary(mlserver, catalog_check):
     proc, url, _ = mlserver
+    if proc.poll() is not None:
+        pytest.fail("MLServer was stopped by an earlier test; module order changed")
     ctx = CheckContext()
     try:
         check = _endpoint_check(url, ctx)
@@ -137,14 +140,126 @@ async def test_ready_version_canary_then_refused_after_stop(mlserver, catalog_ch
         assert probe.kind is Kind.DISTRIBUTION and 0 < probe.value < 3
         [lat] = _values(result, "mlwarden.endpoint.canary.latency")
         assert 0 < lat.value < 3
+    finally:
+        await ctx.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _post(url: str) -> int:
+    req = urllib.request.Request(url, data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+        return resp.status
+
+
+# last in the module: it stops the shared server
+async def test_unload_says_why_and_a_stopped_server_is_only_down(mlserver, tmp_path,
+                                                                 catalog_check):
+    """The shipped endpoint rules, verbatim, over what the real MLServer answers on a
+    simulated clock (their `for:` is minutes): unloading the model fires EndpointNotReady
+    with the server's own reason in the Slack message; stopping the server fires
+    EndpointDown and never EndpointNotReady ("up but not ready"): Slack gets only "down"."""
+    from agent.alerting.config import AlertingConfig
+    from agent.alerting.dispatch import Dispatcher
+    from agent.rules.engine import RulesEngine
+    from agent.rules.files import load_rule_file
+    from tests.alerting.helpers import store
+    from tests.notify.fake_slack import TOKEN, FakeSlack
+    from tests.support.procs import REPO, http_get
+
+    proc, url, _ = mlserver
+    if proc.poll() is not None:
+        pytest.fail("MLServer was stopped by an earlier test; module order changed")
+    problems: list[str] = []
+    rules = load_rule_file(REPO / "examples" / "rules" / "endpoints.yaml", problems)
+    assert not problems, problems
+    clock = Clock()
+    slack = await FakeSlack().start()
+    slack.ts_base = int(clock.now)
+    alerting = Dispatcher(AlertingConfig.model_validate({
+        "slack": {"token": TOKEN, "base_url": slack.base_url, "charts": False},
+        "group_wait": 0, "group_interval": 10,
+        # as examples/rules/endpoints.yaml recommends: failed probes of a down server are
+        # the outage itself
+        "inhibit_rules": [{"source_match": {"alertname": "EndpointDown"},
+                           "target_match": {"alertname": "EndpointErrors"},
+                           "equal": ["check"]}]}), store(tmp_path), clock=clock)
+    engine = RulesEngine(rules, sinks=[alerting], clock=clock)
+    ctx = CheckContext(clock=clock)
+    cfg = ModelEndpointCheck.Config(type="model_endpoint", name="iris", url=url, protocol="v2",
+                                    model=MODEL, request_timeout="3s")
+    check = ModelEndpointCheck(cfg, ctx)
+    seen: list[tuple[str, str]] = []  # (rule, state) of every change the engine reported
+
+    class Seen:
+        def alerts_changed(self, events, now):
+            seen.extend((e.alert.rule, e.alert.state.value) for e in events)
+
+    engine.sinks.append(Seen())
+
+    async def run_for(seconds: float):
+        end, last = clock.now + seconds, None
+        while clock.now < end:
+            last = await check.run()
+            await engine.consume(last)
+            await alerting.tick(clock.now)
+            clock.now += 10
+        return last
+
+    await engine.start()
+    try:
+        ready = await run_for(60)
+        assert ready.status == Status.OK, ready.message
+
+        assert _post(f"{url}/v2/repository/models/{MODEL}/unload") == 200
+        _, body = http_get(f"{url}/v2/models/{MODEL}/ready")
+        said = json.loads(body)["error"]  # the server's own words: "Model iris-sklearn not found"
+        unloaded = await run_for(6 * 60 + 30)
+        assert unloaded.status == Status.CRITICAL
+        [why] = _values(unloaded, "mlwarden.endpoint.ready")
+        assert why.value == 0 and why.tag("reason") == said
+        catalog_check(unloaded)
+        assert ("EndpointNotReady", "firing") in seen and ("EndpointDown", "firing") not in seen
+
+        assert _post(f"{url}/v2/repository/models/{MODEL}/load") == 200
+        wait_http(f"{url}/v2/models/{MODEL}/ready", timeout=30, proc=proc)
+        await run_for(60)
+        assert ("EndpointNotReady", "resolved") in seen
+        before_stop = len(seen)
 
         proc.stop()
-        down = await check.run()
+        down = await run_for(3 * 60)
         assert down.status == Status.CRITICAL, down.message
         [err] = _values(down, "mlwarden.endpoint.errors")
         assert err.tag("error_kind") == "refused" and err.tag("probe") == "health"
-        assert [s.value for s in _values(down, "mlwarden.endpoint.up")] == [0.0]
+        [up] = _values(down, "mlwarden.endpoint.up")
+        assert up.value == 0 and up.tag("reason").startswith("refused: ")
+        assert not _values(down, "mlwarden.endpoint.ready"), "down is down, not 'not ready'"
         assert "refused" in down.message and MODEL in down.message
         catalog_check(down)
+        after_stop = seen[before_stop:]
+        assert ("EndpointDown", "firing") in after_stop, after_stop
+        assert all(rule != "EndpointNotReady" for rule, _ in after_stop), after_stop
+        assert all(a.rule != "EndpointNotReady" for a in engine.evaluator.alerts()
+                   if a.state.value in ("pending", "firing"))
+        for _ in range(3):
+            await alerting.tick(clock.now)
+            clock.now += 1
     finally:
+        await engine.stop()
+        await alerting.stop()
         await ctx.close()
+        await slack.stop()
+    top = [m.text for m in slack.top_level()]
+    assert len(top) == 2, "\n".join(top)
+    assert top[0].startswith("[FIRING:1] EndpointNotReady: iris is up but not ready to serve "
+                             f"for 5m: {said}"), top[0]
+    assert top[1].startswith("[FIRING:1] EndpointDown: iris is down: refused: "), top[1]
+    assert not slack.refused, slack.refused

@@ -231,6 +231,8 @@ async def test_kserve_v1_503_is_not_ready(ctx):
     assert result.status == Status.CRITICAL
     assert result.message.startswith("model sk: NOT READY"), result.message
     assert value(result, "mlwarden.endpoint.ready") == 0
+    [ready] = samples(result, "mlwarden.endpoint.ready")
+    assert ready.tag("reason") == "Model with name sk is not ready.", "the server's own words"
     assert not samples(result, "mlwarden.endpoint.errors"), "not ready is an answer, not an error"
 
 
@@ -329,8 +331,21 @@ async def test_http_expected_status_and_json_assertions(ctx, catalog_check):
                                  {"path": "status", "exists": False}]).run()
     assert good.status == Status.OK, good.message
     catalog_check(good)
+    for sample in good.samples:  # no model configured, no platform: no empty tags
+        assert all(v != "" for _, v in sample.tags), (sample.metric, sample.tags)
+        assert "model" not in sample.tag_dict and "platform" not in sample.tag_dict
     assert bad.status == Status.CRITICAL
     assert "model.version is '7', expected '8'; status should be absent" in bad.message
+
+
+async def test_a_failed_health_probe_reports_down_with_its_reason_and_no_readiness(ctx):
+    async with Target({("GET", "/healthz"): canned("overloaded", status=503)}) as t:
+        result = await make(ctx, url=t.url + "/healthz", protocol="http").run()
+    assert result.status == Status.CRITICAL
+    [up] = samples(result, "mlwarden.endpoint.up")
+    assert up.value == 0 and up.tag("reason").startswith("http_5xx: "), up.tags
+    assert "503" in up.tag("reason")
+    assert not samples(result, "mlwarden.endpoint.ready"), "a down server is not 'not ready'"
 
 
 async def test_http_unexpected_status(ctx):

@@ -14,10 +14,10 @@ __all__ = ["ThreadedSlack"]
 
 
 class ThreadedSlack:
-    def __init__(self) -> None:
+    def __init__(self, **fake: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.fake = FakeSlack()
+        self.fake = FakeSlack(**fake)
         self.fake.ts_base = int(time.time())  # the agent looks for its posts by real time
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -73,6 +73,14 @@ def test_plot_writes_a_png(db, tmp_path, capsys):
     assert "2 series, 480 points (raw data)" in capsys.readouterr().out
 
 
+def test_plot_of_a_metric_with_no_data_writes_nothing_and_fails(db, tmp_path, capsys):
+    out = tmp_path / "chart.png"
+    assert main(["history", "plot", "mlwarden.endpoint.up", "--db", db, "--since", "2h",
+                 "-o", str(out)]) == 1
+    assert not out.exists()
+    assert "no series of mlwarden.endpoint.up" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--since", "yesterday"], "expected a duration like '15s'"),
     (["--tag", "model"], "--tag 'model': expected KEY=VALUE"),

@@ -2,12 +2,24 @@
 
 Why a fake: Slack cannot run on this machine and tests may only reach 127.0.0.1. To keep
 it honest it is strict where Slack is documented to be: the bearer token, the method's
-known parameters (unknown ones are refused, so a typo cannot pass), channel IDs where the
-API needs them (chat.update, files.completeUploadExternal), and Block Kit's published
-limits (block types, 50 blocks, header 150 chars, section text 3000, 10 fields of 2000,
-button text 75, unique action ids). It records every accepted message in order and can
-fail on demand: HTTP 500, 429 with Retry-After, a timeout (no answer), ``invalid_auth``,
-and "lost response" (the message is stored but the answer never arrives).
+known parameters (unknown ones are refused, so a typo cannot pass; the known ones are
+checked against slack-sdk's own method signatures by tests/notify/test_fake_slack.py),
+channel IDs where the API needs them (chat.update, conversations.*,
+files.completeUploadExternal), Block Kit's published limits (block types, 50 blocks,
+header 150 chars, section text 3000, 10 fields of 2000, button text 75, unique action ids)
+and every block and the message metadata round-tripped through slack-sdk's models
+(``slack_sdk.models``), so a shape the official client cannot express is refused.
+
+Scopes work as Slack's do: the token has a set of OAuth scopes (``scopes=``), every Web API
+answer carries them in ``X-OAuth-Scopes`` (and the method's in ``X-Accepted-OAuth-Scopes``),
+and a method whose scope the token lacks answers ``missing_scope`` with ``needed`` and
+``provided``. A method the fake was told to forget (``forget=``) answers
+``unknown_method`` with ``req_method``, as Slack does for a method it does not know.
+
+It records every accepted message in order and can fail on demand: HTTP 500, 429 with
+Retry-After, a timeout (no answer), ``invalid_auth``, ``channel_not_found``,
+``not_in_channel``, ``account_inactive``, and "lost response" (the message is stored but
+the answer never arrives).
 """
 
 from __future__ import annotations
@@ -19,11 +31,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.metadata import Metadata
 
 TOKEN = "xoxb-test-0123456789"
 CHANNELS = {"ml-alerts": "C0ALERTS01", "ml-oncall": "C0ONCALL01", "fallback": "C0FALLBK01"}
+# every scope the agent can use; a token with all of them can do everything
+ALL_SCOPES = frozenset({"chat:write", "files:write", "channels:history", "groups:history",
+                        "channels:read", "groups:read"})
+# the scopes the documented app manifest has always listed: no conversations.list
+DOCUMENTED_BEFORE = frozenset({"chat:write", "files:write", "channels:history", "groups:history"})
+# Slack's scope per method (public channels; the fake's channels are all public): one of them
+SCOPES = {
+    "auth.test": frozenset(),
+    "chat.postMessage": frozenset({"chat:write"}),
+    "chat.update": frozenset({"chat:write"}),
+    "conversations.history": frozenset({"channels:history"}),
+    "conversations.replies": frozenset({"channels:history"}),
+    "conversations.list": frozenset({"channels:read"}),
+    "files.getUploadURLExternal": frozenset({"files:write"}),
+    "files.completeUploadExternal": frozenset({"files:write"}),
+}
 
 ALLOWED = {
+    "auth.test": set(),
     "chat.postMessage": {
         "channel",
         "text",
@@ -60,6 +91,24 @@ BLOCK_TYPES = {"header", "section", "divider", "context", "actions", "image"}
 
 class BlockError(ValueError):
     pass
+
+
+def validate_with_sdk(blocks: list[Any]) -> None:
+    """Each block must parse into slack-sdk's model, pass its validation and come back equal:
+    a key the official model does not know would be dropped, so it is refused here."""
+    for i, block in enumerate(blocks):
+        parsed = Block.parse(block)
+        if parsed is None:
+            raise BlockError(f"blocks[{i}]: slack-sdk cannot parse a block of type "
+                             f"{block.get('type')!r}")
+        try:
+            parsed.validate_json()
+            again = parsed.to_dict()  # validates the nested elements too
+        except Exception as exc:  # noqa: BLE001 - SlackObjectFormationError and friends
+            raise BlockError(f"blocks[{i}]: slack-sdk refuses it: {exc}") from None
+        if again != block:
+            raise BlockError(f"blocks[{i}]: slack-sdk's model reads it differently: "
+                             f"{again} != {block}")
 
 
 def _text_obj(
@@ -127,6 +176,7 @@ def validate_blocks(blocks: Any) -> None:
         extra = set(block) - {"type", "text", "fields", "elements", "block_id", "accessory"}
         if extra:
             raise BlockError(f"{where}: unknown keys {sorted(extra)}")
+    validate_with_sdk(blocks)
 
 
 @dataclass
@@ -142,14 +192,22 @@ class Message:
 
 @dataclass
 class Failure:
-    mode: str  # "500" | "429" | "timeout" | "invalid_auth" | "lost_response" | "channel_not_found"
+    mode: str  # "500" | "429" | "timeout" | "lost_response" | or one of _ERROR_MODES
     methods: set[str] | None = None  # None: every method
     retry_after: int = 1
     remaining: int | None = None  # None: until cleared
 
 
+# answers Slack gives with HTTP 200 and ok=false
+_ERROR_MODES = ("invalid_auth", "channel_not_found", "not_in_channel", "account_inactive",
+                "token_revoked", "is_archived", "invalid_blocks", "cant_update_message")
+
+
 class FakeSlack:
-    def __init__(self) -> None:
+    def __init__(self, *, scopes: frozenset[str] = ALL_SCOPES,
+                 forget: set[str] | None = None) -> None:
+        self.scopes = frozenset(scopes)
+        self.forget = set(forget or ())  # methods answered with unknown_method
         self.messages: list[Message] = []
         self.webhook_posts: list[dict[str, Any]] = []
         self.files: list[dict[str, Any]] = []
@@ -184,6 +242,10 @@ class FakeSlack:
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/services/T000/B000/XXXX"
+
+    def delete(self, ts: str) -> None:
+        """A person deletes a message (and with it, its thread)."""
+        self.messages = [m for m in self.messages if m.ts != ts and m.thread_ts != ts]
 
     def top_level(self) -> list[Message]:
         return [m for m in self.messages if m.thread_ts is None]
@@ -227,7 +289,7 @@ class FakeSlack:
         if f.mode == "timeout":
             await asyncio.sleep(self.hang_seconds)
             return web.Response(status=504)
-        if f.mode in ("invalid_auth", "channel_not_found", "not_in_channel"):
+        if f.mode in _ERROR_MODES:
             return web.json_response({"ok": False, "error": f.mode})
         return None
 
@@ -248,15 +310,32 @@ class FakeSlack:
         return CHANNELS.get(value.lstrip("#"))
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
         method = request.match_info["method"]
-        if method not in ALLOWED:
-            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        # Slack names the token's scopes on every Web API answer, and the method's own
+        response.headers["X-OAuth-Scopes"] = ",".join(sorted(self.scopes))
+        if method in SCOPES:
+            response.headers["X-Accepted-OAuth-Scopes"] = ",".join(sorted(SCOPES[method]))
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        if method not in ALLOWED or method in self.forget:
+            self.calls.append((method, {}))
+            return web.json_response(
+                {"ok": False, "error": "unknown_method", "req_method": method}, status=404
+            )
         if request.headers.get("Authorization", "") == "":
             return web.json_response({"ok": False, "error": "not_authed"})
         if request.headers["Authorization"] != f"Bearer {TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         params = await self._params(request)
         self.calls.append((method, params))
+        needed = SCOPES[method]
+        if needed and not needed & self.scopes:
+            return web.json_response({"ok": False, "error": "missing_scope",
+                                      "needed": ",".join(sorted(needed)),
+                                      "provided": ",".join(sorted(self.scopes))})
         unknown = set(params) - ALLOWED[method] - {"token"}
         if unknown:
             self.refused.append((method, f"unknown parameters {sorted(unknown)}"))
@@ -294,6 +373,11 @@ class FakeSlack:
     def _err(self, error: str) -> dict[str, Any]:
         return {"ok": False, "error": error}
 
+    def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://mlwarden-test.slack.com/", "team": "mlwarden test",
+                "user": "mlwarden", "team_id": "T0TEST0001", "user_id": "U0MLWARDEN",
+                "bot_id": "B0MLWARDEN", "is_enterprise_install": False}
+
     @staticmethod
     def _blocks(p: dict[str, Any]) -> Any:
         """The call's Block Kit blocks (sent as JSON text or a list), validated; None if absent."""
@@ -320,6 +404,12 @@ class FakeSlack:
         metadata = p.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
+        if metadata is not None:
+            # what slack-sdk's Metadata model would send, and nothing else
+            if not isinstance(metadata, dict) or set(metadata) != {"event_type", "event_payload"}:
+                return self._err("invalid_metadata_format")
+            if Metadata(**metadata).to_dict() != metadata:
+                return self._err("invalid_metadata_format")
         ts = f"{self.ts_base}.{next(self._ts):06d}"
         self.messages.append(Message(channel, ts, text, blocks, thread_ts, metadata))
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
@@ -378,6 +468,10 @@ class FakeSlack:
         return {"ok": True, "messages": self._history(msgs, meta), "has_more": False}
 
     def _m_conversations_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        types = set(str(p.get("types") or "public_channel").split(","))
+        if "private_channel" in types and "groups:read" not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "groups:read",
+                    "provided": ",".join(sorted(self.scopes))}
         return {
             "ok": True,
             "channels": [{"id": cid, "name": name} for name, cid in CHANNELS.items()],

@@ -136,6 +136,19 @@ def test_payload_shape_matches_captured_post():
     assert "alert" not in ours["labels"] and ours["labels"]["alertname"] == "ExampleAlert"
 
 
+@pytest.mark.parametrize(("metric", "keeps_agent"), [
+    ("mlwarden.endpoint.up", False), ("mlwarden.airflow.dag_run.failed", False),
+    ("mlwarden.gpu.utilization", False), (None, False),
+    ("mlwarden.agent.memory.rss", True), ("mlwarden.check.status", True),
+    ("mlwarden.alerting.receiver.up", True),
+])
+def test_only_alerts_about_the_agent_itself_carry_its_name_as_a_label(metric, keeps_agent):
+    doc = am_alert(AlertInfo("f", "A", {"agent": "host-a", "check": "c"}, "firing",
+                             metric=metric), None)
+    assert ("agent" in doc["labels"]) is keeps_agent
+    assert doc["annotations"].get("agent") == (None if keeps_agent else "host-a")
+
+
 async def test_two_agents_same_alert_one_slack_message(tmp_path, alertmanager):
     url, rec = alertmanager
     a, b = agent(tmp_path, "agent-a", url), agent(tmp_path, "agent-b", url)
@@ -233,3 +246,71 @@ async def test_unreachable_alertmanager_is_retried_not_lost(tmp_path):
     assert st["sent"] == 0 and "cannot reach" in st["last_error"]
     assert d.delivery.pending(now)["am"]["pending"] == 1
     await d.stop()
+
+
+TWO_AGENTS = """
+agent:
+  hostname: {host}
+  listen: 127.0.0.1:{{port}}
+  history: sqlite:///{{db}}
+  self_check: false
+checks:
+  - {{{{type: model_endpoint, name: ranker, url: "{target}", protocol: http, interval: 300ms}}}}
+rules:
+  - {{{{alert: EndpointDown, metric: mlwarden.endpoint.up, op: "<", threshold: 1, severity: critical,
+      summary: "{{{{check}}}} is down: {{{{reason}}}}"}}}}
+  - {{{{alert: CheckCritical, metric: mlwarden.check.status, where: {{{{check: ranker}}}}, op: ">=",
+      threshold: 2, severity: warning, summary: "check {{{{check}}}} is critical on {{{{agent}}}}"}}}}
+alerting:
+  receivers: [{{{{name: am, type: alertmanager, url: "{am}"}}}}]
+  receiver: am
+  alertmanager: {{{{resend_interval: 2s}}}}
+  delivery: {{{{tick: 100ms}}}}
+"""
+
+
+async def test_two_agents_on_different_hosts_make_one_alert_about_their_target(tmp_path,
+                                                                              alertmanager):
+    """Two real agents (hostnames host-a and host-b) watch the same endpoint, which is down:
+    Alertmanager holds one EndpointDown (its labels do not name the agent) and one Slack
+    message comes out; an alert about each agent's own check stays one per agent."""
+    from tests.faults.daemon import Daemon
+
+    url, rec = alertmanager
+    target = f"http://127.0.0.1:{free_port()}/health"  # nothing listens: down for both
+    agents = []
+    for host in ("host-a", "host-b"):
+        folder = tmp_path / host
+        folder.mkdir()
+        agents.append(Daemon(folder, TWO_AGENTS.format(host=host, target=target, am=url)))
+    loop = asyncio.get_running_loop()
+
+    def alerts(name: str) -> list[dict]:
+        _, body = http_get(f"{url}/api/v2/alerts?filter=alertname%3D%22{name}%22")
+        return json.loads(body)
+
+    def sent(agent) -> int:
+        return agent.status()["components"]["alerting"]["receivers"]["am"]["sent"]
+
+    try:
+        for a in agents:
+            await loop.run_in_executor(None, a.start)
+        await wait_until(lambda: all(sent(a) >= 2 for a in agents)
+                         and len(alerts("CheckCritical")) == 2, 30,
+                         "both agents to post their alerts")
+        await wait_until(lambda: rec.posts, 15, "Alertmanager to notify Slack")
+        await asyncio.sleep(3)  # past group_interval: a second message would be here
+        down = alerts("EndpointDown")
+        own = alerts("CheckCritical")
+    finally:
+        for a in agents:
+            a.stop()
+    assert len(down) == 1, down
+    labels = down[0]["labels"]
+    assert "agent" not in labels and labels["check"] == "ranker"
+    assert labels["endpoint"] == target and labels["alertname"] == "EndpointDown"
+    assert down[0]["annotations"]["agent"] in ("host-a", "host-b")
+    assert down[0]["annotations"]["summary"].startswith("ranker is down: refused: ")
+    assert sorted(a["labels"]["agent"] for a in own) == ["host-a", "host-b"]
+    firing = [p for p in rec.posts if "EndpointDown" in json.dumps(p)]
+    assert len(firing) == 1, rec.posts

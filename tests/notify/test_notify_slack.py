@@ -369,3 +369,21 @@ async def test_webhook_429_waits_and_revoked_url_stops_with_one_error(tmp_path, 
     assert "no_service" in st["broken"] and st["failed_attempts"] == 1 and st["dropped"] == 3
     await d.stop()
     await d2.stop()
+
+
+async def test_group_by_labels_an_alert_lacks_are_not_shown_empty(tmp_path, slack):
+    clock = Clock()
+    d = Dispatcher(
+        config(slack, slack={"token": TOKEN, "base_url": slack.base_url, "charts": False},
+               group_by=["alertname", "model"]),
+        store(tmp_path),
+        clock=clock,
+    )
+    d.alerts_changed([fire("EndpointDown", {"endpoint": "http://x:8080", "check": "x",
+                                            "model": ""}, clock.now,
+                           annotations={"summary": "x is down"})], clock.now)
+    await run_for(d, clock, 2)
+    await d.stop()
+    body = json.dumps(slack.top_level()[0].blocks)
+    assert "(empty)" not in body and "model" not in body, body
+    assert "http://x:8080" in body

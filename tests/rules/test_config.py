@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,15 @@ OK = 'alert: A, metric: mlwarden.check.status, op: ">", threshold: 1'
          "rules[1].treshold: unknown key (did you mean 'threshold'?); valid keys here: alert, "
          "metric, where, aggregate, window, op, threshold, recover, for, keep_firing_for, absent, "
          "absent_intervals, severity, labels, group_by, summary, description, runbook_url, "
-         "dashboard_url"),
+         "dashboard_url, annotations"),
+        (f"{{{OK}, annotations: {{team: '{{model'}}}}",
+         "rules[1].annotations: annotation 'team': invalid template (expected '}' before end of "
+         "string); write literal braces as {{ and }}, found '{model'"),
+        (f"{{{OK}, annotations: {{runbook-url: x}}}}",
+         "rules[1].annotations: annotation names are letters, digits and _ (not starting with a "
+         "digit), found 'runbook-url'"),
+        (f"{{{OK}, summary: s, annotations: {{summary: t}}}}",
+         "rules[1]: `summary` goes either on the rule or in `annotations`, found both"),
         ("{alert: 'bad name', metric: mlwarden.check.status, op: '>', threshold: 1}",
          "rules[1].alert: string should match pattern '^[A-Za-z_][A-Za-z0-9_.:-]*$', found a "
          "string 'bad name'"),
@@ -129,6 +138,14 @@ def test_shipped_packs_use_only_catalog_metrics(path):
             assert tag in spec.tags or tag in ("check", "check_type") or spec.check == "*", (
                 f"{path.name}: {r.alert} uses tag {tag!r}, which {r.metric} does not carry "
                 f"(it carries {spec.tags})")
+        # every name a text uses is one the alert has: a tag, a fact, or the rule's own
+        known = {*spec.tags, *spec.facts, *r.labels, "check", "check_type", "agent", "value",
+                 "threshold", "for", "alert", "severity", "metric"}
+        texts = [r.summary, r.description, r.runbook_url, r.dashboard_url, *r.annotations.values()]
+        for text in texts:
+            used = {f.split(".")[0].split("[")[0]
+                    for _, f, _, _ in string.Formatter().parse(text) if f}
+            assert used <= known, f"{path.name}: {r.alert} says {used - known}, which it lacks"
 
 
 def test_the_agent_pack_tells_unknown_from_critical_and_watches_stalled_checks():

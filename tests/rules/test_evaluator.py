@@ -252,3 +252,45 @@ def test_for_and_keep_firing_for_hold_a_noisy_series_steady():
                                                              for i in range(30)]
     got = _notifications(drive(r, steady_then_noisy))
     assert states(got) == ["pending->firing"]          # fired once, held through the noise
+
+
+def test_a_gauges_facts_are_its_text_not_its_identity():
+    """endpoint.ready carries the server's reason as a fact: one series, one alert, the
+    reason in the alert's text, and the text it fired with kept when it resolves."""
+    r = rule(metric="mlwarden.endpoint.ready", op="<", threshold=1,
+             summary="{model} not ready: {reason}")
+    ev = RuleEvaluator([r], started=0.0)
+    base = {"model": "iris", "endpoint": "http://m:8080", "protocol": "v2"}
+    ok, why = make_tags(base), make_tags({**base, "reason": "Model iris not found"})
+    ev.evaluate(ev.ingest([Sample(r.metric, 1.0, ok, 10)]), 10)
+    ev.evaluate(ev.ingest([Sample(r.metric, 0.0, why, 20)]), 20)
+    assert ev.series_count() == 1
+    [alert] = ev.alerts()
+    assert "reason" not in alert.labels
+    assert alert.annotations["summary"] == "iris not ready: Model iris not found"
+    ev.evaluate(ev.ingest([Sample(r.metric, 1.0, ok, 30)]), 30)  # back: resolves at once
+    changes, _ = ev.drain()
+    assert [(c.at, c.state.value) for c in changes] == [(20, "firing"), (30, "resolved")]
+    assert changes[-1].alert().annotations["summary"] == "iris not ready: Model iris not found"
+    assert changes[0].alert().series == [base]
+    assert changes[0].alert().metric == "mlwarden.endpoint.ready"
+
+
+def test_a_counts_facts_keep_identifying_each_event():
+    """A failed task instance is one event per run and try: its facts stay in its labels."""
+    r = rule(metric="mlwarden.airflow.task_instance.failed", aggregate="sum", window="30m",
+             op=">", threshold=0, summary="{task_id} failed on try {try_number} ({run_id})")
+    ev = RuleEvaluator([r], started=0.0)
+    first = make_tags({"dag_id": "d", "task_id": "t", "run_id": "r1", "try_number": "1"})
+    second = make_tags({"dag_id": "d", "task_id": "t", "run_id": "r2", "try_number": "2"})
+    samples = [Sample(r.metric, 1.0, first, 10), Sample(r.metric, 1.0, second, 20)]
+    ev.evaluate(ev.ingest(samples), 20)
+    summaries = sorted(a.annotations["summary"] for a in ev.alerts())
+    assert summaries == ["t failed on try 1 (r1)", "t failed on try 2 (r2)"]
+
+
+def test_a_missing_fact_reads_n_a_not_a_placeholder():
+    r = rule(metric="mlwarden.endpoint.up", op="<", threshold=1, summary="down: {reason}")
+    ev = RuleEvaluator([r], started=0.0)
+    ev.evaluate(ev.ingest([Sample(r.metric, 0.0, make_tags({"endpoint": "x"}), 10)]), 10)
+    assert ev.alerts()[0].annotations["summary"] == "down: n/a"
