@@ -11,9 +11,10 @@ this store decides three things per series:
   a pod went away) and go at once. A metric the run did not report at all (a canary every
   few runs, a freshness gauge on a poll that could not read it) keeps its values until
   they are stale: twice the producer's ``interval`` (``CheckResult.interval``), or its
-  run's duration when that is longer. Metrics
-  with facts are reported once per event (a run's duration), so each of their series
-  stays on its own: twice the time between its last two events, at least an hour.
+  run's duration when that is longer. Metrics whose facts name an event (a run id: a
+  run's duration) are reported once per event, so each of their series stays on its own:
+  twice the time between its last two events, at least an hour. Facts that only describe
+  a value (the ``reason`` an endpoint is down) leave the metric an ordinary gauge.
 - **How cumulative series start.** Prometheus' ``rate()``/``increase()`` cannot see a
   counter's first increment if the series is born at 1, so a new counter (or histogram)
   series is first shown at zero: its first increments wait for the next snapshot (scrape
@@ -38,6 +39,8 @@ from agent.samples import CheckResult, Kind, SeriesKey
 __all__ = ["DEFAULT_INTERVAL", "EVENT_HOLD", "Histogram", "LatestValues", "Snapshot"]
 
 EVENT_HOLD = 3600.0  # the least a per-event gauge (a run's duration) stays exposed
+# facts that name an event: a metric carrying one is reported once per event
+EVENT_IDENTITY = frozenset({"run_id", "try_number", "map_index", "log_url"})
 DEFAULT_INTERVAL = 60.0  # a producer that does not say how often it reports
 
 
@@ -97,7 +100,8 @@ class LatestValues:
         self.buckets = buckets
         self.clock = clock
         self._lock = threading.Lock()
-        self._events = frozenset(s.name for s in catalog if s.facts)
+        self._facts = frozenset(s.name for s in catalog if s.facts)
+        self._events = frozenset(s.name for s in catalog if EVENT_IDENTITY & set(s.facts))
         # a metric keeps one kind: a sample of another kind would make a second family
         # of the same name, and Prometheus refuses the whole scrape for that
         self._kinds: dict[str, Kind] = {s.name: s.kind for s in catalog}
@@ -114,7 +118,7 @@ class LatestValues:
         # a run longer than the interval delays the next one (runs never overlap)
         hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
         series_tags = self.catalog.series_tags
-        kinds, events = self._kinds, self._events
+        kinds, events, facts = self._kinds, self._events, self._facts
         check = result.check
         # gauges by metric (by series for per-event metrics): what this run reports
         reported: dict[object, dict[SeriesKey, float]] = {}
@@ -127,9 +131,9 @@ class LatestValues:
                 elif pinned is not kind:
                     self.wrong_kind += 1
                     continue
-                if metric in events:  # only these have facts to drop
+                if metric in facts:  # only these have facts to drop
                     key = (metric, series_tags(metric, sample.tags))
-                    group: object = key
+                    group: object = key if metric in events else metric
                 else:
                     key = (metric, sample.tags)
                     group = metric

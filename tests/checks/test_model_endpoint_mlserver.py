@@ -178,7 +178,7 @@ async def test_unload_says_why_and_a_stopped_server_is_only_down(mlserver, tmp_p
     if proc.poll() is not None:
         pytest.fail("MLServer was stopped by an earlier test; module order changed")
     problems: list[str] = []
-    rules = load_rule_file(REPO / "examples" / "rules" / "endpoints.yaml", problems)
+    rules = load_rule_file(REPO / "agent" / "data" / "rules" / "endpoints.yaml", problems)
     assert not problems, problems
     clock = Clock()
     slack = await FakeSlack().start()
@@ -186,7 +186,7 @@ async def test_unload_says_why_and_a_stopped_server_is_only_down(mlserver, tmp_p
     alerting = Dispatcher(AlertingConfig.model_validate({
         "slack": {"token": TOKEN, "base_url": slack.base_url, "charts": False},
         "group_wait": 0, "group_interval": 10,
-        # as examples/rules/endpoints.yaml recommends: failed probes of a down server are
+        # as the builtin:endpoints pack recommends: failed probes of a down server are
         # the outage itself
         "inhibit_rules": [{"source_match": {"alertname": "EndpointDown"},
                            "target_match": {"alertname": "EndpointErrors"},

@@ -5,8 +5,9 @@ Only what cannot be shared with other processes on this machine is changed in th
 (its history file, its listen port, its checks' intervals); its tags are used verbatim. The
 environment is a pod's: ``DD_ENV``/``DD_SERVICE``/``DD_VERSION`` (Datadog's unified service
 tagging), ``DD_TAGS`` (which also tries to set env, and loses to ``DD_ENV``) and the
-DogStatsD destination. Checks: the starter's self-check, a model endpoint on a closed port
-(a service check CRITICAL and a "model not ready" event), and in DogStatsD mode an
+DogStatsD destination. Checks: the starter's self-check, a model server that answers but
+whose model is unloaded (a service check CRITICAL and a "model not ready" event), and in
+DogStatsD mode an
 ``openmetrics`` scrape of 10 x N tag combinations against a budget of N custom metrics,
 with the agent's shipped rule pack loaded.
 """
@@ -63,8 +64,24 @@ def run_agent(tmp: Path, config: Path, port: int, env: dict[str, str]) -> Proc:
     return proc
 
 
-def closed_endpoint() -> dict:
-    return {"type": "model_endpoint", "name": "ranker", "url": f"http://127.0.0.1:{free_port()}",
+def unloaded_target() -> Target:
+    """An Open Inference (V2) server that is up but no longer serves ``ranker``, as MLServer
+    answers after an unload: the model's ready route is 404 with the server's reason."""
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def server(request: web.Request) -> web.Response:
+        return web.json_response({"name": "mlserver", "version": "1.7.1", "extensions": []})
+
+    async def gone(request: web.Request) -> web.Response:
+        return web.json_response({"error": "Model ranker not found"}, status=404)
+
+    return Target({("GET", "/v2/health/live"): ok, ("GET", "/v2/health/ready"): ok,
+                   ("GET", "/v2"): server, ("GET", "/v2/models/ranker/ready"): gone})
+
+
+def unloaded_endpoint(url: str) -> dict:
+    return {"type": "model_endpoint", "name": "ranker", "url": url,
             "protocol": "v2", "model": "ranker", "interval": "1s", "request_timeout": "1s"}
 
 
@@ -94,11 +111,12 @@ def flood_target() -> Target:
 
 def test_dogstatsd_starter_config_unified_tags_and_the_budget_under_ten_times_n(tmp_path):
     port = free_port()
-    with DogStatsdListener() as listener, ThreadedTargets(flood=flood_target) as targets:
+    with DogStatsdListener() as listener, ThreadedTargets(flood=flood_target,
+                                                          ranker=unloaded_target) as targets:
         config = starter_config(
             tmp_path, port,
             {"mode": "dogstatsd", "custom_metrics_budget": N, "cardinality_tags": ["pod"]},
-            [closed_endpoint(),
+            [unloaded_endpoint(targets["ranker"].url),
              {"type": "openmetrics", "name": "flood", "url": targets["flood"].url + "/metrics",
               "interval": "1s", "metrics": [{"regex": "demo_.*"}]}],
             rule_files=[str(RULE_PACK)], rules_engine={"evaluation_interval": "1s"})
@@ -137,7 +155,8 @@ def test_dogstatsd_starter_config_unified_tags_and_the_budget_under_ten_times_n(
     events = listener.snapshot_events()
     for e in events:
         assert_unified_once(e.tags, e.title)
-    assert any(e.title.startswith("Model not ready: ranker") and e.alert_type == "warning" for e in events)
+    assert any(e.title.startswith("Model not ready: ranker") and e.alert_type == "warning"
+               and "Model ranker not found" in e.text for e in events), events  # the server's why
     assert any(c.name == "mlwarden.model_endpoint.status" and c.status == 2 for c in checks)
     # the budget held, and says so everywhere a user looks
     cm = status["custom_metrics"]
@@ -161,9 +180,10 @@ def test_dogstatsd_starter_config_unified_tags_and_the_budget_under_ten_times_n(
 def test_api_starter_config_unified_tags_batched_checks_and_a_quiet_log(tmp_path):
     port = free_port()
     flush = 0.5
-    with FakeIntake() as intake:
+    with FakeIntake() as intake, ThreadedTargets(ranker=unloaded_target) as targets:
         config = starter_config(tmp_path, port, {"mode": "api", "api_url": intake.url,
-                                                 "flush_interval": f"{flush}s"}, [closed_endpoint()])
+                                                 "flush_interval": f"{flush}s"},
+                                [unloaded_endpoint(targets["ranker"].url)])
         agent = run_agent(tmp_path, config, port, {"DD_API_KEY": intake.api_key})
         try:
             wait_for(lambda: intake.events and len(intake.checks) >= 6 and intake.points, 30, 0.3,

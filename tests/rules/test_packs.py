@@ -9,7 +9,7 @@ from agent.rules.files import load_rule_file
 from agent.samples import Kind, Sample, make_tags
 from tests.support.procs import REPO
 
-PACK = REPO / "examples" / "rules" / "airflow.yaml"
+PACK = REPO / "agent" / "data" / "rules" / "airflow.yaml"  # builtin:airflow
 
 
 def pack(*names: str):

@@ -123,7 +123,11 @@ def test_page_shows_the_failing_check_and_data_as_text(page, agent):
     assert label.startswith("mlwarden.endpoint.latency of agent-healthz over the last hour: last ")
     healthy.locator("td.trend a").click()
     page.wait_for_url("**/ui/chart?metric=mlwarden.endpoint.latency*")
-    assert page.locator("figure.chart img").evaluate("img => img.complete && img.naturalWidth") == 800
+    from agent.charts import DPI, WIDTH
+
+    # the chart loaded (a broken image has no natural width) and is the one agent.charts draws
+    assert page.locator("figure.chart img").evaluate("img => img.complete && img.naturalWidth") \
+        == round(WIDTH * DPI)
     assert page.dialogs == []
 
 
