@@ -478,6 +478,15 @@ def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
     return False
 
 
+# keys earlier releases took, and what replaced them: said instead of "unknown key"
+REMOVED_KEYS = {
+    "latency_window": "was removed: probe latency is a histogram now "
+                      "(mlwarden_endpoint_latency_seconds_bucket in Prometheus, a distribution in "
+                      "Datadog); a rule takes its p95 with `aggregate: p95` and a `window`; "
+                      "delete the key",
+}
+
+
 def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
@@ -485,7 +494,9 @@ def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) 
         path = _path((*prefix, *loc))
         kind = err["type"]
         found = err.get("input")
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and loc and str(loc[-1]) in REMOVED_KEYS:
+            problems.append(f"{path}: {REMOVED_KEYS[str(loc[-1])]}")
+        elif kind == "extra_forbidden":
             key = str(loc[-1]) if loc else "?"
             valid = _fields_at(model, loc[:-1])
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)

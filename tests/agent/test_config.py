@@ -146,3 +146,13 @@ def test_listening_beyond_loopback_without_token_is_warned_about():
     assert any("auth_token is not set" in w
                for w in config_warnings(parse_config("agent: {listen: '0.0.0.0:9464'}")))
     assert config_warnings(parse_config("agent: {listen: '127.0.0.1:9464'}")) == []
+
+
+def test_a_removed_key_says_what_replaced_it():
+    text = ("checks:\n  - {type: model_endpoint, name: r, url: 'http://127.0.0.1:1', protocol: v2,"
+            " model: r, latency_window: 100}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="old.yaml")
+    (problem,) = info.value.problems
+    assert problem.startswith("checks[0].latency_window: was removed: probe latency is a histogram")
+    assert "unknown key" not in problem
