@@ -87,8 +87,8 @@ def history(args: argparse.Namespace) -> int:
         return 0
     if not rows and not actions:
         known = ", ".join(store.rules()) or "none yet"
-        print(f"mlwarden: no transitions recorded for rule {args.rule!r} (rules with alerts: {known})",
-              file=sys.stderr)
+        print(f"mlwarden: no transitions recorded for rule {args.rule!r} "
+              f"(rules with alerts: {known})", file=sys.stderr)
         return 1
     lines = [(r["at"], _iso(r["at"]), _labels(r["labels"]), f"{r['from_state']} -> {r['to_state']}",
               "" if r["value"] is None else f"{r['value']:g}") for r in rows]

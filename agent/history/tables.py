@@ -166,7 +166,7 @@ action_targets = Table(
     Column("group_key", String(200), nullable=False),
     Column("incident", String(200), nullable=False),
     Column("group_labels", Text, nullable=False, default="{}"),  # JSON object
-    Column("alerts", Text, nullable=False, default="[]"),  # JSON list: fingerprint, rule, labels, ...
+    Column("alerts", Text, nullable=False, default="[]"),  # JSON list: fingerprint, rule, labels
     Column("channel", String(64)),  # the posted message (channel ID and ts), once known
     Column("ts", String(32)),
     Column("created_at", Double, nullable=False),

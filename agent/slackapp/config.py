@@ -55,13 +55,13 @@ class AllowList(_Model):
 
 
 class AllowConfig(_Model):
-    """Who may do what; an action without its own list uses ``default``."""
+    """Who may do what; an action without its own list uses `default`."""
 
     default: AllowList = Field(default_factory=AllowList,
                                description="For every action without its own list.")
-    acknowledge: AllowList | None = None
+    acknowledge: AllowList | None = Field(None, description="Acknowledge.")
     silence: AllowList | None = Field(None, description="Silence 1h / 4h / until resolved.")
-    unsilence: AllowList | None = None
+    unsilence: AllowList | None = Field(None, description="Unsilence.")
     chart: AllowList | None = Field(None, description="Chart 24h.")
 
     def for_action(self, action: str) -> AllowList:
@@ -110,7 +110,7 @@ class SlackActionsConfig(_Model):
         None, description="App-level token (`xapp-...`, scope `connections:write`) for Socket "
         "Mode.")
     bot_token: SecretStr | None = Field(
-        None, description="Bot token for replies and user group lookups; default: "
+        None, description="Bot token for user group lookups; default: "
         "`alerting.slack.token`.")
     http: HttpModeConfig | None = Field(None, description="HTTP mode's listener and secret.")
     allow: AllowConfig = Field(default_factory=AllowConfig, description="Who may act.")

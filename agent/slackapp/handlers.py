@@ -168,9 +168,9 @@ def _silence(req: ActionRequest, target: Target, store: ActionStore, silences: S
     _done(req, store, now, f"silenced until {ends:.0f}", silence_ids=ids)
     line = blocks.silence_line(req.user_id, ends, until_resolved=length is None,
                                length="" if length is None else req.arg)
-    matchers = "  ".join(" ".join(f"`{m}`" for m in s.matchers) for s in made)
-    return Outcome(req, "applied", reply=f"{line}. Matching {matchers}.",
-                   thread=f"{line}. Matching {matchers}.", target=target, changed=True)
+    shown = "  ".join(" ".join(f"`{m}`" for m in s.matchers) for s in made)
+    return Outcome(req, "applied", reply=f"{line}. Matching {shown}.",
+                   thread=f"{line}. Matching {shown}.", target=target, changed=True)
 
 
 def _unsilence(req: ActionRequest, target: Target, store: ActionStore, silences: Silences,
@@ -214,4 +214,3 @@ def on_resolved(target_id: str, *, store: ActionStore, silences: Silences,
     """
     store.close(target_id, now=now)
     return _expire(set(store.silence_ids(target_id, until_resolved=True)), silences, now)
-

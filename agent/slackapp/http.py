@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,7 +33,8 @@ from agent.slackapp.config import HttpModeConfig
 __all__ = ["HttpReceiver", "Refused", "SignedRequests"]
 
 log = logging.getLogger(__name__)
-PayloadHandler = Callable[[Mapping[str, Any], str], Awaitable[dict[str, Any] | None]]
+PayloadHandler = Callable[[Mapping[str, Any], str],
+                          Coroutine[Any, Any, dict[str, Any] | None]]
 MAX_BODY = 1 << 20  # Slack's interactive payloads are a few KB
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "ACTIONS", "ACTION_PREFIX", "SILENCES", "Ack", "ActionRecord", "ActionRequest", "ActionState",
+    "ACTIONS", "ACTION_PREFIX", "CHART_WINDOWS", "SILENCES", "Ack", "ActionRecord", "ActionRequest", "ActionState",
     "AlertRef", "BadPayload", "ChartRequest", "Outcome", "Target", "action_id", "button_value",
-    "requests_from_payload", "target_id_for",
+    "common_labels", "requests_from_payload", "target_id_for",
 ]
 
 ACTION_PREFIX = "mlwarden"
@@ -194,9 +194,9 @@ class ActionRecord:
     group_labels: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        what = {"acknowledge": "acknowledged", "silence": f"silenced {self.arg}",
-                "unsilence": "unsilenced", "chart": f"chart {self.arg}"}.get(self.action,
-                                                                            self.action)
+        names = {"acknowledge": "acknowledged", "silence": f"silenced {self.arg}",
+                 "unsilence": "unsilenced", "chart": f"chart {self.arg}"}
+        what = names.get(self.action, self.action)
         if self.action == "silence" and self.arg == "resolved":
             what = "silenced until resolved"
         who = self.user_name or self.user_id

@@ -98,7 +98,9 @@ class Usergroups:
         try:
             resp = await self.client.usergroups_users_list(usergroup=group)
         except SlackApiError as exc:
-            error = exc.response.get("error", "") if exc.response is not None else ""
+            data = getattr(exc.response, "data", None)
+            error = str(data.get("error", "")) if isinstance(data, dict) else \
+                f"HTTP {getattr(exc.response, 'status_code', '?')}"
             if error == "missing_scope":
                 raise LookupFailed("the bot token lacks usergroups:read, so user group "
                                    f"{group} cannot be looked up: add the scope and reinstall "

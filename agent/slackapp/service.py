@@ -27,7 +27,7 @@ from agent.slackapp.http import HttpReceiver
 from agent.slackapp.model import BadPayload, Outcome, requests_from_payload
 from agent.slackapp.policy import Gate, Usergroups
 from agent.slackapp.respond import Replier
-from agent.slackapp.socket import SocketModeClient
+from agent.slackapp.socket import LeaveUnacked, SocketModeClient
 from agent.slackapp.store import ActionStore
 
 __all__ = ["SlackActions"]
@@ -85,11 +85,13 @@ class SlackActions:
             return None  # events and slash commands: acknowledged, not used (yet)
         return await self.handle_payload(request.payload, "slack-socket")
 
-    async def handle_payload(self, payload: Mapping[str, Any], source: str) -> None:
+    async def handle_payload(self, payload: Mapping[str, Any],
+                             source: str) -> dict[str, Any] | None:
         """Apply every mlwarden press in ``payload``; returns once the store has them.
 
-        Raises what the store raised (the press is then not acknowledged and Slack delivers
-        it again); a payload that is not a press of ours is acknowledged and ignored.
+        Raises what the store raised, or LeaveUnacked while another agent is applying the
+        same press (either way the press is not acknowledged and Slack delivers it again);
+        a payload that is not a press of ours is acknowledged and ignored.
         """
         try:
             requests = requests_from_payload(payload, source)
@@ -112,6 +114,9 @@ class SlackActions:
             task = asyncio.create_task(self._after_apply(outcome))
             self._after.add(task)
             task.add_done_callback(self._after.discard)
+            if outcome.status == "busy" and source == "slack-socket":
+                # another agent is applying it: should it fail, a later delivery takes over
+                raise LeaveUnacked(f"another agent is applying {req.action} by {req.who}")
         return None
 
     async def _after_apply(self, outcome: Outcome) -> None:

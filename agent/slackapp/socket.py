@@ -40,7 +40,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from agent.secrets import scrub
 from agent.tasks import cancel_and_wait
 
-__all__ = ["ConnectFailed", "SocketModeClient", "Handler"]
+__all__ = ["ConnectFailed", "Handler", "LeaveUnacked", "SocketModeClient"]
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,16 @@ _CONFIG_ERRORS = {
     "token_revoked": "the app-level token was revoked: create a new one",
 }
 # the answer of the handler: a payload to send with the ack (None: a bare ack)
-Handler = Callable[[SocketModeRequest], Awaitable[dict[str, Any] | None]]
+Handler = Callable[[SocketModeRequest], Coroutine[Any, Any, dict[str, Any] | None]]
 
 
 class ConnectFailed(Exception):
     """One attempt to open a Socket Mode connection failed (the message says why)."""
+
+
+class LeaveUnacked(Exception):
+    """Raised by a handler that wants Slack to deliver the envelope again later (another
+    agent is applying the same action right now, and might fail)."""
 
 
 @dataclass
@@ -116,6 +121,7 @@ class SocketModeClient:
         self.max_in_flight = max_in_flight
         self.min_healthy = min_healthy
         self._busy = 0
+        self._streak = 0  # failed attempts and short-lived connections in a row: the backoff
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._work: set[asyncio.Task[Any]] = set()
@@ -125,7 +131,7 @@ class SocketModeClient:
         self.state = "stopped"  # stopped | connecting | connected | waiting
         self.connected = asyncio.Event()
         self.connections = 0  # connections that said hello
-        self.failures = 0  # consecutive failed attempts
+        self.failures = 0  # failed attempts since the last connection
         self.last_error: str | None = None
         self.envelopes = 0
         self.acks = 0
@@ -159,7 +165,8 @@ class SocketModeClient:
 
     def status(self) -> dict[str, Any]:
         return {"mode": "socket", "state": self.state, "connections": self.connections,
-                "failures": self.failures, "last_error": self.last_error,
+                "failures": self.failures, "retry_streak": self._streak,
+                "last_error": self.last_error,
                 "envelopes": self.envelopes, "acks": self.acks, "unacked": self.unacked}
 
     # -- connecting ------------------------------------------------------------------------
@@ -178,7 +185,9 @@ class SocketModeClient:
         try:
             resp = await web.apps_connections_open(app_token=self._app_token)
         except SlackApiError as exc:
-            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            data = getattr(exc.response, "data", None)  # a 5xx answers text, not JSON
+            error = str(data.get("error", "")) if isinstance(data, dict) else \
+                f"HTTP {getattr(exc.response, 'status_code', '?')}"
             hint = _CONFIG_ERRORS.get(error)
             raise ConnectFailed(f"apps.connections.open: {error or exc}"
                                 + (f" ({hint})" if hint else "")) from None
@@ -221,18 +230,19 @@ class SocketModeClient:
                     conn = await self._connect()
                 except ConnectFailed as exc:
                     self.failures += 1
+                    self._streak += 1
                     self.last_error = scrub(str(exc))
                     if self.last_error not in said:  # once per distinct problem per outage
                         said.add(self.last_error)
                         log.warning("slack socket mode: %s; trying again (backoff up to %gs)",
                                     self.last_error, self.backoff_max)
                     self.state = "waiting"
-                    await self._sleep(self.backoff(self.failures))
+                    await self._sleep(self.backoff(self._streak))
                     continue
                 if self.failures:
                     log.info("slack socket mode: connected after %d failed attempt(s)",
                              self.failures)
-                said = set()
+                self.failures, said = 0, set()
                 self.connections += 1
                 self.state = "connected"
                 self.connected.set()
@@ -249,7 +259,7 @@ class SocketModeClient:
                     refresh.cancel()
                 if conn.refresh.is_set() and not reader.done():
                     log.info("slack socket mode: Slack asked to reconnect (%s)", conn.reason)
-                    self.failures = 0
+                    self._streak = 0
                     previous, current = current, None  # read it while the next one opens
                     continue
                 current = None
@@ -258,11 +268,11 @@ class SocketModeClient:
                     break
                 # a connection that dies young counts as a failed attempt, so a link that
                 # drops right after each hello is retried with backoff, not in a tight loop
-                self.failures = self.failures + 1 if time.monotonic() - opened < \
+                self._streak = self._streak + 1 if time.monotonic() - opened < \
                     self.min_healthy else 0
                 self.last_error = f"connection lost ({conn.reason or 'closed'})"
                 log.info("slack socket mode: %s; reconnecting", self.last_error)
-                await self._sleep(self.backoff(self.failures))
+                await self._sleep(self.backoff(self._streak))
         finally:
             for pair in (previous, current):
                 if pair is not None:
@@ -324,6 +334,11 @@ class SocketModeClient:
             payload = await asyncio.wait_for(asyncio.shield(work), self.ack_deadline)
         except asyncio.TimeoutError:
             payload = None  # applying goes on; Slack must hear from us in time
+        except LeaveUnacked as exc:
+            self.unacked += 1
+            log.info("slack socket mode: envelope %s left for Slack to deliver again (%s)",
+                     envelope_id, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - the handler's failure is the verdict
             self.unacked += 1
             log.warning("slack socket mode: handling envelope %s failed (%s); left for "

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, select, update
 
 from agent.history.sql import insert_ignore
 from agent.history.tables import action_target_alerts, action_targets, alert_actions
@@ -260,7 +260,7 @@ class ActionStore:
         return out
 
 
-def _target(row: Mapping[str, Any]) -> Target:
+def _target(row: Any) -> Target:
     ack = None
     if row["acked_at"] is not None:
         ack = Ack(str(row["acked_by"] or ""), str(row["acked_by_id"] or ""),
@@ -276,7 +276,7 @@ def _target(row: Mapping[str, Any]) -> Target:
     )
 
 
-def _record(row: Mapping[str, Any]) -> ActionRecord:
+def _record(row: Any) -> ActionRecord:
     alerts = json.loads(row["alerts"]) if row.get("alerts") else []
     return ActionRecord(
         key=str(row["key"]), target_id=str(row["target_id"]), action=str(row["action"]),

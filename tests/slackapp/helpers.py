@@ -66,3 +66,14 @@ def silences_of(silences: SilenceStore, now: float) -> list[Any]:
 
 def matchers_of(silence: Any) -> Sequence[str]:
     return sorted(str(m) for m in silence.matchers)
+
+
+def note() -> Notification:
+    """A notification as the dispatcher makes it (one firing alert)."""
+    alert = AlertInfo("f" * 32, "EndpointDown", {"alertname": "EndpointDown", "model": "ranker",
+                                                 "severity": "critical"}, "firing",
+                      severity="critical", annotations={"summary": "ranker is down",
+                                                        "runbook_url": "https://rb.example/x"},
+                      value=0.0, threshold=1.0, fired_at=NOW - 60)
+    return Notification("oncall", "g", {"alertname": "EndpointDown"}, "firing", "inc", [alert],
+                        NOW)

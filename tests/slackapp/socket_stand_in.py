@@ -105,7 +105,8 @@ class SocketModeStandIn:
     async def start(self) -> "SocketModeStandIn":
         app = web.Application()
         app.router.add_post("/api/apps.connections.open", self._open)
-        app.router.add_post("/api/usergroups.users.list", self._usergroup)
+        # slack-sdk calls it with GET, its query string holding the parameters
+        app.router.add_route("*", "/api/usergroups.users.list", self._usergroup)
         app.router.add_get("/link/", self._link)
         app.router.add_post("/actions/{team}/{id}/{secret}", self._response_url)
         self._runner = web.AppRunner(app, access_log=None)
@@ -147,9 +148,13 @@ class SocketModeStandIn:
     # -- Web API --------------------------------------------------------------------------
     @staticmethod
     async def _params(request: web.Request) -> dict[str, Any]:
-        if request.content_type == "application/json":
-            return dict(await request.json())
-        return dict(await request.post())
+        params = dict(request.query)
+        if request.method == "POST":
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(await request.post())
+        return params
 
     def _token(self, request: web.Request, params: dict[str, Any]) -> str:
         auth = request.headers.get("Authorization", "")
@@ -164,6 +169,7 @@ class SocketModeStandIn:
         token = self._token(request, {})
         if self.fail_open == "500":
             self.connections_open_failures += 1
+            await self._notify()
             return web.Response(status=500, text="upstream trouble")
         if token.startswith("xoxb-"):
             return web.json_response({"ok": False, "error": "not_allowed_token_type"})
@@ -356,6 +362,9 @@ def block_actions_payload(blocks: list[dict[str, Any]], action_id: str, *, user:
     validate_with_sdk(blocks)
     ids = [b.get("block_id") for b in blocks if b.get("block_id")]
     assert len(ids) == len(set(ids)), f"block_id values must be unique: {ids}"
+    # Slack gives a block without one a block_id of its own, as the posted message shows
+    blocks = [b if b.get("block_id") else {**b, "block_id": uuid.uuid4().hex[:5]}
+              for b in blocks]
     found = [(b, e) for b in blocks if b.get("type") == "actions"
              for e in b["elements"] if e.get("action_id") == action_id]
     assert len(found) == 1, f"the message has {len(found)} buttons {action_id!r}"
