@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "ACTIONS", "ACTION_PREFIX", "CHART_WINDOWS", "SILENCES", "Ack", "ActionRecord", "ActionRequest", "ActionState",
+    "ACTIONS", "ACTION_PREFIX", "CHART_WINDOWS", "SILENCES", "Ack", "ActionRecord",
+    "ActionRequest", "ActionState",
     "AlertRef", "BadPayload", "ChartRequest", "Outcome", "Target", "action_id", "button_value",
     "common_labels", "requests_from_payload", "target_id_for",
 ]

@@ -94,7 +94,8 @@ class SocketModeStandIn:
         self.errors: list[str] = []
         self.opened_urls = 0
         self.connections_open_failures = 0  # apps.connections.open answered with a failure
-        self.fail_open: str | None = None  # "500" | "refuse" (connection refused at the URL)
+        self.fail_open: str | None = None  # "500": apps.connections.open fails
+        self.usergroups_delay = 0.0  # seconds usergroups.users.list takes to answer
         self._tickets: set[str] = set()
         self._numbers = itertools.count(1)
         self._rr = itertools.count()
@@ -197,6 +198,7 @@ class SocketModeStandIn:
                                       "needed": "usergroups:read",
                                       "provided": ",".join(sorted(self.scopes))})
         group = params.get("usergroup")
+        await asyncio.sleep(self.usergroups_delay)
         if group not in self.usergroups:
             return web.json_response({"ok": False, "error": "no_such_subteam"})
         return web.json_response({"ok": True, "users": self.usergroups[group]})

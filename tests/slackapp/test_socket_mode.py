@@ -246,6 +246,21 @@ async def test_user_group_members_may_act_others_may_not(slack, db):
         assert "not allowed to unsilence" in texts[1] and "Unsilenced by <@U0CAROL>" in texts[2]
 
 
+async def test_a_slow_press_is_acknowledged_in_time_and_applied_after(slack, db):
+    slack.usergroups_delay = 2.0  # the user group lookup is slow: applying takes ~2 s
+    async with agent(slack, db, allow={"default": {"usergroups": ["S0ONCALL"]}},
+                     ack_deadline=0.3) as actions:
+        await connected(slack)
+        target = incident(actions.store, now=now())
+        d = await slack.press(message(target, actions.store, actions.silences, now()),
+                              "mlwarden:silence:1h", user="U0CAROL")
+        await acked(slack, d)
+        assert actions.silences.list(now=now()) == []  # acked before it was applied
+        await until(lambda: actions.silences.list(now=now()), 10, "the silence")
+        await until(lambda: actions.counts.get("applied") == 1, 10, "applied once")
+        assert len(actions.silences.list(now=now())) == 1
+
+
 async def test_user_groups_without_usergroups_read_are_refused_with_the_reason(tmp_path, db):
     manifest = tmp_path / "manifest.yaml"
     from tests.slackapp.socket_stand_in import MANIFEST
