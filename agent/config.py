@@ -33,6 +33,7 @@ from agent.leader import LeaderConfig
 from agent.plugins import check_types, get_check_type
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.secrets import register_secret
+from agent.slackapp.config import SlackActionsConfig
 
 __all__ = ["AgentConfig", "AgentSection", "config_warnings", "default_config", "draft_warnings",
            "load_config", "override_agent", "parse_config"]
@@ -126,6 +127,9 @@ class AgentConfig(_Model):
     cost: CostConfig | None = Field(
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
     )
+    slack_actions: SlackActionsConfig | None = Field(
+        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/slack-actions.md)."
+    )
 
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
@@ -184,7 +188,24 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
                         "and /metrics (the status page at / stays off until a token is set)")
     if config.alerting.enabled:
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
+    if config.slack_actions is not None:
+        warnings.extend(config.slack_actions.warnings())
     return warnings
+
+
+def _slack_actions_problems(config: AgentConfig) -> list[str]:
+    """User groups are looked up with a bot token: one must be configured somewhere."""
+    actions = config.slack_actions
+    assert actions is not None
+    slack = config.alerting.slack
+    if actions.bot_token is not None or (slack is not None and slack.token is not None):
+        return []
+    allow = actions.allow
+    lists = {"default": allow.default, "acknowledge": allow.acknowledge, "silence": allow.silence,
+             "unsilence": allow.unsilence, "chart": allow.chart}
+    return [f"slack_actions.allow.{name}.usergroups: looking up a user group needs a bot "
+            "token with usergroups:read (slack_actions.bot_token or alerting.slack.token)"
+            for name, lst in lists.items() if lst is not None and lst.usergroups]
 
 
 def draft_warnings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> list[str]:
@@ -306,6 +327,8 @@ def parse_config(
             digest_target(top.alerting, top.cost.digest.receiver)
         except ValueError as exc:
             problems.append(f"cost.digest.receiver: {exc}")
+    if top is not None and top.slack_actions is not None:
+        problems.extend(_slack_actions_problems(top))
     from agent.rules.files import include_rule_files
 
     if top is not None:

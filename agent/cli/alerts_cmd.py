@@ -1,4 +1,8 @@
-"""``mlwarden alerts list`` and ``mlwarden alerts history RULE``: read the alert tables."""
+"""``mlwarden alerts list`` and ``mlwarden alerts history RULE``: read the alert tables.
+
+The history of a rule interleaves its alerts' transitions with what people did about them
+from Slack (acknowledged, silenced, unsilenced, asked for a chart; refused presses too),
+oldest first."""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arg(ls)
     ls.set_defaults(func=list_alerts)
     hist = asub.add_parser("history", help="the transitions of one rule, oldest first",
-                           description="Print the recorded transitions of one rule's alerts.")
+                           description="Print the recorded transitions of one rule's alerts "
+                           "and the actions taken on them from Slack.")
     hist.add_argument("rule", metavar="RULE", help="the rule's `alert:` name")
     hist.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     hist.add_argument("--json", action="store_true")
@@ -70,21 +75,35 @@ def list_alerts(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
+    from agent.slackapp.store import ActionStore
+
     store = _store(args)
     rows = store.history(args.rule, args.limit)
+    actions = ActionStore(store.engine).actions(rule=args.rule, limit=args.limit)
     if args.json:
-        for row in rows:
-            print(json.dumps(row, sort_keys=True, default=str))
+        docs = [(r["at"], r) for r in rows] + [(a.requested_at, _action_doc(a)) for a in actions]
+        for _, doc in sorted(docs, key=lambda d: d[0]):
+            print(json.dumps(doc, sort_keys=True, default=str))
         return 0
-    if not rows:
+    if not rows and not actions:
         known = ", ".join(store.rules()) or "none yet"
-        print(f"mlwarden: no transitions recorded for rule {args.rule!r} (rules with alerts: {known})",
-              file=sys.stderr)
+        print(f"mlwarden: no transitions recorded for rule {args.rule!r} "
+              f"(rules with alerts: {known})", file=sys.stderr)
         return 1
+    lines = [(r["at"], _iso(r["at"]), _labels(r["labels"]), f"{r['from_state']} -> {r['to_state']}",
+              "" if r["value"] is None else f"{r['value']:g}") for r in rows]
+    lines += [(a.requested_at, _iso(a.requested_at), _labels(a.group_labels), a.describe(), "")
+              for a in actions]
     print_table(["TIME", "LABELS", "TRANSITION", "VALUE"],
-                [(_iso(r["at"]), _labels(r["labels"]), f"{r['from_state']} -> {r['to_state']}",
-                  "" if r["value"] is None else f"{r['value']:g}") for r in rows], out=sys.stdout)
+                [line[1:] for line in sorted(lines, key=lambda line: line[0])], out=sys.stdout)
     return 0
+
+
+def _action_doc(action: Any) -> dict[str, Any]:
+    return {"at": action.requested_at, "action": action.action, "arg": action.arg,
+            "by": action.user_name, "user_id": action.user_id, "source": action.source,
+            "state": action.state, "outcome": action.outcome, "labels": action.group_labels,
+            "silence_ids": list(action.silence_ids)}
 
 
 def _labels(labels: Any) -> str:

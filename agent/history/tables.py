@@ -9,7 +9,8 @@ Owners: series/samples/rollups — the store's writer (agent.history.store);
 rollup_progress — the rollup job (agent.history.rollups);
 check_state — check cursors; alerts/alert_transitions — the rules engine;
 outbox — notifications and exporter points awaiting delivery; silences — routing;
-leases — leader election.
+leases — leader election; action_targets/action_target_alerts/alert_actions — actions
+taken on alerts from Slack (agent.slackapp.store).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ __all__ = [
     "outbox",
     "silences",
     "leases",
+    "action_targets",
+    "action_target_alerts",
+    "alert_actions",
     "series",
     "samples",
     "rollup_1m",
@@ -149,6 +153,67 @@ leases = Table(
     Column("generation", Integer, nullable=False, default=0),
 )
 
+
+# -- actions on alerts from Slack (owned by agent.slackapp.store) -----------------------
+# What one alert message's buttons act on: one incident of one alert group as one receiver
+# posted it. ``id`` is derived from (receiver, incident), so registering it again is an
+# update; the acknowledgement is kept on the row (set once, compare-and-set).
+action_targets = Table(
+    "action_targets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("receiver", String(200), nullable=False),
+    Column("group_key", String(200), nullable=False),
+    Column("incident", String(200), nullable=False),
+    Column("group_labels", Text, nullable=False, default="{}"),  # JSON object
+    Column("alerts", Text, nullable=False, default="[]"),  # JSON list: fingerprint, rule, labels
+    Column("channel", String(64)),  # the posted message (channel ID and ts), once known
+    Column("ts", String(32)),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("resolved_at", Double),
+    Column("acked_by", String(200)),
+    Column("acked_by_id", String(64)),
+    Column("acked_at", Double),
+    Column("ack_action", String(64)),  # the alert_actions key that acknowledged it
+    Index("ix_action_targets_group_key", "group_key"),
+)
+
+# Which alerts a target holds, so the status page and `alerts history` find a target's
+# acknowledgement and actions by fingerprint or rule.
+action_target_alerts = Table(
+    "action_target_alerts",
+    metadata,
+    Column("target_id", String(40), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("rule", String(200), nullable=False),
+    Index("ix_action_target_alerts_fingerprint", "fingerprint"),
+    Index("ix_action_target_alerts_rule", "rule"),
+)
+
+# Every action a person took (or was refused), keyed by an id derived from Slack's payload:
+# a redelivered envelope or a second agent inserting the same key changes nothing. A row is
+# claimed while it is applied; the claim expires so another agent can finish the action of
+# an agent that died half-way.
+alert_actions = Table(
+    "alert_actions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("target_id", String(40), nullable=False),
+    Column("action", String(16), nullable=False),  # acknowledge|silence|unsilence|chart
+    Column("arg", String(32), nullable=False, default=""),  # 1h|4h|resolved|24h
+    Column("user_id", String(64), nullable=False),
+    Column("user_name", String(200), nullable=False, default=""),
+    Column("source", String(32), nullable=False),  # slack-socket|slack-http
+    Column("requested_at", Double, nullable=False),
+    Column("state", String(16), nullable=False),  # applying|done|refused
+    Column("outcome", Text, nullable=False, default=""),
+    Column("silence_ids", Text, nullable=False, default="[]"),  # JSON list
+    Column("claimed_by", String(200)),
+    Column("claim_expires", Double),
+    Column("finished_at", Double),
+    Index("ix_alert_actions_target_id", "target_id", "requested_at"),
+)
 
 # -- metric history (owned by agent.history.store) -------------------------------------
 # One row per distinct series (metric + tag set). ``key`` is a stable hash of both, so a
