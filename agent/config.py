@@ -64,6 +64,13 @@ class AgentSection(_Model):
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tags added to every sample (e.g. env, cluster)."
     )
+    node: str | None = Field(
+        None,
+        description="The node this agent runs on: the `node` tag of its local GPUs and of the "
+        "model servers it probes over loopback, which links a GPU fault to the alerts it "
+        "explains (docs/causes.md). Default: $NODE_NAME (the Kubernetes downward API), else "
+        "the host name.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="`auto`: JSON when stdout is not a terminal."
