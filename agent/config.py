@@ -22,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
+from agent.causes.config import CausesConfig
+from agent.causes.config import reference_problems as cause_problems
 from agent.check import InstanceConfig
 from agent.cost.config import CostConfig
 from agent.durations import Duration
@@ -132,6 +134,11 @@ class AgentConfig(_Model):
     heartbeat: HeartbeatConfig | None = Field(None, description="Dead man's switch ping.")
     cost: CostConfig | None = Field(
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
+    )
+    causes: CausesConfig = Field(
+        default_factory=CausesConfig,
+        description="Which alerts explain which: the shipped cause graph and what you add "
+        "(docs/causes.md).",
     )
 
     def check(self, name: str) -> InstanceConfig:
@@ -289,6 +296,7 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(_format_errors(exc, (), AgentConfig))
     problems.extend(reference_problems(raw.get("alerting")))
+    problems.extend(cause_problems(raw.get("causes")))
     problems.extend(_history_url_problems(raw.get("agent")))
     checks: list[InstanceConfig] = []
     if not isinstance(checks_raw, list):
