@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
 from agent.causes.config import CausesConfig
 from agent.causes.config import reference_problems as cause_problems
+from agent.causes.config import unknown_rule_warnings
 from agent.check import InstanceConfig
 from agent.cost.config import CostConfig
 from agent.durations import Duration
@@ -198,6 +199,7 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
                         "and /metrics (the status page at / stays off until a token is set)")
     if config.alerting.enabled:
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
+    warnings.extend(unknown_rule_warnings(config.causes, (r.alert for r in config.rules)))
     return warnings
 
 

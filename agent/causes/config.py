@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from agent.durations import Duration
 from agent.rules.matchers import parse_matcher
 
-__all__ = ["CausesConfig", "Condition", "EdgeConfig", "KindConfig", "Phrase", "reference_problems"]
+__all__ = ["CausesConfig", "Condition", "EdgeConfig", "KindConfig", "Phrase", "reference_problems",
+           "unknown_rule_warnings"]
 
 _KIND = r"^[a-z][a-z0-9_]*$"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -301,3 +302,24 @@ def find_cycle(arrows: Iterable[tuple[str, str]]) -> list[str]:
         if node not in state and (found := visit(node, [])):
             return found
     return []
+
+
+def unknown_rule_warnings(causes: CausesConfig, rules: Iterable[str]) -> list[str]:
+    """A kind you added that names a rule by its exact name, when no loaded rule has it.
+
+    Legal (the rule may come with the next reload), but most often a typo, which would leave
+    the kind without alerts and its edges without effect. Shipped kinds are not checked: they
+    name the shipped packs' rules, which a config need not load.
+    """
+    names = set(rules)
+    out = []
+    for kind, spec in causes.kinds.items():
+        for i, selector in enumerate(spec.alerts):
+            wanted = selector.get("alert")
+            if wanted is None or parse_matcher("alert", wanted).op != "=" or wanted in names:
+                continue
+            close = difflib.get_close_matches(wanted, sorted(names), n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            out.append(f"causes.kinds.{kind}.alerts[{i}]: no loaded rule is named {wanted!r}"
+                       f"{hint}; this entry matches no alert")
+    return out

@@ -110,3 +110,30 @@ def test_the_shipped_graph_and_a_users_section_read_the_same():
     raw = yaml.safe_load((REPO / "agent" / "data" / "causes.yaml").read_text())
     assert CausesConfig.model_validate({**raw, "builtin": False}) == builtin_config().model_copy(
         update={"builtin": False})
+
+
+def test_a_kind_naming_a_rule_that_is_not_loaded_is_warned_about(tmp_path, capsys):
+    """Legal (the rule may come with a reload), but most often a typo: `config validate`
+    says so, with the name meant."""
+    from agent.cli import main
+    from agent.config import config_warnings, parse_config
+
+    text = """
+rule_files: [builtin:gpu]
+causes:
+  kinds:
+    gpu_fault: {alerts: [{alert: GpuXidCritcal}]}
+    batch: {alerts: [{alert: "Batch*"}, {alert: BatchScoringErrors}]}
+"""
+    warnings = config_warnings(parse_config(text))
+    assert warnings == [
+        "causes.kinds.gpu_fault.alerts[0]: no loaded rule is named 'GpuXidCritcal' (did you "
+        "mean 'GpuXidCritical'?); this entry matches no alert",
+        "causes.kinds.batch.alerts[1]: no loaded rule is named 'BatchScoringErrors'; this entry "
+        "matches no alert"]
+    path = tmp_path / "mlwarden.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    assert main(["config", "validate", str(path)]) == 0
+    assert f"warning: {warnings[0]}" in capsys.readouterr().out
+    assert not config_warnings(parse_config("rule_files: [builtin:gpu]"))  # shipped kinds
