@@ -107,14 +107,16 @@ class Phrase(_Model):
     @classmethod
     def _template(cls, text: str) -> str:
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)
+                      if f is not None]
         except ValueError as exc:
             raise ValueError(f"invalid template ({exc}); write literal braces as {{{{ and }}}}, "
                              f"found {text!r}") from None
-        for name in fields:
-            if not _NAME.match(name):
-                raise ValueError(f"a phrase names labels only, like {{node}}, found {{{name}}} "
-                                 f"in {text!r}")
+        for name, spec, conv in fields:
+            if not _NAME.match(name) or spec or conv:
+                shown = name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+                raise ValueError(f"a phrase names labels only, like {{node}}, found "
+                                 f"{{{shown}}} in {text!r}")
         return text
 
     @field_validator("when")

@@ -137,3 +137,41 @@ causes:
     assert main(["config", "validate", str(path)]) == 0
     assert f"warning: {warnings[0]}" in capsys.readouterr().out
     assert not config_warnings(parse_config("rule_files: [builtin:gpu]"))  # shipped kinds
+
+
+@pytest.mark.parametrize("section,message", [
+    ("{explains: [{cause: gpu_fault, effect: modle_down, same: [node]}]}",
+     "causes.explains[0].effect: unknown kind (did you mean 'model_down'?)"),
+    ("{explains: [{cause: gpu_fault, effect: model_down}]}",
+     "causes.explains[0].same: missing required key"),
+    ("{explains: [{cause: gpu_fault, effect: model_down, same: []}]}",
+     "causes.explains[0].same: tuple should have at least 1 item"),
+    ("{explains: [{cause: gpu_fault, effect: model_down, on: [node]}]}",
+     "causes.explains[0]: YAML reads the key `on` as true: write the label equalities as "
+     "`same:`, found on:"),
+    ("{explains: [{cause: model_down, effect: model_down, same: [node]}]}",
+     "causes.explains: the graph has a cycle (model_down -> model_down)"),
+    ("{kinds: {mine: {alerts: [{}]}}}",
+     "causes.kinds.mine.alerts: alerts[0] would match every alert: name the rule "
+     "(`alert: GpuDown`) or its labels, found an empty mapping"),
+    ("{kinds: {mine: {alerts: [{alert: '=~Gpu('}]}}}",
+     "causes.kinds.mine.alerts: label 'alert': invalid regular expression 'Gpu('"),
+    ("{kinds: {Mine: {alerts: [{alert: A}]}}}",
+     "causes.kinds: kind names are lower-case letters, digits and _, found 'Mine'"),
+    ("{kinds: {mine: {alerts: [{alert: A}], says: ['{gpu.index}']}}}",
+     "causes.kinds.mine.says[0].text: a phrase names labels only, like {node}, found "
+     "{gpu.index} in '{gpu.index}'"),
+    ("{kinds: {mine: {alerts: [{alert: A}], says: ['{since:>{width}}']}}}",
+     "causes.kinds.mine.says[0].text: a phrase names labels only, like {node}, found "
+     "{since:>{width}}"),
+    ("{window: 0s}", "causes.window: input should be greater than 0"),
+    ("{explains: [{cause: gpu_fault, effect: model_down, same: [{effect: node}]}]}",
+     "causes.explains[0].same[0].cause: missing required key"),
+])
+def test_a_bad_causes_section_is_refused_naming_where(section, message):
+    from agent.config import parse_config
+    from agent.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"causes: {section}\n", source="mlwarden.yaml")
+    assert message in str(info.value), str(info.value)
