@@ -29,6 +29,7 @@ from agent.export.prometheus import PrometheusExporter
 from agent.heartbeat import Heartbeat
 from agent.history.store import HistoryStore
 from agent.leader import build_leadership
+from agent.node import this_node
 from agent.pipeline import Pipeline
 from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
@@ -170,6 +171,7 @@ class Agent:
             http_limit=config.agent.http_connections,
             agent_tags=config.agent.tags,
             agent=config.agent.hostname,
+            node=this_node(config.agent.node),
         )
 
     def _has_cluster_checks(self) -> bool:

@@ -130,12 +130,14 @@ class CheckContext:
         http_limit: int = 200,
         agent_tags: Mapping[str, str] | None = None,
         agent: str | None = None,
+        node: str | None = None,
     ) -> None:
         self.state: StateStore = state or MemoryState()
         self.runtime = runtime
         self.clock = clock
         self.agent_tags = dict(agent_tags or {})
         self.agent = agent  # the `agent` tag of local-scope checks (cluster ones outlive a leader)
+        self.node = node  # the node the agent runs on (agent.node): where its local targets run
         self._http_limit = http_limit
         self._http: aiohttp.ClientSession | None = None
 

@@ -22,6 +22,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
+from agent.causes.config import CausesConfig
+from agent.causes.config import reference_problems as cause_problems
+from agent.causes.config import unknown_rule_warnings
 from agent.check import InstanceConfig
 from agent.cost.config import CostConfig
 from agent.durations import Duration
@@ -64,6 +67,13 @@ class AgentSection(_Model):
     )
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tags added to every sample (e.g. env, cluster)."
+    )
+    node: str | None = Field(
+        None,
+        description="The node this agent runs on: the `node` tag of its local GPUs and of the "
+        "model servers it probes over loopback, which links a GPU fault to the alerts it "
+        "explains (docs/causes.md). Default: $NODE_NAME (the Kubernetes downward API), else "
+        "the host name.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
     log_format: Literal["auto", "json", "text"] = Field(
@@ -130,6 +140,11 @@ class AgentConfig(_Model):
     slack_actions: SlackActionsConfig | None = Field(
         None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/slack-actions.md)."
     )
+    causes: CausesConfig = Field(
+        default_factory=CausesConfig,
+        description="Which alerts explain which: the shipped cause graph and what you add "
+        "(docs/causes.md).",
+    )
 
     def check(self, name: str) -> InstanceConfig:
         for instance in self.checks:
@@ -190,6 +205,7 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
     if config.slack_actions is not None:
         warnings.extend(config.slack_actions.warnings())
+    warnings.extend(unknown_rule_warnings(config.causes, (r.alert for r in config.rules)))
     return warnings
 
 
@@ -303,6 +319,7 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(_format_errors(exc, (), AgentConfig))
     problems.extend(reference_problems(raw.get("alerting")))
+    problems.extend(cause_problems(raw.get("causes")))
     problems.extend(_history_url_problems(raw.get("agent")))
     checks: list[InstanceConfig] = []
     if not isinstance(checks_raw, list):

@@ -28,12 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from agent.app import build_checks
     from agent.check import CheckContext
+    from agent.node import this_node
     from agent.scheduler import add_meta_samples
 
     config = config_from_args(args)
 
     async def once() -> CheckResult:
-        context = CheckContext(agent_tags=config.agent.tags)
+        context = CheckContext(agent_tags=config.agent.tags, node=this_node(config.agent.node))
         try:
             checks = {c.name: c for c in build_checks(config, context)}
             if args.name not in checks:

@@ -9,9 +9,15 @@ request fails, so a restart neither misses nor repeats a run.
 
 What a failed run looks like in samples (one of each, once):
 
-- ``airflow.dag_run.failed`` (count 1) tags ``dag_id run_id run_type failed_tasks log_url``
+- ``airflow.dag_run.failed`` (count 1) tags ``dag_id run_id run_type failed_tasks
+  failed_hosts log_url``
 - ``airflow.task_instance.failed`` (count 1) and ``airflow.task_instance.failed_duration``
-  per failed task, tags ``dag_id run_id task_id try_number map_index log_url``
+  per failed task, tags ``dag_id run_id task_id try_number map_index hostname log_url``
+
+``hostname`` is the worker's host (a pod's name with KubernetesExecutor) as Airflow
+records it; with the GPU check's ``node`` and ``pod`` it says where the task ran, so a GPU
+fault on that node explains the failure (agent/causes). It is a fact, never a series: a
+pod name is new for every task.
 
 With ``task_instances: true`` every finished run's task instances are read (one listing
 instead of the failed ones only) and each that ran gets ``airflow.task_instance.duration``
@@ -113,6 +119,7 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
     if state != "failed":
         return
     links = []
+    hosts: set[str] = set()
     for ti in tis:
         if ti.get("state") != "failed":
             continue
@@ -124,17 +131,27 @@ def _report(check: Any, run: dict[str, Any], end: float, tis: list[dict[str, Any
         tags = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id,
                 "try_number": try_number if try_number is not None else "",
                 "map_index": map_index, "log_url": log_url}
+        host = ti.get("hostname") if isinstance(ti.get("hostname"), str) else ""
+        if host:  # a task failed before any worker ran it has none: no empty tag
+            tags["hostname"] = host[:MAX_TAG]
+            hosts.add(host)
         check.count("airflow.task_instance.failed", 1, tags=tags)
         if isinstance(ti.get("duration"), (int, float)):
             check.gauge("airflow.task_instance.failed_duration", ti["duration"], tags=tags)
-    names = ",".join(sorted({t for t, _ in links}))
-    if len(names) > MAX_TAG:
-        names = names[:MAX_TAG - 3] + "..."
-    check.count("airflow.dag_run.failed", 1, tags={
+    tags = {
         "dag_id": dag_id, "run_id": run_id, "run_type": run.get("run_type") or "",
-        "failed_tasks": names,
+        "failed_tasks": _joined({t for t, _ in links}),
         "log_url": links[0][1] if links else run_url(base, version, dag_id, run_id),
-    })
+    }
+    if hosts:
+        tags["failed_hosts"] = _joined(hosts)
+    check.count("airflow.dag_run.failed", 1, tags=tags)
+
+
+def _joined(names: set[str]) -> str:
+    """Sorted, comma-separated, cut to a tag's length."""
+    text = ",".join(sorted(names))
+    return text[:MAX_TAG - 3] + "..." if len(text) > MAX_TAG else text
 
 
 def _report_task_instances(check: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> None:

@@ -40,7 +40,8 @@ class GpuCheck(AgentCheck):
                  nvml_lib: ModuleType | None = None, xid_poll_ms: int = 500) -> None:
         super().__init__(config, context)
         self.config: GpuConfig = config
-        self._nvml = NvmlSource(config, nvml_lib, xid_poll_ms) if config.source == "nvml" else None
+        self._nvml = (NvmlSource(config, nvml_lib, xid_poll_ms, self.context.node)
+                      if config.source == "nvml" else None)
         self._dcgm = DcgmSource(config.urls) if config.source == "dcgm" else None
         self._reporter: Reporter | None = None
         self._said: str | None = None

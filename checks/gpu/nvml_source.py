@@ -8,9 +8,9 @@ check closes.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from types import ModuleType
+
+from agent.node import this_node
 
 from checks.gpu.cgroups import lookup_process
 from checks.gpu.config import GpuConfig
@@ -23,17 +23,20 @@ __all__ = ["NvmlSource", "local_node_name"]
 log = logging.getLogger(__name__)
 
 
-def local_node_name(config: GpuConfig) -> str:
-    """The `node` tag: the config's, else $NODE_NAME (Kubernetes downward API), else the host name."""
-    return config.node or os.environ.get("NODE_NAME") or socket.gethostname()
+def local_node_name(config: GpuConfig, agent_node: str | None = None) -> str:
+    """The `node` tag: the instance's, else the agent's node (``agent.node``), else $NODE_NAME
+    (Kubernetes downward API), else the host name: the node every local target is labelled
+    with (agent/node.py), so a GPU's faults and a loopback model server's alerts agree."""
+    return config.node or this_node(agent_node)
 
 
 class NvmlSource:
     """Reads the local GPUs through :class:`~checks.gpu.nvml.Nvml` (``lib``: pynvml or a fake)."""
 
-    def __init__(self, config: GpuConfig, lib: ModuleType | None = None, xid_poll_ms: int = 500) -> None:
+    def __init__(self, config: GpuConfig, lib: ModuleType | None = None, xid_poll_ms: int = 500,
+                 agent_node: str | None = None) -> None:
         self.config = config
-        self.node = local_node_name(config)
+        self.node = local_node_name(config, agent_node)
         self.nvml = Nvml(lib)
         self.watcher: XidWatcher | None = None
         self._xid_poll_ms = xid_poll_ms

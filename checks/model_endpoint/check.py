@@ -18,6 +18,7 @@ from yarl import URL
 
 from agent.check import AgentCheck
 from agent.errors import ConfigError
+from agent.node import is_loopback
 from agent.samples import Status
 from agent.secrets import scrub
 from checks.model_endpoint import generic, kserve_v1, mlflow, tfserving, torchserve, v2
@@ -48,8 +49,17 @@ class ModelEndpointCheck(AgentCheck):
         self._canary_due = 0.0
         self._served_version: str | None = None
         endpoint = str(URL(cfg.url).with_query(None).with_fragment(None))
-        self._tags = _present({"model": cfg.model, "endpoint": endpoint, "protocol": cfg.protocol})
+        self._tags = _present({"model": cfg.model, "endpoint": endpoint, "protocol": cfg.protocol,
+                               "node": self._node(cfg)})
         self._label = f"model {cfg.model}" if cfg.model else f"endpoint {endpoint}"
+
+    def _node(self, cfg: ModelEndpointConfig) -> str | None:
+        """The `node` tag: a server probed over loopback runs on the agent's node; one
+        elsewhere is labelled by the user (``tags: {node: ...}``), and that label stands."""
+        placed = "node" in cfg.tags or "node" in self.context.agent_tags
+        if placed or not is_loopback(URL(cfg.url).host):
+            return None
+        return self.context.node
 
     @property
     def report_interval(self) -> float:

@@ -25,6 +25,13 @@ CASES = [
     ("invalid-duplicate-name.yaml", "checks[1].name: 'self' is already used by checks[0]"),
     ("invalid-listen.yaml", "agent.listen: expected host:port like '127.0.0.1:9464', found 'localhost'"),
     ("invalid-top-level.yaml", "(top level): expected a mapping of sections, found a list"),
+    ("invalid-cause-kind.yaml", "causes.explains[0].cause: unknown kind (did you mean "
+     "'gpu_fault'?); kinds: airflow_metadb_down, airflow_scheduler_down, batch_scoring, "
+     "gpu_fault, gpu_lost, model_degraded, model_down, node_silent, pipeline_delayed, "
+     "run_failed, task_failed; found 'gpu_falut'"),
+    ("invalid-cause-cycle.yaml", "causes.explains: the graph has a cycle (gpu_fault -> "
+     "gpu_lost -> model_down -> model_degraded -> gpu_fault): a cause cannot be explained by "
+     "what it explains; drop one of its edges"),
 ]
 
 

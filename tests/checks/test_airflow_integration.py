@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from agent.causes.link import same_host
 from agent.check import CheckContext
 from agent.samples import CheckResult, Sample, Status
 from checks.airflow.check import AirflowCheck
@@ -104,6 +106,11 @@ async def test_each_outcome_once_with_task_and_log_link_and_restart_repeats_noth
             for s in tasks_failed] == [("mlw_fails", fails, "train", "1")]
     log_url = tasks_failed[0].tag("log_url")
     assert log_url == expected_log_url(airflow, "mlw_fails", fails, "train", 1)
+    # where it ran, as Airflow recorded it (its worker is this machine): the host a GPU fault
+    # on this node would be linked by (docs/causes.md)
+    host = tasks_failed[0].tag("hostname") or ""
+    assert same_host(host, socket.gethostname()), (host, socket.gethostname())
+    assert runs_failed[0].tag("failed_hosts") == host
     assert runs_failed[0].tag("log_url") == log_url
     # the identity in the link names a real log: the API serves that task try's log
     logs = airflow.request(

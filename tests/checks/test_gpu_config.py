@@ -141,7 +141,7 @@ def test_example_rules_use_declared_metrics_tags_and_the_rule_schema():
     rules = yaml.safe_load((REPO / "agent" / "data" / "rules" / "gpu.yaml").read_text())["rules"]
     catalog = load_catalog()
     keys = {"alert", "metric", "where", "aggregate", "window", "op", "threshold", "for", "severity",
-            "summary", "description", "runbook_url", "absent"}
+            "summary", "description", "runbook_url", "absent", "group_by"}
     aggregates = {"last", "avg", "min", "max", "sum", "count", "p50", "p90", "p95", "p99", "rate", "increase"}
     for rule in rules:
         name = rule["alert"]
@@ -155,7 +155,7 @@ def test_example_rules_use_declared_metrics_tags_and_the_rule_schema():
         else:
             assert rule["op"] in {"<", "<=", ">", ">=", "==", "!=", }, name
             assert isinstance(rule["threshold"], (int, float)), name
-        for tag in rule.get("where", {}):
+        for tag in (*rule.get("where", {}), *rule.get("group_by", ())):
             assert tag in spec.tags, (name, tag)
         for text in (rule["summary"], rule.get("description", "")):
             for label in re.findall(r"\{(\w+)(?::[^}]*)?\}", text):

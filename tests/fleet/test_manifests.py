@@ -200,6 +200,21 @@ def test_pod_agents_are_named_by_their_pod_and_only_the_cluster_role_campaigns()
             assert _env(container)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
+@pytest.mark.parametrize("file", ["sidecar.yaml", "daemonset.yaml"])
+def test_agents_beside_models_and_gpus_know_their_node_from_the_downward_api(file):
+    """The `node` label that links a GPU fault to a model's alerts (docs/causes.md): the
+    agent's node is $NODE_NAME, which these pods get from spec.nodeName, with no config."""
+    from agent.node import this_node
+
+    _f, spec, container = next(x for x in CONTAINERS if x[0] == file)
+    assert _env(container)["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    text = _config(spec, container)
+    env = {m.group(1): "x" for m in _VAR.finditer(text)} | {"NODE_NAME": "gpu-node-7"}
+    env["MLWARDEN_HISTORY_URL"] = "postgresql+psycopg://mlwarden@postgres/mlwarden"
+    config = parse_config(text, source=file, env=env)
+    assert this_node(config.agent.node, env) == "gpu-node-7"
+
+
 def test_the_sidecar_watches_its_own_pods_model_server():
     file, spec, container = next(x for x in CONTAINERS if x[0] == "sidecar.yaml")
     server = next(c for c in spec["containers"] if c is not container)
