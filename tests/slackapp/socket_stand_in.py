@@ -47,7 +47,7 @@ BOT_TOKEN = "xoxb-test-0123456789"
 APP_ID = "A0MLWARDEN"
 TEAM = {"id": "T0MLTEAM01", "domain": "mlteam"}
 CHANNEL = {"id": "C0ALERTS01", "name": "ml-alerts"}
-MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "slack-app-manifest.yaml"
+MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "slack" / "slack-app-manifest.yaml"
 RESPONSE_KEYS = {"text", "blocks", "attachments", "response_type", "replace_original",
                  "delete_original", "thread_ts", "unfurl_links", "unfurl_media", "mrkdwn",
                  "metadata"}

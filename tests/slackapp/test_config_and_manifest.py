@@ -14,7 +14,7 @@ from agent.notify.slack_scopes import FEATURES
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
-MANIFEST = REPO / "deploy" / "slack-app-manifest.yaml"
+MANIFEST = REPO / "deploy" / "slack" / "slack-app-manifest.yaml"
 APP = "xapp-1-A0MLWARDEN-1-0123456789abcdef"
 
 
@@ -93,7 +93,7 @@ def test_the_manifest_turns_on_socket_mode_interactivity_and_every_scope_used():
 
 def test_the_docs_point_at_the_manifest_and_list_its_scopes():
     text = (REPO / "docs" / "slack-actions.md").read_text()
-    assert "deploy/slack-app-manifest.yaml" in text
+    assert "deploy/slack/slack-app-manifest.yaml" in text
     for scope in yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"]:
         assert f"`{scope}`" in text, scope
     assert "connections:write" in text and "xapp-" in text
