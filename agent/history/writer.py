@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from agent.history.maintenance import Floors
 from agent.history.series import SeriesCache
 from agent.history.sql import insert_ignore
 from agent.history.tables import samples
@@ -66,6 +67,7 @@ class Writer(threading.Thread):
         maintenance: MaintenanceFactory | None = None,
         maintenance_interval: float = 60.0,
         on_commit: Callable[[int], None] | None = None,
+        floors: Floors | None = None,
     ) -> None:
         super().__init__(name="history-writer", daemon=True)
         self.engine = engine
@@ -76,6 +78,7 @@ class Writer(threading.Thread):
         self._maintenance = maintenance
         self._maintenance_interval = maintenance_interval
         self._on_commit = on_commit
+        self._floors = floors
         self._buf: deque[Sample] = deque()
         self._cond = threading.Condition()
         self._oldest_at = 0.0  # monotonic time the oldest buffered sample arrived
@@ -207,6 +210,8 @@ class Writer(threading.Thread):
             self.stats.last_error = message
             return False
         self._cache.commit(new)
+        if self._floors is not None:  # retention and the first rollup start from it
+            self._floors.lower(samples, min(s.timestamp for s in batch))
         stats = self.stats
         stats.last_flush_duration = time.perf_counter() - started
         stats.last_flush = time.time()
