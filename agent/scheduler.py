@@ -342,7 +342,7 @@ class CheckScheduler:
 
 def add_meta_samples(check: AgentCheck, result: CheckResult) -> None:
     """The agent's own view of every run: verdict, duration, and an error sample on failure."""
-    tags = make_tags(check._base_tags, {"check_type": check.type_name})  # noqa: SLF001
+    tags = check.merged_tags({"check_type": check.type_name})
     ts = result.started or time.time()
     result.samples.append(Sample("mlwarden.check.status", float(result.status), tags, ts))
     result.samples.append(Sample("mlwarden.check.duration", result.duration, tags, ts))
