@@ -61,6 +61,23 @@ BLACKBOX_CONFIG = """modules:
 """
 
 
+# the agent's CLI, with the time of each garbage collection appended to a file (--gc-stats)
+GC_WRAPPER = """
+import gc, json, runpy, sys, time
+out = open(sys.argv.pop(1), "a", buffering=1)
+started = {}
+def timing(phase, info):
+    if phase == "start":
+        started[0] = time.perf_counter()
+    else:
+        out.write(json.dumps([time.time(), info["generation"], time.perf_counter() - started[0],
+                              info["collected"]]) + "\\n")
+gc.callbacks.append(timing)
+sys.argv[0] = "mlwarden"
+runpy.run_module("agent.cli", run_name="__main__", alter_sys=True)
+"""
+
+
 # -- the target (its own process) -------------------------------------------------------
 def serve_target(port: int, interval: float) -> None:
     """A keep-alive HTTP/1.1 server that answers any GET with 200 and a JSON body.
@@ -72,23 +89,31 @@ def serve_target(port: int, interval: float) -> None:
     """
     hits: dict[bytes, list[float]] = {}
     total = [0]
+    started = [time.time()]
     ok = b'{"status":"ok"}'
     head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n" % len(ok))
 
     def stats() -> bytes:
         late: list[float] = []
+        when: dict[int, float] = {}  # second of the phase -> the worst lateness in it
         for times in hits.values():
             base = times[0]
             offsets = [t - round((t - base) / interval) * interval for t in times]
             phase = min(offsets)  # the path's earliest run sets its phase
-            late.extend(o - phase for o in offsets)
+            for t, o in zip(times, offsets):
+                late.append(o - phase)
+                sec = int(t - started[0])
+                when[sec] = max(when.get(sec, 0.0), o - phase)
         late.sort()
         return json.dumps({"requests": total[0], "paths": len(hits), "late": late[-2000:],
                            "late_n": len(late),
                            "p50": late[len(late) // 2] if late else None,
                            "p99": late[min(len(late) - 1, int(len(late) * 0.99))] if late else None,
-                           "max": late[-1] if late else None}).encode()
+                           "max": late[-1] if late else None,
+                           "worst_seconds": sorted(when.items(), key=lambda kv: -kv[1])[:12],
+                           "over_ms": {ms: sum(x > ms / 1e3 for x in late) for ms in (25, 50, 100, 200)},
+                           }).encode()
 
     class Target(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,6 +133,7 @@ def serve_target(port: int, interval: float) -> None:
                     if path.startswith(b"/_reset"):
                         hits.clear()
                         total[0] = 0
+                        started[0] = time.time()
                         body = b"{}"
                     else:
                         body = stats()
@@ -194,6 +220,9 @@ async def read_drift(session: Any, target: str, phase: Phase) -> None:
     if doc["p99"] is not None:
         phase.drift_p50, phase.drift_p99, phase.drift_max = doc["p50"], doc["p99"], doc["max"]
     phase.extra["paths"] = doc["paths"]
+    phase.extra["worst_seconds"] = doc["worst_seconds"]
+    phase.extra["over_ms"] = {int(k): v for k, v in doc["over_ms"].items()}
+    phase.extra["late_n"] = doc["late_n"]
 
 
 # -- blackbox_exporter ---------------------------------------------------------------------
@@ -315,8 +344,13 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
     log = (folder / "agent.log").open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("PYTHONASYNCIODEBUG", None)
+    if args.asyncio_debug:  # asyncio logs each callback that holds the loop > 0.1 s
+        env["PYTHONASYNCIODEBUG"] = "1"
     t_spawn = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+    cmd = [sys.executable, "-m", "agent.cli"]
+    if args.gc_stats:  # the agent under a wrapper that times every garbage collection
+        cmd = [sys.executable, "-c", GC_WRAPPER, str(folder / "gc.jsonl")]
+    proc = subprocess.Popen([*cmd, "run", "--config", str(cfg)],
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
                             preexec_fn=_die_with_parent)
     base = f"http://127.0.0.1:{port}"
@@ -373,6 +407,18 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
         phase.load = loadavg()
         cpu0, w0 = cpu_seconds(ps), time.monotonic()
         end = w0 + args.duration
+        healthz: list[float] = []
+
+        async def ping() -> None:  # the agent's loop answers /healthz at once: its stalls
+            while time.monotonic() < end:
+                s = time.monotonic()
+                with contextlib.suppress(Exception):
+                    async with session.get(base + "/healthz") as r:
+                        await r.read()
+                    healthz.append(time.monotonic() - s)
+                await asyncio.sleep(0.25)
+
+        pinger = asyncio.get_running_loop().create_task(ping())
         while time.monotonic() < end:
             if proc.poll() is not None:
                 raise RuntimeError("agent died:\n" + (folder / "agent.log").read_text()[-3000:])
@@ -382,9 +428,12 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
             phase.rss_mib.append(ps.memory_info().rss / MIB)
             await asyncio.sleep(min(5.0, max(0.0, min(end, next_scrape) - time.monotonic())))
         cpu1, w1 = cpu_seconds(ps), time.monotonic()
+        await pinger
         await read_drift(session, target, phase)
         phase.cpu, phase.seconds = cpu1 - cpu0, w1 - w0
         phase.load += " -> " + loadavg()
+        phase.extra["healthz_p99"] = pct(healthz, 0.99)
+        phase.extra["healthz_max"] = max(healthz, default=float("nan"))
         status1 = await http_json(session, base + "/status")
         hist0, hist1 = status0["components"]["history"], status1["components"]["history"]
         checks = status1["checks"]
@@ -395,12 +444,23 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
             shed=hist1["dropped"], pipeline_shed=status1["pipeline"]["shed"],
             not_ok=sum(c["status"] != "OK" for c in checks if c["name"].startswith("ep-")),
             maintenance=hist1.get("last_maintenance_duration"),
+            trim=status1["components"].get("allocator", {}).get("last_trim_seconds"),
+            gc=status1["components"].get("gc", {}),
+            flush=hist1.get("last_flush_duration"),
             duration_p99=pct(durations, 0.99), duration_p50=pct(durations, 0.5),
             scrape_p50=pct([s for s, _, _ in scrapes], 0.5),
             scrape_max=max((s for s, _, _ in scrapes), default=float("nan")),
             scrape_kib=scrapes[-1][1] / 1024 if scrapes else float("nan"),
             series=scrapes[-1][2] if scrapes else 0,
         )
+        if args.gc_stats and (folder / "gc.jsonl").exists():
+            window = [json.loads(ln) for ln in (folder / "gc.jsonl").read_text().splitlines()
+                      if ln.strip()]
+            t_end = time.time()
+            window = [r for r in window if t_end - (w1 - w0) - 5 <= r[0] <= t_end]
+            for gen in (0, 1, 2):
+                times = [r[2] for r in window if r[1] == gen]
+                phase.extra[f"gc{gen}"] = (len(times), sum(times), max(times, default=0.0))
         figures = store_figures(folder / "history.db")
         if figures.get("samples"):
             phase.extra["bytes_per_sample"] = figures["used"] / figures["samples"]
@@ -419,10 +479,15 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
                 proc.kill()
                 proc.wait(5)
         log.close()
-        errors = [ln for ln in (folder / "agent.log").read_text(errors="replace").splitlines()
-                  if '"level": "error"' in ln or '"level":"error"' in ln]
+        lines = (folder / "agent.log").read_text(errors="replace").splitlines()
+        errors = [ln for ln in lines if '"level": "error"' in ln or '"level":"error"' in ln]
         if errors:
             print(f"  agent logged {len(errors)} errors; first: {errors[0][:300]}")
+        slow = [ln for ln in lines if "Executing " in ln and " took " in ln]
+        if slow:
+            print(f"  event-loop callbacks over 0.1 s: {len(slow)}; first ones:")
+            for ln in slow[:6]:
+                print(f"    {ln[:400]}")
     return phase
 
 
@@ -518,6 +583,21 @@ def print_phase(p: Phase) -> None:
               f"{e.get('bytes_per_sample', float('nan')):.0f} B/sample; written {e['written']}, "
               f"shed {e['shed']}/{e['pipeline_shed']}; missed {e['missed']} skipped {e['skipped']}; "
               f"not OK {e['not_ok']}", flush=True)
+        if "gc2" in e:
+            print(f"  {'':<16} garbage collections in the window (count, total s, longest s): "
+                  + ", ".join(f"gen{g} {e[f'gc{g}'][0]} {e[f'gc{g}'][1]:.3f} {e[f'gc{g}'][2]:.3f}"
+                              for g in (0, 1, 2)), flush=True)
+        g = e.get("gc") or {}
+        if g.get("enabled"):
+            print(f"  {'':<16} gc: {g['frozen_objects']} objects frozen, last full collection "
+                  f"{g['last_full_collection_seconds']} s; since start: collections {g['collections']}, "
+                  f"seconds {g['collection_seconds']}", flush=True)
+        print(f"  {'':<16} last malloc_trim {e['trim']} s, last store flush {e['flush']} s, "
+              f"last maintenance {e['maintenance']} s; /healthz p99 {e['healthz_p99'] * 1e3:.0f} ms "
+              f"max {e['healthz_max'] * 1e3:.0f} ms; runs later than 25/50/100/200 ms: "
+              + "/".join(str(p.extra['over_ms'][k]) for k in (25, 50, 100, 200))
+              + f" of {p.extra['late_n']}; worst drift by second of the window "
+              + ", ".join(f"{s}s:{v * 1e3:.0f}ms" for s, v in e["worst_seconds"][:8]), flush=True)
 
 
 def summary(rows: list[tuple[Phase, list[Phase]]], args: argparse.Namespace) -> None:
@@ -557,6 +637,11 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="DIR",
                         help="record the agent with py-spy during each measured window (raw "
                              "folded stacks in DIR; py-spy from PyPI)")
+    parser.add_argument("--asyncio-debug", action="store_true",
+                        help="run the agent in asyncio debug mode and list the callbacks that "
+                             "held its loop over 0.1 s (costly: find stalls, do not measure)")
+    parser.add_argument("--gc-stats", action="store_true",
+                        help="time the agent's garbage collections (a wrapper around its CLI)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
     parser.add_argument("--serve-target", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
