@@ -24,6 +24,7 @@ from agent.config import AgentConfig, load_config
 from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
+from agent.gcfreeze import GcFreezer
 from agent.heartbeat import Heartbeat
 from agent.history.store import HistoryStore
 from agent.leader import build_leadership
@@ -110,6 +111,7 @@ class Agent:
             config, self.alert_sinks, engine=self.history.engine, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
         self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
+        self.components.append(GcFreezer())  # no long collector pauses (mlwarden run only)
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
                                              self.readiness_problems))
