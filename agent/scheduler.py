@@ -2,8 +2,8 @@
 
 APScheduler fires one job per *slot*: the checks that share an interval, a scope and a
 phase of ``SLOT`` seconds within the interval. A fire starts each of its checks as its own
-task, spread over the slot, and returns at once, so the cost of a job (trigger arithmetic,
-job store, events) is paid per slot instead of per check. The guarantees stay per check:
+task and returns at once, so the cost of a job (trigger arithmetic, job store, events) is
+paid per slot instead of per check. The guarantees stay per check:
 
 - ``max_instances=1``: a check whose previous run is still going is skipped and counted
   (``skipped_overlap``), never stacked, and its slot's other checks run as usual;
@@ -59,7 +59,6 @@ class _Slot:
     """One APScheduler job and the checks it starts."""
 
     job_id: str
-    width: float  # seconds; the slot's checks start spread over it
     names: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
 
 
@@ -141,7 +140,6 @@ class CheckScheduler:
             self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
         self.running = False
-        self._paused = False
         self.gate: Any = None  # optional callable(check) -> str|None: reason to skip (leadership)
 
     def start(self) -> None:
@@ -201,8 +199,7 @@ class CheckScheduler:
         slot = self._slots.get(key)
         if slot is None:
             start = datetime.fromtimestamp(tick * width, timezone.utc)
-            slot = self._slots[key] = _Slot(f"every {interval!r}s, slot {key[2]}/{per_interval}, {key[1]}",
-                                            width)
+            slot = self._slots[key] = _Slot(f"every {interval!r}s, slot {key[2]}/{per_interval}, {key[1]}")
             self._by_job[slot.job_id] = key
             self._scheduler.add_job(
                 self._fire, IntervalTrigger(seconds=interval), args=[key], id=slot.job_id,
@@ -231,37 +228,26 @@ class CheckScheduler:
                 pass
 
     async def _fire(self, key: SlotKey) -> None:
-        """One slot is due: start its checks, spread over the slot (each keeps its place, so
-        its runs stay an interval apart) rather than all at once (each would then wait for
-        the others' first steps, and its duration would count that wait)."""
+        """One slot is due: start each of its checks that is not still running."""
         slot = self._slots.get(key)
         if slot is None:
             return
         job = self._scheduler.get_job(slot.job_id)
         next_run = job.next_run_time.timestamp() if job is not None and job.next_run_time else None
         loop = asyncio.get_running_loop()
-        step = slot.width / len(slot.names) if slot.names else 0.0
-        for i, name in enumerate(slot.names):
+        for name in slot.names:
             state = self.states.get(name)
             if state is None:
                 continue
             state.next_run = next_run
-            if i == 0:
-                self._start(name, state)
-            else:
-                loop.call_later(i * step, self._start, name, state)
-
-    def _start(self, name: str, state: CheckState) -> None:
-        if self._paused or self.states.get(name) is not state:
-            return  # quiesced, or removed or replaced by a reload meanwhile
-        if state.running:  # max_instances=1, per check
-            state.skipped_overlap += 1
-            log.warning("check %s is still running; skipped this run", name)
-            return
-        state.running = True
-        task = asyncio.get_running_loop().create_task(self._run(name, state))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+            if state.running:  # max_instances=1, per check
+                state.skipped_overlap += 1
+                log.warning("check %s is still running; skipped this run", name)
+                continue
+            state.running = True
+            task = loop.create_task(self._run(name, state))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     def _on_event(self, event: JobEvent) -> None:
         key = self._by_job.get(event.job_id)
@@ -339,7 +325,6 @@ class CheckScheduler:
         """Stop starting runs and wait up to ``timeout`` for in-flight ones; False if some remain."""
         if self.running:
             self._scheduler.pause()
-        self._paused = True
         pending = {t for t in self._inflight if not t.done()}
         if not pending:
             return True
@@ -351,7 +336,6 @@ class CheckScheduler:
         if self.running:
             self._scheduler.shutdown(wait=False)
             self.running = False
-        self._paused = True
         for task in list(self._inflight):
             task.cancel()
 
