@@ -2,9 +2,10 @@
 
 Deletes go by (series, time range), the order of each table's primary key, so every
 statement is an index range per series and never a scan; one statement and transaction
-covers one chunk of series, so the writer flushes between chunks. Rows not yet folded into the next rollup are kept
-even past their retention, so a stalled rollup never loses data silently. SQLite reuses
-the freed pages, so under a steady load the file stops growing once retention kicks in.
+covers one chunk of series, so the writer flushes between chunks. Rows not yet folded into
+the next rollup are kept even past their retention, so a stalled rollup never loses data
+silently. SQLite reuses the freed pages, so under a steady load the file stops growing
+once retention kicks in.
 """
 
 from __future__ import annotations
