@@ -26,6 +26,7 @@ from agent.config import AgentConfig, AgentSection, load_config, override_agent
 from agent.errors import AgentError
 from agent.export.build import build_exporters
 from agent.export.prometheus import PrometheusExporter
+from agent.gcfreeze import GcFreezer
 from agent.heartbeat import Heartbeat
 from agent.history.store import HistoryStore
 from agent.leader import build_leadership
@@ -137,6 +138,7 @@ class Agent:
         self.components += [self.rules] if self.rules is not None else []
         self.cost = self._cost(config)
         self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
+        self.components.append(GcFreezer())  # no long collector pauses (mlwarden run only)
         if config.heartbeat is not None:
             self.components.append(Heartbeat(config.heartbeat, lambda: self.context.http,
                                              self.readiness_problems))

@@ -43,6 +43,9 @@ __all__ = ["AgentCheck", "CheckContext", "InstanceConfig", "StateStore", "Runtim
 
 T = TypeVar("T")
 NAMESPACE = "mlwarden"
+_CACHE_MAX = 10_000  # distinct metric names remembered with their namespace
+_TAG_CACHE_MAX = 256  # distinct tag sets remembered per check instance
+_FULL_NAMES: dict[str, str] = {}
 
 
 class InstanceConfig(BaseModel):
@@ -183,6 +186,7 @@ class AgentCheck(ABC):
         self._base_tags: Tags = make_tags(self.context.agent_tags, own, config.tags,
                                           {"check": config.name})
         self._samples: list[Sample] = []
+        self._tag_cache: dict[tuple[tuple[str, object], ...], Tags] = {}
         self._status: Status | None = None
         self._message = ""
         self._warnings: list[str] = []
@@ -265,9 +269,33 @@ class AgentCheck(ABC):
 
     def _submit(self, name: str, value: float, tags: Mapping[str, object] | None,
                 timestamp: float | None, kind: Kind) -> None:
-        full = name if name.startswith(NAMESPACE + ".") else f"{NAMESPACE}.{name}"
-        merged = make_tags(self._base_tags, tags) if tags else self._base_tags
+        full = _FULL_NAMES.get(name)
+        if full is None:
+            full = name if name.startswith(NAMESPACE + ".") else f"{NAMESPACE}.{name}"
+            if len(_FULL_NAMES) < _CACHE_MAX:
+                _FULL_NAMES[name] = full
+        merged = self.merged_tags(tags) if tags else self._base_tags
         self._samples.append(Sample(full, value, merged, timestamp or self._now, kind))
+
+    def merged_tags(self, tags: Mapping[str, object]) -> Tags:
+        """The instance's tags with ``tags`` on top, the same tuple object for the same tags.
+
+        A check passes the same few tag sets every run; sharing their tuples (instead of
+        building new ones per sample) keeps the samples' tags from being allocated anew,
+        hashed anew by every sink and promoted into the collector's old generation while
+        they wait for the store.
+        """
+        try:
+            key = tuple(tags.items())
+            merged = self._tag_cache.get(key)
+        except TypeError:  # an unhashable tag value: str() of it is still a fine tag
+            return make_tags(self._base_tags, tags)
+        if merged is None:
+            merged = make_tags(self._base_tags, tags)
+            if len(self._tag_cache) >= _TAG_CACHE_MAX:
+                self._tag_cache.clear()  # tags that vary without bound: start over
+            self._tag_cache[key] = merged
+        return merged
 
     # -- the firewall ----------------------------------------------------------------
     async def run(self) -> CheckResult:

@@ -3,7 +3,8 @@
 Sinks (latest values, the history store, exporters, rules) are called in the order they
 were attached, each isolated from the others: a sink that raises is logged and counted,
 and the rest still get the result. Sinks must be cheap on the loop; slow work (disk,
-network) belongs on their own task or thread.
+network) belongs on their own task or thread. A backlog is worked off in slices of a few
+milliseconds, so due checks start on time meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -20,6 +22,7 @@ from agent.tasks import cancel_and_wait
 __all__ = ["Pipeline", "Sink"]
 
 log = logging.getLogger(__name__)
+YIELD_AFTER = 0.005  # seconds of sink work before the pipeline lets the loop run other tasks
 
 
 class Sink(Protocol):
@@ -76,11 +79,20 @@ class Pipeline:
 
     async def _run(self) -> None:
         while True:
-            result = await self._queue.get()
-            try:
-                await self.process(result)
-            finally:
-                self._queue.task_done()
+            result = await self._queue.get()  # waits only when there is nothing to do
+            slice_end = time.perf_counter() + YIELD_AFTER
+            while True:
+                try:
+                    await self.process(result)
+                finally:
+                    self._queue.task_done()
+                if self._queue.empty():
+                    break
+                if time.perf_counter() > slice_end:
+                    # a backlog drained in one go would hold due checks back: let them start
+                    await asyncio.sleep(0)
+                    slice_end = time.perf_counter() + YIELD_AFTER
+                result = self._queue.get_nowait()
 
     async def process(self, result: CheckResult) -> None:
         """Hand one result to every sink, each isolated from the others."""

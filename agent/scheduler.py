@@ -1,17 +1,30 @@
 """Runs every check instance on its own interval with APScheduler's AsyncIOScheduler.
 
-One job per instance with ``max_instances=1`` (an overrunning check is skipped, never
-stacked), ``coalesce=True`` (missed runs collapse into one) and a misfire grace of one
-interval. Each run is bounded by the check's own timeout inside :meth:`AgentCheck.run`,
-so a hanging target costs only its own slot. Missed and skipped runs are counted from
-APScheduler's events. Every run adds the agent's meta samples (``mlwarden.check.*``) to
-its result and hands it to the pipeline.
+APScheduler fires one job per *slot*: the checks that share an interval, a scope and a
+phase of ``SLOT`` seconds within the interval. A fire starts each of its checks as its own
+task and returns at once, so the cost of a job (trigger arithmetic, job store, events) is
+paid per slot instead of per check. The guarantees stay per check:
+
+- ``max_instances=1``: a check whose previous run is still going is skipped and counted
+  (``skipped_overlap``), never stacked, and its slot's other checks run as usual;
+- coalescing: runs missed while the loop was busy collapse into one (the slot's job
+  coalesces, and a check belongs to exactly one slot);
+- misfires: a slot's run later than one interval's grace is dropped and counted as
+  ``missed`` for each of its checks.
+
+First runs are spread over the interval (at most ``FIRST_RUN_SPREAD``) on a grid of slots
+anchored at the epoch, so a check added by a reload joins the slot of its phase and still
+runs within the spread. A check's ``jitter`` delays each of its runs by a random part of it.
+Each run is bounded by the check's own timeout inside :meth:`AgentCheck.run`, so a hanging
+target costs only its own slot. Every run adds the agent's meta samples
+(``mlwarden.check.*``) to its result and hands it to the pipeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,6 +49,17 @@ __all__ = ["CheckScheduler", "CheckState"]
 
 log = logging.getLogger(__name__)
 FIRST_RUN_SPREAD = 10.0  # seconds; also the longest wait for a check's first result
+SLOT = 0.1  # seconds: checks of one interval due within the same slot share one job
+
+SlotKey = tuple[float, str, int]  # (interval, scope, phase index within the interval)
+
+
+@dataclass
+class _Slot:
+    """One APScheduler job and the checks it starts."""
+
+    job_id: str
+    names: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
 
 
 @dataclass
@@ -101,12 +125,16 @@ def _iso(ts: float | None) -> str | None:
 class CheckScheduler:
     """Owns the check jobs; :meth:`set_checks` swaps the set (start-up and reload)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, first_run_spread: float = FIRST_RUN_SPREAD) -> None:
         self.pipeline = pipeline
         self.checks: dict[str, AgentCheck] = {}
         self.states: dict[str, CheckState] = {}
         self.runlog = RunLog()
+        self.first_run_spread = first_run_spread
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._slots: dict[SlotKey, _Slot] = {}
+        self._slot_of: dict[str, SlotKey] = {}
+        self._by_job: dict[str, SlotKey] = {}
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -120,89 +148,139 @@ class CheckScheduler:
 
     def set_checks(self, checks: list[AgentCheck]) -> list[AgentCheck]:
         """Schedule ``checks`` instead of the current set; returns the removed ones to close."""
+        now = time.time()
         removed = [c for name, c in self.checks.items() if name not in {k.name for k in checks}]
         for check in removed:
-            self._remove_job(check.name)
+            self._unplace(check.name)
             self.states.pop(check.name, None)
             self.runlog.forget(check.name)
             del self.checks[check.name]
         for check in checks:
             old = self.checks.get(check.name)
             if old is not None and old is not check:
-                self._remove_job(check.name)
+                self._unplace(check.name)
                 removed.append(old)
             self.checks[check.name] = check
             prev = self.states.get(check.name)
             state = CheckState(check.name, check.type_name, check.config.interval, check.config.scope)
             if prev is not None:  # keep history across reloads
                 for attr in ("last_run", "last_duration", "status", "message", "error", "runs",
-                             "failures", "consecutive_failures", "missed", "skipped_overlap", "last_ok"):
+                             "failures", "consecutive_failures", "missed", "skipped_overlap", "last_ok",
+                             "running"):
                     setattr(state, attr, getattr(prev, attr))
             self.states[check.name] = state
-            self._add_job(check)
+            if old is not check or check.name not in self._slot_of:
+                self._place(check, now)
         return removed
 
     def run_now(self, scope: str) -> None:
-        """Move every job of ``scope`` to now (cluster checks, when this agent is elected)."""
-        now = datetime.now(timezone.utc)
+        """Run every check of ``scope`` now and every interval from now on (cluster checks,
+        when this agent is elected)."""
+        if not self.running:
+            return
+        now = time.time()
         for name, check in self.checks.items():
-            job = self._scheduler.get_job(name) if self.running else None
-            if job is not None and check.config.scope == scope:
-                job.modify(next_run_time=now)
+            if check.config.scope == scope:
+                self._unplace(name)
+                self._place(check, now, spread=False)
 
-    def _add_job(self, check: AgentCheck) -> None:
-        interval = check.config.interval
-        # first runs spread over the interval (at most FIRST_RUN_SPREAD): 1,000 checks started
-        # in one second fire together every interval and stall the loop (benchmarks/soak.py)
-        spread = min(interval, FIRST_RUN_SPREAD)
-        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, spread))
-        self._scheduler.add_job(
-            self._run,
-            IntervalTrigger(seconds=interval, jitter=check.config.jitter or None),
-            args=[check.name],
-            id=check.name,
-            name=check.name,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(interval)),
-            next_run_time=first,
-            replace_existing=True,
-        )
-        self.states[check.name].next_run = first.timestamp()
+    def _place(self, check: AgentCheck, now: float, spread: bool = True) -> None:
+        """Put ``check`` in the slot of its phase, creating the slot's job if it has none."""
+        interval = float(check.config.interval)
+        per_interval = max(1, round(interval / SLOT))
+        width = interval / per_interval
+        first = now
+        if spread:
+            # first runs spread over the interval (at most the spread): 1,000 checks started in
+            # one second would fire together every interval and stall the loop (soak.py)
+            first += random.uniform(0, min(interval, self.first_run_spread))
+        tick = math.ceil(first / width)
+        key: SlotKey = (interval, check.config.scope, tick % per_interval)
+        slot = self._slots.get(key)
+        if slot is None:
+            start = datetime.fromtimestamp(tick * width, timezone.utc)
+            slot = self._slots[key] = _Slot(f"every {interval!r}s, slot {key[2]}/{per_interval}, {key[1]}")
+            self._by_job[slot.job_id] = key
+            self._scheduler.add_job(
+                self._fire, IntervalTrigger(seconds=interval), args=[key], id=slot.job_id,
+                name=slot.job_id, max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(interval)), next_run_time=start,
+                replace_existing=True,
+            )
+        slot.names[check.name] = None
+        self._slot_of[check.name] = key
+        job = self._scheduler.get_job(slot.job_id)
+        self.states[check.name].next_run = (job.next_run_time.timestamp()
+                                            if job is not None and job.next_run_time else None)
 
-    def _remove_job(self, name: str) -> None:
-        try:
-            self._scheduler.remove_job(name)
-        except Exception:  # noqa: BLE001 - JobLookupError: already gone
-            pass
+    def _unplace(self, name: str) -> None:
+        key = self._slot_of.pop(name, None)
+        slot = self._slots.get(key) if key is not None else None
+        if slot is None:
+            return
+        slot.names.pop(name, None)
+        if not slot.names:
+            del self._slots[key]  # type: ignore[arg-type]
+            self._by_job.pop(slot.job_id, None)
+            try:
+                self._scheduler.remove_job(slot.job_id)
+            except Exception:  # noqa: BLE001 - JobLookupError: already gone
+                pass
+
+    async def _fire(self, key: SlotKey) -> None:
+        """One slot is due: start each of its checks that is not still running."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return
+        job = self._scheduler.get_job(slot.job_id)
+        next_run = job.next_run_time.timestamp() if job is not None and job.next_run_time else None
+        loop = asyncio.get_running_loop()
+        for name in slot.names:
+            state = self.states.get(name)
+            if state is None:
+                continue
+            state.next_run = next_run
+            if state.running:  # max_instances=1, per check
+                state.skipped_overlap += 1
+                log.warning("check %s is still running; skipped this run", name)
+                continue
+            state.running = True
+            task = loop.create_task(self._run(name, state))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     def _on_event(self, event: JobEvent) -> None:
-        state = self.states.get(event.job_id)
-        if state is None:
+        key = self._by_job.get(event.job_id)
+        slot = self._slots.get(key) if key is not None else None
+        if slot is None:
             return
         if event.code == EVENT_JOB_MISSED:
-            state.missed += 1
-            log.warning("check %s missed a scheduled run (the event loop was busy)", event.job_id)
+            for name in slot.names:
+                state = self.states.get(name)
+                if state is not None:
+                    state.missed += 1
+            names = list(slot.names)
+            log.warning("check%s %s missed a scheduled run (the event loop was busy)",
+                        "s" if len(names) > 1 else "", ", ".join(names[:5])
+                        + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            state.skipped_overlap += 1
-            log.warning("check %s is still running; skipped this run", event.job_id)
+            # the slot's previous fire has not even started yet (the loop is that busy): the
+            # pending one starts every check that is not running, so this one is coalesced
+            log.debug("slot %s fired again before its previous fire ran", event.job_id)
         elif event.code == EVENT_JOB_ERROR:
-            log.error("check job %s raised: %s", event.job_id, getattr(event, "exception", None))
+            log.error("check slot %s raised: %s", event.job_id, getattr(event, "exception", None))
 
-    async def _run(self, name: str) -> None:
+    async def _run(self, name: str, state: CheckState) -> None:
         check = self.checks.get(name)
-        state = self.states.get(name)
-        if check is None or state is None:
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        state.running = True
         try:
+            if check is None or self.states.get(name) is not state:
+                return  # removed (or replaced by a reload) before it started
             reason = self.gate(check) if self.gate is not None else None
             state.paused_reason = reason
             if reason:
                 return
+            if check.config.jitter:
+                await asyncio.sleep(random.uniform(0, check.config.jitter))
             try:
                 result = await check.run()
             except asyncio.CancelledError:
@@ -212,10 +290,9 @@ class CheckScheduler:
             self.pipeline.submit(result)
         finally:
             state.running = False
-            job = self._scheduler.get_job(name)
-            state.next_run = job.next_run_time.timestamp() if job and job.next_run_time else None
-            if task is not None:
-                self._inflight.discard(task)
+            current = self.states.get(name)
+            if current is not None and current is not state:
+                current.running = False  # a reload swapped the state while this run went on
 
     async def run_once(self, name: str) -> CheckResult:
         """Run one instance now, outside its schedule; its result flows like any other."""
@@ -255,14 +332,17 @@ class CheckScheduler:
         return not still
 
     def shutdown(self) -> None:
+        """Stop the scheduler and cancel the runs still in flight."""
         if self.running:
             self._scheduler.shutdown(wait=False)
             self.running = False
+        for task in list(self._inflight):
+            task.cancel()
 
 
 def add_meta_samples(check: AgentCheck, result: CheckResult) -> None:
     """The agent's own view of every run: verdict, duration, and an error sample on failure."""
-    tags = make_tags(check._base_tags, {"check_type": check.type_name})  # noqa: SLF001
+    tags = check.merged_tags({"check_type": check.type_name})
     ts = result.started or time.time()
     result.samples.append(Sample("mlwarden.check.status", float(result.status), tags, ts))
     result.samples.append(Sample("mlwarden.check.duration", result.duration, tags, ts))

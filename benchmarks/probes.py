@@ -8,6 +8,11 @@ Prometheus drives it. Two target modes: `fresh` (the target closes every connect
 blackbox_exporter always opens a new one) and `keep-alive` (what the shared session does
 in practice). Prints the ratios; the aim is <= 0.6.
 
+What it leaves out: everything around the probe in the running agent: the scheduler, the
+pipeline and its sinks (store, exporters, rules), /metrics scrapes and the agent's own
+housekeeping. benchmarks/agent_scale.py measures the whole agent against
+blackbox_exporter at the same probe rate; that ratio is the headline figure.
+
     MLWARDEN_PEERS=/work/peers .venv/bin/python benchmarks/probes.py [--probes 1000]
 """
 

@@ -10,6 +10,10 @@ side by side, so each comparison is interleaved and its ratio is the figure):
    warm, through ``HistoryStore.read_series``. Aim: under 10 ms.
 3. bytes on disk per million samples, for samples ingested the way the agent does (every
    series at each tick, time-major) and for the packed 7-day database. Aim: under 25 MiB.
+4. maintenance (rollups and retention) in the agent's first hour at ``--maintenance-series``
+   series, beside writing the minute of samples it maintains: a pass that folds that
+   minute, and a pass with nothing to do; CPU time and statements sent to SQLite. Aim:
+   a pass costs what changed (the minute), not the number of series.
 
 Usage: python benchmarks/store.py [--series 1000] [--days 7] [--rounds 3] [--rebuild]
 The 7-day database is built once with raw sqlite3 (fast, series-major) and cached under
@@ -32,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.history import migrations  # noqa: E402
-from agent.history.config import HistoryConfig  # noqa: E402
+from agent.history.config import HistoryConfig, RetentionConfig  # noqa: E402
 from agent.history.db import make_engine  # noqa: E402
 from agent.history.series import series_key, tags_json  # noqa: E402
 from agent.history.store import HistoryStore  # noqa: E402
@@ -184,6 +188,61 @@ def query_latency(path: Path, end: float, n_series: int, repeats: int = 40):  # 
     return med(warm), med(warm_raw), med(rand), med(rand_raw), points
 
 
+# -- 4. maintenance ------------------------------------------------------------------------
+def maintenance(work: Path, n_series: int) -> None:
+    """A pass folding one new minute, and an idle pass, beside writing that minute."""
+    from sqlalchemy import event
+
+    path = work / "maintenance.db"
+    url = _fresh_db(path)
+    now = 1.8e9 + 1800  # half past an hour: the 1h rollup has nothing complete to fold
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    tags = [_tags(i) for i in range(n_series)]
+    conn.executemany("INSERT INTO series (id, key, metric, tags, created_at) VALUES (?, ?, ?, ?, ?)",
+                     [(i + 1, series_key(METRIC, t), METRIC, tags_json(t), now - 900)
+                      for i, t in enumerate(tags)])
+    conn.executemany("INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
+                     ((i + 1, now - 900 + k * 10.0, float(k)) for i in range(n_series) for k in range(90)))
+    conn.execute("COMMIT")
+    conn.close()
+    config = HistoryConfig(batch_size=BATCH, batch_interval=0.2, queue_size=n_series * 6 + 1,
+                           maintenance_interval=3600, rollup_delay=120,
+                           retention=RetentionConfig(raw=7 * 86400))
+    store = HistoryStore(url, config, clock=lambda: now)
+    store.start_blocking()
+    statements = [0]
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        statements[0] += len(parameters) if executemany else 1
+
+    try:
+        store.run_maintenance(now)  # the minutes so far; the store's first pass
+        event.listen(store.engine, "before_cursor_execute", count)
+        rows = []
+        for label, minute in (("fold", 1), ("fold", 2), ("idle", 2)):
+            t = now + 60 * minute
+            if label == "fold":  # the minute's samples, through the store as the agent writes them
+                samples = [Sample(METRIC, 1.0, tg, t - 60 + k * 10.0) for k in range(6) for tg in tags]
+                cpu = time.process_time()
+                store.consume(CheckResult("bench", "bench", Status.OK, samples=samples))
+                assert store.flush(600)
+                write_cpu = time.process_time() - cpu
+            statements[0] = 0
+            cpu = time.process_time()
+            store.run_maintenance(t)
+            rows.append((label, time.process_time() - cpu, statements[0], write_cpu))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+        store.stop_blocking()
+    print(f"maintenance at {n_series:,} series (first hour: 1m folds each minute, 1h and retention idle); "
+          f"CPU of this process (the writer thread writes in it too)")
+    for label, cpu, n, write_cpu in rows:
+        what = "folds the new minute" if label == "fold" else "nothing new         "
+        print(f"  pass that {what}: {cpu * 1000:7.1f} ms CPU, {n:6,} statements; writing that minute "
+              f"({n_series * 6:,} samples) {write_cpu * 1000:.1f} ms: ratio {cpu / write_cpu:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=int, default=1000)
@@ -191,7 +250,16 @@ def main() -> None:
     parser.add_argument("--write-ticks", type=int, default=200, help="ticks per write round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--maintenance-series", type=int, default=20_000)
+    parser.add_argument("--only-maintenance", action="store_true", help="run part 4 alone")
     args = parser.parse_args()
+    if args.only_maintenance:
+        work = Path(tempfile.mkdtemp(prefix="mlwarden-bench-maint-"))
+        try:
+            maintenance(work, args.maintenance_series)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="mlwarden-bench-write-"))
     try:

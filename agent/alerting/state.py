@@ -13,11 +13,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.alerting.model import AlertState
 from agent.errors import StoreError
+from agent.history.sql import upsert
 from agent.history.tables import alert_transitions, alerts
 from agent.rules.lifecycle import AlertRecord
 
@@ -88,6 +89,8 @@ class AlertStateStore:
     def __init__(self, engine: Engine, agent: str | None = None) -> None:
         self.engine = engine
         self.agent = agent
+        self._upsert = upsert(engine, alerts, ["fingerprint"],
+                              [c.name for c in alerts.columns if c.name != "fingerprint"])
 
     def prepare(self) -> None:
         """Bring the database to the current schema (the history migrations; a no-op when the
@@ -106,13 +109,8 @@ class AlertStateStore:
             return
         try:
             with self.engine.begin() as conn:
-                for row in rows:
-                    values = {k: v for k, v in row.items() if k != "fingerprint"}
-                    result = conn.execute(
-                        update(alerts).where(alerts.c.fingerprint == row["fingerprint"]).values(values)
-                    )
-                    if result.rowcount == 0:
-                        conn.execute(alerts.insert().values(row))
+                if rows:  # one statement, built once, for every row (an insert or an update)
+                    conn.execute(self._upsert, list(rows))
                 if transitions:
                     conn.execute(alert_transitions.insert(), list(transitions))
         except SQLAlchemyError as exc:

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from agent.allocator import tune_malloc
 
     tune_malloc()  # before any thread exists: the arena cap applies to arenas made later
+    from agent.gcfreeze import tune_gc
+
+    tune_gc()
     from agent.app import run_agent
     from agent.logs import setup_logging
 

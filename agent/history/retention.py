@@ -1,10 +1,11 @@
 """Deleting what is older than each resolution's retention, a chunk of series at a time.
 
 Deletes go by (series, time range), the order of each table's primary key, so every
-statement is an index range and never a scan; one transaction covers one chunk of series,
-so the writer flushes between chunks. Rows not yet folded into the next rollup are kept
-even past their retention, so a stalled rollup never loses data silently. SQLite reuses
-the freed pages, so under a steady load the file stops growing once retention kicks in.
+statement is an index range per series and never a scan; one statement and transaction
+covers one chunk of series, so the writer flushes between chunks. Rows not yet folded into
+the next rollup are kept even past their retention, so a stalled rollup never loses data
+silently. SQLite reuses the freed pages, so under a steady load the file stops growing
+once retention kicks in.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, bindparam, delete, select
+from sqlalchemy import Engine, and_, bindparam, delete
 
 from agent.history.config import RetentionConfig
+from agent.history.maintenance import TIME_COLUMN, Floors, in_range, series_ranges
 from agent.history.rollups import progress
-from agent.history.tables import rollup_1h, rollup_1m, samples, series
+from agent.history.tables import rollup_1h, rollup_1m, samples
 
 __all__ = ["apply_retention", "cutoffs", "RetentionReport"]
 
@@ -39,20 +41,28 @@ def cutoffs(engine: Engine, retention: RetentionConfig, now: float) -> dict[str,
 
 
 def apply_retention(engine: Engine, retention: RetentionConfig, now: float, *, chunk: int,
-                    report: RetentionReport | None = None) -> Iterator[str]:
-    """Delete expired rows of every resolution; yields after each transaction."""
+                    report: RetentionReport | None = None,
+                    floors: Floors | None = None) -> Iterator[str]:
+    """Delete expired rows of every resolution; yields after each transaction.
+
+    A table whose floor is not below its cutoff has nothing to delete and costs nothing
+    (see :mod:`agent.history.maintenance`).
+    """
+    floors = floors if floors is not None else Floors()
     bounds = cutoffs(engine, retention, now)
-    with engine.connect() as conn:
-        ids = [row[0] for row in conn.execute(select(series.c.id).order_by(series.c.id))]
-    for name, table, col in (("raw", samples, samples.c.ts),
-                             ("1m", rollup_1m, rollup_1m.c.bucket),
-                             ("1h", rollup_1h, rollup_1h.c.bucket)):
-        stmt = delete(table).where(and_(table.c.series_id == bindparam("sid"), col < bindparam("cutoff")))
+    for name, table in (("raw", samples), ("1m", rollup_1m), ("1h", rollup_1h)):
         cutoff = bounds[name]
-        for i in range(0, len(ids), chunk):
-            part = ids[i:i + chunk]
+        if floors.get(engine, table) >= cutoff:
+            continue
+        stmt = delete(table).where(and_(in_range(table, bindparam("lo"), bindparam("hi")),
+                                        TIME_COLUMN[table.name] < cutoff))
+        for lo, hi in series_ranges(engine, chunk):
             with engine.begin() as conn:
-                result = conn.execute(stmt, [{"sid": sid, "cutoff": cutoff} for sid in part])
+                result = conn.execute(stmt, {"lo": lo, "hi": hi})
             if report is not None and result.rowcount and result.rowcount > 0:
                 report.deleted[name] = report.deleted.get(name, 0) + result.rowcount
-            yield f"retention {name} < {cutoff:.0f} series {part[0]}..{part[-1]}"
+            yield f"retention {name} < {cutoff:.0f} series {lo}..{hi - 1}"
+        # rows older than the cutoff written by this process during the pass lower the floor
+        # again only if they arrive after this line: a sample older than its retention that
+        # slips in between stays until the next start (it is expired data either way)
+        floors.raise_to(table, cutoff)

@@ -10,12 +10,14 @@ produces the same rows instead of counting twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, Table, and_, func, select
 
+from agent.history.maintenance import Floors, in_range, series_ranges
 from agent.history.sql import bucket_floor, upsert
-from agent.history.tables import ROLLUPS, rollup_1m, rollup_progress, samples, series
+from agent.history.tables import ROLLUPS, rollup_1m, rollup_progress, samples
 
 __all__ = ["fold", "fold_all", "progress", "WINDOW_BUCKETS"]
 
@@ -35,7 +37,7 @@ def _set_progress(engine: Engine, conn: Connection, resolution: str, done_until:
                  {"resolution": resolution, "done_until": done_until})
 
 
-def _source_select(resolution: str, ids: list[int], start: float, end: float):  # type: ignore[no-untyped-def]
+def _source_select(resolution: str, lo: int, hi: int, start: float, end: float):  # type: ignore[no-untyped-def]
     size, _ = ROLLUPS[resolution]
     if SOURCE[resolution] == "raw":
         src: Table = samples
@@ -49,60 +51,54 @@ def _source_select(resolution: str, ids: list[int], start: float, end: float):  
         time_col = src.c.bucket
     bucket = bucket.label("bucket")
     return (select(src.c.series_id, bucket, *cols)
-            .where(and_(src.c.series_id.in_(ids), time_col >= start, time_col < end))
+            .where(and_(in_range(src, lo, hi), time_col >= start, time_col < end))
             .group_by(src.c.series_id, bucket))
 
 
-def _oldest(engine: Engine, source: str, ids: list[int]) -> float | None:
-    """The oldest time in ``source``: one primary-key probe per series, never a scan."""
-    table = samples if source == "raw" else rollup_1m
-    col = table.c.ts if source == "raw" else table.c.bucket
-    query = select(func.min(col)).where(table.c.series_id == bindparam("sid"))
-    found = []
-    with engine.connect() as conn:
-        for sid in ids:
-            value = conn.execute(query, {"sid": sid}).scalar_one()
-            if value is not None:
-                found.append(value)
-    return min(found) if found else None
+def fold(engine: Engine, resolution: str, until: float, *, chunk: int,
+         floors: Floors | None = None) -> Iterator[str]:
+    """Fold complete buckets older than ``until``; yields after every transaction.
 
-
-def fold(engine: Engine, resolution: str, until: float, *, chunk: int) -> Iterator[str]:
-    """Fold complete buckets older than ``until``; yields after every transaction."""
+    A pass with nothing complete to fold costs two primary-key reads; the first fold of a
+    new database starts at the source's floor (see :mod:`agent.history.maintenance`).
+    """
+    floors = floors if floors is not None else Floors()
     size, table = ROLLUPS[resolution]
     window = size * WINDOW_BUCKETS[resolution]
     target = upsert(engine, table, ["series_id", "bucket"], ["min", "max", "sum", "count"])
+    source = samples if SOURCE[resolution] == "raw" else rollup_1m
     with engine.connect() as conn:
         done = progress(conn, resolution)
         end = (until // size) * size
-        source = SOURCE[resolution]
-        if source != "raw":
-            source_done = progress(conn, source)
+        if SOURCE[resolution] != "raw":
+            source_done = progress(conn, SOURCE[resolution])
             end = min(end, ((source_done or 0.0) // size) * size)
-        ids = [row[0] for row in conn.execute(select(series.c.id).order_by(series.c.id))]
     if done is None:  # the first fold starts at the oldest source row
-        oldest = _oldest(engine, SOURCE[resolution], ids)
-        done = ((oldest if oldest is not None else end) // size) * size
-    if not ids:
-        if end > done:
-            with engine.begin() as conn:
-                _set_progress(engine, conn, resolution, end)
+        oldest = floors.get(engine, source)
+        done = ((oldest if oldest != math.inf else end) // size) * size
+    if done >= end:
+        return
+    ranges = list(series_ranges(engine, chunk))
+    if not ranges:
+        with engine.begin() as conn:
+            _set_progress(engine, conn, resolution, end)
         return
     while done < end:
         w_end = min(done + window, end)
-        for i in range(0, len(ids), chunk):
-            part = ids[i:i + chunk]
-            last = i + chunk >= len(ids)
+        for i, (lo, hi) in enumerate(ranges):
+            last = i == len(ranges) - 1
             with engine.begin() as conn:
-                sel = _source_select(resolution, part, done, w_end)
+                sel = _source_select(resolution, lo, hi, done, w_end)
                 conn.execute(target.from_select(_COLUMNS, sel))
                 if last:
                     _set_progress(engine, conn, resolution, w_end)
-            yield f"{resolution} {done:.0f}..{w_end:.0f} series {part[0]}..{part[-1]}"
+            yield f"{resolution} {done:.0f}..{w_end:.0f} series {lo}..{hi - 1}"
+        floors.lower(table, done)
         done = w_end
 
 
-def fold_all(engine: Engine, until: float, *, chunk: int) -> Iterator[str]:
+def fold_all(engine: Engine, until: float, *, chunk: int, floors: Floors | None = None) -> Iterator[str]:
     """1m from raw, then 1h from 1m."""
-    yield from fold(engine, "1m", until, chunk=chunk)
-    yield from fold(engine, "1h", until, chunk=chunk)
+    floors = floors if floors is not None else Floors()
+    yield from fold(engine, "1m", until, chunk=chunk, floors=floors)
+    yield from fold(engine, "1h", until, chunk=chunk, floors=floors)

@@ -1,7 +1,8 @@
 """Series identity: a stable key per (metric, tags) and the writer's in-memory id cache.
 
 A series is looked up by a hash of its metric and canonical tags, so the hot path never
-compares JSON text in SQL, and after the first sighting never touches SQL at all.
+compares JSON text in SQL, and after the first sighting never touches SQL at all: the
+writer reads :attr:`SeriesCache.ids` with the sample's own ``(metric, tags)``.
 """
 
 from __future__ import annotations
@@ -39,23 +40,23 @@ def series_key(metric: str, tags: Tags) -> str:
 class SeriesCache:
     """Maps series to their row ids; used by the single writer thread only.
 
-    New ids become visible to :meth:`ids` only after :meth:`commit`, so a transaction that
+    New ids become visible in :attr:`ids` only after :meth:`commit`, so a transaction that
     rolls back never leaves an id in the cache that the database does not have.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._insert = insert_ignore(engine, series)
-        self._ids: dict[SeriesKey, int] = {}
+        self.ids: dict[SeriesKey, int] = {}  # read directly on the writer's hot path
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
 
-    def resolve(self, conn: Connection, keys: Iterable[SeriesKey]) -> tuple[dict[SeriesKey, int], dict[SeriesKey, int]]:
-        """(ids of every key, the subset that was not cached) — creating missing series."""
-        known = self._ids
+    def resolve(self, conn: Connection, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+        """The ids of the keys that are not cached yet — creating missing series."""
+        known = self.ids
         missing = {k for k in keys if k not in known}
         if not missing:
-            return known, {}
+            return {}
         by_hash = {series_key(m, t): (m, t) for m, t in missing}
         found = self._lookup(conn, list(by_hash))
         absent = [h for h in by_hash if h not in found]
@@ -65,14 +66,13 @@ class SeriesCache:
                 {"key": h, "metric": by_hash[h][0], "tags": tags_json(by_hash[h][1]), "created_at": now}
                 for h in absent])
             found.update(self._lookup(conn, absent))  # another agent may have won the race
-        new = {by_hash[h]: i for h, i in found.items()}
-        return {**known, **new}, new
+        return {by_hash[h]: i for h, i in found.items()}
 
     def commit(self, new: dict[SeriesKey, int]) -> None:
-        self._ids.update(new)
+        self.ids.update(new)
 
     def clear(self) -> None:
-        self._ids.clear()
+        self.ids.clear()
 
     @staticmethod
     def _lookup(conn: Connection, hashes: list[str]) -> dict[str, int]:

@@ -40,6 +40,7 @@ from agent.errors import StoreError
 from agent.history import migrations
 from agent.history.config import HistoryConfig
 from agent.history.db import is_sqlite, make_engine
+from agent.history.maintenance import Floors
 from agent.history.query import HistoryReader, Points
 from agent.history.retention import RetentionReport, apply_retention
 from agent.history.rollups import fold_all
@@ -72,6 +73,7 @@ class HistoryStore:
         self.clock = clock
         self.reader = HistoryReader(self._engine, self.config.retention, clock)
         self.retention_report = RetentionReport(deleted={})
+        self.floors = Floors()  # what maintenance knows without asking (history/maintenance.py)
         self._writer: Writer | None = None
         self._started = False
         self._metrics_task: asyncio.Task[None] | None = None
@@ -226,13 +228,14 @@ class HistoryStore:
         c = self.config
         return Writer(self._engine, batch_size=c.batch_size, batch_interval=c.batch_interval,
                       queue_size=c.queue_size, maintenance=self._maintenance,
-                      maintenance_interval=c.maintenance_interval)
+                      maintenance_interval=c.maintenance_interval, floors=self.floors)
 
     def _maintenance(self, now: float) -> Iterator[str]:
         c = self.config
-        yield from fold_all(self._engine, now - c.rollup_delay, chunk=c.maintenance_chunk)
+        yield from fold_all(self._engine, now - c.rollup_delay, chunk=c.maintenance_chunk,
+                            floors=self.floors)
         yield from apply_retention(self._engine, c.retention, now, chunk=c.maintenance_chunk,
-                                   report=self.retention_report)
+                                   report=self.retention_report, floors=self.floors)
 
     def self_samples(self, now: float) -> list[Sample]:
         """The store's own metrics (mlwarden.history.*, declared in agent/metadata.csv)."""

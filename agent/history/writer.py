@@ -18,13 +18,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from sqlalchemy import Engine
 
+from agent.history.maintenance import Floors
 from agent.history.series import SeriesCache
 from agent.history.sql import insert_ignore
 from agent.history.tables import samples
-from agent.samples import Sample
+from agent.samples import Sample, SeriesKey
 from agent.secrets import scrub
 
 __all__ = ["Writer", "WriterStats"]
@@ -32,6 +34,7 @@ __all__ = ["Writer", "WriterStats"]
 log = logging.getLogger(__name__)
 
 MaintenanceFactory = Callable[[float], Iterator[str]]
+_ts = itemgetter(1)
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Writer(threading.Thread):
         maintenance: MaintenanceFactory | None = None,
         maintenance_interval: float = 60.0,
         on_commit: Callable[[int], None] | None = None,
+        floors: Floors | None = None,
     ) -> None:
         super().__init__(name="history-writer", daemon=True)
         self.engine = engine
@@ -76,6 +80,7 @@ class Writer(threading.Thread):
         self._maintenance = maintenance
         self._maintenance_interval = maintenance_interval
         self._on_commit = on_commit
+        self._floors = floors
         self._buf: deque[Sample] = deque()
         self._cond = threading.Condition()
         self._oldest_at = 0.0  # monotonic time the oldest buffered sample arrived
@@ -189,16 +194,21 @@ class Writer(threading.Thread):
 
     def _write(self, batch: list[Sample]) -> bool:
         started = time.perf_counter()
+        new: dict[SeriesKey, int] = {}
         try:
             with self.engine.begin() as conn:
-                ids, new = self._cache.resolve(conn, {(s.metric, s.tags) for s in batch})
+                ids = self._cache.ids
+                try:  # every series known: one tuple and one dict lookup per sample
+                    rows = [(ids[(s.metric, s.tags)], s.timestamp, s.value) for s in batch]
+                except KeyError:
+                    new = self._cache.resolve(conn, {(s.metric, s.tags) for s in batch})
+                    rows = [(new[key] if (key := (s.metric, s.tags)) in new else ids[key],
+                             s.timestamp, s.value) for s in batch]
                 if self._driver_sql is not None:
-                    conn.exec_driver_sql(self._driver_sql, [
-                        (ids[(s.metric, s.tags)], s.timestamp, s.value) for s in batch])
+                    conn.exec_driver_sql(self._driver_sql, rows)
                 else:
-                    conn.execute(self._insert, [
-                        {"series_id": ids[(s.metric, s.tags)], "ts": s.timestamp, "value": s.value}
-                        for s in batch])
+                    conn.execute(self._insert, [{"series_id": sid, "ts": ts, "value": value}
+                                                for sid, ts, value in rows])
         except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
             self.stats.errors += 1
             message = scrub(f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")[:500]
@@ -207,6 +217,8 @@ class Writer(threading.Thread):
             self.stats.last_error = message
             return False
         self._cache.commit(new)
+        if self._floors is not None:  # retention and the first rollup start from it
+            self._floors.lower(samples, min(map(_ts, rows)))
         stats = self.stats
         stats.last_flush_duration = time.perf_counter() - started
         stats.last_flush = time.time()

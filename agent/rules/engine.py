@@ -6,10 +6,14 @@ After each check result it evaluates the groups the result touched; every
 rules whose window is longer than memory from the store. Each of those reads the clock
 once and passes ``now`` down.
 
-Every batch of changes is written to the alert tables first (off the loop) and only then
-handed to the sinks, so a crash between the two can repeat a notification (routing
-de-duplicates through its outbox) but never lose a transition. When the database is
-down, rows wait in memory and are written with the next batch; alerting goes on.
+Every change the sinks hear of is written to the alert tables first (off the loop), so a
+crash between the two can repeat a notification (routing de-duplicates through its
+outbox) but never lose a transition. Changes the sinks do not hear of (pending, timers,
+values) are written by a background save that starts as soon as the results at hand are
+evaluated: a burst of results is saved in one transaction instead of one per result, and
+the pipeline does not wait for it. Saves never overlap and always write everything not
+yet written. When the database is down, rows wait in memory and are written with the next
+save; alerting goes on.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class RulesEngine:
         self.clock = clock
         self.evaluator: RuleEvaluator | None = None
         self._lock = asyncio.Lock()
+        self._save_lock = asyncio.Lock()  # one save at a time, each writes all that is unsaved
+        self._saver: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._unsaved_rows: dict[str, dict[str, Any]] = {}
         self._unsaved_transitions: list[dict[str, Any]] = []
@@ -106,9 +112,15 @@ class RulesEngine:
             except asyncio.CancelledError:
                 pass
             self._timer = None
-        if self._unsaved_rows or self._unsaved_transitions:
-            async with self._lock:
-                await self._flush(self.clock())
+        async with self._lock:
+            await self._flush(self.clock())
+        await self.saved()
+
+    async def saved(self) -> None:
+        """Wait until every change evaluated so far is written (or its save failed)."""
+        if self._saver is not None:
+            await self._saver
+        await self._save()
 
     async def reconfigure(self, config: Any) -> None:
         """SIGHUP: swap in the new rules, keeping every alert and every window held.
@@ -218,6 +230,7 @@ class RulesEngine:
             return None
 
     async def _flush(self, now: float) -> None:
+        """Queue the evaluator's changes for saving; save before telling the sinks of any."""
         evaluator = self.evaluator
         if evaluator is None:
             return
@@ -227,17 +240,31 @@ class RulesEngine:
             for rec in dirty:
                 self._unsaved_rows[rec.fingerprint] = record_row(rec, agent)
             self._unsaved_transitions.extend(_transition_row(c) for c in changes)
-            if self._unsaved_rows or self._unsaved_transitions:
-                rows = list(self._unsaved_rows.values())
-                transitions = list(self._unsaved_transitions)
-                try:
-                    await asyncio.to_thread(self.state.save, rows, transitions)
-                except Exception as exc:  # noqa: BLE001 - keep alerting; retry with the next batch
-                    self._note_store_error(exc)
-                else:
-                    self._unsaved_rows.clear()
-                    del self._unsaved_transitions[: len(transitions)]
+            if any(c.state in NOTIFIABLE for c in changes):
+                await self._save()
+            elif (self._unsaved_rows or self._unsaved_transitions) and (
+                    self._saver is None or self._saver.done()):
+                self._saver = asyncio.get_running_loop().create_task(self._save(), name="rules-save")
         self._notify(changes, now)
+
+    async def _save(self) -> None:
+        """Write every row not yet written (after the save in progress, if any)."""
+        if self.state is None:
+            return
+        async with self._save_lock:
+            if not self._unsaved_rows and not self._unsaved_transitions:
+                return
+            rows = dict(self._unsaved_rows)
+            transitions = list(self._unsaved_transitions)
+            try:
+                await asyncio.to_thread(self.state.save, list(rows.values()), transitions)
+            except Exception as exc:  # noqa: BLE001 - keep alerting; retry with the next save
+                self._note_store_error(exc)
+                return
+            for fingerprint, row in rows.items():  # rows that moved again meanwhile stay
+                if self._unsaved_rows.get(fingerprint) is row:
+                    del self._unsaved_rows[fingerprint]
+            del self._unsaved_transitions[: len(transitions)]
 
     def _notify(self, changes: list[Change], now: float) -> None:
         events = [AlertEvent(c.alert(), c.previous, c.at) for c in changes if c.state in NOTIFIABLE]

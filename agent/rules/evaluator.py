@@ -41,6 +41,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
 _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
+_EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,15 +540,26 @@ class RuleEvaluator:
                 self._drop(group)
 
     def _expire(self, now: float) -> None:
+        """Forget silent series; let go of samples older than every window.
+
+        Windows are found by bisection, so a sample older than the horizon that is still
+        held changes no value: it is let go once it is ``_EXPIRE_SLACK`` past the horizon,
+        a few rounds at a time instead of one sample per series every round.
+        """
         stale_after = self.settings.stale_after
-        horizons = self.horizon
+        cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK)
+                for metric, horizon in self.horizon.items()}
+        default = (now - stale_after, now, now - _EXPIRE_SLACK)
         for key, buf in list(self.buffers.items()):
-            horizon = horizons.get(key[0], 0.0)
-            if buf.last_seen < now - horizon - stale_after:
+            stale, cut, late = cuts.get(key[0], default)
+            if buf.last_seen < stale:
                 del self.buffers[key]
                 self._forget_series(buf, now)
                 continue
-            buf.expire(now - horizon, _KEEP_MIN)
+            start = buf.start
+            times = buf.times
+            if len(times) - start > _KEEP_MIN and times[start] < late:
+                buf.expire(cut, _KEEP_MIN)
             if buf.dropped and key not in self.truncated:
                 self.truncated.add(key)
                 log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "

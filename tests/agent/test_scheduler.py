@@ -12,9 +12,9 @@ from agent.scheduler import CheckScheduler
 from tests.support.testchecks import BlockingHangCheck, CrashCheck, FastCheck, HangCheck
 
 
-def _check(cls, name, interval, timeout=None):
-    return cls(InstanceConfig(type=cls.type_name, name=name, interval=interval, timeout=timeout),
-               CheckContext())
+def _check(cls, name, interval, timeout=None, jitter=0.0):
+    return cls(InstanceConfig(type=cls.type_name, name=name, interval=interval, timeout=timeout,
+                              jitter=jitter), CheckContext())
 
 
 class Recorder:
@@ -125,3 +125,88 @@ async def test_first_runs_are_spread_over_the_interval_not_bunched():
     assert max(slow) - min(slow) > 5, "first runs bunched together"
     assert max(slow) <= 10.5 and min(slow) >= -0.5, "first result later than the spread allows"
     assert max(fast) <= 1.0
+
+
+async def _until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def _sleep_until(epoch: float) -> None:
+    await asyncio.sleep(max(0.0, epoch - time.time()))
+
+
+async def test_checks_of_one_slot_share_a_job_but_overrun_each_on_its_own():
+    """One APScheduler job starts every check of a slot; max_instances stays per check."""
+    sched = CheckScheduler(Pipeline([]), first_run_spread=0)
+    sched.set_checks([_check(FastCheck, "fast", 0.2), _check(HangCheck, "hang", 0.2, timeout=30),
+                      _check(FastCheck, "jittered", 0.2, jitter=0.05),
+                      _check(FastCheck, "other-interval", 0.3)])
+    assert len(sched._scheduler.get_jobs()) == 2  # noqa: SLF001 - the mapping is the point
+    sched.start()
+    try:
+        await _until(lambda: sched.states["fast"].runs >= 4 and sched.states["jittered"].runs >= 3
+                     and sched.states["hang"].skipped_overlap >= 3)
+        assert sched.states["hang"].running and sched.states["hang"].runs == 0
+        assert sched.states["fast"].skipped_overlap == 0
+        assert sched.states["other-interval"].runs >= 1
+        nxt = sched.states["fast"].next_run
+        assert nxt is not None and abs(nxt - time.time()) < 1.0
+    finally:
+        await sched.quiesce(0.1)
+        sched.shutdown()
+    await _until(lambda: not sched.states["hang"].running, timeout=2)  # shutdown cancelled it
+
+
+async def test_runs_missed_while_the_loop_was_busy_coalesce_into_one_per_check():
+    sched = CheckScheduler(Pipeline([]), first_run_spread=0)
+    sched.set_checks([_check(FastCheck, "a", 2), _check(FastCheck, "b", 2)])
+    t0 = sched.states["a"].next_run
+    sched.start()
+    try:
+        await _until(lambda: all(s.runs == 1 for s in sched.states.values()))
+        # the loop is held from before t0 + 2 until after t0 + 4: two runs of each check due
+        time.sleep(max(0.0, t0 + 4.3 - time.time()))
+        await _sleep_until(t0 + 5.5)  # before the run due at t0 + 6
+        for state in sched.states.values():
+            assert (state.runs, state.skipped_overlap, state.missed) == (2, 0, 0), state
+    finally:
+        await sched.quiesce(0.1)
+        sched.shutdown()
+
+
+async def test_a_run_later_than_its_grace_is_missed_by_each_check_of_the_slot():
+    # an interval of 1.99 s has a grace of 1 s: held 1.2 s past a due run, the slot's run
+    # is dropped and counted for both checks; the next one comes on time
+    sched = CheckScheduler(Pipeline([]), first_run_spread=0)
+    sched.set_checks([_check(FastCheck, "a", 1.99), _check(FastCheck, "b", 1.99)])
+    t0 = sched.states["a"].next_run
+    sched.start()
+    try:
+        await _until(lambda: all(s.runs == 1 for s in sched.states.values()))
+        time.sleep(max(0.0, t0 + 1.99 + 1.2 - time.time()))
+        await _until(lambda: all(s.missed == 1 for s in sched.states.values()), timeout=2)
+        assert [s.runs for s in sched.states.values()] == [1, 1]
+        await _until(lambda: all(s.runs == 2 for s in sched.states.values()), timeout=5)
+    finally:
+        await sched.quiesce(0.1)
+        sched.shutdown()
+
+
+async def test_a_check_added_later_joins_its_phase_and_still_runs_within_the_spread():
+    sched = CheckScheduler(Pipeline([]))
+    first = [_check(FastCheck, f"c{i}", 30) for i in range(300)]
+    sched.set_checks(first)
+    sched.start()
+    try:
+        jobs = len(sched._scheduler.get_jobs())  # noqa: SLF001
+        assert jobs < 100  # 300 checks over 10 s of 0.1 s slots
+        now = time.time()
+        sched.set_checks([*first, _check(FastCheck, "late", 30)])
+        assert 0 <= sched.states["late"].next_run - now <= 10.2
+        sched.set_checks(first[:1])  # emptied slots give their jobs back
+        assert len(sched._scheduler.get_jobs()) == 1  # noqa: SLF001
+    finally:
+        sched.shutdown()

@@ -68,6 +68,28 @@ async def test_a_repeated_sample_keeps_one_row(db_url, fast_config):
         await store.stop()
 
 
+async def test_a_batch_mixing_known_and_new_series_lands_on_the_right_rows(db_url, fast_config):
+    # the writer's fast path reads cached ids; a batch with a new series takes the slow one
+    store = HistoryStore(db_url, fast_config)
+    await store.start()
+    try:
+        store.consume(result_of(sample("mlwarden.x", 1.0, NOW, a="1")))
+        assert store.flush()
+        store.consume(result_of(sample("mlwarden.x", 2.0, NOW + 1, a="1"),
+                                sample("mlwarden.x", 3.0, NOW + 1, a="2"),
+                                sample("mlwarden.y", 4.0, NOW + 1, a="1")))
+        assert store.flush()
+        store.consume(result_of(sample("mlwarden.x", 5.0, NOW + 2, a="2")))
+        assert store.flush()
+        got = store.read_series("mlwarden.x", NOW - 10, NOW + 10)
+        assert got == {(("a", "1"),): [(NOW, 1.0), (NOW + 1, 2.0)],
+                       (("a", "2"),): [(NOW + 1, 3.0), (NOW + 2, 5.0)]}
+        assert store.read_series("mlwarden.y", NOW - 10, NOW + 10) == {(("a", "1"),): [(NOW + 1, 4.0)]}
+        assert store.status()["series_cached"] == 3
+    finally:
+        await store.stop()
+
+
 async def test_state_is_durable_across_restarts(db_url, fast_config):
     store = HistoryStore(db_url, fast_config)
     state: StateStore = store  # what CheckContext.state holds

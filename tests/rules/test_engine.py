@@ -71,6 +71,38 @@ async def test_fires_after_for_and_persists_every_transition(sqlite_engine):
         ("inactive", "pending", 1000.0), ("pending", "firing", 1030.0)]
 
 
+async def test_sinks_hear_only_of_saved_changes_and_a_burst_is_saved_at_once(sqlite_engine):
+    class CountingStore(AlertStateStore):
+        saves: list[int] = []
+
+        def save(self, rows, transitions):
+            self.saves.append(len(rows))
+            super().save(rows, transitions)
+
+    class ReadsTheStore(Recorder):
+        def alerts_changed(self, events, now):
+            super().alerts_changed(events, now)
+            stored = {(r["labels"]["check"], r["state"]) for r in AlertStateStore(sqlite_engine).list_alerts()}
+            assert {(e.alert.labels["check"], e.alert.state.value) for e in events} <= stored
+
+    clock, sink = Clock(1000), ReadsTheStore()
+    store = CountingStore(sqlite_engine)
+    engine = RulesEngine([DOWN], RulesEngineConfig(evaluation_interval=3600), sinks=[sink],
+                         state=store, clock=clock)
+    await engine.start()
+    tags = [make_tags({"check": f"c{i}"}) for i in range(10)]
+    for t in tags:  # ten alerts turn pending, back to back as the pipeline hands results over
+        await engine.consume(result(STATUS, 2.0, 1000, tags=t))
+    await engine.saved()
+    assert store.saves == [10] and sink.events == []  # one transaction; pending is not told
+    clock.t = 1030
+    for t in tags:
+        await engine.consume(result(STATUS, 2.0, 1030, tags=t))
+    await engine.stop()
+    assert len(sink.events) == 10  # each told only once its firing row was in the store
+    assert engine.status()["unsaved"] == 0
+
+
 async def test_a_restart_resumes_without_refiring_or_forgetting(sqlite_engine):
     clock, sink = Clock(), Recorder()
     engine = await _engine(sqlite_engine, clock, sink)
