@@ -31,6 +31,7 @@ from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
 from agent.heartbeat import HeartbeatConfig
 from agent.history.config import HistoryConfig
+from agent.identity import Identity
 from agent.leader import LeaderConfig
 from agent.plugins import check_types, get_check_type
 from agent.rules.config import RuleConfig, RulesEngineConfig
@@ -104,6 +105,11 @@ class AgentSection(_Model):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"expected host:port like '127.0.0.1:9464', found {value!r}")
         return value
+
+    @property
+    def identity(self) -> Identity:
+        """Name, tags and reporting pace: what component factories take besides their section."""
+        return Identity(self.hostname, dict(self.tags), self.self_check_interval)
 
     @property
     def listen_host(self) -> str:
