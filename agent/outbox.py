@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,12 +197,21 @@ class Outbox:
                 and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending")))
             )).scalar_one()
 
-    def prune(self, *, sent_before: float) -> int:
-        """Delete delivered and dead items settled before ``sent_before``."""
+    def prune(self, *, sent_before: float, kinds: Collection[str] | None = None,
+              keep_sent: Collection[str] = ()) -> int:
+        """Delete delivered and dead items settled before ``sent_before``; returns how many.
+
+        ``kinds``: only items of these kinds. ``keep_sent``: kinds whose delivered items stay
+        (their dedup key is how a restart knows they were already sent)."""
+        settled: Any = outbox.c.state.in_(("sent", "dead"))
+        if keep_sent:
+            settled = or_(outbox.c.state == "dead",
+                          and_(outbox.c.state == "sent", outbox.c.kind.not_in(tuple(keep_sent))))
+        cond = [settled, func.coalesce(outbox.c.sent_at, outbox.c.created_at) < sent_before]
+        if kinds is not None:
+            cond.insert(0, outbox.c.kind.in_(tuple(kinds)))
         with self.engine.begin() as conn:
-            res = conn.execute(delete(outbox).where(and_(
-                outbox.c.state.in_(("sent", "dead")),
-                func.coalesce(outbox.c.sent_at, outbox.c.created_at) < sent_before)))
+            res = conn.execute(delete(outbox).where(and_(*cond)))
             return int(res.rowcount or 0)
 
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
 from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
+from agent.alerting.state import AlertStateStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
 from agent.notify.base import AlertInfo, Notification
 from agent.notify.render import blocks_for, plain_text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,18 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=test)
 
 
-def _firing(engine) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from agent.history.tables import alerts
-
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.rule, alerts.c.labels, alerts.c.severity).where(
-                alerts.c.state == "firing"
-            )
-        ).all()
-    return [alert_labels(r.rule, json.loads(r.labels), r.severity) for r in rows]
+def _firing(engine: Engine) -> list[dict[str, str]]:
+    """The labels of every firing alert, read through the alert store (for inhibition)."""
+    rows = AlertStateStore(engine).list_alerts("firing")
+    return [alert_labels(r["rule"], r["labels"], r["severity"]) for r in rows]
 
 
 def test(args: argparse.Namespace) -> int:
