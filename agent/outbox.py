@@ -219,12 +219,6 @@ class Outbox:
             rows = conn.execute(query).all()
         return {str(receiver): (int(count), float(oldest)) for receiver, count, oldest in rows}
 
-    def oldest_pending(self, kind: str) -> float | None:
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.min(outbox.c.created_at)).where(
-                and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending")))
-            )).scalar_one()
-
     def prune(self, *, sent_before: float, kinds: Collection[str] | None = None,
               keep_sent: Collection[str] = ()) -> int:
         """Delete delivered and dead items settled before ``sent_before``; returns how many.

@@ -103,7 +103,6 @@ class _Lane:
     rejected: bool = False
     last_error: str | None = None
     kinds_seen: set[str] = field(default_factory=set)  # of trouble, in this outage
-    sent_items: int = field(default=0)
 
 
 class _Verdict(Exception):
@@ -304,7 +303,6 @@ class DatadogApiExporter:
                 log.info("datadog intake accepts the API key again")
             lane.delay, lane.rejected, lane.last_error = 0.0, False, None
             lane.kinds_seen.clear()
-            lane.sent_items += 1
             pause = _rate_limit_pause(_local.response)
             if pause:
                 lane.blocked_until = now + pause
