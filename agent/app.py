@@ -35,7 +35,7 @@ from agent.pipeline import Pipeline, Sink
 from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
-from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -290,7 +290,7 @@ class Agent:
         ok = 1.0 if self.last_reload_error is None else 0.0
         tags = make_tags(self.config.agent.tags, {"agent": self.config.agent.hostname})
         self.pipeline.submit(CheckResult(
-            check="config", check_type="agent", status=Status.OK if ok else Status.WARNING,
+            check="config", check_type=AGENT_CHECK_TYPE, status=Status.OK if ok else Status.WARNING,
             message="last config load succeeded" if ok else "last reload was rejected",
             samples=[Sample("mlwarden.config.last_reload_successful", ok, tags, now, Kind.GAUGE),
                      Sample("mlwarden.config.last_reload_success_timestamp",

@@ -45,7 +45,7 @@ from agent.durations import Duration
 from agent.errors import StoreError
 from agent.history import sql
 from agent.history.tables import leases
-from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
 from agent.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ class LeaderElector:
         else:
             status = Status.OK
             message = "leader" if self.is_leader else f"follower of {self.status()['leader']}"
-        return CheckResult(check="leader", check_type="agent", status=status, message=message,
+        return CheckResult(check="leader", check_type=AGENT_CHECK_TYPE, status=status, message=message,
                            samples=samples, started=now, interval=self.config.renew_interval)
 
     def _report(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from agent.alerting.matchers import Matcher
+from agent.alerting.matchers import LabelMatcher
 from agent.history.silences import SilenceRows
 
 __all__ = ["Silence", "SilenceStore", "SilenceNotFound"]
@@ -30,7 +30,7 @@ class SilenceNotFound(LookupError):
 @dataclass(frozen=True)
 class Silence:
     id: str
-    matchers: tuple[Matcher, ...]
+    matchers: tuple[LabelMatcher, ...]
     starts_at: float
     ends_at: float
     created_by: str
@@ -61,7 +61,7 @@ class SilenceStore:
 
     def add(
         self,
-        matchers: Sequence[Matcher],
+        matchers: Sequence[LabelMatcher],
         *,
         starts_at: float,
         ends_at: float,
@@ -117,7 +117,7 @@ class SilenceStore:
 
 def _silence(row: Mapping[str, object]) -> Silence:
     matchers = tuple(
-        Matcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"]))
+        LabelMatcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"]))
     )
     return Silence(
         id=str(row["id"]),
