@@ -52,6 +52,15 @@ def _said(x: Explanation, text: Any) -> str:
     return linked_text(x, escape=text)
 
 
+def _title(xs: list[tuple[Explanation, set[str]]]) -> str:
+    """"[FIRING] Cause: GpuXidCritical explains 3 alerts" (the header, the console's headline)."""
+    if all(x.cause.until is not None for x, _ in xs):
+        return f"[RESOLVED] Cause: {xs[0][0].cause.rule}"
+    effects = sum(len(x.links) for x, _ in xs)
+    return (f"[FIRING] Cause: {xs[0][0].cause.rule} explains {effects} "
+            f"alert{'s' if effects != 1 else ''}")
+
+
 def causes_text(note: Notification, now: float, late_note: str | None = None) -> str:
     """The message's ``text`` (notifications, screen readers): the first cause in one line."""
     xs = explanations(note)
@@ -68,11 +77,7 @@ def causes_blocks(note: Notification, now: float, *, late_note: str | None = Non
     """The message as Block Kit: per cause, the cause and its effects with why each was
     linked (or its resolution); then the group's other alerts; then the footer."""
     xs = explanations(note)
-    effects = sum(len(x.links) for x, _ in xs)
-    resolved = all(x.cause.until is not None for x, _ in xs)
-    title = (f"[RESOLVED] Cause: {xs[0][0].cause.rule}" if resolved else
-             f"[FIRING] Cause: {xs[0][0].cause.rule} explains {effects} "
-             f"alert{'s' if effects != 1 else ''}")
+    title = _title(xs)
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {
         "type": "plain_text", "text": _cut(title, LIMITS["header_text"] - 4), "emoji": True}}]
     for x, _ in xs[:MAX_CAUSES]:
@@ -122,8 +127,7 @@ def causes_plain(note: Notification, now: float, late_note: str | None = None) -
     from agent.notify.render import HIDDEN_LABELS
 
     xs = explanations(note)
-    lines = [f"{'[RESOLVED]' if all(x.cause.until for x, _ in xs) else '[FIRING]'} "
-             f"{note.event}" + (f" ({late_note})" if late_note else "")]
+    lines = [_title(xs) + (f" ({late_note})" if late_note else "")]
     for x, new in xs:
         lines.append("  " + _said(x, lambda s: s))
         for item in x.links:
