@@ -282,3 +282,33 @@ def test_alerts_history_says_why_an_alert_was_linked(tmp_path):
                          timeout=60)
     [doc] = [json.loads(line) for line in out.stdout.splitlines()]
     assert doc["link"] == "explains" and doc["effect_rule"] == "EndpointDown", doc
+
+
+def test_routes_test_says_which_firing_cause_would_explain_the_alert(tmp_path, capsys):
+    from agent.alerting.model import Alert, AlertState
+    from agent.cli import main
+    from agent.history.tables import alerts
+
+    engine = store(tmp_path, "m.db")
+    gpu = Alert("GpuXidCritical", {"node": N7, "gpu": "3", "xid": "79"}, AlertState.FIRING,
+                "critical")
+    import time
+    with engine.begin() as conn:
+        conn.execute(alerts.insert().values(
+            fingerprint=gpu.fingerprint, rule=gpu.rule, labels=json.dumps(gpu.labels),
+            annotations="{}", state="firing", severity="critical", active_since=time.time() - 60))
+    cfg = tmp_path / "mlwarden.yaml"
+    cfg.write_text(f"agent: {{history: 'sqlite:///{tmp_path / 'm.db'}'}}\n")
+    args = ["routes", "test", "-c", str(cfg), "--label", "alert=AirflowTaskFailed",
+            "--label", "dag_id=train_ranker", "--label", "task_id=train"]
+    assert main([*args, "--label", f"hostname={N7}.ec2.internal"]) == 0
+    out = capsys.readouterr().out
+    assert "cause graph: task_failed" in out
+    assert (f"  linked to cause GpuXidCritical{{gpu=3,node={N7},xid=79}} (gpu_fault): node {N7} "
+            f"= hostname {N7}.ec2.internal within 10m: it would be said in that cause's "
+            "message") in out, out
+    assert main([*args, "--label", f"hostname={N8}"]) == 0
+    out = capsys.readouterr().out
+    assert "no firing alert explains it: it pages on its own" in out and "linked to" not in out
+    assert main(["routes", "test", "-c", str(cfg), "--label", "alert=GpuIdle"]) == 0
+    assert "cause graph: not of any kind (never linked)" in capsys.readouterr().out
