@@ -197,7 +197,7 @@ class EdgeConfig(_Model):
 
 
 class CausesConfig(_Model):
-    """Cause graph: which alerts explain which (docs/causes.md)."""
+    """Cause graph: which alerts explain which (docs/alerting.md)."""
 
     enabled: bool = Field(True, description="false: never link alerts to causes.")
     builtin: bool = Field(
