@@ -80,6 +80,8 @@ class CauseLinks:
             linked = getattr(group, "linked", {})
             own_hold = float(hold) if hold is not None else group_wait(group)
             for fp, doc in group.alerts.items():
+                if self._kinds.get(fp) is False:
+                    continue  # of no kind: never linked (most alerts; checked once)
                 signal = Signal.from_alert(AlertInfo.from_dict(doc))
                 if not self._placeable(fp, signal):
                     continue

@@ -126,9 +126,9 @@ def decide(members: Sequence[Member], now: float, graph: CauseGraph | None = Non
             items, paged = [], set()
             for item in x.links:
                 mine = [m for m in by_key.get(item.effect.key, ())
-                        if m.receiver == receiver and m.moves]
+                        if m.receiver == receiver and m.moves and m.live]
                 if not mine:
-                    continue  # the effect goes elsewhere: it pages there as always
+                    continue  # it goes elsewhere (it pages there as always) or is silenced
                 items.append(item)
                 for m in mine:
                     if m.said == "firing":

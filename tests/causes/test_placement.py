@@ -90,3 +90,9 @@ def test_two_windows_later_is_not_linked():
     late = sig("EndpointDown", "late", T + 1200, node=N7, check="ranker", model="ranker")
     d = decide([member(GPU, "g-gpu"), member(late, "g-down")], T + 1200)
     assert not d.away and not d.explained
+
+
+def test_a_silenced_effect_is_not_said_under_its_cause():
+    d = decide([member(GPU, "g-gpu"), member(DOWN7, "g-down", live=False, said="muted")],
+               T + 60)
+    assert not d.carries
