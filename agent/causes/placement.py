@@ -20,7 +20,7 @@ The rules it applies:
   ``group_wait`` (the default) costs nothing; after the hold it pages on its own. A cause that
   fires later still lists it (paged), so nothing is hidden and nothing is said twice.
 - When the root cause resolves, its group carries the explanation once more with the
-  effects still firing (the resolution text says them plainly); from then on they are
+  effects still firing (the resolution text says them plainly); once that is said they are
   ordinary alerts of their own groups, which are ``due`` at once.
 - Alertmanager receivers group alerts themselves: nothing is moved or held there; the link
   is only reported (``explained``), for annotations and the alert history.
@@ -122,6 +122,9 @@ def decide(members: Sequence[Member], now: float, graph: CauseGraph | None = Non
             for m in by_key.get(item.effect.key, ()):
                 explained[(m.group, m.fingerprint)] = item
         root_firing = x.cause.until is None
+        # a cause that resolved holds its effects until its group said so ("still firing,
+        # now on their own"): they page after that message, not before it
+        holds = root_firing or any(m.said == "firing" for m in by_key.get(x.cause.key, ()))
         for receiver, home in _homes(by_key.get(x.cause.key, ()), root_firing).items():
             items, paged = [], set()
             for item in x.links:
@@ -133,7 +136,7 @@ def decide(members: Sequence[Member], now: float, graph: CauseGraph | None = Non
                 for m in mine:
                     if m.said == "firing":
                         paged.add(m.fingerprint)  # it paged alone: its thread goes on
-                    elif m.group != home and root_firing:
+                    elif m.group != home and holds:
                         away.add((m.group, m.fingerprint))
             if items and (root_firing or any(m.firing for i in items
                                              for m in by_key.get(i.effect.key, ()))):

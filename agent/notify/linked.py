@@ -39,9 +39,11 @@ def explanations(note: Notification) -> list[tuple[Explanation, set[str]]]:
 
 
 def _others(note: Notification, xs: list[tuple[Explanation, set[str]]]) -> list[AlertInfo]:
-    """The note's alerts that are not one of its causes."""
-    roots = {str(x.cause.key) for x, _ in xs}
-    return [a for a in note.alerts if a.fingerprint not in roots]
+    """The note's alerts that are not one of its causes or their effects (a group by node
+    may hold a cause and its effects)."""
+    said = {str(x.cause.key) for x, _ in xs} | {str(i.effect.key) for x, _ in xs
+                                               for i in x.links}
+    return [a for a in note.alerts if a.fingerprint not in said]
 
 
 def _said(x: Explanation, text: Any) -> str:

@@ -199,6 +199,19 @@ async def test_when_the_cause_resolves_what_still_fires_is_said_and_pages_on_its
                                f"down since {reply.text.split('down since ')[1]}")
     top = slack.top_level()
     assert len(top) == 2 and top[1].text.startswith("[FIRING:1] EndpointDown: ranker is down")
+    assert float(top[1].ts) > float(reply.ts)  # it pages after the cause said it is on its own
+
+
+async def test_grouped_by_node_the_cause_and_its_effect_are_one_message_said_once(
+        tmp_path, slack):
+    clock = Clock()
+    d = dispatcher(tmp_path, slack, clock, group_by=["node"], group_wait=0)
+    d.alerts_changed([xid(N7, clock.now), model_down("ranker", N7, clock.now)], clock.now)
+    await run_for(d, clock, 20)
+    [only] = slack.top_level()
+    body = json.dumps(only.blocks)
+    assert only.text.startswith("Cause: GPU 3") and "model ranker on gpu-node-7 down" in body
+    assert "ranker is down: HTTP 503" not in body  # not again as an alert of its own
 
 
 async def test_no_cause_no_link_and_links_off(tmp_path, slack):

@@ -65,12 +65,16 @@ def test_hold_waits_for_a_cause_only_for_alerts_a_cause_could_explain():
 
 def test_a_resolved_cause_lets_its_effects_go_and_says_what_still_fires():
     gone = sig("GpuXidCritical", "gpu", until=T + 600, node=N7, gpu="3", xid="79")
+    # the round it resolved: its group is yet to say so; its effects wait for that message
     d = decide([member(gone, "g-gpu", said="firing", was_cause=True),
                 member(DOWN7, "g-down", said="linked")], T + 600)
-    assert not d.away and d.due == {"g-down"}
+    assert d.away == {("g-down", "down7")} and not d.due
     [carried] = d.carries["g-gpu"]
     assert carried.explanation.cause.until == T + 600
     assert [i.effect.key for i in carried.explanation.links] == ["down7"]
+    # said (its group let it go): the effect is on its own, at once
+    d = decide([member(DOWN7, "g-down", said="linked")], T + 605)
+    assert not d.away and d.due == {"g-down"}
 
 
 def test_a_cause_whose_effects_ended_is_still_carried_by_its_group():
@@ -96,3 +100,9 @@ def test_a_silenced_effect_is_not_said_under_its_cause():
     d = decide([member(GPU, "g-gpu"), member(DOWN7, "g-down", live=False, said="muted")],
                T + 60)
     assert not d.carries
+
+
+def test_a_cause_and_its_effect_in_one_group_stay_there_said_once():
+    d = decide([member(GPU, "g-n7"), member(DOWN7, "g-n7")], T + 60)
+    assert not d.away
+    assert [i.effect.key for i in d.carries["g-n7"][0].explanation.links] == ["down7"]
