@@ -48,6 +48,8 @@ class CauseLinks:
         self.config = config or CausesConfig()
         self.graph = CauseGraph.build(self.config)
         self.decision = Decision()
+        self.changed = False  # whether the last round decided anew
+        self._signature: object = None
         self._kinds: dict[str, bool] = {}
         self._recorded: set[str] = set()
 
@@ -67,33 +69,50 @@ class CauseLinks:
     def decide(self, groups: Iterable[Any], now: float, *,
                muted: Callable[[Mapping[str, str]], bool],
                moves: Callable[[str], bool],
-               group_wait: Callable[[Any], float] = lambda group: 0.0) -> Decision:
+               group_wait: Callable[[Any], float] = lambda group: 0.0,
+               epoch: object = None) -> Decision:
         """The round's decision over the dispatcher's groups (``muted(labels)``: silenced or
         inhibited now; ``moves(receiver)``: False for receivers that group alerts themselves;
-        ``group_wait(group)``: its route's, the hold unless ``causes.hold`` is set)."""
+        ``group_wait(group)``: its route's, the hold unless ``causes.hold`` is set).
+
+        A round whose alerts, states and ``epoch`` (the silences in force) are those of the
+        round before keeps its decision: the answer depends on nothing else that changes
+        (a hold's end is a time, already in it), and most rounds change nothing."""
         if not self.enabled:
             self.decision = Decision()
             return self.decision
-        members = []
-        hold = self.config.hold
+        placeable = []
         for group in groups:
             linked = getattr(group, "linked", {})
-            own_hold = float(hold) if hold is not None else group_wait(group)
             for fp, doc in group.alerts.items():
                 if self._kinds.get(fp) is False:
                     continue  # of no kind: never linked (most alerts; checked once)
-                signal = Signal.from_alert(AlertInfo.from_dict(doc))
-                if not self._placeable(fp, signal):
-                    continue
-                firing = doc.get("state") == "firing"
-                members.append(Member(
-                    group=group.key, receiver=group.receiver, signal=signal,
-                    fired_at=float(doc.get("fired_at") or doc.get("active_since") or now),
-                    said=group.notified.get(fp), live=not (firing and muted(doc["labels"])),
-                    moves=moves(group.receiver), was_cause=linked.get(fp) == "cause",
-                    hold=own_hold))
+                placeable.append((group, fp, doc, linked.get(fp)))
+        signature = (epoch, tuple((g.key, fp, doc.get("state"), g.notified.get(fp), role)
+                                  for g, fp, doc, role in placeable))
+        if signature == self._signature:
+            self.changed = False
+            return self.decision
+        self._signature, self.changed = signature, True
+        members = []
+        hold = self.config.hold
+        for group, fp, doc, role in placeable:
+            own_hold = float(hold) if hold is not None else group_wait(group)
+            signal = Signal.from_alert(AlertInfo.from_dict(doc))
+            if not self._placeable(fp, signal):
+                continue
+            firing = doc.get("state") == "firing"
+            members.append(Member(
+                group=group.key, receiver=group.receiver, signal=signal,
+                fired_at=float(doc.get("fired_at") or doc.get("active_since") or now),
+                said=group.notified.get(fp), live=not (firing and muted(doc["labels"])),
+                moves=moves(group.receiver), was_cause=role == "cause", hold=own_hold))
         self.decision = decide(members, now, self.graph) if members else Decision()
         return self.decision
+
+    def decide_again(self) -> None:
+        """Make the next round decide (and record) anew even if nothing changed."""
+        self._signature = None
 
     # -- per group -----------------------------------------------------------------------
     def away(self, group_key: str, fingerprint: str) -> bool:

@@ -430,18 +430,31 @@ class Dispatcher:
         which groups wait for a cause or are due (agent.alerting.causes)."""
         if not self.causes.enabled:
             return
-        firing = self._firing_labels()
+        firing: list[list[dict[str, str]]] = []  # read once, only when a round decides anew
+
+        def muted(labels: Mapping[str, str]) -> bool:
+            if not firing:
+                firing.append(self._firing_labels())
+            return self.router.mute_reason(labels, now, firing[0]) is not None
+
         self.causes.decide(
             self.groups.values(), now,
-            muted=lambda labels: self.router.mute_reason(labels, now, firing) is not None,
+            muted=muted,
             moves=lambda receiver: not self._immediate(receiver),
             group_wait=lambda g: (self._routes_by_id.get(g.route_id) or self.router.root).group_wait,
+            # what else can change a mute verdict: silences, and for inhibition what fires
+            epoch=(self.silences.active_ids(now), self.config.inhibit_rules and tuple(
+                fp for g in self.groups.values() for fp, a in g.alerts.items()
+                if a["state"] == "firing")),
         )
         for group in self.groups.values():
             self.causes.plan(group, now)
+        if not self.causes.changed:
+            return
         try:
             self.causes.record(self.engine, now, {g.key: g.receiver for g in self.groups.values()})
         except Exception as exc:  # noqa: BLE001 - the history of links must not stop alerts
+            self.causes.decide_again()  # so the next round writes them
             log.warning("alerting: could not record alert links: %s", exc)
 
     # -- the loop -----------------------------------------------------------------------------
