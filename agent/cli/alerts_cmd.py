@@ -114,11 +114,17 @@ def _link_line(row: dict[str, Any], rule: str) -> tuple[str, str]:
     """(labels, what happened) of a link: why the alert was linked to its cause, or what its
     cause explained."""
     how = f"{row['placement']} in {row['receiver']}" if row["receiver"] else row["placement"]
+    cause, effect = _own(row["cause_labels"]), _own(row["effect_labels"])
     if row["effect_rule"] == rule:
-        cause = f"{row['cause_rule']}{{{_labels(row['cause_labels'])}}}"
-        return _labels(row["effect_labels"]), f"linked to cause {cause}: {row['reason']} ({how})"
-    effect = f"{row['effect_rule']}{{{_labels(row['effect_labels'])}}}"
-    return _labels(row["cause_labels"]), f"explains {effect}: {row['reason']} ({how})"
+        said = f"{row['cause_rule']}{{{cause}}}"
+        return effect, f"linked to cause {said}: {row['reason']} ({how})"
+    return cause, f"explains {row['effect_rule']}{{{effect}}}: {row['reason']} ({how})"
+
+
+def _own(labels: Any) -> str:
+    """An alert's labels without those every alert has (its rule, its severity)."""
+    return _labels({k: v for k, v in (labels or {}).items()
+                    if k not in ("alert", "alertname", "severity")})
 
 
 def _action_doc(action: Any) -> dict[str, Any]:

@@ -275,8 +275,9 @@ def test_alerts_history_says_why_an_alert_was_linked(tmp_path):
     from agent.causes import Signal
     from agent.causes.model import Link
 
-    cause = Signal.of("GpuXidCritical", {"node": N7, "gpu": "3", "xid": "79"}, 100.0,
-                      fingerprint="c" * 32)
+    cause = Signal.of("GpuXidCritical", {"node": N7, "gpu": "3", "xid": "79",
+                                         "alertname": "GpuXidCritical", "severity": "critical"},
+                      100.0, fingerprint="c" * 32)
     effect = Signal.of("EndpointDown", {"node": N7, "check": "ranker"}, 110.0,
                        fingerprint="e" * 32)
     row = link_row(Link(cause, effect, "gpu_fault", "model_down", f"same node {N7} within 10m"),
