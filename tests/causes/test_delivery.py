@@ -326,3 +326,54 @@ def test_routes_test_says_which_firing_cause_would_explain_the_alert(tmp_path, c
     assert "no firing alert explains it: it pages on its own" in out and "linked to" not in out
     assert main(["routes", "test", "-c", str(cfg), "--label", "alert=GpuIdle"]) == 0
     assert "cause graph: not of any kind (never linked)" in capsys.readouterr().out
+
+
+async def test_on_postgresql_a_restart_neither_repages_an_effect_nor_records_a_link_twice():
+    """The fleet's shared store: what a message said under its cause survives a restart (group
+    state), and the second agent's copy of a link is the same row."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from agent.history.db import create_schema, make_engine
+
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    schema = f"issue22_{uuid.uuid4().hex[:10]}"
+    base = make_engine(url)
+    try:
+        with base.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at {url} is needed for this test: {exc}", pytrace=False)
+    engine = base.execution_options(schema_translate_map={None: schema})
+    try:
+        create_schema(engine)
+        clock, out = Clock(), Terminal()
+        cfg = AlertingConfig.model_validate({"group_by": ["alertname", "node"], "group_wait": 0,
+                                             "group_interval": 10, "delivery": {"pace": 0}})
+
+        def agent() -> Dispatcher:
+            return Dispatcher(cfg, engine, clock=clock, causes=CausesConfig(),
+                              notifiers={"console": ConsoleNotifier(stream=out)})
+
+        first = agent()
+        first.alerts_changed([xid(N7, clock.now), model_down("ranker", N7, clock.now)],
+                             clock.now)
+        await run_for(first, clock, 10)
+        await first.stop()
+        second = agent()  # the restarted agent: the same groups, and the same alerts again
+        second.alerts_changed([xid(N7, clock.now - 10), model_down("ranker", N7, clock.now - 10),
+                               task_failed("train_ranker", "r1", N7, clock.now)], clock.now)
+        await run_for(second, clock, 20)
+        await second.stop()
+        text_out = out.getvalue()
+        assert text_out.count("[FIRING] Cause: GpuXidCritical") == 2, text_out  # then + joined
+        assert "    - joined: AirflowTaskFailed:" in text_out
+        assert "ranker is down: HTTP 503" not in text_out  # never paged on its own
+        with engine.connect() as conn:
+            rows = conn.execute(select(alert_links.c.effect_rule)).scalars().all()
+        assert sorted(rows) == ["AirflowTaskFailed", "EndpointDown"]
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()
