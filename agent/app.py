@@ -128,6 +128,7 @@ class Agent:
                                          submit=self.submit_own)
                          if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
+        self.slack_actions = self._slack_actions(config)  # after alerting: it stops first
         self.context = self._context(config)
         # rules hand their changes to routing (or, with alerting disabled, to the log)
         self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
@@ -144,12 +145,33 @@ class Agent:
                                              self.readiness_problems))
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port,
                                   config.exporters.prometheus.metrics_listen)
+        if self.slack_actions is not None:  # the status page's Acknowledged column
+            self.server.page.acks = self.slack_actions.store
         self.reloads = 0
         self.last_reload_error: str | None = None
         self.last_reload_at: float | None = None  # the last SIGHUP's attempt, good or bad
         self.last_reload_success_at = self.started_at  # the start's load counts, as in Prometheus
         self._config_task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def _slack_actions(self, config: AgentConfig) -> Any:
+        """The Slack buttons (Socket Mode or HTTP mode), when ``slack_actions:`` is set."""
+        if config.slack_actions is None:
+            return None
+        if self.alerting is None:
+            log.warning("slack_actions is set but alerting is disabled: no message carries "
+                        "buttons, so the Slack app is not connected")
+            return None
+        from agent.slackapp.wiring import build_slack_actions
+
+        service = build_slack_actions(config, self.alerting, reader=self.history)
+        if not service.hooks.receivers:
+            log.warning("slack_actions is set but no receiver posts with a bot token "
+                        "(alerting.slack.token or a slack receiver's token): buttons go only "
+                        "on messages posted by the Slack app; a webhook's messages cannot "
+                        "carry them")
+        self.components.append(service)
+        return service
 
     def _cost(self, config: AgentConfig) -> Any:
         """The cost meter (a sink) and the weekly digest, when ``cost:`` is configured."""
@@ -256,6 +278,9 @@ class Agent:
             await self.alerting.reconfigure(new.alerting)
         if self.rules is not None:
             await self.rules.reconfigure(new)
+        if new.slack_actions != old.slack_actions:
+            log.warning("the slack_actions section changed; that takes effect at the next "
+                        "restart")
         if new.cost != old.cost:
             if self.cost is not None and new.cost is not None and old.cost is not None \
                     and new.cost.digest == old.cost.digest:
