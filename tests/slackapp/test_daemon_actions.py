@@ -23,7 +23,7 @@ from tests.faults.daemon import RUNNER, Daemon
 from tests.faults.threaded_slack import ThreadedSlack
 from tests.notify.fake_slack import TOKEN
 from tests.slackapp.socket_stand_in import APP_TOKEN, SocketModeStandIn
-from tests.support.procs import wait_for
+from tests.support.procs import http_get, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +94,10 @@ class Slack:
     def replies(self, ts: str) -> list[str]:
         return self.call(lambda: [m.text for m in self.web.fake.replies(ts)])
 
-    def press(self, ts: str, action_id: str, user: str, name: str) -> Any:
+    def press(self, ts: str, action_id: str, user: str, name: str, **how: Any) -> Any:
         assert self.socket is not None
         return self.run(self.socket.press(self.shown(ts), action_id, user=user, name=name,
-                                          message_ts=ts))
+                                          message_ts=ts, **how))
 
 
 def cli(daemon: Daemon, *args: str) -> str:
@@ -155,8 +155,14 @@ def test_the_daemon_takes_an_acknowledgement_and_a_silence_from_slack(tmp_path):
             time.sleep(4.5)  # three repeat intervals
             assert sum("Still firing" in t for t in slack.replies(msg.ts)) == repeats
 
-            # ana silences it for an hour: a silence by her, shown in the message and thread
-            slack.press(msg.ts, "mlwarden:silence:1h", "U0ANA", "ana")
+            # the status page's Acknowledged column says who took it
+            code, page = http_get(agent.url("/"), timeout=5)
+            assert code == 200 and "@ana" in page.decode(), page[-3000:]
+
+            # ana silences it for an hour; the agent's ack is lost with its connection, so
+            # Slack delivers the press again (on the next connection): applied once
+            silenced = slack.press(msg.ts, "mlwarden:silence:1h", "U0ANA", "ana",
+                                   fate="lose_ack")
             wait_for(lambda: "mlwarden:unsilence" in buttons(slack.shown(msg.ts)), 15,
                      what="the message to offer Unsilence")
             shown = json.dumps(slack.shown(msg.ts))
@@ -164,6 +170,9 @@ def test_the_daemon_takes_an_acknowledgement_and_a_silence_from_slack(tmp_path):
             wait_for(lambda: any("Silenced by <@U0ANA> for 1h, until" in t
                                  for t in slack.replies(msg.ts)), 15,
                      what="the silence's end in the thread")
+            slack.run(slack.socket.wait(lambda: silenced.acked.is_set(), 20,
+                                        "the redelivered silence press to be acked"))
+            assert len(silenced.attempts) == 2 and len(slack.socket.conns) >= 2
             (silence,) = json.loads(cli(agent, "silence", "list", "--json"))
             assert silence["created_by"] == "ana (Slack U0ANA)"
             assert {"name": "alertname", "op": "=", "value": "ModelDown"} in silence["matchers"]
@@ -186,5 +195,7 @@ def test_the_daemon_takes_an_acknowledgement_and_a_silence_from_slack(tmp_path):
     assert any("acknowledged by ana" in line for line in lines), history
     assert any("silenced 1h by ana" in line for line in lines), history
     assert any("acknowledged by eve (refused: not allowed)" in line for line in lines), history
-    assert status["outcomes"] == {"refused": 1, "applied": 3}, status
+    assert sum("silenced 1h" in line for line in lines) == 1, history
+    assert status["outcomes"] == {"refused": 1, "applied": 3, "duplicate": 1}, status
+    assert status["connections"] >= 2, status
     assert status["message_updates"] == 2 and status["charts"] == 1, status
