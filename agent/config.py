@@ -138,7 +138,7 @@ class AgentConfig(_Model):
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
     )
     slack_actions: SlackActionsConfig | None = Field(
-        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/slack-actions.md)."
+        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/alerting.md)."
     )
     causes: CausesConfig = Field(
         default_factory=CausesConfig,

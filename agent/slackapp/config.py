@@ -101,7 +101,7 @@ class HttpModeConfig(_Model):
 
 
 class SlackActionsConfig(_Model):
-    """Buttons on alert messages: acknowledge, silence, unsilence, chart (docs/slack-actions.md)."""
+    """Buttons on alert messages: acknowledge, silence, unsilence, chart (docs/alerting.md)."""
 
     mode: Literal["socket", "http"] = Field(
         "socket", description="`socket`: the agent connects out to Slack (Socket Mode, no "
