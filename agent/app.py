@@ -156,20 +156,11 @@ class Agent:
 
     def _slack_actions(self, config: AgentConfig) -> Any:
         """The Slack buttons (Socket Mode or HTTP mode), when ``slack_actions:`` is set."""
-        if config.slack_actions is None:
-            return None
-        if self.alerting is None:
-            log.warning("slack_actions is set but alerting is disabled: no message carries "
-                        "buttons, so the Slack app is not connected")
-            return None
+        if config.slack_actions is None or self.alerting is None:
+            return None  # alerting disabled: config_warnings says so at load time
         from agent.slackapp.wiring import build_slack_actions
 
         service = build_slack_actions(config, self.alerting, reader=self.history)
-        if not service.hooks.receivers:
-            log.warning("slack_actions is set but no receiver posts with a bot token "
-                        "(alerting.slack.token or a slack receiver's token): buttons go only "
-                        "on messages posted by the Slack app; a webhook's messages cannot "
-                        "carry them")
         self.components.append(service)
         return service
 

@@ -204,7 +204,10 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
     if config.alerting.enabled:
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
     if config.slack_actions is not None:
+        from agent.slackapp.config import chain_warnings
+
         warnings.extend(config.slack_actions.warnings())
+        warnings.extend(chain_warnings(config.alerting))
     warnings.extend(unknown_rule_warnings(config.causes, (r.alert for r in config.rules)))
     return warnings
 

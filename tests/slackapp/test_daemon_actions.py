@@ -188,6 +188,8 @@ def test_the_daemon_takes_an_acknowledgement_and_a_silence_from_slack(tmp_path):
             status = agent.status()["components"]["slack_actions"]
             assert agent.alive()
         assert agent.proc is not None and agent.proc.poll() == 0, agent.log()[-2000:]
+        errors = [line for line in agent.log_lines() if line.get("level") in ("error", "critical")]
+        assert errors == [] and "Traceback" not in agent.log(), errors or agent.log()[-3000:]
         refused = slack.call(lambda: list(slack.web.fake.refused))
         assert slack.socket.errors == [] and not refused, (slack.socket.errors, refused)
     lines = history.splitlines()

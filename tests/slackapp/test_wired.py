@@ -197,6 +197,9 @@ async def test_http_mode_in_the_agent(tmp_path, slack):
                '\n  allow: {default: {users: [U0ANA]}}')
     config = _config(f"sqlite:///{tmp_path / 'h.db'}", web, actions)
     async with running(config) as (agent,):
+        # a reload builds new notifiers: they carry the buttons too
+        await agent.alerting.reconfigure(config.alerting)
+        assert agent.alerting.notifiers["slack"].actions is agent.slack_actions.hooks
         now = time.time()
         agent.alerting.alerts_changed([fire("GpuIdle", {"model": "ranker"}, now)], now)
         msg = await until(lambda: web.top_level(), 10, "the alert message")
