@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import __version__
 from agent.alerting.dispatch import make_dispatcher
@@ -38,6 +38,9 @@ from agent.rules.sinks import LoggingAlertSink
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
+
+if TYPE_CHECKING:
+    from agent.slackapp.service import SlackActions
 
 __all__ = ["Agent", "Component", "build_checks", "run_agent"]
 
@@ -154,7 +157,7 @@ class Agent:
         self._config_task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def _slack_actions(self, config: AgentConfig) -> Any:
+    def _slack_actions(self, config: AgentConfig) -> SlackActions | None:
         """The Slack buttons (Socket Mode or HTTP mode), when ``slack_actions:`` is set."""
         if config.slack_actions is None or self.alerting is None:
             return None  # alerting disabled: config_warnings says so at load time
