@@ -138,7 +138,7 @@ class AgentConfig(_Model):
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
     )
     slack_actions: SlackActionsConfig | None = Field(
-        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/slack-actions.md)."
+        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/alerting.md)."
     )
     causes: CausesConfig = Field(
         default_factory=CausesConfig,
@@ -204,7 +204,10 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
     if config.alerting.enabled:
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
     if config.slack_actions is not None:
+        from agent.slackapp.config import chain_warnings
+
         warnings.extend(config.slack_actions.warnings())
+        warnings.extend(chain_warnings(config.alerting))
     warnings.extend(unknown_rule_warnings(config.causes, (r.alert for r in config.rules)))
     return warnings
 

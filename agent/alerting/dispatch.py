@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, and_, delete, select
 
@@ -44,6 +44,9 @@ from agent.notify.stages import Delivery
 from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from agent.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from agent.slackapp.wiring import AlertActions
 
 __all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
 
@@ -192,6 +195,13 @@ class Dispatcher:
         self.ensure_schema = False
         self._reader = reader
         self._tick_lock = asyncio.Lock()
+        self.actions: AlertActions | None = None  # Slack buttons: see set_actions
+
+    def set_actions(self, actions: AlertActions) -> None:
+        """Slack actions (issue 21): buttons on the Slack receivers' messages, no reminders
+        for an acknowledged incident, 'until resolved' silences ended with their incident."""
+        self.actions = actions
+        actions.attach(self.notifiers)
 
     # -- AlertSink --------------------------------------------------------------------------
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
@@ -379,6 +389,14 @@ class Dispatcher:
             event = "repeat"
         elif not firing_now and not resolved_now and not any(a.state == "firing" for a in alerts):
             event = None  # nothing left to say
+        if self.actions is not None and event in ("repeat", "resolved"):
+            assert group.incident is not None
+            if event == "resolved":
+                if not any(a.state == "firing" for a in alerts):  # none left, muted or not
+                    self.actions.incident_closed(group.receiver, group.incident, now)
+            elif self.actions.repeat_stopped(group.receiver, group.incident):
+                event = None
+                group.last_notify = now  # asked again after another repeat_interval
         send_resolved = self._send_resolved(group.receiver)
         queued = 0
         if event is not None and not (event == "resolved" and not send_resolved):
@@ -475,6 +493,8 @@ class Dispatcher:
         """
         router = Router(config, self.silences)
         notifiers = build_notifiers(config, router.root, reader=self._reader)
+        if self.actions is not None:
+            self.actions.attach(notifiers)
         delivery = Delivery(
             self.outbox,
             notifiers,
