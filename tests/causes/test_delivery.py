@@ -377,3 +377,32 @@ async def test_on_postgresql_a_restart_neither_repages_an_effect_nor_records_a_l
         with base.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         base.dispose()
+
+
+def test_the_buttons_of_a_linked_message_act_on_what_it_says(tmp_path):
+    """Slack actions (issue 21) register a message's alerts as its buttons' target: those of
+    a linked message include its effects, so 'Silence 1h' silences what it says."""
+    from agent.alerting.silences import SilenceStore
+    from agent.slackapp.handlers import silence_matchers
+    from agent.slackapp.model import target_id_for
+    from agent.slackapp.store import ActionStore
+    from agent.slackapp.wiring import AlertActions
+
+    engine = store(tmp_path)
+    clock = Clock()
+    d = Dispatcher(AlertingConfig.model_validate({"group_by": ["alertname", "node"],
+                                                  "group_wait": 0}), engine, clock=clock,
+                   notifiers={"console": ConsoleNotifier(stream=Terminal())},
+                   causes=CausesConfig())
+    d.alerts_changed([xid(N7, clock.now), model_down("ranker", N7, clock.now)], clock.now)
+    d.flush(clock.now)
+    payload = engine.connect().execute(select(outbox.c.payload)).scalar()
+    note = Notification.from_json(json.loads(payload))
+    assert note.causes and [a.rule for a in note.alerts] == ["GpuXidCritical"]
+    actions = AlertActions(ActionStore(engine), SilenceStore(engine))
+    actions._state(note, clock.now)
+    target = ActionStore(engine).target(target_id_for(note.receiver, note.incident))
+    assert sorted(a.rule for a in target.alerts) == ["EndpointDown", "GpuXidCritical"]
+    silenced = [{m.name: m.value for m in ms} for ms in silence_matchers(target)]
+    assert any(m.get("alertname") == "EndpointDown" and m.get("node") == N7
+               for m in silenced), silenced
