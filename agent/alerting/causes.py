@@ -38,7 +38,8 @@ from agent.notify.base import AlertInfo
 __all__ = ["CauseLinks", "link_rows"]
 
 log = logging.getLogger(__name__)
-_KINDS_CACHE = 20_000  # fingerprints whose kinds are remembered (label sets are fixed per fingerprint)
+# fingerprints whose kinds are remembered (a fingerprint's labels never change)
+_KINDS_CACHE = 20_000
 
 
 class CauseLinks:

@@ -459,7 +459,7 @@ class Dispatcher:
             self.groups.values(), now,
             muted=muted,
             moves=lambda receiver: not self._immediate(receiver),
-            group_wait=lambda g: (self._routes_by_id.get(g.route_id) or self.router.root).group_wait,
+            group_wait=lambda g: self._routes_by_id.get(g.route_id, self.router.root).group_wait,
             # what else can change a mute verdict: silences, and for inhibition what fires
             epoch=(self.silences.active_ids(now), self.config.inhibit_rules and tuple(
                 fp for g in self.groups.values() for fp, a in g.alerts.items()

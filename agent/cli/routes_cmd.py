@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
@@ -70,7 +71,7 @@ def _firing_signals(engine):  # type: ignore[no-untyped-def]
             for r in rows]
 
 
-def _causes(config, rule: str, labels: dict[str, str], now: float, firing) -> None:  # type: ignore[no-untyped-def]
+def _causes(config: Any, rule: str, labels: dict[str, str], now: float, firing: Any) -> None:
     """Say which firing alert would explain this one (and why), or what it would explain."""
     from agent.causes import CauseGraph, Signal, link
 

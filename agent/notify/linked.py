@@ -50,7 +50,8 @@ def _said(x: Explanation, text: Any) -> str:
     if x.cause.until is not None:
         return resolved_text(x.cause, x.kind, x.links, escape=text)
     if not x.links:
-        return linked_text(x, escape=text).removesuffix("Explains: ") + "Explains: nothing that still fires"
+        head = linked_text(x, escape=text).removesuffix("Explains: ")
+        return head + "Explains: nothing that still fires"
     return linked_text(x, escape=text)
 
 
