@@ -269,7 +269,7 @@ class Agent:
             new = override_agent(new, {"listen": self.server.address})  # what runs, for /status
         old, self.config = self.config, new
         if self.alerting is not None:
-            await self.alerting.reconfigure(new.alerting)
+            await self.alerting.reconfigure(new.alerting, causes=new.causes)
         if self.rules is not None:
             await self.rules.reconfigure(new)
         if new.slack_actions != old.slack_actions:

@@ -72,7 +72,7 @@ class AgentSection(_Model):
         None,
         description="The node this agent runs on: the `node` tag of its local GPUs and of the "
         "model servers it probes over loopback, which links a GPU fault to the alerts it "
-        "explains (docs/causes.md). Default: $NODE_NAME (the Kubernetes downward API), else "
+        "explains (docs/alerting.md). Default: $NODE_NAME (the Kubernetes downward API), else "
         "the host name.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
@@ -143,7 +143,7 @@ class AgentConfig(_Model):
     causes: CausesConfig = Field(
         default_factory=CausesConfig,
         description="Which alerts explain which: the shipped cause graph and what you add "
-        "(docs/causes.md).",
+        "(docs/alerting.md).",
     )
 
     def check(self, name: str) -> InstanceConfig:

@@ -1,8 +1,9 @@
 """``mlwarden routes test --label alert=GpuIdle --label node=gpu-3``: where would this alert go?
 
 Like ``amtool config routes test``: prints the matching routes and receivers, their
-grouping and timers, whether a silence or an inhibiting firing alert mutes it, and the
-message it would send.
+grouping and timers, whether a silence or an inhibiting firing alert mutes it, which firing
+alert the cause graph would link it to and why (or what it would explain), and the message
+it would send.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
@@ -54,6 +56,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=test)
 
 
+def _firing_signals(engine):  # type: ignore[no-untyped-def]
+    """The firing alerts of the store as cause-graph signals."""
+    from sqlalchemy import select
+
+    from agent.causes import Signal
+    from agent.history.tables import alerts
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(alerts).where(alerts.c.state == "firing")).all()
+    return [Signal.of(r.rule, json.loads(r.labels), r.active_since or r.fired_at or 0.0,
+                      fingerprint=r.fingerprint, severity=r.severity,
+                      summary=json.loads(r.annotations or "{}").get("summary", ""))
+            for r in rows]
+
+
+def _causes(config: Any, rule: str, labels: dict[str, str], now: float, firing: Any) -> None:
+    """Say which firing alert would explain this one (and why), or what it would explain."""
+    from agent.causes import CauseGraph, Signal, link
+
+    if not config.causes.enabled:
+        print("cause: linking is off (causes.enabled: false)")
+        return
+    graph = CauseGraph.build(config.causes)
+    me = Signal.of(rule, labels, now, fingerprint="dry-run")
+    kinds = graph.kinds_of(me)
+    print(f"cause graph: {', '.join(kinds) if kinds else 'not of any kind (never linked)'}")
+    if not kinds:
+        return
+    if firing is None:
+        print("  (firing alerts not read from the store: no link checked)")
+        return
+    causes = link(firing, [me], now, graph)
+    for item in causes:
+        print(f"  linked to cause {item.cause.rule}{{{_plain(item.cause)}}} ({item.cause_kind}): "
+              f"{item.reason}: it would be said in that cause's message")
+    for item in link([me], firing, now, graph):
+        print(f"  would explain {item.effect.rule}{{{_plain(item.effect)}}} ({item.effect_kind}): "
+              f"{item.reason}")
+    if not causes:
+        print("  no firing alert explains it: it pages on its own")
+
+
+def _plain(signal) -> str:  # type: ignore[no-untyped-def]
+    return ",".join(f"{k}={v}" for k, v in sorted(signal.labels)
+                    if k not in ("alertname", "alert", "severity"))
+
+
 def _firing(engine) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
@@ -83,7 +132,7 @@ def test(args: argparse.Namespace) -> int:
     full = alert_labels(rule, labels, severity)
     config = config_from_args(args)
     now = time.time()
-    silences, firing = None, []
+    silences, firing, signals = None, [], None
     if not args.no_store:
         from agent.history.db import create_schema, make_engine
 
@@ -93,6 +142,7 @@ def test(args: argparse.Namespace) -> int:
             silences = SilenceStore(engine)
             silences.refresh(now)
             firing = _firing(engine)
+            signals = _firing_signals(engine)
         except (StoreError, Exception) as exc:  # noqa: BLE001 - a dry run still answers without the store
             print(
                 f"(store {config.agent.history} unreadable, silences and inhibition not checked: {exc})"
@@ -121,6 +171,7 @@ def test(args: argparse.Namespace) -> int:
             print(f"  held now: {held}")
     reason = router.mute_reason(full, now, firing)
     print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
+    _causes(config, rule, full, now, signals)
     info = AlertInfo(
         fingerprint="dry-run",
         rule=rule,

@@ -47,6 +47,25 @@ def alert_ref(alert: AlertInfo) -> AlertRef:
         active_since=alert.active_since)
 
 
+def effect_refs(note: Notification) -> list[AlertRef]:
+    """The alerts a message says under their cause (issue 22, ``Notification.causes``): its
+    buttons act on them too, so silencing the message silences what it says."""
+    if not note.causes:
+        return []
+    from agent.notify.linked import explanations
+
+    have = {a.fingerprint for a in note.alerts}
+    out = []
+    for x, _ in explanations(note):
+        for item in x.links:
+            effect = item.effect
+            if str(effect.key) not in have and effect.until is None:
+                have.add(str(effect.key))
+                out.append(AlertRef(str(effect.key), effect.rule, dict(effect.labels),
+                                    summary=effect.summary, active_since=effect.since))
+    return out
+
+
 class AlertActions:
     """The dispatcher's and the Slack notifiers' side of the buttons (one per agent)."""
 
@@ -106,7 +125,8 @@ class AlertActions:
     def _state(self, note: Notification, now: float) -> Any:
         target = self.store.register(
             receiver=note.receiver, group_key=note.group_key, incident=note.incident,
-            group_labels=note.group_labels, alerts=[alert_ref(a) for a in note.alerts], now=now)
+            group_labels=note.group_labels,
+            alerts=[alert_ref(a) for a in note.alerts] + effect_refs(note), now=now)
         # a resolved incident was closed by the dispatcher before its message was queued
         return handlers.state_of(target, self.store, self.silences, now)
 
