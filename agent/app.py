@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import __version__
 from agent.alerting.dispatch import make_dispatcher
@@ -38,6 +38,9 @@ from agent.rules.sinks import LoggingAlertSink
 from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
+
+if TYPE_CHECKING:
+    from agent.slackapp.service import SlackActions
 
 __all__ = ["Agent", "Component", "build_checks", "run_agent"]
 
@@ -128,6 +131,7 @@ class Agent:
                                          submit=self.submit_own)
                          if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []
+        self.slack_actions = self._slack_actions(config)  # after alerting: it stops first
         self.context = self._context(config)
         # rules hand their changes to routing (or, with alerting disabled, to the log)
         self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
@@ -144,12 +148,24 @@ class Agent:
                                              self.readiness_problems))
         self.server = AgentServer(self, config.agent.listen_host, config.agent.listen_port,
                                   config.exporters.prometheus.metrics_listen)
+        if self.slack_actions is not None:  # the status page's Acknowledged column
+            self.server.page.acks = self.slack_actions.store
         self.reloads = 0
         self.last_reload_error: str | None = None
         self.last_reload_at: float | None = None  # the last SIGHUP's attempt, good or bad
         self.last_reload_success_at = self.started_at  # the start's load counts, as in Prometheus
         self._config_task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def _slack_actions(self, config: AgentConfig) -> SlackActions | None:
+        """The Slack buttons (Socket Mode or HTTP mode), when ``slack_actions:`` is set."""
+        if config.slack_actions is None or self.alerting is None:
+            return None  # alerting disabled: config_warnings says so at load time
+        from agent.slackapp.wiring import build_slack_actions
+
+        service = build_slack_actions(config, self.alerting, reader=self.history)
+        self.components.append(service)
+        return service
 
     def _cost(self, config: AgentConfig) -> Any:
         """The cost meter (a sink) and the weekly digest, when ``cost:`` is configured."""
@@ -262,9 +278,12 @@ class Agent:
             new = override_agent(new, {"listen": self.server.address})  # what runs, for /status
         old, self.config = self.config, new
         if self.alerting is not None:
-            await self.alerting.reconfigure(new.alerting)
+            await self.alerting.reconfigure(new.alerting, causes=new.causes)
         if self.rules is not None:
             await self.rules.reconfigure(new)
+        if new.slack_actions != old.slack_actions:
+            log.warning("the slack_actions section changed; that takes effect at the next "
+                        "restart")
         if new.cost != old.cost:
             if self.cost is not None and new.cost is not None and old.cost is not None \
                     and new.cost.digest == old.cost.digest:

@@ -74,7 +74,7 @@ class AgentSection(_Model):
         None,
         description="The node this agent runs on: the `node` tag of its local GPUs and of the "
         "model servers it probes over loopback, which links a GPU fault to the alerts it "
-        "explains (docs/causes.md). Default: $NODE_NAME (the Kubernetes downward API), else "
+        "explains (docs/alerting.md). Default: $NODE_NAME (the Kubernetes downward API), else "
         "the host name.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info")
@@ -145,12 +145,12 @@ class AgentConfig(_Model):
         None, description="GPU cost per model and pipeline run, right-sizing, weekly digest (docs/cost.md)."
     )
     slack_actions: SlackActionsConfig | None = Field(
-        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/slack-actions.md)."
+        None, description="Acknowledge, Silence and Chart buttons on Slack alerts (docs/alerting.md)."
     )
     causes: CausesConfig = Field(
         default_factory=CausesConfig,
         description="Which alerts explain which: the shipped cause graph and what you add "
-        "(docs/causes.md).",
+        "(docs/alerting.md).",
     )
 
     def check(self, name: str) -> InstanceConfig:
@@ -211,7 +211,10 @@ def config_warnings(config: AgentConfig, path: str | os.PathLike[str] | None = N
     if config.alerting.enabled:
         warnings.extend(timer_warnings(config.alerting.model_dump(by_alias=True)))
     if config.slack_actions is not None:
+        from agent.slackapp.config import chain_warnings
+
         warnings.extend(config.slack_actions.warnings())
+        warnings.extend(chain_warnings(config.alerting))
     warnings.extend(unknown_rule_warnings(config.causes, (r.alert for r in config.rules)))
     return warnings
 

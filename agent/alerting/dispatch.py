@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, and_, delete, select
 
+from agent.alerting.causes import CauseLinks
 from agent.alerting.config import AlertingConfig
 from agent.alerting.inhibit import Inhibitor
 from agent.alerting.matchers import alert_labels
@@ -43,6 +44,9 @@ from agent.notify.stages import Delivery
 from agent.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from agent.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from agent.slackapp.wiring import AlertActions
 
 __all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
 
@@ -71,6 +75,7 @@ class Group:
     seq: int = 0
     next_flush: float = 0.0
     last_notify: float | None = None
+    linked: dict[str, str] = field(default_factory=dict)  # fingerprint -> cause|effect (causes.py)
 
     def to_json(self) -> str:
         return json.dumps(vars(self), separators=(",", ":"))
@@ -151,9 +156,11 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         notifiers: Mapping[str, Notifier] | None = None,
         submit: Callable[[CheckResult], None] | None = None,
+        causes: Any = None,
     ) -> None:
         self.config = config
         self.engine = engine
+        self.causes = CauseLinks(causes)  # the cause graph's `causes:` section
         self.clock = clock
         self.silences = SilenceStore(engine)
         self.router = Router(config, self.silences)
@@ -188,6 +195,13 @@ class Dispatcher:
         self.ensure_schema = False
         self._reader = reader
         self._tick_lock = asyncio.Lock()
+        self.actions: AlertActions | None = None  # Slack buttons: see set_actions
+
+    def set_actions(self, actions: AlertActions) -> None:
+        """Slack actions (issue 21): buttons on the Slack receivers' messages, no reminders
+        for an acknowledged incident, 'until resolved' silences ended with their incident."""
+        self.actions = actions
+        actions.attach(self.notifiers)
 
     # -- AlertSink --------------------------------------------------------------------------
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
@@ -312,6 +326,7 @@ class Dispatcher:
             self.load()
         self.silences.refresh(now)
         self._ingest(now)
+        self._place_causes(now)
         firing = self._firing_labels()
         queued = 0
         for gkey in list(self.groups):
@@ -336,6 +351,9 @@ class Dispatcher:
                     self.muted += 1  # counted once per alert; "firing" stays so it can resolve
                     group.notified[alert.fingerprint] = "muted"
                 continue
+            if self.causes.away(group.key, alert.fingerprint):
+                group.notified[alert.fingerprint] = "linked"  # said under its cause
+                continue
             live.append(alert)
         firing_now = [a for a in live if a.state == "firing"]
         resolved_now = [
@@ -357,6 +375,8 @@ class Dispatcher:
         changed = {
             a.fingerprint for a in firing_now if group.notified.get(a.fingerprint) != "firing"
         }
+        carried, joined = self.causes.carried(group)
+        changed |= joined  # an effect that joins its cause is news for the cause's thread
         event: str | None = None
         if group.incident is None:
             if firing_now:
@@ -369,6 +389,14 @@ class Dispatcher:
             event = "repeat"
         elif not firing_now and not resolved_now and not any(a.state == "firing" for a in alerts):
             event = None  # nothing left to say
+        if self.actions is not None and event in ("repeat", "resolved"):
+            assert group.incident is not None
+            if event == "resolved":
+                if not any(a.state == "firing" for a in alerts):  # none left, muted or not
+                    self.actions.incident_closed(group.receiver, group.incident, now)
+            elif self.actions.repeat_stopped(group.receiver, group.incident):
+                event = None
+                group.last_notify = now  # asked again after another repeat_interval
         send_resolved = self._send_resolved(group.receiver)
         queued = 0
         if event is not None and not (event == "resolved" and not send_resolved):
@@ -385,13 +413,15 @@ class Dispatcher:
                 group_labels=group.labels,
                 event=event,
                 incident=group.incident,
-                alerts=shown,
+                alerts=self.causes.annotate(group.key, shown),
                 created_at=now,
                 seq=group.seq,
+                causes=self.causes.docs(carried, joined),
             )
             if self.delivery.enqueue(note, dedup_key=dedup, now=now) is not None:
                 queued = 1
             group.last_notify = now
+            self.causes.said(group, carried)
         for a in firing_now:
             group.notified[a.fingerprint] = "firing"
         for a in alerts:
@@ -413,6 +443,38 @@ class Dispatcher:
                 return r.send_resolved
         return self.config.send_resolved
 
+    def _place_causes(self, now: float) -> None:
+        """The cause graph's decision for this round: which effects go under their cause,
+        which groups wait for a cause or are due (agent.alerting.causes)."""
+        if not self.causes.enabled:
+            return
+        firing: list[list[dict[str, str]]] = []  # read once, only when a round decides anew
+
+        def muted(labels: Mapping[str, str]) -> bool:
+            if not firing:
+                firing.append(self._firing_labels())
+            return self.router.mute_reason(labels, now, firing[0]) is not None
+
+        self.causes.decide(
+            self.groups.values(), now,
+            muted=muted,
+            moves=lambda receiver: not self._immediate(receiver),
+            group_wait=lambda g: self._routes_by_id.get(g.route_id, self.router.root).group_wait,
+            # what else can change a mute verdict: silences, and for inhibition what fires
+            epoch=(self.silences.active_ids(now), self.config.inhibit_rules and tuple(
+                fp for g in self.groups.values() for fp, a in g.alerts.items()
+                if a["state"] == "firing")),
+        )
+        for group in self.groups.values():
+            self.causes.plan(group, now)
+        if not self.causes.changed:
+            return
+        try:
+            self.causes.record(self.engine, now, {g.key: g.receiver for g in self.groups.values()})
+        except Exception as exc:  # noqa: BLE001 - the history of links must not stop alerts
+            self.causes.decide_again()  # so the next round writes them
+            log.warning("alerting: could not record alert links: %s", exc)
+
     # -- the loop -----------------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
@@ -424,13 +486,15 @@ class Dispatcher:
             await self.delivery.run_once(now)
             self.last_tick = now
 
-    async def reconfigure(self, config: AlertingConfig) -> None:
+    async def reconfigure(self, config: AlertingConfig, causes: Any = None) -> None:
         """Reload: build routes and notifiers from ``config`` first, then swap them in between
         ticks. Groups, incidents and queued notifications carry over; so do the delivery
         counts of receivers that still exist. A receiver stopped on a config error starts again.
         """
         router = Router(config, self.silences)
         notifiers = build_notifiers(config, router.root, reader=self._reader)
+        if self.actions is not None:
+            self.actions.attach(notifiers)
         delivery = Delivery(
             self.outbox,
             notifiers,
@@ -451,6 +515,8 @@ class Dispatcher:
                 delivery,
             )
             self._routes_by_id = {r.id: r for r in router.root.walk()}
+            if causes is not None:
+                self.causes = CauseLinks(causes)
         for notifier in old.values():
             await notifier.close()
 
@@ -609,6 +675,7 @@ def make_dispatcher(
         from agent.history.db import make_engine
 
         engine = make_engine(config.agent.history)
-    dispatcher = Dispatcher(config.alerting, engine, reader=reader, submit=submit)
+    dispatcher = Dispatcher(config.alerting, engine, reader=reader, submit=submit,
+                            causes=getattr(config, "causes", None))
     dispatcher.ensure_schema = ensure_schema
     return dispatcher

@@ -108,6 +108,10 @@ class SilenceStore:
         """Re-read the live silences (the CLI writes to the table from another process)."""
         self._live = tuple(self.list(now=now))
 
+    def active_ids(self, now: float) -> tuple[str, ...]:
+        """The silences in force at ``now`` (what can change a mute verdict between rounds)."""
+        return tuple(s.id for s in self._live if s.active(now))
+
     def muted_by(self, labels: Mapping[str, str], now: float) -> Silence | None:
         for silence in self._live:
             if silence.mutes(labels, now):

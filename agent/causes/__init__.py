@@ -8,7 +8,8 @@ model served on its node failing and the training task on it failing).
 - :mod:`agent.causes.render`: the message with the cause first, and its follow-ups.
 
 All of it is pure (``now`` is passed in). The alert chain builds :class:`Signal` values from
-its alerts (:meth:`Signal.from_alert`), and gets back links and texts. See docs/causes.md.
+its alerts (:meth:`Signal.from_alert`), and gets back links and texts. See docs/alerting.md
+(Causes and their effects).
 """
 
 from agent.causes.config import CausesConfig

@@ -197,7 +197,7 @@ class EdgeConfig(_Model):
 
 
 class CausesConfig(_Model):
-    """Cause graph: which alerts explain which (docs/causes.md)."""
+    """Cause graph: which alerts explain which (docs/alerting.md)."""
 
     enabled: bool = Field(True, description="false: never link alerts to causes.")
     builtin: bool = Field(
@@ -206,6 +206,13 @@ class CausesConfig(_Model):
     window: Duration | None = Field(
         None, gt=0,
         description="Window of every edge without its own (the shipped graph's is `10m`).",
+    )
+    hold: Duration | None = Field(
+        None, ge=0,
+        description="How long an alert that a cause could explain waits for that cause before "
+        "it pages on its own, counted from when it fired. Default: its route's `group_wait` "
+        "(which it waits anyway, so holding costs no time). `0s`: never wait; a cause that "
+        "comes later still lists it.",
     )
     kinds: dict[str, KindConfig] = Field(
         default_factory=dict,

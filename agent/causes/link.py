@@ -36,11 +36,22 @@ def link(causes: Iterable[Signal], effects: Iterable[Signal], now: float,
         if effect.since <= now:
             for kind in graph.kinds_of(effect):
                 by_kind.setdefault(kind, []).append(effect)
+    # per edge, its effects by the value of its first equality, so a cause reads only the
+    # effects that may share it (a fleet's thousand alerts are not each tried on each cause)
+    indexes: dict[int, dict[str, list[tuple[int, Signal]]]] = {}
     out: list[Link] = []
     for cause in causes:
         found: dict[object, Link] = {}
         for edge in graph.edges_from(graph.kinds_of(cause)):
-            for effect in by_kind.get(edge.effect, ()):
+            index = indexes.get(id(edge))
+            if index is None:
+                index = indexes[id(edge)] = _index(edge, by_kind.get(edge.effect, ()))
+            first = edge.same[0]
+            seen: dict[int, Signal] = {}
+            for name in first.cause:
+                for value in _keys(cause.label(name), first.host):
+                    seen.update(index.get(value, ()))
+            for _, effect in sorted(seen.items(), key=lambda pair: pair[0]):
                 if effect.key == cause.key or effect.key in found:
                     continue
                 reason = _explains(edge, cause, effect, now)
@@ -50,14 +61,33 @@ def link(causes: Iterable[Signal], effects: Iterable[Signal], now: float,
     return out
 
 
+def _keys(value: str, host: bool) -> set[str]:
+    """What a label value is filed under: itself, or for host names each host's short name
+    (two names :func:`same_host` calls the same have the same short name)."""
+    if not value:
+        return set()
+    return {h.split(".", 1)[0] for h in _hosts(value)} if host else {value}
+
+
+def _index(edge: Edge, effects: Sequence[Signal]) -> dict[str, list[tuple[int, Signal]]]:
+    """The effects of an edge's kind by the keys of its first equality, with their order."""
+    first = edge.same[0]
+    index: dict[str, list[tuple[int, Signal]]] = {}
+    for i, effect in enumerate(effects):
+        keys: set[str] = set()
+        for name in first.effect:
+            keys |= _keys(effect.label(name), first.host)
+        for key in keys:
+            index.setdefault(key, []).append((i, effect))
+    return index
+
+
 def _explains(edge: Edge, cause: Signal, effect: Signal, now: float) -> str | None:
     """Why ``cause`` explains ``effect`` through ``edge``, or None when it does not."""
     gap = effect.since - cause.since
-    if abs(gap) <= edge.window:
-        when = f"within {format_duration(edge.window)}"
-    elif edge.while_active and gap > 0 and effect.since <= (cause.until or now):
-        when = "while it fired"
-    else:
+    within = abs(gap) <= edge.window
+    if not within and not (edge.while_active and gap > 0
+                           and effect.since <= (cause.until or now)):
         return None
     said = []
     for condition in edge.same:
@@ -65,6 +95,7 @@ def _explains(edge: Edge, cause: Signal, effect: Signal, now: float) -> str | No
         if words is None:
             return None
         said.append(words)
+    when = f"within {format_duration(edge.window)}" if within else "while it fired"
     return f"{' and '.join(said)} {when}"
 
 

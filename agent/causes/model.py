@@ -120,3 +120,17 @@ class Explanation:
     @property
     def effects(self) -> tuple[Signal, ...]:
         return tuple(link.effect for link in self.links)
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole explanation, signals included (what a queued notification carries)."""
+        return {"cause": self.cause.as_dict(), "kind": self.kind,
+                "links": [{"cause": i.cause.as_dict(), "effect": i.effect.as_dict(),
+                           "cause_kind": i.cause_kind, "effect_kind": i.effect_kind,
+                           "reason": i.reason} for i in self.links]}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Explanation:
+        links = tuple(Link(Signal.from_dict(i["cause"]), Signal.from_dict(i["effect"]),
+                           str(i.get("cause_kind") or ""), str(i.get("effect_kind") or ""),
+                           str(i.get("reason") or "")) for i in doc.get("links") or ())
+        return cls(Signal.from_dict(doc["cause"]), str(doc.get("kind") or ""), links)

@@ -1,7 +1,8 @@
 """``mlwarden alerts list`` and ``mlwarden alerts history RULE``: read the alert tables.
 
 The history of a rule interleaves its alerts' transitions with what people did about them
-from Slack (acknowledged, silenced, unsilenced, asked for a chart; refused presses too),
+from Slack (acknowledged, silenced, unsilenced, asked for a chart; refused presses too) and
+the cause graph's links (why an alert was said under a cause, or what a cause explained),
 oldest first."""
 
 from __future__ import annotations
@@ -77,15 +78,19 @@ def list_alerts(args: argparse.Namespace) -> int:
 def history(args: argparse.Namespace) -> int:
     from agent.slackapp.store import ActionStore
 
+    from agent.alerting.causes import link_rows
+
     store = _store(args)
     rows = store.history(args.rule, args.limit)
     actions = ActionStore(store.engine).actions(rule=args.rule, limit=args.limit)
+    links = link_rows(store.engine, args.rule, args.limit)
     if args.json:
         docs = [(r["at"], r) for r in rows] + [(a.requested_at, _action_doc(a)) for a in actions]
+        docs += [(r["at"], _link_doc(r, args.rule)) for r in links]
         for _, doc in sorted(docs, key=lambda d: d[0]):
             print(json.dumps(doc, sort_keys=True, default=str))
         return 0
-    if not rows and not actions:
+    if not rows and not actions and not links:
         known = ", ".join(store.rules()) or "none yet"
         print(f"mlwarden: no transitions recorded for rule {args.rule!r} "
               f"(rules with alerts: {known})", file=sys.stderr)
@@ -94,9 +99,32 @@ def history(args: argparse.Namespace) -> int:
               "" if r["value"] is None else f"{r['value']:g}") for r in rows]
     lines += [(a.requested_at, _iso(a.requested_at), _labels(a.group_labels), a.describe(), "")
               for a in actions]
+    lines += [(r["at"], _iso(r["at"]), *_link_line(r, args.rule), "") for r in links]
     print_table(["TIME", "LABELS", "TRANSITION", "VALUE"],
                 [line[1:] for line in sorted(lines, key=lambda line: line[0])], out=sys.stdout)
     return 0
+
+
+def _link_doc(row: dict[str, Any], rule: str) -> dict[str, Any]:
+    """A link of the cause graph, as the effect (``linked``) or the cause (``explains``) saw it."""
+    return {**row, "link": "linked" if row["effect_rule"] == rule else "explains"}
+
+
+def _link_line(row: dict[str, Any], rule: str) -> tuple[str, str]:
+    """(labels, what happened) of a link: why the alert was linked to its cause, or what its
+    cause explained."""
+    how = f"{row['placement']} in {row['receiver']}" if row["receiver"] else row["placement"]
+    cause, effect = _own(row["cause_labels"]), _own(row["effect_labels"])
+    if row["effect_rule"] == rule:
+        said = f"{row['cause_rule']}{{{cause}}}"
+        return effect, f"linked to cause {said}: {row['reason']} ({how})"
+    return cause, f"explains {row['effect_rule']}{{{effect}}}: {row['reason']} ({how})"
+
+
+def _own(labels: Any) -> str:
+    """An alert's labels without those every alert has (its rule, its severity)."""
+    return _labels({k: v for k, v in (labels or {}).items()
+                    if k not in ("alert", "alertname", "severity")})
 
 
 def _action_doc(action: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``mlwarden routes test --label alert=GpuIdle --label node=gpu-3``: where would this alert go?
 
 Like ``amtool config routes test``: prints the matching routes and receivers, their
-grouping and timers, whether a silence or an inhibiting firing alert mutes it, and the
-message it would send.
+grouping and timers, whether a silence or an inhibiting firing alert mutes it, which firing
+alert the cause graph would link it to and why (or what it would explain), and the message
+it would send.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
@@ -22,9 +23,6 @@ from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
 from agent.notify.base import AlertInfo, Notification
 from agent.notify.render import blocks_for, plain_text
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,9 +57,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=test)
 
 
-def _firing(engine: Engine) -> list[dict[str, str]]:
-    """The labels of every firing alert, read through the alert store (for inhibition)."""
-    rows = AlertStateStore(engine).list_alerts("firing")
+def _firing_signals(rows: list[dict[str, Any]]) -> list[Any]:
+    """The firing alerts (``AlertStateStore.list_alerts`` rows) as cause-graph signals."""
+    from agent.causes import Signal
+
+    return [Signal.of(r["rule"], r["labels"], r["active_since"] or r["fired_at"] or 0.0,
+                      fingerprint=r["fingerprint"], severity=r["severity"],
+                      summary=(r["annotations"] or {}).get("summary", ""))
+            for r in rows]
+
+
+def _causes(config: Any, rule: str, labels: dict[str, str], now: float, firing: Any) -> None:
+    """Say which firing alert would explain this one (and why), or what it would explain."""
+    from agent.causes import CauseGraph, Signal, link
+
+    if not config.causes.enabled:
+        print("cause: linking is off (causes.enabled: false)")
+        return
+    graph = CauseGraph.build(config.causes)
+    me = Signal.of(rule, labels, now, fingerprint="dry-run")
+    kinds = graph.kinds_of(me)
+    print(f"cause graph: {', '.join(kinds) if kinds else 'not of any kind (never linked)'}")
+    if not kinds:
+        return
+    if firing is None:
+        print("  (firing alerts not read from the store: no link checked)")
+        return
+    causes = link(firing, [me], now, graph)
+    for item in causes:
+        print(f"  linked to cause {item.cause.rule}{{{_plain(item.cause)}}} ({item.cause_kind}): "
+              f"{item.reason}: it would be said in that cause's message")
+    for item in link([me], firing, now, graph):
+        print(f"  would explain {item.effect.rule}{{{_plain(item.effect)}}} ({item.effect_kind}): "
+              f"{item.reason}")
+    if not causes:
+        print("  no firing alert explains it: it pages on its own")
+
+
+def _plain(signal) -> str:  # type: ignore[no-untyped-def]
+    return ",".join(f"{k}={v}" for k, v in sorted(signal.labels)
+                    if k not in ("alertname", "alert", "severity"))
+
+
+def _firing(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The labels of every firing alert (``AlertStateStore.list_alerts`` rows), for inhibition."""
     return [alert_labels(r["rule"], r["labels"], r["severity"]) for r in rows]
 
 
@@ -80,7 +119,7 @@ def test(args: argparse.Namespace) -> int:
     full = alert_labels(rule, labels, severity)
     config = config_from_args(args)
     now = time.time()
-    silences, firing = None, []
+    silences, firing, signals = None, [], None
     if not args.no_store:
         from agent.history.db import create_schema, make_engine
 
@@ -89,7 +128,9 @@ def test(args: argparse.Namespace) -> int:
             create_schema(engine)
             silences = SilenceStore(engine)
             silences.refresh(now)
-            firing = _firing(engine)
+            rows = AlertStateStore(engine).list_alerts("firing")  # the CLI reads through the store
+            firing = _firing(rows)
+            signals = _firing_signals(rows)
         except (StoreError, Exception) as exc:  # noqa: BLE001 - a dry run still answers without the store
             print(
                 f"(store {config.agent.history} unreadable, silences and inhibition not checked: {exc})"
@@ -118,6 +159,7 @@ def test(args: argparse.Namespace) -> int:
             print(f"  held now: {held}")
     reason = router.mute_reason(full, now, firing)
     print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
+    _causes(config, rule, full, now, signals)
     info = AlertInfo(
         fingerprint="dry-run",
         rule=rule,

@@ -10,7 +10,8 @@ rollup_progress — the rollup job (agent.history.rollups);
 check_state — check cursors; alerts/alert_transitions — the rules engine;
 outbox — notifications and exporter points awaiting delivery; silences — routing;
 leases — leader election; action_targets/action_target_alerts/alert_actions — actions
-taken on alerts from Slack (agent.slackapp.store).
+taken on alerts from Slack (agent.slackapp.store); alert_links — which alert the cause
+graph linked to which cause, and why (agent.alerting.causes).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "action_targets",
     "action_target_alerts",
     "alert_actions",
+    "alert_links",
     "series",
     "samples",
     "rollup_1m",
@@ -213,6 +215,33 @@ alert_actions = Table(
     Column("claim_expires", Double),
     Column("finished_at", Double),
     Index("ix_alert_actions_target_id", "target_id", "requested_at"),
+)
+
+# -- links between alerts (owned by agent.alerting.causes) ------------------------------
+# Each time the dispatcher said an alert under its cause (or reported the link), once per
+# effect, cause and start of the effect: ``id`` is derived from the three, so agents sharing
+# the store and restarts insert it once. Labels are kept so the history reads without the
+# ``alerts`` rows (which a later episode overwrites).
+alert_links = Table(
+    "alert_links",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("effect", String(64), nullable=False),  # fingerprint
+    Column("effect_rule", String(200), nullable=False),
+    Column("effect_labels", Text, nullable=False, default="{}"),  # JSON object
+    Column("effect_kind", String(64), nullable=False, default=""),
+    Column("effect_since", Double),
+    Column("cause", String(64), nullable=False),  # fingerprint
+    Column("cause_rule", String(200), nullable=False),
+    Column("cause_labels", Text, nullable=False, default="{}"),  # JSON object
+    Column("cause_kind", String(64), nullable=False, default=""),
+    Column("cause_since", Double),
+    Column("reason", Text, nullable=False, default=""),
+    Column("receiver", String(200), nullable=False, default=""),
+    Column("placement", String(16), nullable=False, default=""),  # grouped|paged|reported
+    Column("at", Double, nullable=False),
+    Index("ix_alert_links_effect_rule", "effect_rule", "at"),
+    Index("ix_alert_links_cause_rule", "cause_rule", "at"),
 )
 
 # -- metric history (owned by agent.history.store) -------------------------------------

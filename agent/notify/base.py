@@ -85,6 +85,8 @@ class Notification:
     alerts: list[AlertInfo]
     created_at: float
     seq: int = 0
+    # explanations this message says, cause first (agent.alerting.causes.CauseLinks.docs)
+    causes: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc = dict(vars(self))

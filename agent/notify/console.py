@@ -51,7 +51,8 @@ def alert_record(note: Notification, now: float, late_note: str | None = None) -
     return json_line(_LEVEL.get(worst, "info"), "mlwarden.alerts", headline, now,
                      receiver=note.receiver, event=note.event, group=note.group_labels,
                      incident=note.incident, late=late_note,
-                     alerts=[_alert(a) for a in note.alerts])
+                     alerts=[_alert(a) for a in note.alerts],
+                     **({"causes": note.causes} if note.causes else {}))
 
 
 def _alert(a: AlertInfo) -> dict[str, Any]:

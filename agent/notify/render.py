@@ -190,6 +190,10 @@ def blocks_for(
     footer: str = "mlwarden",
 ) -> list[dict[str, Any]]:
     """The Block Kit message of ``note``: header, one section per alert (cut to fit), context."""
+    if note.causes:  # the cause first (agent.notify.linked)
+        from agent.notify.linked import causes_blocks
+
+        return causes_blocks(note, now, late_note=late_note, footer=footer)
     resolved_all = note.event == "resolved"
     icon = (
         ":white_check_mark:"
@@ -242,6 +246,10 @@ def blocks_for(
 
 def fallback_text(note: Notification, now: float, late_note: str | None = None) -> str:
     """The ``text`` of a message: notifications and screen readers show it."""
+    if note.causes:
+        from agent.notify.linked import causes_text
+
+        return causes_text(note, now, late_note)
     firing = note.firing
     head = escape(_title(note))
     if firing:
@@ -255,6 +263,12 @@ def fallback_text(note: Notification, now: float, late_note: str | None = None) 
 
 def thread_reply(note: Notification, now: float, late_note: str | None = None) -> str:
     """The thread reply of an update, repeat or resolution."""
+    if note.causes:  # an effect joined its cause, or the cause resolved
+        from agent.notify.linked import causes_reply
+
+        reply = causes_reply(note, now, late_note)
+        if reply is not None:
+            return reply
     parts = []
     if note.event == "resolved":
         starts = [a.started for a in note.alerts if a.started is not None]
@@ -277,6 +291,10 @@ def thread_reply(note: Notification, now: float, late_note: str | None = None) -
 
 def plain_text(note: Notification, now: float, late_note: str | None = None) -> str:
     """Console output: one headline and one line per alert, no markup."""
+    if note.causes:
+        from agent.notify.linked import causes_plain
+
+        return causes_plain(note, now, late_note)
     lines = [_title(note) + (f" ({late_note})" if late_note else "")]
     for alert in note.alerts:
         labels = ",".join(

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
@@ -44,6 +44,9 @@ from agent.notify.base import Notification, Notifier, NotifyError, ReceiverBroke
 from agent.notify.render import blocks_for, fallback_text, thread_reply
 from agent.notify.slack_scopes import ScopeReport, scopes_from_headers
 from agent.secrets import scrub
+
+if TYPE_CHECKING:
+    from agent.slackapp.wiring import AlertActions
 
 __all__ = ["SlackNotifier", "SlackRefused", "slack_errors", "BROKEN_ERRORS", "EVENT_TYPE"]
 
@@ -174,6 +177,12 @@ class SlackNotifier(Notifier):
         self.chart_errors = 0
         self.readback_failures = 0
         self.scopes: ScopeReport | None = None  # None until Slack named the token's scopes
+        # Slack actions' buttons (agent.slackapp.wiring.AlertActions), when configured
+        self.actions: AlertActions | None = None
+
+    def client(self) -> AsyncWebClient:
+        """This receiver's Web API client (its token), for edits after a button press."""
+        return self._api()
 
     def _api(self) -> AsyncWebClient:
         if self._client is None:
@@ -242,6 +251,8 @@ class SlackNotifier(Notifier):
                 await ctx.record(dict(state))
 
         blocks = blocks_for(note, ctx.now, late_note=ctx.late_note, footer=self._footer)
+        if self.actions is not None:  # the buttons and who acknowledged or silenced it
+            blocks = await self.actions.message_blocks(note, blocks, ctx.now)
         text = fallback_text(note, ctx.now, ctx.late_note)
         if parent is None or note.event == "firing":
             if "ts" not in state:
@@ -249,6 +260,8 @@ class SlackNotifier(Notifier):
                 if found is None:
                     found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
                 await record(channel=found[0], ts=found[1])
+                if self.actions is not None:
+                    await self.actions.posted(note, found[0], found[1], ctx.now)
             if note.event == "firing" and not state.get("chart_done"):
                 await self._upload_chart(note, ctx.now, state["channel"], state["ts"])
                 await record(chart_done=True)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.durations import Duration
 from agent.slackapp.model import ACTIONS
 
-__all__ = ["AllowList", "AllowConfig", "HttpModeConfig", "SlackActionsConfig"]
+__all__ = ["AllowList", "AllowConfig", "HttpModeConfig", "SlackActionsConfig", "chain_warnings"]
 
 _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -101,7 +101,7 @@ class HttpModeConfig(_Model):
 
 
 class SlackActionsConfig(_Model):
-    """Buttons on alert messages: acknowledge, silence, unsilence, chart (docs/slack-actions.md)."""
+    """Buttons on alert messages: acknowledge, silence, unsilence, chart (docs/alerting.md)."""
 
     mode: Literal["socket", "http"] = Field(
         "socket", description="`socket`: the agent connects out to Slack (Socket Mode, no "
@@ -151,3 +151,18 @@ class SlackActionsConfig(_Model):
                        "answered 'not allowed'); list `users`, `usergroups` or set "
                        "`anyone: true` under allow.default or the action")
         return out
+
+
+def chain_warnings(alerting: Any) -> list[str]:
+    """``slack_actions`` set where no message can carry its buttons (said at load time):
+    buttons go on the messages of Slack receivers in bot mode only."""
+    if not alerting.enabled:
+        return ["slack_actions is set but alerting is disabled (alerting.enabled: false): no "
+                "message carries buttons, so the Slack app is not connected"]
+    slack = alerting.slack
+    if (slack is not None and slack.token is not None) or \
+            any(r.type == "slack" for r in alerting.receivers):
+        return []
+    return ["slack_actions is set but no receiver posts with a bot token (alerting.slack.token "
+            "or a receiver of type slack): a webhook's messages cannot carry buttons, so none "
+            "has them"]

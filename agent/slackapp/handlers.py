@@ -70,10 +70,12 @@ def _mark(req: ActionRequest) -> str:
 
 
 def state_of(target: Target, store: ActionStore, silences: Silences, now: float) -> ActionState:
-    """What the target's message should show now (its ack, its active silences)."""
+    """What the target's message should show now (its ack, its active silences); once it
+    resolved, the silences as they stood when it resolved (an 'until resolved' one ends then)."""
     made = store.silence_ids(target.id)
     until_resolved = set(store.silence_ids(target.id, until_resolved=True))
-    active = [s for s in silences.list(now=now) if s.id in made]
+    at = now if target.resolved_at is None else min(now, target.resolved_at - 0.001)
+    active = [s for s in silences.list(now=at) if s.id in made]
     latest = max(active, key=lambda s: s.ends_at, default=None)
     return ActionState(
         target_id=target.id, ack=target.ack,

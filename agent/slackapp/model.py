@@ -60,15 +60,29 @@ class AlertRef:
     labels: Mapping[str, str]  # the labels it is routed and silenced on (alertname included)
     metric: str | None = None
     series: tuple[Mapping[str, str], ...] = ()
+    # for the chart: its threshold line, its title, its pending and firing spans
+    threshold: float | None = None
+    summary: str = ""
+    fired_at: float | None = None
+    active_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "rule": self.rule, "labels": dict(self.labels),
-                "metric": self.metric, "series": [dict(s) for s in self.series]}
+                "metric": self.metric, "series": [dict(s) for s in self.series],
+                "threshold": self.threshold, "summary": self.summary,
+                "fired_at": self.fired_at, "active_since": self.active_since}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "AlertRef":
         return cls(str(doc["fingerprint"]), str(doc["rule"]), dict(doc.get("labels") or {}),
-                   doc.get("metric"), tuple(dict(s) for s in doc.get("series") or ()))
+                   doc.get("metric"), tuple(dict(s) for s in doc.get("series") or ()),
+                   threshold=_float(doc.get("threshold")), summary=str(doc.get("summary") or ""),
+                   fired_at=_float(doc.get("fired_at")),
+                   active_since=_float(doc.get("active_since")))
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 @dataclass(frozen=True)

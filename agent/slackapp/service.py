@@ -5,7 +5,7 @@ One press flows: Socket Mode envelope or signed HTTP request -> :func:`requests_
 worker thread (the store is blocking) -> acknowledged to Slack -> an ephemeral answer to
 the person (``response_url``) and, for an applied action, ``on_outcome``: the seam where the
 notifier redraws the message (``chat.update``), posts the thread line and the chart
-(issue 21, phase 2).
+(agent/slackapp/echo.py; agent/slackapp/wiring.py ties it to the daemon's alerting).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
@@ -29,6 +29,10 @@ from agent.slackapp.policy import Gate, Usergroups
 from agent.slackapp.respond import Replier
 from agent.slackapp.socket import LeaveUnacked, SocketModeClient
 from agent.slackapp.store import ActionStore
+
+if TYPE_CHECKING:
+    from agent.slackapp.echo import MessageEcho
+    from agent.slackapp.wiring import AlertActions
 
 __all__ = ["SlackActions"]
 
@@ -67,6 +71,9 @@ class SlackActions:
             self.receiver = HttpReceiver(config.http, self.handle_payload, clock=clock)
         self._after: set[asyncio.Task[None]] = set()
         self.counts: dict[str, int] = {}
+        # set by agent.slackapp.wiring.build_slack_actions in the daemon
+        self.hooks: AlertActions | None = None
+        self.echo: MessageEcho | None = None
 
     async def start(self) -> None:
         await self.receiver.start()
@@ -77,8 +84,14 @@ class SlackActions:
             await asyncio.wait(list(self._after), timeout=5)
 
     def status(self) -> dict[str, Any]:
-        return {**self.receiver.status(), "outcomes": dict(self.counts),
-                "answers_sent": self.replier.sent, "answers_failed": self.replier.failed}
+        doc = {**self.receiver.status(), "outcomes": dict(self.counts),
+               "answers_sent": self.replier.sent, "answers_failed": self.replier.failed}
+        if self.hooks is not None:
+            doc["buttons_on"] = list(self.hooks.receivers)
+            doc["store_errors"] = self.hooks.errors
+        if self.echo is not None:
+            doc.update(self.echo.status())
+        return doc
 
     async def _socket_request(self, request: SocketModeRequest) -> dict[str, Any] | None:
         if request.type != "interactive":

@@ -61,7 +61,7 @@ class StatusPage:
         self.agent = agent
         self.access = PageAccess(lambda: agent.config.agent.auth_token, listen)
         self._templates: Environment | None = None
-        # who took which alert: set by whatever records acknowledgements (none does yet)
+        # who took which alert: the Slack actions' store, when slack_actions is set (agent.app)
         self.acks: AckReader | None = None
 
     @property

@@ -74,7 +74,7 @@ class Ack:
 
 class AckReader(Protocol):
     """Where acknowledgements come from; the page shows an 'Acknowledged' column only
-    when one is given (none exists yet)."""
+    when one is given (the Slack actions' store, agent.slackapp.store.ActionStore)."""
 
     def acks(self, fingerprints: Sequence[str]) -> Mapping[str, Ack]: ...
 

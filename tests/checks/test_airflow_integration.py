@@ -107,7 +107,7 @@ async def test_each_outcome_once_with_task_and_log_link_and_restart_repeats_noth
     log_url = tasks_failed[0].tag("log_url")
     assert log_url == expected_log_url(airflow, "mlw_fails", fails, "train", 1)
     # where it ran, as Airflow recorded it (its worker is this machine): the host a GPU fault
-    # on this node would be linked by (docs/causes.md)
+    # on this node would be linked by (docs/alerting.md)
     host = tasks_failed[0].tag("hostname") or ""
     assert same_host(host, socket.gethostname()), (host, socket.gethostname())
     assert runs_failed[0].tag("failed_hosts") == host

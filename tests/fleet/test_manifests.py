@@ -202,7 +202,7 @@ def test_pod_agents_are_named_by_their_pod_and_only_the_cluster_role_campaigns()
 
 @pytest.mark.parametrize("file", ["sidecar.yaml", "daemonset.yaml"])
 def test_agents_beside_models_and_gpus_know_their_node_from_the_downward_api(file):
-    """The `node` label that links a GPU fault to a model's alerts (docs/causes.md): the
+    """The `node` label that links a GPU fault to a model's alerts (docs/alerting.md): the
     agent's node is $NODE_NAME, which these pods get from spec.nodeName, with no config."""
     from agent.node import this_node
 

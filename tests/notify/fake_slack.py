@@ -166,6 +166,13 @@ def validate_blocks(blocks: Any) -> None:
                 if e.get("type") != "button":
                     raise BlockError(f"{where}.elements[{j}]: only buttons are expected here")
                 _text_obj(e.get("text"), f"{where}.elements[{j}].text", 75, ("plain_text",))
+                # a link button has a url; an app's button (Slack actions) an action_id and
+                # a value of at most 2000 characters, sent back to the app when pressed
+                if "url" not in e:
+                    if not e.get("action_id") or len(str(e.get("value", ""))) > 2000:
+                        raise BlockError(f"{where}.elements[{j}]: a button without a url "
+                                         "needs an action_id (value: at most 2000 chars)")
+                    continue
                 url = e.get("url", "")
                 if (
                     not isinstance(url, str)

@@ -1,5 +1,6 @@
-"""What the notifier will do in phase 2, done by hand: register an incident's target and
-render its message (the notifier's blocks plus the action blocks)."""
+"""What the Slack notifier does (agent.slackapp.wiring), done by hand for tests of the
+receiving side alone: register an incident's target and render its message (the
+notifier's blocks plus the action blocks)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def incident(store: ActionStore, *alerts: AlertRef, receiver: str = "oncall",
 
 def message(target: Target, store: ActionStore, silences: SilenceStore,
             now: float) -> list[dict[str, Any]]:
-    """The alert message as phase 2's notifier will post it."""
+    """The alert message as the notifier posts it."""
     infos = [AlertInfo(a.fingerprint, a.rule, dict(a.labels), "firing",
                        severity=a.labels.get("severity", "warning"),
                        annotations={"summary": f"{a.labels.get('model')} is down",

@@ -68,11 +68,30 @@ slack_actions:
     assert actions.mode == "socket" and actions.allow.for_action("silence").usergroups == \
         ("S0ONCALL",)
     assert actions.allow.for_action("chart").anyone and config_warnings(config) == []
-    bare = parse_config(f"slack_actions: {{app_token: {APP}}}")
+    bare = parse_config(f"alerting: {{slack: {{token: xoxb-1-bot}}}}\n"
+                        f"slack_actions: {{app_token: {APP}}}")
     assert config_warnings(bare) == [
         "slack_actions.allow: nobody may acknowledge, silence, unsilence, chart (every press "
         "is answered 'not allowed'); list `users`, `usergroups` or set `anyone: true` under "
         "allow.default or the action"]
+
+
+@pytest.mark.parametrize("alerting,expected", [
+    ("{slack: {webhook_url: 'https://hooks.slack.com/services/T0/B0/x'}}",
+     "slack_actions is set but no receiver posts with a bot token"),
+    ("{}", "slack_actions is set but no receiver posts with a bot token"),
+    ("{enabled: false, slack: {token: xoxb-1-bot}}",
+     "slack_actions is set but alerting is disabled"),
+])
+def test_buttons_with_nowhere_to_go_are_said_at_load_time(alerting, expected):
+    config = parse_config(f"alerting: {alerting}\nslack_actions: "
+                          f"{{app_token: {APP}, allow: {{default: {{anyone: true}}}}}}")
+    assert [w for w in config_warnings(config) if w.startswith(expected)], \
+        config_warnings(config)
+    fine = parse_config("alerting: {receivers: [{name: oncall, type: slack, token: xoxb-1-bot, "
+                        f"channel: C0ONCALL1}}]}}\nslack_actions: {{app_token: {APP}, "
+                        "allow: {default: {anyone: true}}}")
+    assert config_warnings(fine) == []
 
 
 def test_the_manifest_turns_on_socket_mode_interactivity_and_every_scope_used():
@@ -92,8 +111,12 @@ def test_the_manifest_turns_on_socket_mode_interactivity_and_every_scope_used():
 
 
 def test_the_docs_point_at_the_manifest_and_list_its_scopes():
-    text = (REPO / "docs" / "slack-actions.md").read_text()
+    """docs/alerting.md and the manifest are all a person needs to set the app up."""
+    text = (REPO / "docs" / "alerting.md").read_text()
+    text = text[text.index("## Acting on alerts from Slack"):]
+    text = text[:text.index("\n## ", 5)]
     assert "deploy/slack/slack-app-manifest.yaml" in text
     for scope in yaml.safe_load(MANIFEST.read_text())["oauth_config"]["scopes"]["bot"]:
         assert f"`{scope}`" in text, scope
     assert "connections:write" in text and "xapp-" in text
+    assert "app_token:" in text and "allow:" in text and "signing_secret:" in text

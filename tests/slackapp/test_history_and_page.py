@@ -95,7 +95,7 @@ async def test_the_status_page_shows_who_acknowledged_a_live_alert(tmp_path):
         ref = AlertRef(live.fingerprint, live.rule, dict(live.labels))
         target = incident(store, ref, now=1000.0, group_labels={"check": "ranker"})
         url = f"http://127.0.0.1:{agent.server.bound_port}/"
-        agent.server.page.acks = store  # phase 2 does this in the daemon
+        agent.server.page.acks = store  # as agent.app does with slack_actions set (no Slack here)
         async with aiohttp.ClientSession() as s:
             async with s.get(url) as r:
                 body = await r.text()
