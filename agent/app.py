@@ -24,18 +24,18 @@ from agent.allocator import MemoryTrimmer
 from agent.check import AgentCheck, CheckContext, InstanceConfig
 from agent.config import AgentConfig, AgentSection, load_config, override_agent
 from agent.errors import AgentError
-from agent.export.build import build_exporters
+from agent.export.build import Exporters, build_exporters
 from agent.export.prometheus import PrometheusExporter
 from agent.gcfreeze import GcFreezer
 from agent.heartbeat import Heartbeat
 from agent.history.store import HistoryStore
 from agent.leader import build_leadership
 from agent.node import this_node
-from agent.pipeline import Pipeline
+from agent.pipeline import Pipeline, Sink
 from agent.plugins import check_types, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
-from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
 from agent.scheduler import CheckScheduler
 from agent.server import AgentServer
 
@@ -179,7 +179,8 @@ class Agent:
         if config.cost.digest is not None:
             from agent.cost.digest import CostDigest
 
-            self.components.append(CostDigest(config, self.history.engine))
+            self.components.append(CostDigest(config.cost, config.alerting,
+                                              config.history.retention, self.history.engine))
         return meter
 
     def _context(self, config: AgentConfig) -> CheckContext:
@@ -204,14 +205,14 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        exporters = build_exporters(self.config, lambda: self.history.engine, self.submit_own)
+        exporters = build_exporters(self.config.exporters, self.config.agent.identity,
+                                    lambda: self.history.engine, self.submit_own)
         self.prometheus = exporters.prometheus
         self.components.extend(exporters.components)
         for component in self.components:
             await component.start()
-            sink = getattr(component, "consume", None)
-            if sink is not None:
-                self.pipeline.attach(component)  # type: ignore[arg-type]
+        for sink in self._sinks(exporters):
+            self.pipeline.attach(sink)
         self.pipeline.start()
         await self.server.start()
         self.scheduler.set_checks(build_checks(self.config, self.context))
@@ -221,6 +222,14 @@ class Agent:
                  len(self.scheduler.checks), len(self.config.rules),
                  ", ".join(self.config.rule_files) or "no rule_files",
                  extra={"config": self.config_path or "(embedded defaults)"})
+
+    def _sinks(self, exporters: Exporters) -> list[Sink]:
+        """What the pipeline feeds, named here rather than found by looking for ``consume``:
+        the store, the rules, the cost meter, then the exporters, in that order."""
+        sinks: list[Sink] = [self.history]
+        sinks += [self.rules] if self.rules is not None else []
+        sinks += [self.cost] if self.cost is not None else []
+        return sinks + exporters.sinks
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight checks finish up to the deadline, flush, close."""
@@ -300,7 +309,7 @@ class Agent:
         ok = 1.0 if self.last_reload_error is None else 0.0
         tags = make_tags(self.config.agent.tags, {"agent": self.config.agent.hostname})
         self.pipeline.submit(CheckResult(
-            check="config", check_type="agent", status=Status.OK if ok else Status.WARNING,
+            check="config", check_type=AGENT_CHECK_TYPE, status=Status.OK if ok else Status.WARNING,
             message="last config load succeeded" if ok else "last reload was rejected",
             samples=[Sample("mlwarden.config.last_reload_successful", ok, tags, now, Kind.GAUGE),
                      Sample("mlwarden.config.last_reload_success_timestamp",

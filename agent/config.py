@@ -1,9 +1,10 @@
 """The agent's config: one YAML file, validated into frozen pydantic models.
 
-The only module that reads YAML. ``${VAR}`` and ``${VAR:-default}`` are taken from the
-environment in every string value. Every problem is reported at once, each naming the key
-path (``checks[2].interval``), what was expected and what was found; unknown keys are
-errors, with the nearest valid key suggested, so a typo never passes silently. Secrets are
+``${VAR}`` and ``${VAR:-default}`` are taken from the environment in every string value.
+Every problem is reported at once, each naming the key path (``checks[2].interval``), what
+was expected and what was found; unknown keys are errors, with the nearest valid key
+suggested, so a typo never passes silently (:mod:`agent.yamlconf` reads the YAML and words
+the problems, the same way for this file, rule packs and rule tests). Secrets are
 ``SecretStr`` and are registered with :mod:`agent.secrets` so they are never printed.
 """
 
@@ -12,13 +13,11 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from agent.alerting.config import AlertingConfig, reference_problems, timer_warnings
@@ -32,17 +31,20 @@ from agent.errors import ConfigError, UnknownCheckError
 from agent.export.config import ExportersConfig
 from agent.heartbeat import HeartbeatConfig
 from agent.history.config import HistoryConfig
+from agent.identity import Identity
 from agent.leader import LeaderConfig
 from agent.plugins import check_types, get_check_type
 from agent.rules.config import RuleConfig, RulesEngineConfig
+from agent.rules.files import include_rule_files
 from agent.secrets import register_secret
 from agent.slackapp.config import SlackActionsConfig
+from agent.yamlconf import (ENV_RE, format_errors, is_secret, key_path, kind_of, parse_yaml,
+                            substitute)
 
 __all__ = ["AgentConfig", "AgentSection", "config_warnings", "default_config", "draft_warnings",
            "load_config", "override_agent", "parse_config"]
 
 log = logging.getLogger(__name__)
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _Model(BaseModel):
@@ -103,6 +105,11 @@ class AgentSection(_Model):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(f"expected host:port like '127.0.0.1:9464', found {value!r}")
         return value
+
+    @property
+    def identity(self) -> Identity:
+        """Name, tags and reporting pace: what component factories take besides their section."""
+        return Identity(self.hostname, dict(self.tags), self.self_check_interval)
 
     @property
     def listen_host(self) -> str:
@@ -231,12 +238,12 @@ def draft_warnings(path: str | os.PathLike[str], env: Mapping[str, str] | None =
     """What can be warned about in a file that does not validate (for `config validate`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError):
+        raw = parse_yaml(text)
+    except (OSError, ValueError):
         return []
     if not isinstance(raw, dict):
         return []
-    raw = _substitute(raw, os.environ if env is None else env, (), [])
+    raw = substitute(raw, os.environ if env is None else env, (), [])
     out = timer_warnings(raw.get("alerting"))
     written = _secrets_written_in(text)
     try:
@@ -262,21 +269,21 @@ def _secrets_written_in(text: str) -> list[str]:
     ``token: ${TOKEN}`` and ``url: https://hooks.slack.com/services/${HOOK}`` do not.
     """
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError:
+        raw = parse_yaml(text)
+    except ValueError:
         return []
     if not isinstance(raw, dict):
         return []
     found: list[str] = []
 
     def literal(value: str) -> bool:
-        refs = list(_ENV_RE.finditer(value))
+        refs = list(ENV_RE.finditer(value))
         return bool(value.strip()) and (not refs or any(m.group(2) for m in refs))
 
     def walk(value: Any, loc: tuple, model: type[BaseModel], prefix: tuple) -> None:
         if isinstance(value, str):
-            if literal(value) and _is_secret(model, loc):
-                found.append(_path((*prefix, *loc)))
+            if literal(value) and is_secret(model, loc):
+                found.append(key_path((*prefix, *loc)))
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(item, (*loc, str(key)), model, prefix)
@@ -302,31 +309,28 @@ def parse_config(
 ) -> AgentConfig:
     """Validate config text; ``source`` names it in errors."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [f"{where}invalid YAML: {problem}"]) from None
+        raw = parse_yaml(text)
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(source, [f"(top level): expected a mapping of sections, found {_kind(raw)}"])
+        raise ConfigError(source, [f"(top level): expected a mapping of sections, found {kind_of(raw)}"])
     problems: list[str] = []
-    raw = _substitute(raw, env if env is not None else os.environ, (), problems)
+    raw = substitute(raw, env if env is not None else os.environ, (), problems)
     env_paths = {p.split(":", 1)[0] for p in problems}
     checks_raw = raw.pop("checks", None) or []
     top: AgentConfig | None = None
     try:  # cross-references are checked below on the raw file, so each gets its own path
         top = AgentConfig.model_validate(raw, context={"references_checked": True})
     except ValidationError as exc:
-        problems.extend(_format_errors(exc, (), AgentConfig))
+        problems.extend(format_errors(exc, (), AgentConfig))
     problems.extend(reference_problems(raw.get("alerting")))
     problems.extend(cause_problems(raw.get("causes")))
     problems.extend(_history_url_problems(raw.get("agent")))
     checks: list[InstanceConfig] = []
     if not isinstance(checks_raw, list):
-        problems.append(f"checks: expected a list of check instances, found {_kind(checks_raw)}")
+        problems.append(f"checks: expected a list of check instances, found {kind_of(checks_raw)}")
         checks_raw = []
     seen: dict[str, int] = {}
     for i, item in enumerate(checks_raw):
@@ -349,13 +353,11 @@ def parse_config(
             problems.append(f"cost.digest.receiver: {exc}")
     if top is not None and top.slack_actions is not None:
         problems.extend(_slack_actions_problems(top))
-    from agent.rules.files import include_rule_files
-
     if top is not None:
-        top = include_rule_files(top, base_dir, problems, env)
+        top = _with_rule_files(top, base_dir, problems, env)
     elif isinstance(raw.get("rule_files"), list):  # the rest is invalid: still check the packs
         files = tuple(str(f) for f in raw["rule_files"] if isinstance(f, str))
-        include_rule_files(AgentConfig(rule_files=files), base_dir, problems, env)
+        include_rule_files((), files, base_dir, problems, env)
     if problems:
         # a value whose variable is unset is reported once, not again as a bad value
         env_count = len(env_paths)
@@ -390,13 +392,20 @@ def default_config() -> AgentConfig:
     own pack): without rules the console receiver, the default when Slack is not
     configured, would never have anything to say.
     """
-    from agent.rules.files import include_rule_files
-
     problems: list[str] = []
-    config = include_rule_files(AgentConfig(rule_files=DEFAULT_RULE_FILES), None, problems, env={})
+    config = _with_rule_files(AgentConfig(rule_files=DEFAULT_RULE_FILES), None, problems, env={})
     if problems:  # a broken package, not a user error; tests/agent/test_config.py guards it
         raise ConfigError("(embedded defaults)", problems)
     return config
+
+
+def _with_rule_files(config: AgentConfig, base_dir: Path | None, problems: list[str],
+                     env: Mapping[str, str] | None) -> AgentConfig:
+    """``config`` with the rules of its ``rule_files`` after its inline ``rules``."""
+    rules = include_rule_files(config.rules, config.rule_files, base_dir, problems, env)
+    if len(rules) == len(config.rules):
+        return config
+    return config.model_copy(update={"rules": rules})
 
 
 def _history_url_problems(section: Any) -> list[str]:
@@ -416,9 +425,9 @@ def _history_url_problems(section: Any) -> list[str]:
 
 
 def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfig | None:
-    path = _path(loc)
+    path = key_path(loc)
     if not isinstance(item, dict):
-        problems.append(f"{path}: expected a mapping with at least `type` and `name`, found {_kind(item)}")
+        problems.append(f"{path}: expected a mapping with at least `type` and `name`, found {kind_of(item)}")
         return None
     type_name = item.get("type")
     if not type_name:
@@ -435,129 +444,8 @@ def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfi
     try:
         return cls.Config.model_validate(item)
     except ValidationError as exc:
-        problems.extend(_format_errors(exc, loc, cls.Config))
+        problems.extend(format_errors(exc, loc, cls.Config))
         return None
-
-
-def _substitute(value: Any, env: Mapping[str, str], loc: tuple, problems: list[str]) -> Any:
-    if isinstance(value, str):
-        def repl(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env and env[name] != "":
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(
-                f"{_path(loc)}: environment variable {name} is not set "
-                f"(set it, or write ${{{name}:-default}})"
-            )
-            return ""
-
-        return _ENV_RE.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _substitute(v, env, (*loc, k), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, env, (*loc, i), problems) for i, v in enumerate(value)]
-    return value
-
-
-def _path(loc: Iterable[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _kind(value: Any, show: bool = True) -> str:
-    if value is None:
-        return "nothing (null)"
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
-             list: "a list", dict: "a mapping"}
-    shown = repr(value) if show and isinstance(value, (str, int, float, bool)) else ""
-    return f"{names.get(type(value), type(value).__name__)}{' ' + shown if shown else ''}"
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Valid keys of the model reached by ``loc`` (for typo suggestions)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            continue
-        field = _field(current, str(part))
-        if field is None:
-            return []
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or name for name, f in current.model_fields.items()]  # `for`, not `for_`
-    return []
-
-
-def _field(model: type[BaseModel], key: str) -> Any:
-    """The field a YAML key names: by its alias (``for``) or its name."""
-    fields = model.model_fields
-    return fields.get(key) or next((f for f in fields.values() if f.alias == key), None)
-
-
-def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
-    """Whether ``loc`` names a SecretStr field of ``model`` (its value is never shown)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return False
-        field = _field(current, str(part))
-        if field is None:
-            return False
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        if SecretStr in candidates:
-            return True
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return False
-
-
-# keys earlier releases took, and what replaced them: said instead of "unknown key"
-REMOVED_KEYS = {
-    "latency_window": "was removed: probe latency is a histogram now "
-                      "(mlwarden_endpoint_latency_seconds_bucket in Prometheus, a distribution in "
-                      "Datadog); a rule takes its p95 with `aggregate: p95` and a `window`; "
-                      "delete the key",
-}
-
-
-def _format_errors(exc: ValidationError, prefix: tuple, model: type[BaseModel]) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = _path((*prefix, *loc))
-        kind = err["type"]
-        found = err.get("input")
-        if kind == "extra_forbidden" and loc and str(loc[-1]) in REMOVED_KEYS:
-            problems.append(f"{path}: {REMOVED_KEYS[str(loc[-1])]}")
-        elif kind == "extra_forbidden":
-            key = str(loc[-1]) if loc else "?"
-            valid = _fields_at(model, loc[:-1])
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{path}: unknown key{hint}; valid keys here: {', '.join(valid)}")
-        elif kind == "missing":
-            problems.append(f"{path}: missing required key")
-        else:
-            msg = err["msg"]
-            msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-            if _is_secret(model, loc):  # an unquoted numeric password must not be echoed
-                problems.append(f"{path}: {msg[0].lower() + msg[1:]}, "
-                                f"found {_kind(found, show=False)} (not shown: a secret)")
-            elif "found" in msg:
-                problems.append(f"{path}: {msg}")
-            else:
-                problems.append(f"{path}: {msg[0].lower() + msg[1:]}, found {_kind(found)}")
-    return problems
 
 
 def _register_secrets(model: Any) -> None:

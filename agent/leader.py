@@ -37,14 +37,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Double, Engine, and_, case, cast, func, literal_column, or_, select, update
+from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.durations import Duration
 from agent.errors import StoreError
+from agent.history import sql
 from agent.history.tables import leases
-from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
 from agent.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -115,22 +116,12 @@ class LeaseRecord:
 
 def db_now(engine: Engine) -> ColumnElement[float]:
     """The database server's clock as epoch seconds: the one clock every agent agrees on."""
-    backend = engine.url.get_backend_name()
-    if backend == "postgresql":
-        return cast(func.extract("epoch", func.clock_timestamp()), Double)
-    if backend == "sqlite":
-        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Double)
-    raise StoreError(f"agent.history: leader election for `scope: cluster` checks needs a "
-                     f"PostgreSQL database to share (SQLite for one agent); {backend} "
-                     "is not supported")
-
-
-def _insert_ignore(engine: Engine) -> Callable[..., Any]:
-    if engine.url.get_backend_name() == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    now = sql.db_now(engine)
+    if now is None:
+        raise StoreError(f"agent.history: leader election for `scope: cluster` checks needs a "
+                         f"PostgreSQL database to share (SQLite for one agent); "
+                         f"{engine.url.get_backend_name()} is not supported")
+    return now
 
 
 class Lease:
@@ -142,7 +133,6 @@ class Lease:
         self.holder = holder
         self.duration = float(duration)
         self._now = db_now(engine)
-        self._insert = _insert_ignore(engine)
 
     def ensure_table(self) -> None:
         """Create the ``leases`` table if missing (idempotent; safe when agents race on it)."""
@@ -160,10 +150,9 @@ class Lease:
         expiry = now + self.duration
         with self.engine.begin() as conn:
             conn.execute(
-                self._insert(leases)
+                sql.insert_ignore(self.engine, leases)
                 .values(name=self.name, holder=self.holder, expires_at=expiry,
                         renewed_at=now, generation=1)
-                .on_conflict_do_nothing(index_elements=[leases.c.name])
             )
             conn.execute(
                 update(leases)
@@ -362,7 +351,7 @@ class LeaderElector:
         else:
             status = Status.OK
             message = "leader" if self.is_leader else f"follower of {self.status()['leader']}"
-        return CheckResult(check="leader", check_type="agent", status=status, message=message,
+        return CheckResult(check="leader", check_type=AGENT_CHECK_TYPE, status=status, message=message,
                            samples=samples, started=now, interval=self.config.renew_interval)
 
     def _report(self) -> None:

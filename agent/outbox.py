@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,24 @@ class Outbox:
         with self.engine.connect() as conn:
             return [_item(r) for r in conn.execute(query).mappings()]
 
+    def head(self, kind: str, receiver: str) -> OutboxItem | None:
+        """The oldest unsettled item of ``kind`` for ``receiver``, due or not, claimed by
+        another agent or not: the one in-order delivery must settle first."""
+        query = (select(outbox)
+                 .where(and_(outbox.c.kind == kind, outbox.c.receiver == receiver,
+                             outbox.c.state.in_(("pending", "sending"))))
+                 .order_by(outbox.c.id).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _item(row)
+
+    def result_of(self, dedup_key: str) -> Any:
+        """The recorded result of the item enqueued under ``dedup_key`` (None: none yet)."""
+        query = select(outbox.c.result).where(outbox.c.dedup_key == dedup_key)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        return json.loads(value) if value else None
+
     def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
               in_order: bool = True, only_due: bool = True, again: bool = False) -> bool:
         """Take ``item_id`` for sending; False when another claimer has it (or it is settled).
@@ -191,18 +209,31 @@ class Outbox:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(outbox).where(and_(*cond))).scalar_one())
 
-    def oldest_pending(self, kind: str) -> float | None:
+    def pending_by_receiver(self, kind: str) -> dict[str, tuple[int, float]]:
+        """Per receiver: how many items of ``kind`` are unsettled and when the oldest was
+        queued."""
+        query = (select(outbox.c.receiver, func.count(), func.min(outbox.c.created_at))
+                 .where(and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending"))))
+                 .group_by(outbox.c.receiver))
         with self.engine.connect() as conn:
-            return conn.execute(select(func.min(outbox.c.created_at)).where(
-                and_(outbox.c.kind == kind, outbox.c.state.in_(("pending", "sending")))
-            )).scalar_one()
+            rows = conn.execute(query).all()
+        return {str(receiver): (int(count), float(oldest)) for receiver, count, oldest in rows}
 
-    def prune(self, *, sent_before: float) -> int:
-        """Delete delivered and dead items settled before ``sent_before``."""
+    def prune(self, *, sent_before: float, kinds: Collection[str] | None = None,
+              keep_sent: Collection[str] = ()) -> int:
+        """Delete delivered and dead items settled before ``sent_before``; returns how many.
+
+        ``kinds``: only items of these kinds. ``keep_sent``: kinds whose delivered items stay
+        (their dedup key is how a restart knows they were already sent)."""
+        settled: Any = outbox.c.state.in_(("sent", "dead"))
+        if keep_sent:
+            settled = or_(outbox.c.state == "dead",
+                          and_(outbox.c.state == "sent", outbox.c.kind.not_in(tuple(keep_sent))))
+        cond = [settled, func.coalesce(outbox.c.sent_at, outbox.c.created_at) < sent_before]
+        if kinds is not None:
+            cond.insert(0, outbox.c.kind.in_(tuple(kinds)))
         with self.engine.begin() as conn:
-            res = conn.execute(delete(outbox).where(and_(
-                outbox.c.state.in_(("sent", "dead")),
-                func.coalesce(outbox.c.sent_at, outbox.c.created_at) < sent_before)))
+            res = conn.execute(delete(outbox).where(and_(*cond)))
             return int(res.rowcount or 0)
 
 

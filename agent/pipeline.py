@@ -56,10 +56,6 @@ class Pipeline:
     def attach(self, sink: Sink) -> None:
         self.sinks.append(sink)
 
-    def detach(self, sink: Sink) -> None:
-        if sink in self.sinks:
-            self.sinks.remove(sink)
-
     def submit(self, result: CheckResult) -> None:
         if self._queue.full():
             try:

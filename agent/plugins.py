@@ -56,7 +56,3 @@ def register_check_type(name: str, cls: type[AgentCheck]) -> None:
     if not cls.type_name:
         cls.type_name = name
     _extra[name] = cls
-
-
-def unregister_check_type(name: str) -> None:
-    _extra.pop(name, None)

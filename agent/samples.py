@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "AGENT_CHECK_TYPE",
     "CheckResult",
     "Kind",
     "Sample",
@@ -24,6 +25,11 @@ __all__ = [
 
 Tags = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Tags]
+
+# The check_type of every report the agent makes about itself (its store, leader election,
+# config reloads, alerting): the self-check's type, with ``check`` naming the component, so
+# Datadog gets one service check (mlwarden.agent.status) tagged by component.
+AGENT_CHECK_TYPE = "agent"
 
 
 class Kind(str, enum.Enum):

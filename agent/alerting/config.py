@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.alerting.matchers import parse_matchers
+from agent.alerting.matchers import parse_label_matchers
 from agent.alerting.timeintervals import TimeInterval
 from agent.durations import Duration
 
@@ -55,7 +55,7 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def _matcher_text(text: str) -> str:
-    parse_matchers(text)  # ValueError says what is wrong where
+    parse_label_matchers(text)  # ValueError says what is wrong where
     return text
 
 
@@ -227,11 +227,11 @@ class RouteConfig(_Model):
     @field_validator("match_re")
     @classmethod
     def _regexes(cls, value: dict[str, str]) -> dict[str, str]:
-        from agent.alerting.matchers import Matcher
+        from agent.alerting.matchers import LabelMatcher
 
         for key, pattern in value.items():
             try:
-                Matcher(key, "=~", pattern)
+                LabelMatcher(key, "=~", pattern)
             except ValueError as exc:
                 raise ValueError(f"match_re.{exc}") from None
         return value

@@ -10,22 +10,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.alerting.config import InhibitRuleConfig
-from agent.alerting.matchers import Matcher, parse_matchers
+from agent.alerting.matchers import LabelMatcher, parse_label_matchers
 
 __all__ = ["Inhibitor", "InhibitRule"]
 
 
 @dataclass(frozen=True)
 class InhibitRule:
-    source: tuple[Matcher, ...]
-    target: tuple[Matcher, ...]
+    source: tuple[LabelMatcher, ...]
+    target: tuple[LabelMatcher, ...]
     equal: tuple[str, ...]
 
     @classmethod
     def from_config(cls, cfg: InhibitRuleConfig) -> "InhibitRule":
-        def side(match: Mapping[str, str], matchers: tuple[str, ...]) -> tuple[Matcher, ...]:
-            return tuple(Matcher(k, "=", v) for k, v in sorted(match.items())) + tuple(
-                m for text in matchers for m in parse_matchers(text))
+        def side(match: Mapping[str, str], matchers: tuple[str, ...]) -> tuple[LabelMatcher, ...]:
+            return tuple(LabelMatcher(k, "=", v) for k, v in sorted(match.items())) + tuple(
+                m for text in matchers for m in parse_label_matchers(text))
 
         return cls(side(cfg.source_match, cfg.source_matchers),
                    side(cfg.target_match, cfg.target_matchers), cfg.equal)
@@ -38,7 +38,7 @@ class InhibitRule:
         )
 
 
-def _has(labels: Mapping[str, str], matchers: tuple[Matcher, ...]) -> bool:
+def _has(labels: Mapping[str, str], matchers: tuple[LabelMatcher, ...]) -> bool:
     return all(m.matches(labels) for m in matchers)
 
 

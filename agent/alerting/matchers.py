@@ -10,14 +10,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Matcher", "parse_matcher", "parse_matchers", "matches_all", "alert_labels"]
+__all__ = ["LabelMatcher", "parse_label_matcher", "parse_label_matchers", "matches_all",
+           "alert_labels"]
 
 _OPS = ("=~", "!~", "!=", "=")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*")
 
 
 @dataclass(frozen=True)
-class Matcher:
+class LabelMatcher:
     name: str
     op: str
     value: str
@@ -58,18 +59,18 @@ class Matcher:
         return f"{self.name}{self.op}{self.value}"
 
 
-def parse_matcher(text: str) -> Matcher:
+def parse_label_matcher(text: str) -> LabelMatcher:
     """``alert=GpuIdle``, ``node!=gpu-3``, ``node=~gpu-.*``; ValueError saying the expected form."""
     for op in _OPS:
         name, sep, value = text.partition(op)
         if sep and name.strip() and ("=" not in name and "!" not in name and "~" not in name):
-            return Matcher(name.strip(), op, value.strip().strip('"'))
+            return LabelMatcher(name.strip(), op, value.strip().strip('"'))
     raise ValueError(
         f"expected a matcher like alert=GpuIdle, node!=gpu-3 or node=~'gpu-.*', found {text!r}"
     )
 
 
-def parse_matchers(text: str) -> list[Matcher]:
+def parse_label_matchers(text: str) -> list[LabelMatcher]:
     """Alertmanager's ``matchers:`` syntax: ``severity="critical"``, ``team=~"ml|data"``.
 
     One string may hold several matchers separated by commas, optionally in braces
@@ -79,7 +80,7 @@ def parse_matchers(text: str) -> list[Matcher]:
     body = text.strip()
     if body.startswith("{") and body.endswith("}"):
         body = body[1:-1]
-    out: list[Matcher] = []
+    out: list[LabelMatcher] = []
     pos = 0
     while pos < len(body):
         m = _NAME.match(body, pos)
@@ -93,7 +94,7 @@ def parse_matchers(text: str) -> list[Matcher]:
             end = body.find(",", pos)
             end = len(body) if end < 0 else end
             value, pos = body[pos:end].strip(), end
-        out.append(Matcher(name, op, value))
+        out.append(LabelMatcher(name, op, value))
         rest = body[pos:].lstrip()
         if rest and not rest.startswith(","):
             raise ValueError(f"expected a comma or the end after {name}{op}{value!r} in {text!r}")
@@ -120,7 +121,8 @@ def _quoted(body: str, pos: int, text: str) -> tuple[str, int]:
     raise ValueError(f"a quoted value is not closed in {text!r}")
 
 
-def matches_all(matchers: list[Matcher] | tuple[Matcher, ...], labels: Mapping[str, str]) -> bool:
+def matches_all(matchers: list[LabelMatcher] | tuple[LabelMatcher, ...],
+                labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)
 
 
@@ -135,3 +137,8 @@ def alert_labels(rule: str, labels: Mapping[str, str], severity: str) -> dict[st
     out.setdefault("alert", rule)
     out.setdefault("severity", severity)
     return out
+
+
+# The old name, until agent/slackapp/handlers.py (edited elsewhere) imports LabelMatcher: the
+# rules' tag matcher (agent.rules.matchers.TagMatcher) had the same one, with another syntax.
+Matcher = LabelMatcher

@@ -15,7 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agent.alerting.config import AlertingConfig, QuietHours, RouteConfig
-from agent.alerting.matchers import Matcher, parse_matchers
+from agent.alerting.matchers import LabelMatcher, parse_label_matchers
 from agent.alerting.timeintervals import TimeInterval, in_any
 
 __all__ = ["Route", "build_routes", "in_quiet_hours", "time_muted"]
@@ -28,7 +28,7 @@ class Route:
     """One resolved route node (inherited settings filled in)."""
 
     id: str
-    matchers: tuple[Matcher, ...]
+    matchers: tuple[LabelMatcher, ...]
     receiver: str
     group_by: tuple[str, ...]
     group_wait: float
@@ -94,9 +94,9 @@ def build_routes(config: AlertingConfig) -> Route:
 
     def add(parent: Route, children: tuple[RouteConfig, ...]) -> None:
         for i, cfg in enumerate(children):
-            matchers = tuple(Matcher(k, "=", v) for k, v in sorted(cfg.match.items())) + tuple(
-                Matcher(k, "=~", v) for k, v in sorted(cfg.match_re.items())
-            ) + tuple(m for text in cfg.matchers for m in parse_matchers(text))
+            matchers = tuple(LabelMatcher(k, "=", v) for k, v in sorted(cfg.match.items())) + tuple(
+                LabelMatcher(k, "=~", v) for k, v in sorted(cfg.match_re.items())
+            ) + tuple(m for text in cfg.matchers for m in parse_label_matchers(text))
             node = Route(
                 id=f"{parent.id}/{i}",
                 matchers=matchers,

@@ -11,10 +11,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine
 
-from agent.alerting.matchers import Matcher
-from agent.history.tables import silences
+from agent.alerting.matchers import LabelMatcher
+from agent.history.silences import SilenceRows
 
 __all__ = ["Silence", "SilenceStore", "SilenceNotFound"]
 
@@ -30,7 +30,7 @@ class SilenceNotFound(LookupError):
 @dataclass(frozen=True)
 class Silence:
     id: str
-    matchers: tuple[Matcher, ...]
+    matchers: tuple[LabelMatcher, ...]
     starts_at: float
     ends_at: float
     created_by: str
@@ -56,11 +56,12 @@ class SilenceStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.rows = SilenceRows(engine)
         self._live: tuple[Silence, ...] = ()
 
     def add(
         self,
-        matchers: Sequence[Matcher],
+        matchers: Sequence[LabelMatcher],
         *,
         starts_at: float,
         ends_at: float,
@@ -75,18 +76,15 @@ class SilenceStore:
         silence = Silence(
             str(uuid.uuid4()), tuple(matchers), starts_at, ends_at, created_by, comment, now
         )
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(silences).values(
-                    id=silence.id,
-                    matchers=json.dumps([m.as_dict() for m in matchers]),
-                    starts_at=starts_at,
-                    ends_at=ends_at,
-                    created_by=created_by,
-                    comment=comment,
-                    created_at=now,
-                )
-            )
+        self.rows.insert({
+            "id": silence.id,
+            "matchers": json.dumps([m.as_dict() for m in matchers]),
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "created_by": created_by,
+            "comment": comment,
+            "created_at": now,
+        })
         self._live = (*self._live, silence)
         return silence
 
@@ -99,24 +97,12 @@ class SilenceStore:
                     f"id prefix {silence_id!r} matches {len(found)} silences; give more of it"
                 )
             raise SilenceNotFound(silence_id)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(silences).where(silences.c.id == found[0].id).values(expired_at=now)
-            )
+        self.rows.expire(found[0].id, now)
         self._live = tuple(s for s in self._live if s.id != found[0].id)
         return found[0]
 
     def list(self, *, now: float, include_expired: bool = False) -> list[Silence]:
-        query = select(silences).order_by(silences.c.starts_at, silences.c.id)
-        if not include_expired:
-            query = query.where(
-                and_(
-                    silences.c.ends_at > now,
-                    or_(silences.c.expired_at.is_(None), silences.c.expired_at > now),
-                )
-            )
-        with self.engine.connect() as conn:
-            return [_silence(r) for r in conn.execute(query).mappings()]
+        return [_silence(r) for r in self.rows.select(now, include_expired)]
 
     def refresh(self, now: float) -> None:
         """Re-read the live silences (the CLI writes to the table from another process)."""
@@ -135,7 +121,7 @@ class SilenceStore:
 
 def _silence(row: Mapping[str, object]) -> Silence:
     matchers = tuple(
-        Matcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"]))
+        LabelMatcher(m["name"], m["op"], m["value"]) for m in json.loads(str(row["matchers"]))
     )
     return Silence(
         id=str(row["id"]),

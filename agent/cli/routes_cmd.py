@@ -17,6 +17,7 @@ from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
 from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
+from agent.alerting.state import AlertStateStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
@@ -56,18 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=test)
 
 
-def _firing_signals(engine):  # type: ignore[no-untyped-def]
-    """The firing alerts of the store as cause-graph signals."""
-    from sqlalchemy import select
-
+def _firing_signals(rows: list[dict[str, Any]]) -> list[Any]:
+    """The firing alerts (``AlertStateStore.list_alerts`` rows) as cause-graph signals."""
     from agent.causes import Signal
-    from agent.history.tables import alerts
 
-    with engine.connect() as conn:
-        rows = conn.execute(select(alerts).where(alerts.c.state == "firing")).all()
-    return [Signal.of(r.rule, json.loads(r.labels), r.active_since or r.fired_at or 0.0,
-                      fingerprint=r.fingerprint, severity=r.severity,
-                      summary=json.loads(r.annotations or "{}").get("summary", ""))
+    return [Signal.of(r["rule"], r["labels"], r["active_since"] or r["fired_at"] or 0.0,
+                      fingerprint=r["fingerprint"], severity=r["severity"],
+                      summary=(r["annotations"] or {}).get("summary", ""))
             for r in rows]
 
 
@@ -103,18 +99,9 @@ def _plain(signal) -> str:  # type: ignore[no-untyped-def]
                     if k not in ("alertname", "alert", "severity"))
 
 
-def _firing(engine) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from agent.history.tables import alerts
-
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(alerts.c.rule, alerts.c.labels, alerts.c.severity).where(
-                alerts.c.state == "firing"
-            )
-        ).all()
-    return [alert_labels(r.rule, json.loads(r.labels), r.severity) for r in rows]
+def _firing(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The labels of every firing alert (``AlertStateStore.list_alerts`` rows), for inhibition."""
+    return [alert_labels(r["rule"], r["labels"], r["severity"]) for r in rows]
 
 
 def test(args: argparse.Namespace) -> int:
@@ -141,8 +128,9 @@ def test(args: argparse.Namespace) -> int:
             create_schema(engine)
             silences = SilenceStore(engine)
             silences.refresh(now)
-            firing = _firing(engine)
-            signals = _firing_signals(engine)
+            rows = AlertStateStore(engine).list_alerts("firing")  # the CLI reads through the store
+            firing = _firing(rows)
+            signals = _firing_signals(rows)
         except (StoreError, Exception) as exc:  # noqa: BLE001 - a dry run still answers without the store
             print(
                 f"(store {config.agent.history} unreadable, silences and inhibition not checked: {exc})"

@@ -9,11 +9,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, config_origin, print_table
 from agent.errors import ConfigError, DataError
+from agent.yamlconf import parse_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,8 +56,8 @@ def _load(path: str):  # -> tuple[list[RuleConfig], RulesEngineConfig]
     from agent.rules.files import load_rule_file
 
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        raw = parse_yaml(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         raw = None
     if isinstance(raw, dict) and set(raw) == {"rules"}:
         problems: list[str] = []
@@ -74,8 +73,8 @@ def _is_test_file(path: str) -> bool:
     from agent.rules.unittests import is_test_file
 
     try:
-        return is_test_file(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError):
+        return is_test_file(parse_yaml(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return False
 
 

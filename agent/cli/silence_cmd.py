@@ -9,7 +9,7 @@ import json
 import time
 from datetime import datetime, timezone
 
-from agent.alerting.matchers import parse_matcher
+from agent.alerting.matchers import parse_label_matcher
 from agent.alerting.silences import SilenceNotFound, SilenceStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die, print_table
@@ -75,7 +75,7 @@ def _when(ts: float) -> str:
 def add(args: argparse.Namespace) -> int:
     now = time.time()
     try:
-        matchers = [parse_matcher(m) for m in args.match]
+        matchers = [parse_label_matcher(m) for m in args.match]
         seconds = parse_duration(args.duration)
         start = now if not args.start else datetime.fromisoformat(args.start).timestamp()
     except ValueError as exc:

@@ -26,11 +26,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from agent.config import AgentConfig
+from agent.alerting.config import AlertingConfig
 from agent.cost.chart import chart_bars, render_bars
-from agent.cost.config import digest_target
+from agent.cost.config import CostConfig, digest_target
 from agent.cost.format import top_lines
 from agent.cost.report import build_report, hour_window
+from agent.history.config import RetentionConfig
 from agent.history.query import HistoryReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
@@ -48,19 +49,22 @@ class CostDigest:
 
     name = "cost-digest"
 
-    def __init__(self, config: AgentConfig, engine: Engine, *, clock: Callable[[], float] = time.time,
-                 tick: float = 15.0, notifier: Notifier | None = None) -> None:
-        assert config.cost is not None and config.cost.digest is not None
-        self.cost = config.cost
-        self.digest = config.cost.digest
+    def __init__(self, cost: CostConfig, alerting: AlertingConfig, retention: RetentionConfig,
+                 engine: Engine, *, clock: Callable[[], float] = time.time, tick: float = 15.0,
+                 notifier: Notifier | None = None) -> None:
+        """``cost`` (with a ``digest``); ``alerting`` names its receiver and delivery settings;
+        ``retention`` is the store's, which the report reads through."""
+        assert cost.digest is not None
+        self.cost = cost
+        self.digest = cost.digest
         self.clock = clock
         self.tick = tick
-        target = digest_target(config.alerting, self.digest.receiver)
+        target = digest_target(alerting, self.digest.receiver)
         self.receiver = f"cost-digest:{target.receiver}"
-        self.reader = HistoryReader(engine, config.history.retention, clock)
+        self.reader = HistoryReader(engine, retention, clock)
         self.notifier = notifier or _notifier(self.receiver, target, self.chart)
         self.delivery = Delivery(Outbox(engine), {self.receiver: self.notifier},
-                                 config=config.alerting.delivery)
+                                 config=alerting.delivery)
         from apscheduler.triggers.cron import CronTrigger
 
         self.zone = ZoneInfo(self.digest.timezone)

@@ -41,7 +41,7 @@ from datadog import initialize as dd_initialize
 from datadog.api.api_client import APIClient
 from datadog.api.exceptions import ApiError, ClientError, HttpBackoff, HTTPError, HttpTimeout
 from datadog.api.http_client import RequestClient
-from sqlalchemy import Engine, and_, delete, func, or_
+from sqlalchemy import Engine
 
 from agent.catalog import Catalog, load_catalog
 from agent.errors import ExportError
@@ -53,7 +53,6 @@ from agent.export.datadog_shape import Shaper
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tag
 from agent.export.unified import UnifiedTags
-from agent.history.tables import outbox as outbox_table
 from agent.outbox import Outbox, OutboxItem
 from agent.samples import CheckResult, Sample, Tags
 from agent.secrets import register_secret, scrub
@@ -104,7 +103,6 @@ class _Lane:
     rejected: bool = False
     last_error: str | None = None
     kinds_seen: set[str] = field(default_factory=set)  # of trouble, in this outage
-    sent_items: int = field(default=0)
 
 
 class _Verdict(Exception):
@@ -276,12 +274,7 @@ class DatadogApiExporter:
                             self.config.queue_max_items, excess)
         # settled rows go after an hour, but sent metadata stays: its dedup key is how a
         # restart knows the body was already set
-        with self.engine.begin() as conn:
-            conn.execute(delete(outbox_table).where(and_(
-                outbox_table.c.kind.in_(KINDS),
-                or_(outbox_table.c.state == "dead",
-                    and_(outbox_table.c.state == "sent", outbox_table.c.kind != METADATA_KIND)),
-                func.coalesce(outbox_table.c.sent_at, outbox_table.c.created_at) < now - 3600)))
+        self.outbox.prune(sent_before=now - 3600, kinds=KINDS, keep_sent=(METADATA_KIND,))
 
     def _deliver(self, lane: _Lane, now: float, limit: int = 50) -> None:
         if now < lane.blocked_until:
@@ -310,7 +303,6 @@ class DatadogApiExporter:
                 log.info("datadog intake accepts the API key again")
             lane.delay, lane.rejected, lane.last_error = 0.0, False, None
             lane.kinds_seen.clear()
-            lane.sent_items += 1
             pause = _rate_limit_pause(_local.response)
             if pause:
                 lane.blocked_until = now + pause

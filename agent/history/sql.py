@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Double, Engine, Table
+from sqlalchemy import Double, Engine, Table, cast, func, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-__all__ = ["bucket_floor", "insert_ignore", "upsert"]
+__all__ = ["bucket_floor", "db_now", "insert_ignore", "upsert"]
 
 
 class bucket_floor(FunctionElement[float]):  # noqa: N801 - reads like a SQL function
@@ -53,3 +53,14 @@ def upsert(engine: Engine, table: Table, keys: list[str], update: list[str]) -> 
     stmt = _insert(engine, table)
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={c: stmt.excluded[c] for c in update})
+
+
+def db_now(engine: Engine) -> ColumnElement[float] | None:
+    """The database server's clock as epoch seconds, read inside the statement (the one
+    clock agents sharing a database agree on); None for a backend other than these two."""
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Double)
+    if backend == "sqlite":
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Double)
+    return None

@@ -48,7 +48,7 @@ from agent.history.sql import upsert
 from agent.history.tables import check_state
 from agent.history.writer import Writer
 from agent.outbox import Outbox
-from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
+from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, Tags, make_tags
 from agent.secrets import scrub
 from agent.tasks import cancel_and_wait
 
@@ -283,7 +283,7 @@ class HistoryStore:
                 w = self._writer
                 shed = sum(x.value for x in batch if x.metric == "mlwarden.history.samples_shed")
                 ok = w is not None and w.is_alive() and not shed
-                result = CheckResult(check="history", check_type="history",
+                result = CheckResult(check="history", check_type=AGENT_CHECK_TYPE,
                                      status=Status.OK if ok else Status.WARNING,
                                      message="" if ok else "history writer is shedding samples",
                                      samples=batch, started=now, interval=interval)

@@ -25,17 +25,13 @@ item another agent is sending holds back the receiver's later items here too.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, select
-
 from agent.alerting.config import DeliveryConfig
-from agent.history.tables import outbox as outbox_table
 from agent.notify.base import (
     Notification,
     Notifier,
@@ -114,35 +110,12 @@ class Delivery:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
 
-    # -- queries the Outbox class does not offer ------------------------------------------
     def _head(self, receiver: str) -> OutboxItem | None:
-        """The oldest unsettled item of ``receiver``, due or not, claimed by another agent or
-        not: it must go first."""
-        query = (
-            select(outbox_table)
-            .where(
-                and_(
-                    outbox_table.c.kind == KIND,
-                    outbox_table.c.receiver == receiver,
-                    outbox_table.c.state.in_(("pending", "sending")),
-                )
-            )
-            .order_by(outbox_table.c.id)
-            .limit(1)
-        )
-        with self.outbox.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        if row is None:
-            return None
-        from agent.outbox import _item  # the same row decoding as the Outbox class
-
-        return _item(row)
+        """The oldest unsettled item of ``receiver``: it must go first."""
+        return self.outbox.head(KIND, receiver)
 
     def _result_of(self, dedup_key: str) -> dict[str, Any] | None:
-        query = select(outbox_table.c.result).where(outbox_table.c.dedup_key == dedup_key)
-        with self.outbox.engine.connect() as conn:
-            value = conn.execute(query).scalar_one_or_none()
-        return json.loads(value) if value else None
+        return self.outbox.result_of(dedup_key)  # type: ignore[no-any-return]
 
     # -- the loop body ------------------------------------------------------------------------
     async def run_once(self, now: float, *, budget: int = 20) -> int:
@@ -380,22 +353,9 @@ class Delivery:
     def pending(self, now: float) -> dict[str, dict[str, Any]]:
         """Per receiver: queued items and the age of the oldest (blocking)."""
         out: dict[str, dict[str, Any]] = {}
-        with self.outbox.engine.connect() as conn:
-            from sqlalchemy import func
-
-            rows = conn.execute(
-                select(outbox_table.c.receiver, func.count(), func.min(outbox_table.c.created_at))
-                .where(
-                    and_(
-                        outbox_table.c.kind == KIND,
-                        outbox_table.c.state.in_(("pending", "sending")),
-                    )
-                )
-                .group_by(outbox_table.c.receiver)
-            ).all()
-        for receiver, count, oldest in rows:
-            out[str(receiver)] = {
-                "pending": int(count),
-                "oldest_age": max(0.0, now - float(oldest)),
+        for receiver, (count, oldest) in self.outbox.pending_by_receiver(KIND).items():
+            out[receiver] = {
+                "pending": count,
+                "oldest_age": max(0.0, now - oldest),
             }
         return out

@@ -31,7 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.durations import Duration, format_duration
-from agent.rules.matchers import parse_matcher
+from agent.rules.matchers import parse_tag_matcher
 
 __all__ = ["AGGREGATES", "OPS", "RuleConfig", "RulesEngineConfig"]
 
@@ -132,7 +132,7 @@ class RuleConfig(_Model):
     def _matchers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, spec in value.items():
             try:
-                parse_matcher(name, spec)
+                parse_tag_matcher(name, spec)
             except ValueError as exc:
                 raise ValueError(f"tag {name!r}: {exc}, found {spec!r}") from None
         return value

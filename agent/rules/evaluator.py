@@ -72,7 +72,7 @@ class Change:
         )
 
 
-class Group:
+class SeriesGroup:
     """The series of one rule that make one alert (one series unless ``group_by``).
 
     The hot path walks object references (series -> its groups -> their buffers) instead
@@ -125,9 +125,9 @@ class CompiledRule:
         self.timing = Timing(cfg.for_, cfg.keep_firing_for, settings.flap_threshold,
                              settings.flap_window, settings.flap_settle)
         self.extra = {**cfg.labels, "severity": cfg.severity}
-        self.groups: dict[Tags, Group] = {}
-        self.live: dict[Group, None] = {}  # groups that hold an alert
-        self.synthetic: set[Group] = set()  # absent: the "nothing matched at all" group
+        self.groups: dict[Tags, SeriesGroup] = {}
+        self.live: dict[SeriesGroup, None] = {}  # groups that hold an alert
+        self.synthetic: set[SeriesGroup] = set()  # absent: the "nothing matched at all" group
 
     def group_key(self, tags: Tags) -> Tags | None:
         """The group key of a series, or None when the selector rejects it."""
@@ -138,10 +138,10 @@ class CompiledRule:
         values = dict(tags)
         return tuple(sorted((k, values[k]) for k in self.cfg.group_by if k in values))
 
-    def group(self, key: Tags) -> Group:
+    def group(self, key: Tags) -> SeriesGroup:
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = Group(self, key)
+            group = self.groups[key] = SeriesGroup(self, key)
         return group
 
     def labels(self, key: Tags) -> dict[str, str]:
@@ -177,10 +177,10 @@ class RuleEvaluator:
         self.truncated: set[SeriesKey] = set()
 
     # -- input ------------------------------------------------------------------------
-    def ingest(self, samples: Iterable[Sample]) -> dict[Group, None]:
+    def ingest(self, samples: Iterable[Sample]) -> dict[SeriesGroup, None]:
         """Remember the samples rules read; returns the groups they affect, in the order of
         the samples (so replays print transitions in a stable order)."""
-        affected: dict[Group, None] = {}
+        affected: dict[SeriesGroup, None] = {}
         by_metric = self.by_metric
         buffers = self.buffers
         described = self.described
@@ -236,14 +236,14 @@ class RuleEvaluator:
         self.ingest(samples)
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, affected: Iterable[Group], now: float) -> None:
+    def evaluate(self, affected: Iterable[SeriesGroup], now: float) -> None:
         """Evaluate each affected group at ``now``; changes accumulate for :meth:`drain`.
 
         Groups are taken rule by rule so the rule's settings are loaded once; the loop
         inlines the common case (one series, window ending after its newest sample, no
         alert and nothing wrong) and hands everything else to :meth:`_eval_threshold`.
         """
-        by_rule: dict[CompiledRule, list[Group]] = {}
+        by_rule: dict[CompiledRule, list[SeriesGroup]] = {}
         for group in affected:
             members = by_rule.get(group.rule)
             if members is None:
@@ -405,7 +405,7 @@ class RuleEvaluator:
         return len(self.buffers)
 
     # -- internals ------------------------------------------------------------------------
-    def _eval_threshold(self, group: Group, now: float) -> None:
+    def _eval_threshold(self, group: SeriesGroup, now: float) -> None:
         members = group.members
         if not members:
             return
@@ -421,7 +421,7 @@ class RuleEvaluator:
             return  # the common case: nothing wrong and no alert to keep
         self._judge(group, value, now)
 
-    def _judge(self, group: Group, value: float, now: float) -> None:
+    def _judge(self, group: SeriesGroup, value: float, now: float) -> None:
         rule = group.rule
         rec = group.alert
         if rec is not None and self._forgettable(rec, now):
@@ -447,7 +447,7 @@ class RuleEvaluator:
                 return
         self._step(group, rec, holds, value, now)
 
-    def _eval_absent(self, group: Group, now: float) -> None:
+    def _eval_absent(self, group: SeriesGroup, now: float) -> None:
         rule = group.rule
         if group.last_seen == -math.inf:
             return
@@ -474,22 +474,22 @@ class RuleEvaluator:
             rec = self._adopt(group)
         self._step(group, rec, holds, silent, now)
 
-    def _adopt(self, group: Group) -> AlertRecord:
+    def _adopt(self, group: SeriesGroup) -> AlertRecord:
         rec = group.alert = group.new_record()
         group.rule.live[group] = None
         return rec
 
-    def _drop(self, group: Group) -> None:
+    def _drop(self, group: SeriesGroup) -> None:
         group.alert = None
         group.rule.live.pop(group, None)
 
-    def _step(self, group: Group, rec: AlertRecord, holds: bool, value: float | None,
+    def _step(self, group: SeriesGroup, rec: AlertRecord, holds: bool, value: float | None,
               now: float) -> None:
         before = rec.timers()
         change = step(rec, holds, value, now, group.rule.timing)
         self._after(group.rule, rec, before, change, now)
 
-    def _vanish(self, group: Group, now: float) -> None:
+    def _vanish(self, group: SeriesGroup, now: float) -> None:
         rec = group.alert
         if rec is not None:
             self._record_vanish(group.rule, rec, now)
@@ -517,7 +517,7 @@ class RuleEvaluator:
         if change is not None or rec.timers() != before:
             self._dirty[rec.fingerprint] = rec
 
-    def _drop_synthetic(self, rule: CompiledRule, group: Group, now: float) -> None:
+    def _drop_synthetic(self, rule: CompiledRule, group: SeriesGroup, now: float) -> None:
         """A real series arrived: the selector-wide "nothing at all" alert gives way to it."""
         for synthetic in list(rule.synthetic):
             rule.synthetic.discard(synthetic)
@@ -590,7 +590,7 @@ def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
     return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
 
 
-def _facts(group: Group | None) -> dict[str, str]:
+def _facts(group: SeriesGroup | None) -> dict[str, str]:
     """The facts of the group's most recently updated series (what its text may say)."""
     if group is None or not group.members:
         return {}
@@ -598,7 +598,7 @@ def _facts(group: Group | None) -> dict[str, str]:
     return newest.facts
 
 
-def _interval(group: Group) -> float | None:
+def _interval(group: SeriesGroup) -> float | None:
     intervals = [iv for buf in group.members if (iv := buf.interval()) is not None]
     return max(intervals) if intervals else None
 

@@ -15,16 +15,13 @@ import difflib
 import fnmatch
 import glob
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from agent.rules.config import RuleConfig
-
-if TYPE_CHECKING:
-    from agent.config import AgentConfig
+from agent.yamlconf import format_errors, kind_of, parse_yaml, substitute
 
 __all__ = ["BUILTIN_PREFIX", "BUILTIN_RULES", "builtin_packs", "include_rule_files",
            "load_rule_file", "resolve_rule_files"]
@@ -70,47 +67,46 @@ def _resolve(n: int, pattern: str, base: Path, problems: list[str]) -> list[Path
     return [Path(p) for p in paths]
 
 
-def load_rule_file(path: Path, problems: list[str], env: Any = None) -> list[RuleConfig]:
+def load_rule_file(path: Path, problems: list[str],
+                   env: Mapping[str, str] | None = None) -> list[RuleConfig]:
     """Validate one rule file; appends every problem (file and key path) to ``problems``."""
-    from agent.config import _format_errors, _kind, _substitute
-
     source = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         problems.append(f"{source}: cannot read the file: {exc.strerror or exc}")
         return []
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problems.append(f"{source}: {where}invalid YAML: {getattr(exc, 'problem', None) or exc}")
+    except ValueError as exc:
+        problems.append(f"{source}: {exc}")
         return []
     if not isinstance(raw, dict) or set(raw) - {"rules"}:
-        found = _kind(raw) if not isinstance(raw, dict) else f"keys {sorted(map(str, raw))}"
+        found = kind_of(raw) if not isinstance(raw, dict) else f"keys {sorted(map(str, raw))}"
         problems.append(f"{source}: expected a mapping with one key `rules:` (a list), found {found}")
         return []
     sub: list[str] = []
-    raw = _substitute(raw, os.environ if env is None else env, (), sub)
+    raw = substitute(raw, os.environ if env is None else env, (), sub)
     items = raw.get("rules") or []
     if not isinstance(items, list):
-        problems.append(f"{source}: rules: expected a list of rules, found {_kind(items)}")
+        problems.append(f"{source}: rules: expected a list of rules, found {kind_of(items)}")
         return []
     rules = []
     for i, item in enumerate(items):
         try:
             rules.append(RuleConfig.model_validate(item))
         except ValidationError as exc:
-            sub.extend(_format_errors(exc, ("rules", i), RuleConfig))
+            sub.extend(format_errors(exc, ("rules", i), RuleConfig))
     problems.extend(f"{source}: {p}" for p in sub)
     return rules
 
 
-def include_rule_files(config: AgentConfig, base_dir: Path | None, problems: list[str],
-                       env: Any = None) -> AgentConfig:
-    """``config`` with the rules of its ``rule_files`` appended, and duplicates reported."""
-    rules = list(config.rules)
+def include_rule_files(inline: Sequence[RuleConfig], patterns: Sequence[str],
+                       base_dir: Path | None, problems: list[str],
+                       env: Mapping[str, str] | None = None) -> tuple[RuleConfig, ...]:
+    """The ``inline`` rules (a config's ``rules:``) then those of the files its ``rule_files``
+    ``patterns`` name; every problem, duplicates across files included, goes to ``problems``."""
+    rules = list(inline)
     origin = [f"rules[{i}]" for i in range(len(rules))]
-    for n, pattern in enumerate(config.rule_files):  # each file's problems after its pattern's
+    for n, pattern in enumerate(patterns):  # each file's problems after its pattern's
         for path in _resolve(n, pattern, base_dir or Path.cwd(), problems):
             found = load_rule_file(path, problems, env)
             origin.extend(f"{path}: rules[{i}]" for i in range(len(found)))
@@ -125,6 +121,4 @@ def include_rule_files(config: AgentConfig, base_dir: Path | None, problems: lis
                             "(change one of them)")
         else:
             seen[key] = i
-    if len(rules) == len(config.rules):
-        return config
-    return config.model_copy(update={"rules": tuple(rules)})
+    return tuple(rules)

@@ -16,13 +16,13 @@ from typing import Literal
 
 from agent.samples import Tags
 
-__all__ = ["Matcher", "Selector", "parse_matcher"]
+__all__ = ["TagMatcher", "Selector", "parse_tag_matcher"]
 
 Op = Literal["=", "!=", "=~", "!~", "glob"]
 
 
 @dataclass(frozen=True, slots=True)
-class Matcher:
+class TagMatcher:
     """One condition on one tag."""
 
     name: str
@@ -46,20 +46,20 @@ class Matcher:
         return f"{self.name}{shown}{self.value!r}"
 
 
-def parse_matcher(name: str, spec: str) -> Matcher:
+def parse_tag_matcher(name: str, spec: str) -> TagMatcher:
     """A matcher from its ``where:`` spelling; ValueError naming the bad regex."""
     if spec.startswith("!="):
-        return Matcher(name, "!=", spec[2:])
+        return TagMatcher(name, "!=", spec[2:])
     for prefix, op in (("=~", "=~"), ("!~", "!~")):
         if spec.startswith(prefix):
             text = spec[2:]
             try:
-                return Matcher(name, op, text, re.compile(text))  # type: ignore[arg-type]
+                return TagMatcher(name, op, text, re.compile(text))  # type: ignore[arg-type]
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
     if "*" in spec or "?" in spec:
-        return Matcher(name, "glob", spec, re.compile(fnmatch.translate(spec)))
-    return Matcher(name, "=", spec)
+        return TagMatcher(name, "glob", spec, re.compile(fnmatch.translate(spec)))
+    return TagMatcher(name, "=", spec)
 
 
 class Selector:
@@ -72,7 +72,7 @@ class Selector:
     __slots__ = ("matchers",)
 
     def __init__(self, where: Mapping[str, str]) -> None:
-        self.matchers = tuple(parse_matcher(k, v) for k, v in sorted(where.items()))
+        self.matchers = tuple(parse_tag_matcher(k, v) for k, v in sorted(where.items()))
 
     def matches(self, tags: Tags) -> bool:
         if not self.matchers:
@@ -86,3 +86,9 @@ class Selector:
 
     def __str__(self) -> str:
         return "{" + ", ".join(str(m) for m in self.matchers) + "}"
+
+
+# The old names, until agent/causes/ (edited elsewhere) imports TagMatcher/parse_tag_matcher:
+# routing's label matcher (agent.alerting.matchers.LabelMatcher) had the same ones.
+Matcher = TagMatcher
+parse_matcher = parse_tag_matcher

@@ -30,18 +30,20 @@ seen at the time it runs out.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.durations import Duration, parse_duration
 from agent.errors import ConfigError
 from agent.rules.config import RuleConfig, RulesEngineConfig
+from agent.rules.files import include_rule_files
 from agent.rules.replay import ReplayedTransition, parse_time, read_samples_csv, replay
+from agent.yamlconf import format_errors, parse_yaml, substitute
 
 __all__ = ["CaseResult", "RuleTestFile", "is_test_file", "load_test_file", "run_test_file"]
 
@@ -124,26 +126,49 @@ def is_test_file(raw: Any) -> bool:
 
 def load_test_file(path: str | Path) -> tuple[RuleTestFile, list[RuleConfig], RulesEngineConfig]:
     """The test file, its rules and engine settings; ConfigError listing every problem."""
-    from agent.config import _format_errors, parse_config
-
     source = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = parse_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     try:
         spec = RuleTestFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, _format_errors(exc, (), RuleTestFile)) from None
-    sub: dict[str, Any] = {"rules": list(spec.rules), "rule_files": list(spec.rule_files)}
+        raise ConfigError(source, format_errors(exc, (), RuleTestFile)) from None
+    rules, settings = _rules_of(spec, source, Path(path).parent)
+    return spec, rules, settings
+
+
+def _rules_of(spec: RuleTestFile, source: str,
+              base_dir: Path) -> tuple[list[RuleConfig], RulesEngineConfig]:
+    """The rules a test file names, read as the config reads its ``rules``, ``rule_files`` and
+    ``rules_engine`` (same substitution, same key paths, same duplicate check)."""
+    problems: list[str] = []
+    raw = substitute({"rules": list(spec.rules), "rule_files": list(spec.rule_files)},
+                     os.environ, (), problems)
+    unset = {p.split(":", 1)[0] for p in problems}  # their bad value is not said again
+    invalid: list[str] = []
+    inline: list[RuleConfig] = []
+    for i, item in enumerate(raw["rules"]):
+        try:
+            inline.append(RuleConfig.model_validate(item))
+        except ValidationError as exc:
+            invalid.extend(format_errors(exc, ("rules", i), RuleConfig))
+    settings = RulesEngineConfig()
     if spec.evaluation_interval is not None:
-        sub["rules_engine"] = {"evaluation_interval": spec.evaluation_interval}
-    config = parse_config(yaml.safe_dump(sub), source=source, base_dir=Path(path).parent)
-    if not config.rules:
+        try:
+            settings = RulesEngineConfig(evaluation_interval=spec.evaluation_interval)
+        except ValidationError as exc:
+            invalid.extend(format_errors(exc, ("rules_engine",), RulesEngineConfig))
+    problems.extend(p for p in invalid if p.split(":", 1)[0] not in unset)
+    rules = include_rule_files(() if invalid else inline, raw["rule_files"], base_dir, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    if not rules:
         raise ConfigError(source, ["rule_files, rules: the test file names no rules"])
-    return spec, list(config.rules), config.rules_engine
+    return list(rules), settings
 
 
 def run_test_file(path: str | Path) -> list[CaseResult]:

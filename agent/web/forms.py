@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent.alerting.matchers import Matcher, parse_matcher
+from agent.alerting.matchers import LabelMatcher, parse_label_matcher
 from agent.durations import parse_duration
 
 __all__ = ["SilenceForm", "parse_silence_form"]
@@ -27,7 +27,7 @@ class SilenceForm:
     duration_text: str = "2h"
     comment: str = ""
     author: str = ""
-    matchers: list[Matcher] = field(default_factory=list)
+    matchers: list[LabelMatcher] = field(default_factory=list)
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)  # field name -> what is wrong
 
@@ -48,7 +48,7 @@ def parse_silence_form(data: Mapping[str, str]) -> SilenceForm:
         form.errors["matchers"] = "Give at least one matcher, e.g. alertname=GpuIdle."
     for line in lines:
         try:
-            form.matchers.append(parse_matcher(line))
+            form.matchers.append(parse_label_matcher(line))
         except ValueError as exc:
             form.errors["matchers"] = str(exc)
             break

@@ -19,7 +19,7 @@ import yaml
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.dispatch import Dispatcher, Router
-from agent.alerting.matchers import parse_matchers
+from agent.alerting.matchers import parse_label_matchers
 from agent.alerting.timeintervals import TimeIntervalSpec
 from agent.config import parse_config
 from agent.errors import ConfigError
@@ -102,7 +102,7 @@ def test_alertmanager_accepts_the_same_config_and_routes_like_us(tmp_path):
     ('summary="say \\"hi\\""', ['summary=say "hi"']),
 ])
 def test_matcher_syntax(text, expected):
-    assert [str(m) for m in parse_matchers(text)] == expected
+    assert [str(m) for m in parse_label_matchers(text)] == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -113,7 +113,7 @@ def test_matcher_syntax(text, expected):
 ])
 def test_bad_matchers_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_matchers(text)
+        parse_label_matchers(text)
 
 
 def test_inhibit_rules_with_matchers_mute_the_target():

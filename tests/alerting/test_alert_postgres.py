@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.dispatch import Dispatcher
-from agent.alerting.matchers import parse_matcher
+from agent.alerting.matchers import parse_label_matcher
 from agent.alerting.silences import SilenceStore
 from agent.history.db import create_schema, make_engine
 from agent.notify.console import ConsoleNotifier
@@ -51,7 +51,7 @@ async def test_groups_and_silences_survive_restart_on_postgresql(pg_engine):
         )
 
     SilenceStore(pg_engine).add(
-        [parse_matcher("node=gpu-9")], starts_at=clock.now, ends_at=clock.now + 600, now=clock.now
+        [parse_label_matcher("node=gpu-9")], starts_at=clock.now, ends_at=clock.now + 600, now=clock.now
     )
     d = dispatcher()
     ev = fire("GpuIdle", {"node": "gpu-3"}, clock.now)

@@ -8,7 +8,7 @@ import pytest
 
 from agent.alerting.config import AlertingConfig
 from agent.alerting.dispatch import Dispatcher, Router
-from agent.alerting.matchers import Matcher, parse_matcher
+from agent.alerting.matchers import LabelMatcher, parse_label_matcher
 from agent.alerting.config import timer_warnings
 from agent.alerting.routing import build_routes, in_quiet_hours
 from agent.alerting.silences import SilenceNotFound, SilenceStore
@@ -58,15 +58,15 @@ def test_route_tree_matches_like_alertmanager():
 
 
 def test_matchers_parse_and_anchor():
-    assert parse_matcher("alert=GpuIdle") == Matcher("alert", "=", "GpuIdle")
-    assert parse_matcher("node!=gpu-3").matches({"node": "gpu-4"})
-    m = parse_matcher("node=~gpu-1")
+    assert parse_label_matcher("alert=GpuIdle") == LabelMatcher("alert", "=", "GpuIdle")
+    assert parse_label_matcher("node!=gpu-3").matches({"node": "gpu-4"})
+    m = parse_label_matcher("node=~gpu-1")
     assert m.matches({"node": "gpu-1"}) and not m.matches({"node": "gpu-10"})
-    assert parse_matcher("node!~gpu-.*").matches({})
+    assert parse_label_matcher("node!~gpu-.*").matches({})
     with pytest.raises(ValueError, match="expected a matcher"):
-        parse_matcher("justaword")
+        parse_label_matcher("justaword")
     with pytest.raises(ValueError, match="invalid regex"):
-        parse_matcher("node=~(")
+        parse_label_matcher("node=~(")
 
 
 def test_config_errors_name_the_path():
@@ -168,7 +168,7 @@ async def test_silence_mutes_and_survives_restart(tmp_path):
         tmp_path, {"group_wait": 0, "group_by": ["alertname", "node"]}
     )
     SilenceStore(d.engine).add(
-        [parse_matcher("alert=GpuIdle"), parse_matcher("node=gpu-3")],
+        [parse_label_matcher("alert=GpuIdle"), parse_label_matcher("node=gpu-3")],
         starts_at=clock.now,
         ends_at=clock.now + 7200,
         now=clock.now,
@@ -200,7 +200,7 @@ async def test_silence_mutes_and_survives_restart(tmp_path):
 def test_silence_store_add_list_expire(tmp_path):
     s = SilenceStore(store(tmp_path))
     a = s.add(
-        [parse_matcher("alert=GpuIdle")], starts_at=T0, ends_at=T0 + 60, now=T0, created_by="me"
+        [parse_label_matcher("alert=GpuIdle")], starts_at=T0, ends_at=T0 + 60, now=T0, created_by="me"
     )
     assert [x.id for x in s.list(now=T0)] == [a.id]
     assert s.list(now=T0 + 61) == []
@@ -275,7 +275,7 @@ async def test_silence_added_after_firing_does_not_swallow_the_resolution(tmp_pa
     d.alerts_changed([ev], clock.now)
     await d.tick(clock.now)
     SilenceStore(d.engine).add(
-        [parse_matcher("node=gpu-3")], starts_at=clock.now, ends_at=clock.now + 3600, now=clock.now
+        [parse_label_matcher("node=gpu-3")], starts_at=clock.now, ends_at=clock.now + 3600, now=clock.now
     )
     await d.tick(clock.advance(5))
     d.alerts_changed([resolve(ev, clock.advance(60))], clock.now)

@@ -176,7 +176,8 @@ async def test_the_weekly_digest_reaches_slack_through_an_outage_and_a_restart(h
         config = parse_config(yaml_text(db, slack.base_url))
         engine = make_engine(f"sqlite:///{db}")
         clock = scenario.Clock(END - 60)  # 2026-12-07 is a Monday: due at END, covering 3 days
-        first = CostDigest(config, engine, clock=clock)
+        first = CostDigest(config.cost, config.alerting, config.history.retention, engine,
+                            clock=clock)
         await first.start()
         await first.stop()  # the loop is driven by hand below: step(now)
         assert first.next_due == END
@@ -187,7 +188,8 @@ async def test_the_weekly_digest_reaches_slack_through_an_outage_and_a_restart(h
         await first.step(clock.t)   # queued, then Slack answers 500: kept for a retry
         assert first.status()["failed_attempts"] == 1 and not slack.messages
         clock.t = END + 30            # the agent restarts while Slack is still down
-        second = CostDigest(config, engine, clock=clock)
+        second = CostDigest(config.cost, config.alerting, config.history.retention, engine,
+                            clock=clock)
         await second.start()
         await second.stop()
         assert second.next_due == END  # within catch_up: due again, but queued once (dedup key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.rules.matchers import Selector, parse_matcher
+from agent.rules.matchers import Selector, parse_tag_matcher
 from agent.samples import make_tags
 
 
@@ -29,12 +29,12 @@ from agent.samples import make_tags
     ],
 )
 def test_matcher(spec, value, expected):
-    assert parse_matcher("t", spec).matches(value) is expected
+    assert parse_tag_matcher("t", spec).matches(value) is expected
 
 
 def test_a_bad_regex_names_itself():
     with pytest.raises(ValueError, match=r"invalid regular expression '\('"):
-        parse_matcher("dag_id", "=~(")
+        parse_tag_matcher("dag_id", "=~(")
 
 
 def test_selector_is_a_conjunction_and_reads_missing_tags_as_empty():
