@@ -222,7 +222,7 @@ class Dispatcher:
                         next_flush=min(seen, now) + wait,
                     )
                     self.states.add(group)
-                group.alerts[info.fingerprint] = dict(vars(info))
+                group.alerts[info.fingerprint] = info
                 if self._immediate(route.receiver):
                     group.next_flush = min(group.next_flush, now)
                 self.states.changed(gkey)
@@ -233,10 +233,10 @@ class Dispatcher:
 
     def _firing_labels(self) -> list[dict[str, str]]:
         return [
-            a["labels"]
+            a.labels
             for g in self.groups.values()
             for a in g.alerts.values()
-            if a["state"] == "firing"
+            if a.state == "firing"
         ]
 
     def _mute_now(self, labels: Mapping[str, str], now: float) -> str | None:
@@ -265,7 +265,7 @@ class Dispatcher:
         self, group: Group, route: Route, now: float, firing: list[dict[str, str]]
     ) -> int:
         """Plan what the due group says (:func:`plan_flush`) and apply the plan."""
-        alerts = [AlertInfo.from_dict(a) for a in group.alerts.values()]
+        alerts = list(group.alerts.values())
         carried, joined = self.causes.carried(group)
         plan = plan_flush(self._facts(group, route, alerts, now, firing, joined), route, now)
         if (plan.event == "repeat" and self.actions is not None
@@ -363,7 +363,7 @@ class Dispatcher:
             # what else can change a mute verdict: silences, and for inhibition what fires
             epoch=(self.silences.active_ids(now), self.config.inhibit_rules and tuple(
                 fp for g in self.groups.values() for fp, a in g.alerts.items()
-                if a["state"] == "firing")),
+                if a.state == "firing")),
         )
         for group in self.groups.values():
             self.causes.plan(group, now)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agent.history.checkstate import CheckStateRows
+from agent.notify.base import AlertInfo
 
 __all__ = ["STATE_CHECK", "Group", "GroupStates", "digest"]
 
@@ -40,9 +41,7 @@ class Group:
     key: str
     labels: dict[str, str]
     receiver: str
-    alerts: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # fingerprint -> AlertInfo as dict
+    alerts: dict[str, AlertInfo] = field(default_factory=dict)  # by fingerprint
     notified: dict[str, str] = field(default_factory=dict)  # fingerprint -> state last sent
     incident: str | None = None
     seq: int = 0
@@ -51,11 +50,15 @@ class Group:
     linked: dict[str, str] = field(default_factory=dict)  # fingerprint -> cause|effect (causes.py)
 
     def to_json(self) -> str:
-        return json.dumps(vars(self), separators=(",", ":"))
+        doc = dict(vars(self))
+        doc["alerts"] = {fp: a.to_json() for fp, a in self.alerts.items()}
+        return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> "Group":
-        return cls(**json.loads(text))
+        doc: dict[str, Any] = json.loads(text)
+        doc["alerts"] = {fp: AlertInfo.from_json(a) for fp, a in doc.get("alerts", {}).items()}
+        return cls(**doc)
 
 
 class GroupStates:

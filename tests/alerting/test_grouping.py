@@ -134,3 +134,27 @@ def test_quiet_hours_hold_all_but_critical_and_change_nothing_else():
 def test_a_clean_group_with_nothing_firing_says_nothing():
     plan = plan_flush(facts(alert("a", "resolved")), ROUTE, NOW)
     assert plan.event is None and not plan.send and plan.empty and plan.incident is None
+
+
+def test_groups_outlive_a_restart_with_their_alerts_as_values(tmp_path):
+    """GroupStates saves changed groups to check_state and loads them back as they were;
+    a removed group's row goes."""
+    from agent.alerting.groupstate import Group, GroupStates
+    from agent.history.db import create_schema, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    create_schema(engine)
+    states = GroupStates(engine)
+    kept = Group("root", "slack|" + "x" * 300, {"alertname": "EndpointDown"}, "slack",
+                 alerts={"a": alert("a"), "b": alert("b", "resolved")}, notified={"a": "firing"},
+                 incident="inc", seq=2, next_flush=NOW + 300, last_notify=NOW)
+    gone = Group("root", "slack|gone", {}, "slack", alerts={"c": alert("c")})
+    states.add(kept)
+    states.add(gone)
+    states.save(NOW)
+    states.remove(gone.key)
+    states.save(NOW + 1)
+    again = GroupStates(engine)
+    again.load()
+    assert again.groups == {kept.key: kept}
+    assert isinstance(again.groups[kept.key].alerts["a"], AlertInfo)
