@@ -38,6 +38,7 @@ from agent.alerting.receivers import build_notifiers, fallbacks_of
 from agent.alerting.routing import Route, build_routes
 from agent.alerting.metrics import broken_receivers, dispatcher_metrics, receivers_status
 from agent.alerting.silences import SilenceStore
+from agent.causes.config import CausesConfig
 from agent.history.protocol import SeriesReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
@@ -125,7 +126,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         notifiers: Mapping[str, Notifier] | None = None,
         submit: Callable[[CheckResult], None] | None = None,
-        causes: Any = None,
+        causes: CausesConfig | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -158,8 +159,6 @@ class Dispatcher:
         self.last_tick: float | None = None
         self.last_error: str | None = None
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
-        # standalone use creates the tables; otherwise the store's owner migrates them
-        self.ensure_schema = False
         self._reader = reader
         self._tick_lock = asyncio.Lock()
         self.actions: AlertActions | None = None  # Slack buttons: see set_actions
@@ -386,7 +385,8 @@ class Dispatcher:
             await self.delivery.run_once(now)
             self.last_tick = now
 
-    async def reconfigure(self, config: AlertingConfig, causes: Any = None) -> None:
+    async def reconfigure(self, config: AlertingConfig,
+                          causes: CausesConfig | None = None) -> None:
         """Reload: build routes and notifiers from ``config`` first, then swap them in between
         ticks. Groups, incidents and queued notifications carry over; so do the delivery
         counts of receivers that still exist. A receiver stopped on a config error starts again.
@@ -442,10 +442,6 @@ class Dispatcher:
             await asyncio.sleep(self.config.delivery.tick)
 
     async def start(self) -> None:
-        if self.ensure_schema:
-            from agent.history.db import create_schema
-
-            await self._db(create_schema, self.engine)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerting")
 
@@ -487,19 +483,13 @@ class Dispatcher:
 
 
 def make_dispatcher(
-    config: Any,
+    config: AlertingConfig,
     *,
-    engine: Engine | None = None,
+    engine: Engine,
+    causes: CausesConfig | None = None,
     reader: SeriesReader | None = None,
     submit: Callable[[CheckResult], None] | None = None,
 ) -> Dispatcher:
-    """The ``alerting`` component for an AgentConfig; without an engine it opens ``agent.history``."""
-    ensure_schema = engine is None
-    if engine is None:
-        from agent.history.db import make_engine
-
-        engine = make_engine(config.agent.history)
-    dispatcher = Dispatcher(config.alerting, engine, reader=reader, submit=submit,
-                            causes=getattr(config, "causes", None))
-    dispatcher.ensure_schema = ensure_schema
-    return dispatcher
+    """The ``alerting`` component from its section (and the ``causes:`` one) over the store's
+    engine, which the store has migrated (the daemon starts the store first)."""
+    return Dispatcher(config, engine, reader=reader, submit=submit, causes=causes)
