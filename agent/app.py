@@ -127,7 +127,8 @@ class Agent:
                                        submit=self.submit_own)
         self.components.append(self.leader)
         self.scheduler.gate = self.leader.gate
-        self.alerting = (make_dispatcher(config, engine=self.history.engine, reader=self.history,
+        self.alerting = (make_dispatcher(config.alerting, engine=self.history.engine,
+                                         causes=config.causes, reader=self.history,
                                          submit=self.submit_own)
                          if config.alerting.enabled else None)
         self.components += [self.alerting] if self.alerting is not None else []

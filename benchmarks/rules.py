@@ -33,7 +33,7 @@ import time
 import tracemalloc
 
 from agent.export.prometheus import PrometheusExporter
-from agent.alerting.state import AlertStateStore
+from agent.rules.state import AlertStateStore
 from agent.history.db import create_schema, make_engine
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.engine import RulesEngine

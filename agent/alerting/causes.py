@@ -85,28 +85,28 @@ class CauseLinks:
         placeable = []
         for group in groups:
             linked = getattr(group, "linked", {})
-            for fp, doc in group.alerts.items():
+            for fp, alert in group.alerts.items():
                 if self._kinds.get(fp) is False:
                     continue  # of no kind: never linked (most alerts; checked once)
-                placeable.append((group, fp, doc, linked.get(fp)))
-        signature = (epoch, tuple((g.key, fp, doc.get("state"), g.notified.get(fp), role)
-                                  for g, fp, doc, role in placeable))
+                placeable.append((group, fp, alert, linked.get(fp)))
+        signature = (epoch, tuple((g.key, fp, alert.state, g.notified.get(fp), role)
+                                  for g, fp, alert, role in placeable))
         if signature == self._signature:
             self.changed = False
             return self.decision
         self._signature, self.changed = signature, True
         members = []
         hold = self.config.hold
-        for group, fp, doc, role in placeable:
+        for group, fp, alert, role in placeable:
             own_hold = float(hold) if hold is not None else group_wait(group)
-            signal = Signal.from_alert(AlertInfo.from_dict(doc))
+            signal = Signal.from_alert(alert)
             if not self._placeable(fp, signal):
                 continue
-            firing = doc.get("state") == "firing"
+            firing = alert.state == "firing"
             members.append(Member(
                 group=group.key, receiver=group.receiver, signal=signal,
-                fired_at=float(doc.get("fired_at") or doc.get("active_since") or now),
-                said=group.notified.get(fp), live=not (firing and muted(doc["labels"])),
+                fired_at=float(alert.fired_at or alert.active_since or now),
+                said=group.notified.get(fp), live=not (firing and muted(alert.labels)),
                 moves=moves(group.receiver), was_cause=role == "cause", hold=own_hold))
         self.decision = decide(members, now, self.graph) if members else Decision()
         return self.decision

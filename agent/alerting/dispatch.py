@@ -4,10 +4,12 @@ queues one notification per group in the outbox, on Alertmanager's timers.
 A new group waits ``group_wait`` before its first notification (so alerts that fire
 together arrive together), then changes are sent at most every ``group_interval``, and an
 unchanged firing group is repeated every ``repeat_interval``. When every alert of a group
-resolves, one resolved notification closes the incident. Group state is kept in the
-store (``check_state``, check ``alerting``) so a restart neither repeats nor forgets an
+resolves, one resolved notification closes the incident. What a due group says is decided
+by a pure function (:func:`agent.alerting.grouping.plan_flush`); the dispatcher gathers the
+round's verdicts (mutes, causes, acknowledgements) and applies the plan. Group state is kept
+in the store (:mod:`agent.alerting.groupstate`) so a restart neither repeats nor forgets an
 incident; every queued notification has a deterministic dedup key, so re-queueing after a
-crash is a no-op.
+crash is a no-op. The component's metrics are :mod:`agent.alerting.metrics`.
 
 The rules engine calls :meth:`Dispatcher.alerts_changed` (cheap: it only queues the
 events); the component's loop reads the clock once per tick and passes ``now`` down.
@@ -16,33 +18,32 @@ events); the component's loop reads the clock once per tick and passes ``now`` d
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, select
+from sqlalchemy import Engine
 
 from agent.alerting.causes import CauseLinks
 from agent.alerting.config import AlertingConfig
+from agent.alerting.grouping import FlushFacts, FlushPlan, plan_flush
+from agent.alerting.groupstate import Group, GroupStates
 from agent.alerting.inhibit import Inhibitor
 from agent.alerting.matchers import alert_labels
 from agent.alerting.model import AlertEvent, AlertState
 from agent.alerting.receivers import build_notifiers, fallbacks_of
-from agent.alerting.routing import Route, build_routes, in_quiet_hours, time_muted
+from agent.alerting.routing import Route, build_routes
+from agent.alerting.metrics import broken_receivers, dispatcher_metrics, receivers_status
 from agent.alerting.silences import SilenceStore
-from agent.history.sql import upsert
-from agent.history.tables import check_state
+from agent.causes.config import CausesConfig
 from agent.history.protocol import SeriesReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
 from agent.outbox import Outbox
-from agent.samples import CheckResult, Kind, Sample, Status, make_tags
+from agent.samples import CheckResult
 from agent.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -52,37 +53,6 @@ __all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-STATE_CHECK = "alerting"
-
-
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:40]
-
-
-@dataclass
-class Group:
-    """The alerts of one route that share the group_by labels, and what was last sent about them."""
-
-    route_id: str
-    key: str
-    labels: dict[str, str]
-    receiver: str
-    alerts: dict[str, dict[str, Any]] = field(
-        default_factory=dict
-    )  # fingerprint -> AlertInfo as dict
-    notified: dict[str, str] = field(default_factory=dict)  # fingerprint -> state last sent
-    incident: str | None = None
-    seq: int = 0
-    next_flush: float = 0.0
-    last_notify: float | None = None
-    linked: dict[str, str] = field(default_factory=dict)  # fingerprint -> cause|effect (causes.py)
-
-    def to_json(self) -> str:
-        return json.dumps(vars(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "Group":
-        return cls(**json.loads(text))
 
 
 class Router:
@@ -156,7 +126,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         notifiers: Mapping[str, Notifier] | None = None,
         submit: Callable[[CheckResult], None] | None = None,
-        causes: Any = None,
+        causes: CausesConfig | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -178,21 +148,17 @@ class Dispatcher:
             mute=self._mute_now,
         )
         self.submit = submit
-        self.groups: dict[str, Group] = {}
+        self.states = GroupStates(engine)
         self._events: list[tuple[AlertEvent, float]] = []
         self._lock = threading.Lock()
         self._loaded = False
         self._task: asyncio.Task[None] | None = None
-        self._dirty: set[str] = set()
-        self._removed: set[str] = set()
         self.events_seen = 0
         self.notifications_queued = 0
         self.muted = 0
         self.last_tick: float | None = None
         self.last_error: str | None = None
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
-        # standalone use creates the tables; otherwise the store's owner migrates them
-        self.ensure_schema = False
         self._reader = reader
         self._tick_lock = asyncio.Lock()
         self.actions: AlertActions | None = None  # Slack buttons: see set_actions
@@ -220,64 +186,19 @@ class Dispatcher:
             self.events_seen += len(relevant)
 
     # -- store ------------------------------------------------------------------------------
+    @property
+    def groups(self) -> dict[str, Group]:
+        """The live groups by key (read-only use; changes go through ``self.states``)."""
+        return self.states.groups
+
     def load(self) -> None:
         """Resume groups from the store (blocking)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(check_state.c.key, check_state.c.value).where(
-                    check_state.c.check_name == STATE_CHECK
-                )
-            ).all()
-        for key, value in rows:
-            try:
-                group = Group.from_json(str(value))
-                self.groups[group.key] = group
-            except (TypeError, ValueError) as exc:
-                log.warning("alerting: ignoring unreadable saved group %s: %s", key, exc)
+        self.states.load()
         self._loaded = True
 
     def _save(self, now: float) -> None:
-        """Write changed groups (one transaction). Rows are keyed by a hash of the group key,
-        which holds label values of any length; the key itself is inside the JSON.
-
-        Changed groups are upserted, never deleted and re-inserted: agents sharing the store
-        save the same groups at the same moments, and an upsert cannot collide with another
-        agent's insert. Rows go in key order, so two savers lock them in the same order."""
-        if not self._dirty and not self._removed:
-            return
-        kept = sorted(k for k in self._dirty if k in self.groups)
-        gone = sorted({_key(k) for k in self._removed | self._dirty} - {_key(k) for k in kept})
-        rows = sorted(
-            (
-                {
-                    "check_name": STATE_CHECK,
-                    "key": _key(k),
-                    "value": self.groups[k].to_json(),
-                    "updated_at": now,
-                }
-                for k in kept
-            ),
-            key=lambda row: str(row["key"]),
-        )
-        with self.engine.begin() as conn:
-            for i in range(0, len(gone), 500):
-                conn.execute(
-                    delete(check_state).where(
-                        and_(
-                            check_state.c.check_name == STATE_CHECK,
-                            check_state.c.key.in_(gone[i : i + 500]),
-                        )
-                    )
-                )
-            if rows:
-                conn.execute(
-                    upsert(
-                        self.engine, check_state, ["check_name", "key"], ["value", "updated_at"]
-                    ),
-                    rows,
-                )
-        self._dirty.clear()
-        self._removed.clear()
+        """Write changed groups (one transaction, blocking)."""
+        self.states.save(now)
 
     # -- grouping ---------------------------------------------------------------------------
     def _ingest(self, now: float) -> None:
@@ -299,11 +220,11 @@ class Dispatcher:
                         route.receiver,
                         next_flush=min(seen, now) + wait,
                     )
-                    self.groups[gkey] = group
-                group.alerts[info.fingerprint] = dict(vars(info))
+                    self.states.add(group)
+                group.alerts[info.fingerprint] = info
                 if self._immediate(route.receiver):
                     group.next_flush = min(group.next_flush, now)
-                self._dirty.add(gkey)
+                self.states.changed(gkey)
 
     def _immediate(self, receiver: str) -> bool:
         notifier = self.notifiers.get(receiver)
@@ -311,10 +232,10 @@ class Dispatcher:
 
     def _firing_labels(self) -> list[dict[str, str]]:
         return [
-            a["labels"]
+            a.labels
             for g in self.groups.values()
             for a in g.alerts.values()
-            if a["state"] == "firing"
+            if a.state == "firing"
         ]
 
     def _mute_now(self, labels: Mapping[str, str], now: float) -> str | None:
@@ -329,8 +250,7 @@ class Dispatcher:
         self._place_causes(now)
         firing = self._firing_labels()
         queued = 0
-        for gkey in list(self.groups):
-            group = self.groups[gkey]
+        for group in self.states:
             route = self._routes_by_id.get(group.route_id) or self.router.root
             _rebase_after_clock_step(group, route, now)
             if now < group.next_flush:
@@ -343,99 +263,78 @@ class Dispatcher:
     def _flush_group(
         self, group: Group, route: Route, now: float, firing: list[dict[str, str]]
     ) -> int:
-        alerts = [AlertInfo.from_dict(a) for a in group.alerts.values()]
-        live = []
-        for alert in alerts:
-            if alert.state == "firing" and self.router.mute_reason(alert.labels, now, firing):
-                if group.notified.get(alert.fingerprint) is None:
-                    self.muted += 1  # counted once per alert; "firing" stays so it can resolve
-                    group.notified[alert.fingerprint] = "muted"
-                continue
-            if self.causes.away(group.key, alert.fingerprint):
-                group.notified[alert.fingerprint] = "linked"  # said under its cause
-                continue
-            live.append(alert)
-        firing_now = [a for a in live if a.state == "firing"]
-        resolved_now = [
-            a
-            for a in alerts
-            if a.state == "resolved" and group.notified.get(a.fingerprint) == "firing"
-        ]
-        worst = (
-            "critical"
-            if any(a.severity == "critical" for a in firing_now)
-            else (firing_now[0].severity if firing_now else "info")
-        )
-        if in_quiet_hours(route.quiet_hours, now, worst) or time_muted(route, now):
-            return 0  # held, not dropped: tried again on the next tick
-        immediate = self._immediate(group.receiver)
-        repeat_every = (
-            self.config.alertmanager.resend_interval if immediate else route.repeat_interval
-        )
-        changed = {
-            a.fingerprint for a in firing_now if group.notified.get(a.fingerprint) != "firing"
-        }
+        """Plan what the due group says (:func:`plan_flush`) and apply the plan."""
+        alerts = list(group.alerts.values())
         carried, joined = self.causes.carried(group)
-        changed |= joined  # an effect that joins its cause is news for the cause's thread
-        event: str | None = None
-        if group.incident is None:
-            if firing_now:
-                event = "firing"
-        elif changed or resolved_now:
-            event = "update" if firing_now else "resolved"
-        elif (
-            firing_now and group.last_notify is not None and now - group.last_notify >= repeat_every
-        ):
-            event = "repeat"
-        elif not firing_now and not resolved_now and not any(a.state == "firing" for a in alerts):
-            event = None  # nothing left to say
-        if self.actions is not None and event in ("repeat", "resolved"):
-            assert group.incident is not None
-            if event == "resolved":
-                if not any(a.state == "firing" for a in alerts):  # none left, muted or not
-                    self.actions.incident_closed(group.receiver, group.incident, now)
-            elif self.actions.repeat_stopped(group.receiver, group.incident):
-                event = None
-                group.last_notify = now  # asked again after another repeat_interval
-        send_resolved = self._send_resolved(group.receiver)
-        queued = 0
-        if event is not None and not (event == "resolved" and not send_resolved):
-            shown = firing_now + resolved_now
-            group.seq += 1
-            if event == "firing":
-                started = min((a.started or now) for a in firing_now)
-                group.incident = _key(group.key, started, "incident")
-            assert group.incident is not None
-            dedup = group.incident if event == "firing" else _key(group.incident, group.seq, event)
-            note = Notification(
-                receiver=group.receiver,
-                group_key=group.key,
-                group_labels=group.labels,
-                event=event,
-                incident=group.incident,
-                alerts=self.causes.annotate(group.key, shown),
-                created_at=now,
-                seq=group.seq,
-                causes=self.causes.docs(carried, joined),
-            )
-            if self.delivery.enqueue(note, dedup_key=dedup, now=now) is not None:
-                queued = 1
-            group.last_notify = now
-            self.causes.said(group, carried)
-        for a in firing_now:
-            group.notified[a.fingerprint] = "firing"
-        for a in alerts:
-            if a.state == "resolved":
-                group.alerts.pop(a.fingerprint, None)
-                group.notified.pop(a.fingerprint, None)
-        group.next_flush = now + (self.config.delivery.tick if immediate else route.group_interval)
-        if not group.alerts:
-            self.groups.pop(group.key, None)
-            self._removed.add(group.key)
-            self._dirty.discard(group.key)
-        else:
-            self._dirty.add(group.key)
+        plan = plan_flush(self._facts(group, route, alerts, now, firing, joined), route, now)
+        if (plan.event == "repeat" and self.actions is not None
+                and self.actions.repeat_stopped(group.receiver, str(group.incident))):
+            plan = plan.acknowledged()
+        if plan.held:
+            group.notified = dict(plan.notified)
+            self.muted += plan.newly_muted
+            return 0
+        if plan.close_incident and self.actions is not None:
+            self.actions.incident_closed(group.receiver, str(group.incident), now)
+        queued = self._enqueue(group, plan, now, carried, joined) if plan.send else 0
+        self._apply(group, plan, now)
         return queued
+
+    def _facts(self, group: Group, route: Route, alerts: list[AlertInfo], now: float,
+               firing: list[dict[str, str]], joined: set[str]) -> FlushFacts:
+        """The group and this round's verdicts on it, as :func:`plan_flush` takes them."""
+        immediate = self._immediate(group.receiver)
+        return FlushFacts(
+            key=group.key,
+            alerts=alerts,
+            notified=group.notified,
+            incident=group.incident,
+            seq=group.seq,
+            last_notify=group.last_notify,
+            muted={a.fingerprint for a in alerts if a.state == "firing"
+                   and self.router.mute_reason(a.labels, now, firing)},
+            away={a.fingerprint for a in alerts if self.causes.away(group.key, a.fingerprint)},
+            joined=joined,
+            repeat_every=(self.config.alertmanager.resend_interval if immediate
+                          else route.repeat_interval),
+            next_every=self.config.delivery.tick if immediate else route.group_interval,
+            send_resolved=self._send_resolved(group.receiver),
+        )
+
+    def _enqueue(self, group: Group, plan: FlushPlan, now: float, carried: Any,
+                 joined: set[str]) -> int:
+        """Queue the plan's notification in the outbox (a no-op for a dedup key queued before)."""
+        assert plan.event is not None and plan.incident is not None and plan.dedup is not None
+        note = Notification(
+            receiver=group.receiver,
+            group_key=group.key,
+            group_labels=group.labels,
+            event=plan.event,
+            incident=plan.incident,
+            alerts=self.causes.annotate(group.key, list(plan.shown)),
+            created_at=now,
+            seq=plan.seq,
+            causes=self.causes.docs(carried, joined),
+        )
+        queued = self.delivery.enqueue(note, dedup_key=plan.dedup, now=now) is not None
+        self.causes.said(group, carried)
+        return int(queued)
+
+    def _apply(self, group: Group, plan: FlushPlan, now: float) -> None:
+        """The group's state after a flush that was not held."""
+        group.notified = dict(plan.notified)
+        self.muted += plan.newly_muted
+        group.incident, group.seq = plan.incident, plan.seq
+        if plan.stamp_notify:
+            group.last_notify = now
+        for fp in plan.dropped:
+            group.alerts.pop(fp, None)
+        assert plan.next_flush is not None
+        group.next_flush = plan.next_flush
+        if plan.empty:
+            self.states.remove(group.key)
+        else:
+            self.states.changed(group.key)
 
     def _send_resolved(self, receiver: str) -> bool:
         for r in self.config.receivers:
@@ -463,7 +362,7 @@ class Dispatcher:
             # what else can change a mute verdict: silences, and for inhibition what fires
             epoch=(self.silences.active_ids(now), self.config.inhibit_rules and tuple(
                 fp for g in self.groups.values() for fp, a in g.alerts.items()
-                if a["state"] == "firing")),
+                if a.state == "firing")),
         )
         for group in self.groups.values():
             self.causes.plan(group, now)
@@ -486,7 +385,8 @@ class Dispatcher:
             await self.delivery.run_once(now)
             self.last_tick = now
 
-    async def reconfigure(self, config: AlertingConfig, causes: Any = None) -> None:
+    async def reconfigure(self, config: AlertingConfig,
+                          causes: CausesConfig | None = None) -> None:
         """Reload: build routes and notifiers from ``config`` first, then swap them in between
         ticks. Groups, incidents and queued notifications carry over; so do the delivery
         counts of receivers that still exist. A receiver stopped on a config error starts again.
@@ -542,10 +442,6 @@ class Dispatcher:
             await asyncio.sleep(self.config.delivery.tick)
 
     async def start(self) -> None:
-        if self.ensure_schema:
-            from agent.history.db import create_schema
-
-            await self._db(create_schema, self.engine)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alerting")
 
@@ -561,26 +457,6 @@ class Dispatcher:
 
     # -- introspection ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        receivers = {}
-        for name, notifier in self.notifiers.items():
-            s = self.delivery.stats[name]
-            receivers[name] = {
-                "type": notifier.type,
-                "target": notifier.description,
-                "sent": s.sent,
-                "failed_attempts": s.failed_attempts,
-                "dropped": s.dropped,
-                "forwarded": s.forwarded,
-                "muted": s.muted,
-                "last_success": s.last_success,
-                "last_error": s.last_error,
-                "last_error_at": s.last_error_at,
-                "broken": s.broken,
-                "fallback": self.delivery.fallback_of(name),
-            }
-            setup = notifier.setup()
-            if setup is not None:
-                receivers[name]["setup"] = setup
         broken = self.broken_receivers()
         return {
             # CRITICAL while a receiver cannot post at all: its notifications reach only the
@@ -593,89 +469,27 @@ class Dispatcher:
             "alerts_muted": self.muted,
             "last_tick": self.last_tick,
             "last_error": self.last_error,
-            "receivers": receivers,
+            "receivers": receivers_status(self.notifiers, self.delivery),
         }
 
     def broken_receivers(self) -> dict[str, str]:
         """Receivers stopped on a config error, with what to fix."""
-        return {n: s.broken for n, s in self.delivery.stats.items() if s.broken}
+        return broken_receivers(self.delivery)
 
     def metrics(self, now: float) -> CheckResult:
         """The component's own metrics as a check result for the pipeline (blocking)."""
-        pending = self.delivery.pending(now)
-        samples = []
-        for name, notifier in self.notifiers.items():
-            s = self.delivery.stats[name]
-            tags = make_tags({"receiver": name, "receiver_type": notifier.type})
-            p = pending.get(name, {"pending": 0, "oldest_age": 0.0})
-            samples += [
-                Sample(
-                    "mlwarden.alerting.notifications.sent", s.sent, tags, now, Kind.MONOTONIC_COUNT
-                ),
-                Sample(
-                    "mlwarden.alerting.notifications.dropped",
-                    s.dropped,
-                    tags,
-                    now,
-                    Kind.MONOTONIC_COUNT,
-                ),
-                Sample(
-                    "mlwarden.alerting.notifications.pending", p["pending"], tags, now, Kind.GAUGE
-                ),
-                Sample(
-                    "mlwarden.alerting.notifications.oldest_pending_age",
-                    p["oldest_age"],
-                    tags,
-                    now,
-                    Kind.GAUGE,
-                ),
-                Sample(
-                    "mlwarden.alerting.receiver.up", 0.0 if s.broken else 1.0, tags, now, Kind.GAUGE
-                ),
-            ]
-            for reason, count in s.failures_by_reason.items():
-                samples.append(
-                    Sample(
-                        "mlwarden.alerting.delivery.failures",
-                        count,
-                        make_tags(tags, {"reason": reason}),
-                        now,
-                        Kind.MONOTONIC_COUNT,
-                    )
-                )
-        samples.append(Sample("mlwarden.alerting.groups", len(self.groups), (), now, Kind.GAUGE))
-        broken = self.broken_receivers()
-        status = Status.CRITICAL if broken else Status.OK
-        message = (
-            "receivers stopped: " + "; ".join(f"{n}: {why}" for n, why in broken.items())
-            if broken
-            else f"{len(self.groups)} alert groups"
-        )
-        return CheckResult(
-            check="alerting",
-            check_type="agent",
-            status=status,
-            message=message,
-            samples=samples,
-            started=now,
-            interval=self.config.delivery.tick,
-        )
+        return dispatcher_metrics(self.notifiers, self.delivery, len(self.groups), now,
+                                  self.config.delivery.tick)
 
 
 def make_dispatcher(
-    config: Any,
+    config: AlertingConfig,
     *,
-    engine: Engine | None = None,
+    engine: Engine,
+    causes: CausesConfig | None = None,
     reader: SeriesReader | None = None,
     submit: Callable[[CheckResult], None] | None = None,
 ) -> Dispatcher:
-    """The ``alerting`` component for an AgentConfig; without an engine it opens ``agent.history``."""
-    ensure_schema = engine is None
-    if engine is None:
-        from agent.history.db import make_engine
-
-        engine = make_engine(config.agent.history)
-    dispatcher = Dispatcher(config.alerting, engine, reader=reader, submit=submit,
-                            causes=getattr(config, "causes", None))
-    dispatcher.ensure_schema = ensure_schema
-    return dispatcher
+    """The ``alerting`` component from its section (and the ``causes:`` one) over the store's
+    engine, which the store has migrated (the daemon starts the store first)."""
+    return Dispatcher(config, engine, reader=reader, submit=submit, causes=causes)

@@ -137,8 +137,3 @@ def alert_labels(rule: str, labels: Mapping[str, str], severity: str) -> dict[st
     out.setdefault("alert", rule)
     out.setdefault("severity", severity)
     return out
-
-
-# The old name, until agent/slackapp/handlers.py (edited elsewhere) imports LabelMatcher: the
-# rules' tag matcher (agent.rules.matchers.TagMatcher) had the same one, with another syntax.
-Matcher = LabelMatcher

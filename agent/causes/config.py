@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from agent.durations import Duration
-from agent.rules.matchers import parse_matcher
+from agent.tagmatch import parse_tag_matcher
 
 __all__ = ["CausesConfig", "Condition", "EdgeConfig", "KindConfig", "Phrase", "reference_problems",
            "unknown_rule_warnings"]
@@ -128,7 +128,7 @@ class Phrase(_Model):
 def _check_matchers(value: dict[str, str]) -> dict[str, str]:
     for name, spec in value.items():
         try:
-            parse_matcher(name, spec)
+            parse_tag_matcher(name, spec)
         except ValueError as exc:
             raise ValueError(f"label {name!r}: {exc}, found {spec!r}") from None
     return value
@@ -325,7 +325,7 @@ def unknown_rule_warnings(causes: CausesConfig, rules: Iterable[str]) -> list[st
     for kind, spec in causes.kinds.items():
         for i, selector in enumerate(spec.alerts):
             wanted = selector.get("alert")
-            if wanted is None or parse_matcher("alert", wanted).op != "=" or wanted in names:
+            if wanted is None or parse_tag_matcher("alert", wanted).op != "=" or wanted in names:
                 continue
             close = difflib.get_close_matches(wanted, sorted(names), n=1, cutoff=0.8)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from agent.causes.config import CausesConfig, Condition, KindConfig, reference_problems
 from agent.causes.model import Signal
-from agent.rules.matchers import Matcher, parse_matcher
+from agent.tagmatch import TagMatcher, parse_tag_matcher
 
 __all__ = ["CauseGraph", "Edge", "Kind", "Phrase", "builtin_config", "builtin_graph"]
 
@@ -27,18 +27,18 @@ BUILTIN = "causes.yaml"  # in agent/data/
 DEFAULT_WINDOW = 600.0
 
 
-def _matchers(spec: Mapping[str, str]) -> tuple[Matcher, ...]:
-    return tuple(parse_matcher(k, v) for k, v in sorted(spec.items()))
+def _matchers(spec: Mapping[str, str]) -> tuple[TagMatcher, ...]:
+    return tuple(parse_tag_matcher(k, v) for k, v in sorted(spec.items()))
 
 
-def _all(matchers: tuple[Matcher, ...], signal: Signal) -> bool:
+def _all(matchers: tuple[TagMatcher, ...], signal: Signal) -> bool:
     return all(m.matches(signal.label(m.name)) for m in matchers)
 
 
 @dataclass(frozen=True, slots=True)
 class Phrase:
     text: str
-    when: tuple[Matcher, ...]
+    when: tuple[TagMatcher, ...]
     fields: tuple[str, ...]
 
 
@@ -48,7 +48,7 @@ class Kind:
 
     name: str
     description: str
-    selectors: tuple[tuple[Matcher, ...], ...]
+    selectors: tuple[tuple[TagMatcher, ...], ...]
     says: tuple[Phrase, ...]
 
     def matches(self, signal: Signal) -> bool:

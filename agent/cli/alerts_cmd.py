@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace):  # -> AlertStateStore
-    from agent.alerting.state import AlertStateStore
+    from agent.rules.state import AlertStateStore
     from agent.errors import StoreError
     from agent.history.db import make_engine
 

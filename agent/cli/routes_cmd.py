@@ -17,7 +17,7 @@ from agent.alerting.dispatch import Router
 from agent.alerting.matchers import alert_labels
 from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
-from agent.alerting.state import AlertStateStore
+from agent.rules.state import AlertStateStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,8 +44,7 @@ from agent.history.maintenance import Floors
 from agent.history.query import HistoryReader, Points
 from agent.history.retention import RetentionReport, apply_retention
 from agent.history.rollups import fold_all
-from agent.history.sql import upsert
-from agent.history.tables import check_state
+from agent.history.checkstate import CheckStateRows
 from agent.history.writer import Writer
 from agent.outbox import Outbox
 from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, Tags, make_tags
@@ -175,9 +174,7 @@ class HistoryStore:
 
     def get_state_blocking(self, check: str, key: str) -> Any:
         try:
-            with self._engine.connect() as conn:
-                text = conn.execute(select(check_state.c.value).where(
-                    (check_state.c.check_name == check) & (check_state.c.key == key))).scalar_one_or_none()
+            text = CheckStateRows(self._engine).get(check, key)
         except SQLAlchemyError as exc:
             raise StoreError(scrub(f"history: cannot read state {check}/{key} from "
                                    f"{self.shown_url}: {getattr(exc, 'orig', None) or exc}")) from None
@@ -188,11 +185,8 @@ class HistoryStore:
             text = json.dumps(value, separators=(",", ":"), sort_keys=True)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"history: state {check}/{key} is not JSON-serialisable: {exc}") from None
-        stmt = upsert(self._engine, check_state, ["check_name", "key"], ["value", "updated_at"])
         try:
-            with self._engine.begin() as conn:
-                conn.execute(stmt, {"check_name": check, "key": key, "value": text,
-                                    "updated_at": self.clock()})
+            CheckStateRows(self._engine).put(check, key, text, self.clock())
         except SQLAlchemyError as exc:
             raise StoreError(scrub(f"history: cannot save state {check}/{key} to "
                                    f"{self.shown_url}: {getattr(exc, 'orig', None) or exc}")) from None

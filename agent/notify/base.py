@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent.errors import NotifyError
@@ -35,9 +35,10 @@ class ReceiverBroken(NotifyError):
         super().__init__(message, retryable=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlertInfo:
-    """One alert as a notification carries it (JSON-safe, stored in the outbox)."""
+    """One alert as the dispatcher groups it and a notification carries it: a value (frozen),
+    stored as JSON in the dispatcher's group state and in the outbox (:meth:`to_json`)."""
 
     fingerprint: str
     rule: str
@@ -53,9 +54,14 @@ class AlertInfo:
     metric: str | None = None  # the rule's metric: what the chart draws
     series: list[dict[str, str]] = field(default_factory=list)  # the alert's own series (tags)
 
+    def to_json(self) -> dict[str, Any]:
+        """The alert as a JSON object (shallow: for ``json.dumps``, not to be changed)."""
+        return dict(vars(self))
+
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> "AlertInfo":
-        return cls(**{k: doc.get(k) for k in cls.__dataclass_fields__ if k in doc})  # type: ignore[arg-type]
+    def from_json(cls, doc: Mapping[str, Any]) -> "AlertInfo":
+        """The inverse of :meth:`to_json`; keys it does not know (a newer writer's) are left."""
+        return cls(**{k: doc[k] for k in _ALERT_FIELDS if k in doc})
 
     @property
     def chart_metric(self) -> str | None:
@@ -65,6 +71,9 @@ class AlertInfo:
     @property
     def started(self) -> float | None:
         return self.fired_at or self.active_since
+
+
+_ALERT_FIELDS = tuple(f.name for f in fields(AlertInfo))
 
 
 @dataclass
@@ -90,13 +99,13 @@ class Notification:
 
     def to_json(self) -> dict[str, Any]:
         doc = dict(vars(self))
-        doc["alerts"] = [dict(vars(a)) for a in self.alerts]
+        doc["alerts"] = [a.to_json() for a in self.alerts]
         return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Notification":
         data = dict(doc)
-        data["alerts"] = [AlertInfo.from_dict(a) for a in data.get("alerts", [])]
+        data["alerts"] = [AlertInfo.from_json(a) for a in data.get("alerts", [])]
         return cls(**data)
 
     @property

@@ -31,7 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.durations import Duration, format_duration
-from agent.rules.matchers import parse_tag_matcher
+from agent.tagmatch import parse_tag_matcher
 
 __all__ = ["AGGREGATES", "OPS", "RuleConfig", "RulesEngineConfig"]
 

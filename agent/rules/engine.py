@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.alerting.model import AlertEvent, AlertSink, AlertState
-from agent.alerting.state import AlertStateStore, record_row
+from agent.rules.state import AlertStateStore, record_row
 from agent.errors import AgentError
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.evaluator import Change, RuleEvaluator

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from agent.alerting.matchers import Matcher
+from agent.alerting.matchers import LabelMatcher
 from agent.alerting.silences import Silence, SilenceNotFound
 from agent.slackapp import blocks
 from agent.slackapp.model import (
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 class Silences(Protocol):
     """The part of :class:`agent.alerting.silences.SilenceStore` actions use."""
 
-    def add(self, matchers: Sequence[Matcher], *, starts_at: float, ends_at: float, now: float,
+    def add(self, matchers: Sequence[LabelMatcher], *, starts_at: float, ends_at: float, now: float,
             created_by: str = "", comment: str = "") -> Silence: ...
 
     def expire(self, silence_id: str, *, now: float) -> Silence: ...
@@ -56,12 +56,12 @@ class Silences(Protocol):
     def list(self, *, now: float, include_expired: bool = False) -> list[Silence]: ...
 
 
-def silence_matchers(target: Target) -> list[list[Matcher]]:
+def silence_matchers(target: Target) -> list[list[LabelMatcher]]:
     """One matcher set per silence to make for ``target`` (see the module's docstring)."""
     common = common_labels(target.alerts)
     if common.get("alertname"):
-        return [[Matcher(k, "=", v) for k, v in sorted(common.items()) if v != ""]]
-    return [[Matcher(k, "=", v) for k, v in sorted(a.labels.items()) if v != ""]
+        return [[LabelMatcher(k, "=", v) for k, v in sorted(common.items()) if v != ""]]
+    return [[LabelMatcher(k, "=", v) for k, v in sorted(a.labels.items()) if v != ""]
             for a in target.alerts]
 
 

@@ -256,14 +256,14 @@ async def test_the_console_and_alertmanager_forms(tmp_path):
                            "linked": {}})()
     for ev in (xid(N7, clock.now), model_down("ranker", N7, clock.now)):
         a = ev.alert
-        group.alerts[a.fingerprint] = {
-            "fingerprint": a.fingerprint, "rule": a.rule, "labels": dict(a.labels),
-            "state": "firing", "severity": a.severity, "annotations": a.annotations,
-            "active_since": a.active_since, "fired_at": a.fired_at}
+        group.alerts[a.fingerprint] = AlertInfo(
+            fingerprint=a.fingerprint, rule=a.rule, labels=dict(a.labels),
+            state="firing", severity=a.severity, annotations=a.annotations,
+            active_since=a.active_since, fired_at=a.fired_at)
     decision = links.decide([group], clock.now, muted=lambda labels: False,
                             moves=lambda receiver: False)
     assert isinstance(decision, Decision) and not decision.away and not decision.carries
-    shown = links.annotate("am|x", [AlertInfo.from_dict(a) for a in group.alerts.values()])
+    shown = links.annotate("am|x", list(group.alerts.values()))
     [down] = [am_alert(a, None) for a in shown if a.rule == "EndpointDown"]
     assert down["annotations"]["cause"].startswith(f"GPU 3 on {N7} fell off the bus")
     assert down["annotations"]["cause_reason"] == f"same node {N7} within 10m"

@@ -35,7 +35,7 @@ rules:
         assert [(a["alert"], a["summary"]) for a in firing] == [("SelfCheckRan", "the agent check ran")]
     finally:
         await agent.stop()
-    from agent.alerting.state import AlertStateStore
+    from agent.rules.state import AlertStateStore
     from agent.history.db import make_engine
 
     engine = make_engine(config.agent.history)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.alerting.state import AlertStateStore
+from agent.rules.state import AlertStateStore
 from agent.cli import main
 from agent.rules.engine import RulesEngine
 from agent.samples import CheckResult, Sample, Status, make_tags

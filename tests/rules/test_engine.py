@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import create_engine
 
-from agent.alerting.state import AlertStateStore
+from agent.rules.state import AlertStateStore
 from agent.pipeline import Pipeline
 from agent.rules.config import RulesEngineConfig
 from agent.rules.engine import RulesEngine

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.rules.matchers import Selector, parse_tag_matcher
+from agent.rules.matchers import Selector
+from agent.tagmatch import parse_tag_matcher
 from agent.samples import make_tags
 
 

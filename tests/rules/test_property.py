@@ -16,7 +16,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.alerting.state import AlertStateStore, record_row
+from agent.rules.state import AlertStateStore, record_row
 from agent.history.db import create_schema, make_engine
 from agent.rules.config import RulesEngineConfig
 from agent.rules.evaluator import RuleEvaluator

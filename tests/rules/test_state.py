@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from agent.alerting.model import AlertState
-from agent.alerting.state import AlertStateStore, record_row
+from agent.rules.state import AlertStateStore, record_row
 from agent.errors import StoreError
 from agent.rules.lifecycle import AlertRecord
 
