@@ -35,7 +35,7 @@ from agent.history.config import RetentionConfig
 from agent.history.query import HistoryReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.tasks import cancel_and_wait
 
 __all__ = ["CostDigest", "RULE"]
