@@ -20,6 +20,7 @@ All methods are blocking (they hit the database): call them off the event loop.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from agent.history.tables import outbox
@@ -209,7 +222,10 @@ class Outbox:
 
 
 class OutboxBatch:
-    """The outbox's row operations on one open transaction (from :meth:`Outbox.batch`)."""
+    """The outbox's row operations on one open transaction (from :meth:`Outbox.batch`).
+
+    The statements of the delivery path are built once, with bound parameters (building a
+    SQLAlchemy statement costs more CPU than running it on SQLite)."""
 
     def __init__(self, conn: Connection, owner: str) -> None:
         self.conn = conn
@@ -219,22 +235,17 @@ class OutboxBatch:
                 dedup_key: str | None = None, due_at: float | None = None) -> int:
         """Add an item; a duplicate ``dedup_key`` raises IntegrityError."""
         row = _row(kind, receiver, payload, now=now, dedup_key=dedup_key, due_at=due_at)
-        return int(self.conn.execute(insert(outbox).values(**row)).inserted_primary_key[0])
+        return int(self.conn.execute(_INSERT, row).inserted_primary_key[0])
 
     def head(self, kind: str, receiver: str) -> OutboxItem | None:
         """The oldest unsettled item of ``kind`` for ``receiver``, due or not, claimed by
         another agent or not: the one in-order delivery must settle first."""
-        query = (select(outbox)
-                 .where(and_(outbox.c.kind == kind, outbox.c.receiver == receiver,
-                             outbox.c.state.in_(("pending", "sending"))))
-                 .order_by(outbox.c.id).limit(1))
-        row = self.conn.execute(query).mappings().first()
+        row = self.conn.execute(_HEAD, {"b_kind": kind, "b_receiver": receiver}).mappings().first()
         return None if row is None else _item(row)
 
     def result_of(self, dedup_key: str) -> Any:
         """The recorded result of the item enqueued under ``dedup_key`` (None: none yet)."""
-        query = select(outbox.c.result).where(outbox.c.dedup_key == dedup_key)
-        value = self.conn.execute(query).scalar_one_or_none()
+        value = self.conn.execute(_RESULT_OF, {"b_dedup": dedup_key}).scalar_one_or_none()
         return json.loads(value) if value else None
 
     def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
@@ -249,33 +260,21 @@ class OutboxBatch:
         ``only_due``: only once ``due_at`` has come. ``again``: also when this Outbox's own
         earlier claim is still held (an attempt that failed before settling the row).
         ``result``: also record this (the claimer's "sending" marker) in the same UPDATE."""
-        claimable = _claimable(now)
-        if again:
-            claimable = or_(claimable, and_(outbox.c.state == "sending",
-                                            outbox.c.claimed_by == self.owner))
-        cond = [outbox.c.id == item_id, claimable]
-        if only_due:
-            cond.append(outbox.c.due_at <= now)
-        if in_order:
-            earlier = outbox.alias("earlier")
-            cond.append(~exists().where(
-                earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
-                earlier.c.id < outbox.c.id, earlier.c.state.in_(("pending", "sending"))))
-        values: dict[str, Any] = {"state": "sending", "claimed_by": self.owner,
-                                  "claim_expires": now + timeout}
-        if result is not _KEEP:
-            values["result"] = _json_or_none(result)
-        res = self.conn.execute(update(outbox).where(and_(*cond)).values(**values))
+        record = result is not _KEEP
+        params = {"b_id": item_id, "b_now": now, "b_owner": self.owner,
+                  "b_expires": now + timeout}
+        if record:
+            params["b_result"] = _json_or_none(result)
+        res = self.conn.execute(_claim_statement(in_order, only_due, again, record), params)
         return int(res.rowcount or 0) == 1
 
     def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
-        self.conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            state="sent", sent_at=now, result=_json_or_none(result)))
+        self.conn.execute(_MARK_SENT, {"b_id": item_id, "b_now": now,
+                                       "b_result": _json_or_none(result)})
 
     def set_result(self, item_id: int, result: Any) -> None:
         """Record a partial result before the send is final (e.g. a posted message's ts)."""
-        self.conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            result=json.dumps(result)))
+        self.conn.execute(_SET_RESULT, {"b_id": item_id, "b_result": json.dumps(result)})
 
     def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
         """Release a claimed (or pending) item to be tried again at ``due_at``."""
@@ -288,6 +287,41 @@ class OutboxBatch:
         """Give up on an item (non-retryable error, too old); it stays for inspection."""
         self.conn.execute(update(outbox).where(outbox.c.id == item_id).values(
             state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+
+_UNSETTLED = ("pending", "sending")
+_INSERT = insert(outbox)
+_HEAD = (select(outbox)
+         .where(outbox.c.kind == bindparam("b_kind"), outbox.c.receiver == bindparam("b_receiver"),
+                outbox.c.state.in_(_UNSETTLED))
+         .order_by(outbox.c.id).limit(1))
+_RESULT_OF = select(outbox.c.result).where(outbox.c.dedup_key == bindparam("b_dedup"))
+_MARK_SENT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    state="sent", sent_at=bindparam("b_now"), result=bindparam("b_result"))
+_SET_RESULT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    result=bindparam("b_result"))
+
+
+@functools.cache
+def _claim_statement(in_order: bool, only_due: bool, again: bool, record: bool) -> Any:
+    """The claim's compare-and-set UPDATE for one combination of options (built once)."""
+    claimable = _claimable(bindparam("b_now"))
+    if again:
+        claimable = or_(claimable, and_(outbox.c.state == "sending",
+                                        outbox.c.claimed_by == bindparam("b_owner")))
+    cond = [outbox.c.id == bindparam("b_id"), claimable]
+    if only_due:
+        cond.append(outbox.c.due_at <= bindparam("b_now"))
+    if in_order:
+        earlier = outbox.alias("earlier")
+        cond.append(~exists().where(
+            earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
+            earlier.c.id < outbox.c.id, earlier.c.state.in_(_UNSETTLED)))
+    values: dict[str, Any] = {"state": "sending", "claimed_by": bindparam("b_owner"),
+                              "claim_expires": bindparam("b_expires")}
+    if record:
+        values["result"] = bindparam("b_result")
+    return update(outbox).where(and_(*cond)).values(**values)
 
 
 def _row(kind: str, receiver: str, payload: Any, *, now: float, dedup_key: str | None = None,
@@ -304,7 +338,7 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _claimable(now: float) -> Any:
+def _claimable(now: Any) -> Any:
     """Pending, or claimed by someone whose claim ran out (it died mid-send)."""
     return or_(outbox.c.state == "pending",
                and_(outbox.c.state == "sending", outbox.c.claim_expires < now))

@@ -264,7 +264,10 @@ class SlackNotifier(Notifier):
                 found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
                 if found is None:
                     found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
-                await record(channel=found[0], ts=found[1])
+                if self.actions is not None or self._charts_follow(note, state):
+                    await record(channel=found[0], ts=found[1])  # before the next step
+                else:  # nothing else goes to Slack: the final result is this record
+                    state.update(channel=found[0], ts=found[1])
                 if self.actions is not None:
                     await self.actions.posted(note, found[0], found[1], ctx.now)
             if note.event == "firing" and not state.get("chart_done"):
@@ -348,6 +351,11 @@ class SlackNotifier(Notifier):
         channel_id = str(resp["channel"])
         self._channel_id = self._channel_id or channel_id
         return channel_id, str(resp["ts"])
+
+    def _charts_follow(self, note: Notification, state: Mapping[str, Any]) -> bool:
+        """Whether a chart upload follows the message (so its ts must be recorded first)."""
+        return (note.event == "firing" and not state.get("chart_done")
+                and self._chart is not None and self._allows("charts"))
 
     async def _upload_chart(self, note: Notification, now: float, channel_id: str, ts: str) -> bool:
         """A chart is a courtesy: failing to draw or upload it never holds back the alert.
