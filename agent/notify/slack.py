@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -260,21 +260,7 @@ class SlackNotifier(Notifier):
             blocks = await self.actions.message_blocks(note, blocks, ctx.now)
         text = fallback_text(note, ctx.now, ctx.late_note)
         if parent is None or note.event == "firing":
-            if "ts" not in state:
-                found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
-                if found is None:
-                    found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
-                if self.actions is not None or self._charts_follow(note, state):
-                    await record(channel=found[0], ts=found[1])  # before the next step
-                else:  # nothing else goes to Slack: the final result is this record
-                    state.update(channel=found[0], ts=found[1])
-                if self.actions is not None:
-                    await self.actions.posted(note, found[0], found[1], ctx.now)
-            if note.event == "firing" and not state.get("chart_done"):
-                if await self._upload_chart(note, ctx.now, state["channel"], state["ts"]):
-                    await record(chart_done=True)  # a retry must not upload it twice
-                else:
-                    state["chart_done"] = True  # nothing went to Slack: nothing to record yet
+            await self._send_message(note, ctx, state, record, text=text, blocks=blocks)
             return state
         # an update, repeat or resolution of a posted incident: reply in the thread, rewrite the parent
         channel, parent_ts = str(parent["channel"]), str(parent["ts"])
@@ -301,6 +287,28 @@ class SlackNotifier(Notifier):
             await record(channel=channel, reply_ts=found[1], thread_ts=parent_ts)
         await self._update_parent(channel, parent_ts, text, blocks)
         return state
+
+    async def _send_message(
+        self, note: Notification, ctx: SendContext, state: dict[str, Any],
+        record: Callable[..., Awaitable[None]], *, text: str, blocks: list[dict[str, Any]],
+    ) -> None:
+        """A message of its own (a new incident, or one whose first message is unknown),
+        then its chart; ``state`` says which of these steps an earlier attempt did."""
+        if "ts" not in state:
+            found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
+            if found is None:
+                found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
+            if self.actions is not None or self._charts_follow(note, state):
+                await record(channel=found[0], ts=found[1])  # before the next step
+            else:  # nothing else goes to Slack: the final result is this record
+                state.update(channel=found[0], ts=found[1])
+            if self.actions is not None:
+                await self.actions.posted(note, found[0], found[1], ctx.now)
+        if note.event == "firing" and not state.get("chart_done"):
+            if await self._upload_chart(note, ctx.now, state["channel"], state["ts"]):
+                await record(chart_done=True)  # a retry must not upload it twice
+            else:
+                state["chart_done"] = True  # nothing went to Slack: nothing to record yet
 
     async def _update_parent(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]

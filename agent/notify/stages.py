@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from agent.alerting.config import DeliveryConfig
+from agent.notify.config import DeliveryConfig
 from agent.notify.base import (
     Notification,
     Notifier,
