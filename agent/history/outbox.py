@@ -289,11 +289,17 @@ class OutboxBatch:
             state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
 
 
-_UNSETTLED = ("pending", "sending")
+
+
+def _unsettled(table: Any) -> Any:
+    # an OR, not IN: an IN of literals is an "expanding" parameter, re-rendered every run
+    return or_(table.c.state == "pending", table.c.state == "sending")
+
+
 _INSERT = insert(outbox)
 _HEAD = (select(outbox)
          .where(outbox.c.kind == bindparam("b_kind"), outbox.c.receiver == bindparam("b_receiver"),
-                outbox.c.state.in_(_UNSETTLED))
+                _unsettled(outbox))
          .order_by(outbox.c.id).limit(1))
 _RESULT_OF = select(outbox.c.result).where(outbox.c.dedup_key == bindparam("b_dedup"))
 _MARK_SENT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
@@ -316,7 +322,7 @@ def _claim_statement(in_order: bool, only_due: bool, again: bool, record: bool) 
         earlier = outbox.alias("earlier")
         cond.append(~exists().where(
             earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
-            earlier.c.id < outbox.c.id, earlier.c.state.in_(_UNSETTLED)))
+            earlier.c.id < outbox.c.id, _unsettled(earlier)))
     values: dict[str, Any] = {"state": "sending", "claimed_by": bindparam("b_owner"),
                               "claim_expires": bindparam("b_expires")}
     if record:
