@@ -1,12 +1,14 @@
-"""Delivery of queued notifications, one receiver at a time, through four stages:
+"""Delivery of queued notifications, one receiver at a time, through small stages:
 
-``mute`` (a silence added while a notification waited drops its alerts), ``dedup`` (an
-attempt that was interrupted is told what it already did, so the notifier can find its
-message instead of posting it twice), ``retry`` (the notifier's verdict: retry with
-backoff, honouring Retry-After; hand a refused notification to the fallback; or stop the
-receiver and hand its queue to the fallback) and ``record`` (mark sent with the result:
-the Slack channel id and ts that later messages thread under). See alertmanager
-``notify/notify.go``.
+``take`` (:meth:`Delivery._take`, one transaction: claim the receiver's oldest item with a
+``sending`` marker, the dedup stage: an attempt that was interrupted is told what it
+already did, so the notifier can find its message instead of posting it twice), ``mute``
+(a silence added while a notification waited drops its alerts), ``send`` with the
+notifier's verdict, read off the error it raises (``retryable``, ``retry_after``,
+``reason``: retry with backoff, honouring Retry-After; hand a refused notification to the
+fallback; or stop the receiver and hand its queue to the fallback) and ``record`` (mark
+sent with the result: the Slack channel id and ts that later messages thread under; written
+in the same transaction as the next take). See alertmanager ``notify/notify.go``.
 
 Nothing is dropped silently: a notification its receiver refuses, or that waits behind a
 receiver stopped on a config error, goes to the receiver's ``fallback`` (the ``console``
