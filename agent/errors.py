@@ -11,8 +11,9 @@ are translated at the edge of the module that talks to them, with ``raise ... fr
      ├── CheckError                      a check failed to run (carries a Status)
      │    └── CheckTimeout(TimeoutError) a check overran its own timeout
      ├── StoreError                      the history store failed
-     ├── ExportError                     an exporter could not deliver (retryable or not)
-     └── NotifyError                     a notifier could not deliver (retryable or not)
+     └── DeliveryError                   sending to a peer failed, with the verdict as data
+          ├── ExportError                an exporter could not deliver
+          └── NotifyError                a notifier could not deliver
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "CheckTimeout",
     "ConfigError",
     "DataError",
+    "DeliveryError",
     "ExportError",
     "NotifyError",
     "StoreError",
@@ -99,18 +101,32 @@ class StoreError(AgentError):
     """The history store failed (unreachable database, full disk, locked file)."""
 
 
-class ExportError(AgentError):
-    """An exporter could not deliver; ``retryable`` says whether trying later can help."""
+class DeliveryError(AgentError):
+    """Sending to a peer (Slack, a webhook, Alertmanager, Datadog's intake) failed.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        self.retryable = retryable
-        super().__init__(message)
+    The verdict is data, set where the peer's answer is read (Alertmanager's
+    ``Retrier.Check``), so whoever retries never re-reads the message text:
+    ``retryable`` (trying later can help), ``retry_after`` (seconds the peer asked to wait),
+    ``reason`` (one of :data:`REASONS`, the ``reason`` tag of the delivery failure metrics)
+    and ``status`` (the HTTP status, when there was one).
+    """
 
+    #: why a delivery failed, coarsely (the notifiers' ``reason`` tag); the Datadog lane
+    #: also says ``backoff`` (its client pausing after repeated timeouts)
+    REASONS = ("rate_limited", "timeout", "server_error", "network", "rejected", "config")
 
-class NotifyError(AgentError):
-    """A notifier could not deliver; ``retryable`` says whether trying later can help."""
-
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 reason: str | None = None, status: int | None = None) -> None:
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status
+        self.reason = reason or ("network" if retryable else "rejected")
         super().__init__(message)
+
+
+class ExportError(DeliveryError):
+    """An exporter could not deliver; ``retryable`` says whether trying later can help."""
+
+
+class NotifyError(DeliveryError):
+    """A notifier could not deliver; ``retryable`` says whether trying later can help."""

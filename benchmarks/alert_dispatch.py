@@ -23,7 +23,7 @@ from agent.history.db import create_schema, make_engine  # noqa: E402
 from agent.notify.base import AlertInfo, Notification  # noqa: E402
 from agent.notify.console import ConsoleNotifier  # noqa: E402
 from agent.notify.render import blocks_for  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
+from agent.history.outbox import Outbox  # noqa: E402
 
 N = 500
 

@@ -6,8 +6,9 @@ ratio means much), both against the strict Slack fake (tests/notify/fake_slack.p
   A  the floor: the Slack notifier's ``send`` called directly for each notification
      (Block Kit rendering + ``chat.postMessage`` through slack-sdk), nothing stored;
   B  the agent's path: N firing alerts handed to the dispatcher, grouped, written to the
-     outbox, then drained by ``Delivery`` (claim, dedup marker, send, mark sent: four
-     SQLite writes per message) until every one is in the fake.
+     outbox, then drained by ``Delivery`` until every one is in the fake: one trip to a
+     worker thread a message (one transaction: mark the previous one sent, read the head,
+     claim it with its dedup marker), then the send.
 Pacing is off (``pace: 0``) to measure the machinery's ceiling; in production each channel
 is paced to one message per ``pace`` seconds (default 1 s, Slack's own limit per channel).
 

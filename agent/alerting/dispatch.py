@@ -42,7 +42,7 @@ from agent.causes.config import CausesConfig
 from agent.history.protocol import SeriesReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.samples import CheckResult
 from agent.tasks import cancel_and_wait
 

@@ -35,7 +35,7 @@ from agent.history.config import RetentionConfig
 from agent.history.query import HistoryReader
 from agent.notify.base import AlertInfo, Notification, Notifier
 from agent.notify.stages import Delivery
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.tasks import cancel_and_wait
 
 __all__ = ["CostDigest", "RULE"]
@@ -151,7 +151,9 @@ def _notifier(name: str, target: Any, chart: Callable[[Notification, float], byt
         from agent.notify.console import ConsoleNotifier
 
         return ConsoleNotifier(name)
-    from agent.notify.slack import SlackNotifier
+    from agent.notify.config import SlackSettings
+    from agent.notify.receivers import slack_bot
 
-    return SlackNotifier(name, token=target.token, channel=target.channel, base_url=target.base_url,
-                         timeout=target.timeout, chart=chart, footer="mlwarden · weekly GPU cost")
+    api = SlackSettings(base_url=target.base_url, timeout=target.timeout)
+    return slack_bot(name, api, token=target.token, channel=target.channel, chart=chart,
+                     footer="mlwarden · weekly GPU cost")

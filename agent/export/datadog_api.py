@@ -53,7 +53,7 @@ from agent.export.datadog_shape import Shaper
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tag
 from agent.export.unified import UnifiedTags
-from agent.outbox import Outbox, OutboxItem
+from agent.history.outbox import Outbox, OutboxItem
 from agent.samples import CheckResult, Sample, Tags
 from agent.secrets import register_secret, scrub
 from agent.tasks import cancel_and_wait
@@ -105,15 +105,9 @@ class _Lane:
     kinds_seen: set[str] = field(default_factory=set)  # of trouble, in this outage
 
 
-class _Verdict(Exception):
-    def __init__(self, message: str, *, outcome: str, status: int | None = None,
-                 retry_after: float | None = None, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.outcome = outcome  # retry | reject | invalid
-        self.status = status
-        self.retry_after = retry_after
-        # what went wrong, coarsely: each kind is logged once per outage
-        self.kind = kind or (f"http {status}" if status is not None else outcome)
+def _trouble(err: ExportError) -> str:
+    """What went wrong, coarsely: each kind is logged once per outage."""
+    return f"http {err.status}" if err.status is not None else err.reason
 
 
 class DatadogApiExporter:
@@ -294,8 +288,8 @@ class DatadogApiExporter:
                 continue
             try:
                 self._send(lane.kind, payload)
-            except _Verdict as verdict:
-                self._on_failure(lane, item, verdict, now)
+            except ExportError as err:
+                self._on_failure(lane, item, err, now)
                 return
             self.outbox.mark_sent(item.id, now=now)
             self.health.success(_points(payload), now)
@@ -334,16 +328,16 @@ class DatadogApiExporter:
                 kept.append({**series, "points": points})
         return ({"series": kept} if kept else None), stale
 
-    def _on_failure(self, lane: _Lane, item: OutboxItem, verdict: _Verdict, now: float) -> None:
-        message = scrub(str(verdict))
-        if verdict.outcome == "invalid":
+    def _on_failure(self, lane: _Lane, item: OutboxItem, err: ExportError, now: float) -> None:
+        message = scrub(str(err))
+        if not err.retryable:  # the intake refused this payload: sending it again cannot help
             self.outbox.mark_dead(item.id, error=message)
             self.health.drop("refused_by_intake", _points(item.payload))
             self.health.failure(message, now)
             log.error("datadog intake refused a batch (dropped, %d points): %s",
                       _points(item.payload), message)
             return
-        if verdict.outcome == "reject":
+        if err.reason == "config":  # the key or site is refused: ask again, slowly
             first = not lane.rejected
             lane.rejected = True
             lane.blocked_until = now + self.config.retry_max
@@ -355,14 +349,14 @@ class DatadogApiExporter:
             lane.last_error = message
             return
         lane.delay = min(self.config.retry_max, max(self.config.retry_initial, lane.delay * 2))
-        wait = max(lane.delay, verdict.retry_after or 0.0)
+        wait = max(lane.delay, err.retry_after or 0.0)
         lane.blocked_until = now + wait
         self.outbox.retry_later(item.id, due_at=lane.blocked_until, error=message)
         self.health.failure(message, now)
         # once per kind of trouble per outage (503, then timeouts, the client's backoff,
         # 429): the log tells the story without a line per retry
-        if verdict.kind not in lane.kinds_seen:
-            lane.kinds_seen.add(verdict.kind)
+        if _trouble(err) not in lane.kinds_seen:
+            lane.kinds_seen.add(_trouble(err))
             log.warning("%s; keeping points in the outbox and retrying in %.1fs", message, wait)
         else:
             log.debug("%s; retrying in %.1fs", message, wait)
@@ -381,7 +375,8 @@ class DatadogApiExporter:
         APIClient._timeout_counter = 0
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:
-        """One request through the package; raises _Verdict unless the intake took it."""
+        """One request through the package; raises ExportError (the verdict) unless the intake
+        took it."""
         what = _WHAT[kind]
         where = f"Datadog intake {self.api_url}"
         _local.response = None
@@ -389,21 +384,21 @@ class DatadogApiExporter:
             out = _submit(kind, payload)
         except HttpBackoff as exc:
             left = _backoff_left()
-            raise _Verdict(f"{where}: the datadog client is backing off after repeated timeouts "
-                           f"({left:.0f}s left)", outcome="retry", retry_after=left,
-                           kind="backoff") from exc
+            raise ExportError(f"{where}: the datadog client is backing off after repeated "
+                              f"timeouts ({left:.0f}s left)", retryable=True, retry_after=left,
+                              reason="backoff") from exc
         except HttpTimeout as exc:
-            raise _Verdict(f"{where}: no answer within {self.config.timeout:g}s",
-                           outcome="retry", kind="timeout") from exc
+            raise ExportError(f"{where}: no answer within {self.config.timeout:g}s",
+                              retryable=True, reason="timeout") from exc
         except HTTPError as exc:
             # the package keeps the status only in its message; our client recorded nothing
             # because requests raised, so read it from the message
             status = _status_in(str(exc))
-            raise _Verdict(f"{where} answered HTTP {status} to a {what} submission",
-                           outcome="retry", status=status) from exc
+            raise ExportError(f"{where} answered HTTP {status} to a {what} submission",
+                              retryable=True, reason="server_error", status=status) from exc
         except ClientError as exc:
-            raise _Verdict(f"{where} is unreachable: {_reason(exc)}", outcome="retry",
-                           kind="unreachable") from exc
+            raise ExportError(f"{where} is unreachable: {_reason(exc)}", retryable=True,
+                              reason="network") from exc
         except ApiError as exc:
             body = exc.args[0] if exc.args else None
             status = getattr(_local.response, "status_code", None)
@@ -415,7 +410,7 @@ class DatadogApiExporter:
         if status is None or not 200 <= status < 300:
             raise self._verdict_from_response(out[0] if isinstance(out, tuple) else out, what, where)
 
-    def _verdict_from_response(self, body: Any, what: str, where: str) -> _Verdict:
+    def _verdict_from_response(self, body: Any, what: str, where: str) -> ExportError:
         response = _local.response
         status = getattr(response, "status_code", None)
         errors = body.get("errors") if isinstance(body, dict) else body
@@ -426,17 +421,18 @@ class DatadogApiExporter:
             if what == _WHAT[METADATA_KIND] and status != 404:
                 hint = ("check exporters.datadog.app_key / DD_APP_KEY (and api_key): setting "
                         "metadata needs an application key allowed to edit metrics")
-            return _Verdict(f"{where} refused the {what} submission with HTTP {status}{detail} ({hint})",
-                            outcome="reject", status=status)
+            return ExportError(f"{where} refused the {what} submission with HTTP {status}{detail} "
+                               f"({hint})", retryable=True, reason="config", status=status)
         if status == 429:
             headers = getattr(response, "headers", {}) or {}
             retry_after = _float(headers.get("Retry-After")) or _float(headers.get("X-RateLimit-Reset"))
-            return _Verdict(f"{where} is rate limiting (HTTP 429){detail}", outcome="retry",
-                            status=429, retry_after=retry_after)
+            return ExportError(f"{where} is rate limiting (HTTP 429){detail}", retryable=True,
+                               reason="rate_limited", status=429, retry_after=retry_after)
         if status in _INVALID_STATUSES:
-            return _Verdict(f"{where} refused a {what} payload with HTTP {status}{detail}",
-                            outcome="invalid", status=status)
-        return _Verdict(f"{where} answered HTTP {status}{detail}", outcome="retry", status=status)
+            return ExportError(f"{where} refused a {what} payload with HTTP {status}{detail}",
+                               retryable=False, reason="rejected", status=status)
+        return ExportError(f"{where} answered HTTP {status}{detail}", retryable=True,
+                           reason="server_error", status=status)
 
 
 def _submit(kind: str, payload: Any) -> Any:

@@ -46,7 +46,7 @@ from agent.history.retention import RetentionReport, apply_retention
 from agent.history.rollups import fold_all
 from agent.history.checkstate import CheckStateRows
 from agent.history.writer import Writer
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, Tags, make_tags
 from agent.secrets import scrub
 from agent.tasks import cancel_and_wait

@@ -113,10 +113,12 @@ class AlertmanagerNotifier(Notifier):
                 status = resp.status
                 after = resp.headers.get("Retry-After")
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise NotifyError(f"{where}: timed out posting to {self._url}", retryable=True) from exc
+            raise NotifyError(f"{where}: timed out posting to {self._url}", retryable=True,
+                              reason="timeout") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise NotifyError(
-                f"{where}: cannot reach {self._url}: {scrub(str(exc))[:200]}", retryable=True
+                f"{where}: cannot reach {self._url}: {scrub(str(exc))[:200]}", retryable=True,
+                reason="network",
             ) from exc
         if 200 <= status < 300:
             return {"posted": len(body)}
@@ -125,8 +127,12 @@ class AlertmanagerNotifier(Notifier):
                 f"{where}: HTTP {status} from {self._url}",
                 retryable=True,
                 retry_after=float(after) if after and after.isdigit() else None,
+                reason="rate_limited" if status == 429 else "server_error",
+                status=status,
             )
         raise NotifyError(
             f"{where}: Alertmanager refused the alerts: HTTP {status} {scrub(text)[:300]}",
             retryable=False,
+            reason="rejected",
+            status=status,
         )

@@ -2,8 +2,10 @@
 retry verdict.
 
 A notifier gives the verdict on its own failures (Alertmanager's ``Retrier.Check``): it
-raises :class:`~agent.errors.NotifyError` with ``retryable`` (network errors, 5xx, 429 with
-``retry_after``), or :class:`ReceiverBroken` when trying again cannot help until a person
+raises :class:`~agent.errors.NotifyError` carrying the verdict as data: ``retryable``
+(network errors, 5xx, 429), ``retry_after`` (what the peer asked), ``reason`` (``timeout``,
+``rate_limited``, ``server_error``, ``network``, ``rejected``) and ``status``; or
+:class:`ReceiverBroken` (reason ``config``) when trying again cannot help until a person
 fixes something (``invalid_auth``, ``channel_not_found``): the receiver then stops with one
 clear error and its notifications go to its fallback receiver.
 """
@@ -32,7 +34,7 @@ class ReceiverBroken(NotifyError):
     """The receiver cannot deliver anything until its config is fixed."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+        super().__init__(message, retryable=False, reason="config")
 
 
 @dataclass(frozen=True)

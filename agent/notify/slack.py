@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -124,23 +124,28 @@ def slack_errors(receiver: str, method: str) -> Iterator[None]:
                 f"{where}: rate limited by Slack (Retry-After {after}s)",
                 retryable=True,
                 retry_after=after,
+                reason="rate_limited",
+                status=status,
             ) from exc
         if status is not None and status >= 500:
-            raise NotifyError(f"{where}: Slack answered HTTP {status}", retryable=True) from exc
+            raise NotifyError(f"{where}: Slack answered HTTP {status}", retryable=True,
+                              reason="server_error", status=status) from exc
         if error == "missing_scope":
             raise ReceiverBroken(f"{where}: missing_scope: {_missing_scope(resp)}") from exc
         if error in BROKEN_ERRORS:
             raise ReceiverBroken(f"{where}: {error}: {BROKEN_ERRORS[error]}") from exc
         if error in ("internal_error", "fatal_error", "service_unavailable", "request_timeout"):
-            raise NotifyError(f"{where}: Slack error {error}", retryable=True) from exc
+            raise NotifyError(f"{where}: Slack error {error}", retryable=True,
+                              reason="server_error", status=status) from exc
         raise SlackRefused(
             f"{where}: Slack refused the request: {error or status}", error=error or str(status)
         ) from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
-        raise NotifyError(f"{where}: timed out", retryable=True) from exc
+        raise NotifyError(f"{where}: timed out", retryable=True, reason="timeout") from exc
     except (aiohttp.ClientError, OSError, SlackRequestError) as exc:
         raise NotifyError(
-            f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True
+            f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True,
+            reason="network",
         ) from exc
     except SlackClientError as exc:
         raise NotifyError(f"{where}: {scrub(str(exc))[:300]}", retryable=False) from exc
@@ -255,16 +260,7 @@ class SlackNotifier(Notifier):
             blocks = await self.actions.message_blocks(note, blocks, ctx.now)
         text = fallback_text(note, ctx.now, ctx.late_note)
         if parent is None or note.event == "firing":
-            if "ts" not in state:
-                found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
-                if found is None:
-                    found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
-                await record(channel=found[0], ts=found[1])
-                if self.actions is not None:
-                    await self.actions.posted(note, found[0], found[1], ctx.now)
-            if note.event == "firing" and not state.get("chart_done"):
-                await self._upload_chart(note, ctx.now, state["channel"], state["ts"])
-                await record(chart_done=True)
+            await self._send_message(note, ctx, state, record, text=text, blocks=blocks)
             return state
         # an update, repeat or resolution of a posted incident: reply in the thread, rewrite the parent
         channel, parent_ts = str(parent["channel"]), str(parent["ts"])
@@ -291,6 +287,28 @@ class SlackNotifier(Notifier):
             await record(channel=channel, reply_ts=found[1], thread_ts=parent_ts)
         await self._update_parent(channel, parent_ts, text, blocks)
         return state
+
+    async def _send_message(
+        self, note: Notification, ctx: SendContext, state: dict[str, Any],
+        record: Callable[..., Awaitable[None]], *, text: str, blocks: list[dict[str, Any]],
+    ) -> None:
+        """A message of its own (a new incident, or one whose first message is unknown),
+        then its chart; ``state`` says which of these steps an earlier attempt did."""
+        if "ts" not in state:
+            found = await self._read_back(ctx, thread_ts=None) if ctx.previous else None
+            if found is None:
+                found = await self._post(text=text, blocks=blocks, dedup=ctx.dedup_key)
+            if self.actions is not None or self._charts_follow(note, state):
+                await record(channel=found[0], ts=found[1])  # before the next step
+            else:  # nothing else goes to Slack: the final result is this record
+                state.update(channel=found[0], ts=found[1])
+            if self.actions is not None:
+                await self.actions.posted(note, found[0], found[1], ctx.now)
+        if note.event == "firing" and not state.get("chart_done"):
+            if await self._upload_chart(note, ctx.now, state["channel"], state["ts"]):
+                await record(chart_done=True)  # a retry must not upload it twice
+            else:
+                state["chart_done"] = True  # nothing went to Slack: nothing to record yet
 
     async def _update_parent(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
@@ -342,18 +360,24 @@ class SlackNotifier(Notifier):
         self._channel_id = self._channel_id or channel_id
         return channel_id, str(resp["ts"])
 
-    async def _upload_chart(self, note: Notification, now: float, channel_id: str, ts: str) -> None:
-        """A chart is a courtesy: failing to draw or upload it never holds back the alert."""
+    def _charts_follow(self, note: Notification, state: Mapping[str, Any]) -> bool:
+        """Whether a chart upload follows the message (so its ts must be recorded first)."""
+        return (note.event == "firing" and not state.get("chart_done")
+                and self._chart is not None and self._allows("charts"))
+
+    async def _upload_chart(self, note: Notification, now: float, channel_id: str, ts: str) -> bool:
+        """A chart is a courtesy: failing to draw or upload it never holds back the alert.
+        Returns whether an upload was tried (so a retry must not try it again)."""
         if self._chart is None or not self._allows("charts"):
-            return
+            return False
         try:
             png = await asyncio.get_running_loop().run_in_executor(None, self._chart, note, now)
         except Exception as exc:  # noqa: BLE001 - a broken chart must not block the message
             self.chart_errors += 1
             log.warning("slack receiver %r: chart rendering failed: %s", self.name, scrub(str(exc)))
-            return
+            return False
         if not png:
-            return
+            return False
         alert = note.firing[0] if note.firing else note.alerts[0]
         try:
             with slack_errors(self.name, "files_upload_v2"):
@@ -370,6 +394,7 @@ class SlackNotifier(Notifier):
         except NotifyError as exc:
             self.chart_errors += 1
             log.warning("%s; the alert was sent without its chart", exc)
+        return True
 
     # -- idempotency ----------------------------------------------------------------------
     async def _read_back(

@@ -1,12 +1,14 @@
-"""Delivery of queued notifications, one receiver at a time, through four stages:
+"""Delivery of queued notifications, one receiver at a time, through small stages:
 
-``mute`` (a silence added while a notification waited drops its alerts), ``dedup`` (an
-attempt that was interrupted is told what it already did, so the notifier can find its
-message instead of posting it twice), ``retry`` (the notifier's verdict: retry with
-backoff, honouring Retry-After; hand a refused notification to the fallback; or stop the
-receiver and hand its queue to the fallback) and ``record`` (mark sent with the result:
-the Slack channel id and ts that later messages thread under). See alertmanager
-``notify/notify.go``.
+``take`` (:meth:`Delivery._take`, one transaction: claim the receiver's oldest item with a
+``sending`` marker, the dedup stage: an attempt that was interrupted is told what it
+already did, so the notifier can find its message instead of posting it twice), ``mute``
+(a silence added while a notification waited drops its alerts), ``send`` with the
+notifier's verdict, read off the error it raises (``retryable``, ``retry_after``,
+``reason``: retry with backoff, honouring Retry-After; hand a refused notification to the
+fallback; or stop the receiver and hand its queue to the fallback) and ``record`` (mark
+sent with the result: the Slack channel id and ts that later messages thread under; written
+in the same transaction as the next take). See alertmanager ``notify/notify.go``.
 
 Nothing is dropped silently: a notification its receiver refuses, or that waits behind a
 receiver stopped on a config error, goes to the receiver's ``fallback`` (the ``console``
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from agent.alerting.config import DeliveryConfig
+from agent.notify.config import DeliveryConfig
 from agent.notify.base import (
     Notification,
     Notifier,
@@ -41,7 +43,7 @@ from agent.notify.base import (
     backoff,
 )
 from agent.notify.render import human_duration
-from agent.outbox import Outbox, OutboxItem
+from agent.history.outbox import Outbox, OutboxItem
 from agent.secrets import scrub
 
 __all__ = ["Delivery", "ReceiverStats", "KIND", "DEFAULT_FALLBACK"]
@@ -72,17 +74,35 @@ class ReceiverStats:
     failures_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def _reason(exc: NotifyError) -> str:
-    if isinstance(exc, ReceiverBroken):
-        return "config"
-    text = str(exc)
-    if "rate limited" in text:
-        return "rate_limited"
-    if "timed out" in text:
-        return "timeout"
-    if "HTTP 5" in text or "Slack error" in text:
-        return "server_error"
-    return "network" if exc.retryable else "rejected"
+@dataclass(frozen=True)
+class Taken:
+    """An item this agent has claimed, with what the send stage needs to know about it.
+
+    ``note`` is None when the receiver is stopped (the item is forwarded, not sent);
+    ``previous`` is what an earlier, interrupted attempt recorded (the dedup stage);
+    ``parent`` the recorded result of the incident's first message."""
+
+    item: OutboxItem
+    note: Notification | None
+    previous: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+
+
+# what the send stage tells the loop: SENT (record the result), FORWARDED (refused: it went
+# to the fallback), STOPPED (the receiver stopped: this item and the rest are forwarded),
+# RETRY (it waits for a retry, and holds the receiver's later items back)
+SENT, FORWARDED, STOPPED, RETRY = "sent", "forwarded", "stopped", "retry"
+
+
+def ready(item: OutboxItem, now: float, owner: str) -> bool:
+    """Whether the head of a receiver's queue may be claimed now: it is due, and no other
+    agent holds a live claim on it."""
+    # an item created "after" now was scheduled under a clock that has since been stepped
+    # back: it is due, not held back for the size of the jump
+    if item.due_at > now and item.created_at <= now:
+        return False
+    held = item.state == "sending" and item.claimed_by != owner
+    return not (held and (item.claim_expires or 0.0) >= now)
 
 
 class Delivery:
@@ -109,13 +129,6 @@ class Delivery:
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args, **kwargs))
-
-    def _head(self, receiver: str) -> OutboxItem | None:
-        """The oldest unsettled item of ``receiver``: it must go first."""
-        return self.outbox.head(KIND, receiver)
-
-    def _result_of(self, dedup_key: str) -> dict[str, Any] | None:
-        return self.outbox.result_of(dedup_key)  # type: ignore[no-any-return]
 
     # -- the loop body ------------------------------------------------------------------------
     async def run_once(self, now: float, *, budget: int = 20) -> int:
@@ -166,110 +179,149 @@ class Delivery:
         )
 
     async def _drain(self, name: str, notifier: Notifier, now: float, budget: int) -> int:
+        """Settle up to ``budget`` items of ``name``, in order, one stage after the other.
+
+        The record of one item and the take of the next share one trip to the database."""
         stats = self.stats[name]
         done = 0
-        while done < budget:
-            item = await self._db(self._head, name)
-            # an item created "after" now was scheduled under a clock that has since been
-            # stepped back: it is due, not held back for the size of the jump
-            stepped_back = item is not None and item.created_at > now
-            if item is None or (item.due_at > now and not stepped_back):
-                return done
+        settle: tuple[int, Any] | None = None  # (id, result) to mark sent with the next take
+        try:
+            while done < budget and not self._paced(notifier, stats, now):
+                taken = await self._db(self._take, name, now, settle)
+                settle = None
+                if taken is None:
+                    break
+                if taken.note is None:  # the receiver is stopped: to its fallback
+                    await self._forward(name, taken.item, stats.broken or "receiver stopped")
+                    done += 1
+                    continue
+                note, muted_by = self._muted(taken.note, now)
+                if note is None:
+                    stats.muted += 1
+                    settle = (taken.item.id, {"muted": muted_by})
+                    done += 1
+                    continue
+                outcome, result = await self._send(name, notifier, taken, note, now)
+                if outcome == RETRY:
+                    break
+                if outcome == STOPPED:
+                    continue  # the next take forwards this item
+                done += 1
+                if outcome == SENT:
+                    settle = (taken.item.id, self._record(notifier, stats, result, now))
+                    if notifier.pace_key and self.config.pace > 0:
+                        break
+        finally:
+            if settle is not None:
+                await self._db(self.outbox.mark_sent, settle[0], now=now, result=settle[1])
+        return done
+
+    def _paced(self, notifier: Notifier, stats: ReceiverStats, now: float) -> bool:
+        """Whether the receiver's channel must wait (a stopped receiver only forwards)."""
+        key = notifier.pace_key
+        return stats.broken is None and bool(key) and now < self._next_ok.get(key or "", 0.0)
+
+    # -- claim (one trip: the previous record, the head, its claim and dedup marker) --------
+    def _take(self, name: str, now: float, settle: tuple[int, Any] | None) -> Taken | None:
+        """Claim the head of ``name``'s queue if it is due and free (blocking)."""
+        with self.outbox.batch() as batch:
+            if settle is not None:
+                batch.mark_sent(settle[0], now=now, result=settle[1])
+            item = batch.head(KIND, name)
+            if item is None or not ready(item, now, self.outbox.owner):
+                return None
             mine = item.claimed_by == self.outbox.owner
-            if item.state == "sending" and not mine and (item.claim_expires or 0.0) >= now:
-                return done  # another agent is sending it
-            pace_key = notifier.pace_key
-            if stats.broken is None and pace_key and now < self._next_ok.get(pace_key, 0.0):
-                return done
-            if not await self._db(partial(self.outbox.claim, item.id, now=now, again=mine,
-                                          only_due=not stepped_back)):
-                return done  # another agent claimed it first: it is theirs to send
-            if stats.broken is not None:
-                await self._forward(name, item, stats.broken)
-                done += 1
-                continue
-            note = Notification.from_json(item.payload)
-            # -- mute
-            note, muted_by = self._muted(note, now)
-            if note is None:
-                stats.muted += 1
-                await self._db(self.outbox.mark_sent, item.id, now=now, result={"muted": muted_by})
-                done += 1
-                continue
-            # -- dedup: tell the notifier what an interrupted attempt already did
+            claim = partial(batch.claim, item.id, now=now, again=mine,
+                            only_due=item.created_at <= now)
+            if self.stats[name].broken is not None:
+                return Taken(item, None) if claim() else None
+            # -- dedup: the marker tells a later attempt that this one may have sent it
             previous = item.result if isinstance(item.result, dict) else None
-            marker = {**(previous or {}), "sending": True}
-            await self._db(self.outbox.set_result, item.id, marker)
-
-            async def record(result: dict[str, Any], _id: int = item.id) -> None:
-                await self._db(self.outbox.set_result, _id, {**result, "sending": True})
-
+            if not claim(result={**(previous or {}), "sending": True}):
+                return None  # another agent claimed it first: it is theirs to send
+            note = Notification.from_json(item.payload)
             parent = None
             if note.event != "firing" and note.incident and note.incident != item.dedup_key:
-                parent = await self._db(self._result_of, note.incident)
-            ctx = SendContext(
-                now=now,
-                dedup_key=item.dedup_key or f"outbox-{item.id}",
-                late_note=self._late_note(notifier, note, item, now),
-                previous=previous,
-                parent=parent,
-                record=record,
-                queued_at=note.created_at,
+                parent = batch.result_of(note.incident)
+            return Taken(item, note, previous, parent)
+
+    # -- send, and the verdict on a failure ----------------------------------------------------
+    async def _send(
+        self, name: str, notifier: Notifier, taken: Taken, note: Notification, now: float
+    ) -> tuple[str, Any]:
+        """Hand ``note`` to its notifier; on failure act on the error's verdict. Returns
+        the outcome (SENT, FORWARDED, STOPPED, RETRY) and, when sent, what to record."""
+        item = taken.item
+
+        async def record(result: dict[str, Any]) -> None:
+            await self._db(self.outbox.set_result, item.id, {**result, "sending": True})
+
+        ctx = SendContext(
+            now=now,
+            dedup_key=item.dedup_key or f"outbox-{item.id}",
+            late_note=self._late_note(notifier, note, item, now),
+            previous=taken.previous,
+            parent=taken.parent,
+            record=record,
+            queued_at=note.created_at,
+        )
+        try:
+            return SENT, await notifier.send(note, ctx)
+        except ReceiverBroken as exc:
+            self._stop(name, exc, now)
+            return STOPPED, None
+        except NotifyError as exc:
+            self._failed(self.stats[name], exc, now)
+            if exc.retryable:
+                await self._retry(notifier, item, exc, now)
+                return RETRY, None
+            await self._refused(name, item, exc)
+            return FORWARDED, None
+        except Exception as exc:  # noqa: BLE001 - a bug in a notifier: retry, do not lose it
+            wrapped = NotifyError(
+                f"receiver {name!r}: unexpected {type(exc).__name__}: {exc}", retryable=True
             )
-            # -- retry verdict
-            try:
-                result = await notifier.send(note, ctx)
-            except ReceiverBroken as exc:
-                self._stop(name, exc, now)
-                continue  # the loop forwards this item and the rest
-            except NotifyError as exc:
-                self._failed(stats, exc, now)
-                if exc.retryable:
-                    delay = max(
-                        exc.retry_after or 0.0,
-                        backoff(item.attempts, self.config.retry_initial, self.config.retry_max),
-                    )
-                    if exc.retry_after and pace_key:
-                        self._next_ok[pace_key] = now + exc.retry_after
-                    log.warning(
-                        "%s; retrying in %s (attempt %d)",
-                        scrub(str(exc)),
-                        human_duration(delay),
-                        item.attempts + 1,
-                    )
-                    await self._db(
-                        self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(exc))
-                    )
-                    return done
-                fallback = self.fallback_of(name)
-                log.error(
-                    "%s; receiver %r refused notification %s, %s", scrub(str(exc)), name,
-                    item.dedup_key,
-                    f"it goes to {fallback!r}" if fallback else "it is kept as a dead outbox row",
-                )
-                await self._forward(name, item, scrub(str(exc)))
-                done += 1
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug in a notifier: retry, do not lose it
-                wrapped = NotifyError(
-                    f"receiver {name!r}: unexpected {type(exc).__name__}: {exc}", retryable=True
-                )
-                self._failed(stats, wrapped, now)
-                log.exception("receiver %r failed unexpectedly; retrying later", name)
-                delay = backoff(item.attempts, self.config.retry_initial, self.config.retry_max)
-                await self._db(
-                    self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(wrapped))
-                )
-                return done
-            # -- record
-            await self._db(self.outbox.mark_sent, item.id, now=now, result=result)
-            stats.sent += 1
-            stats.last_success = now
-            done += 1
-            if pace_key and self.config.pace > 0:
-                self._next_ok[pace_key] = now + self.config.pace
-                return done
-        return done
+            self._failed(self.stats[name], wrapped, now)
+            log.exception("receiver %r failed unexpectedly; retrying later", name)
+            delay = backoff(item.attempts, self.config.retry_initial, self.config.retry_max)
+            await self._db(
+                self.outbox.retry_later, item.id, due_at=now + delay, error=scrub(str(wrapped))
+            )
+            return RETRY, None
+
+    async def _retry(self, notifier: Notifier, item: OutboxItem, exc: NotifyError,
+                     now: float) -> None:
+        """Try ``item`` again after a backoff, or after what the peer asked for if longer
+        (which also holds the paced channel back that long)."""
+        delay = max(
+            exc.retry_after or 0.0,
+            backoff(item.attempts, self.config.retry_initial, self.config.retry_max),
+        )
+        if exc.retry_after and notifier.pace_key:
+            self._next_ok[notifier.pace_key] = now + exc.retry_after
+        message = scrub(str(exc))
+        log.warning("%s; retrying in %s (attempt %d)", message, human_duration(delay),
+                    item.attempts + 1)
+        await self._db(self.outbox.retry_later, item.id, due_at=now + delay, error=message)
+
+    async def _refused(self, name: str, item: OutboxItem, exc: NotifyError) -> None:
+        """The receiver refused this notification: it goes to the fallback."""
+        fallback = self.fallback_of(name)
+        log.error(
+            "%s; receiver %r refused notification %s, %s", scrub(str(exc)), name,
+            item.dedup_key,
+            f"it goes to {fallback!r}" if fallback else "it is kept as a dead outbox row",
+        )
+        await self._forward(name, item, scrub(str(exc)))
+
+    # -- record ---------------------------------------------------------------------------------
+    def _record(self, notifier: Notifier, stats: ReceiverStats, result: Any, now: float) -> Any:
+        """Count a sent item and start its channel's pace; returns what to mark it sent with."""
+        stats.sent += 1
+        stats.last_success = now
+        if notifier.pace_key and self.config.pace > 0:
+            self._next_ok[notifier.pace_key] = now + self.config.pace
+        return result
 
     def _muted(self, note: Notification, now: float) -> tuple[Notification | None, str | None]:
         if self.mute is None:
@@ -307,7 +359,7 @@ class Delivery:
         return f"delayed {human_duration(late)}: {why}"
 
     def _failed(self, stats: ReceiverStats, exc: NotifyError, now: float) -> None:
-        reason = _reason(exc)
+        reason = exc.reason  # the notifier's verdict, set where the peer's answer was read
         stats.failed_attempts += 1
         stats.last_error = scrub(str(exc))
         stats.last_error_at = now
@@ -325,24 +377,23 @@ class Delivery:
     async def _forward(self, name: str, item: OutboxItem, why: str) -> None:
         """Give up on ``item`` for ``name``: queue it for the fallback (keeping its order and
         dedup key, so a restart does not queue it twice) and keep the row as dead."""
+        self.stats[name].dropped += 1
         fallback = self.fallback_of(name)
-        stats = self.stats[name]
-        stats.dropped += 1
         if fallback:
-            payload = dict(item.payload)
-            payload["receiver"] = fallback
-            if payload.get("incident"):
-                payload["incident"] = f"{payload['incident']}>{fallback}"
-            key = f"{item.dedup_key or item.id}>{fallback}"
-            await self._db(
-                self.outbox.enqueue, KIND, fallback, payload, now=item.created_at, dedup_key=key
-            )
-            stats.forwarded += 1
-            await self._db(
-                self.outbox.mark_dead, item.id, error=f"forwarded to {fallback!r}: {why}"
-            )
-        else:
-            await self._db(self.outbox.mark_dead, item.id, error=why)
+            self.stats[name].forwarded += 1
+        await self._db(self._forward_rows, item, fallback, why)
+
+    def _forward_rows(self, item: OutboxItem, fallback: str | None, why: str) -> None:
+        if fallback is None:
+            self.outbox.mark_dead(item.id, error=why)
+            return
+        payload = dict(item.payload)
+        payload["receiver"] = fallback
+        if payload.get("incident"):
+            payload["incident"] = f"{payload['incident']}>{fallback}"
+        key = f"{item.dedup_key or item.id}>{fallback}"
+        self.outbox.enqueue(KIND, fallback, payload, now=item.created_at, dedup_key=key)
+        self.outbox.mark_dead(item.id, error=f"forwarded to {fallback!r}: {why}")
 
     def enqueue(self, note: Notification, *, dedup_key: str, now: float) -> int | None:
         """Queue ``note`` (blocking: call off the loop). Returns None when already queued."""

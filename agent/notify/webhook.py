@@ -88,10 +88,11 @@ class WebhookNotifier(Notifier):
                 unfurl_media=False,
             )
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise NotifyError(f"{where}: timed out", retryable=True) from exc
+            raise NotifyError(f"{where}: timed out", retryable=True, reason="timeout") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise NotifyError(
-                f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True
+                f"{where}: {type(exc).__name__}: {scrub(str(exc))[:300]}", retryable=True,
+                reason="network",
             ) from exc
         status, body = resp.status_code, (resp.body or "").strip()
         if status == 200:
@@ -102,9 +103,12 @@ class WebhookNotifier(Notifier):
                 f"{where}: rate limited (Retry-After {after}s)",
                 retryable=True,
                 retry_after=float(after) if after else None,
+                reason="rate_limited",
+                status=status,
             )
         if status >= 500:
-            raise NotifyError(f"{where}: the Slack incoming webhook answered HTTP {status}", retryable=True)
+            raise NotifyError(f"{where}: the Slack incoming webhook answered HTTP {status}",
+                              retryable=True, reason="server_error", status=status)
         if body in _BROKEN or status in (401, 403, 404, 410):
             raise ReceiverBroken(
                 f"{where}: HTTP {status} {scrub(body)[:100]}: the webhook URL is revoked or wrong: "
@@ -113,4 +117,6 @@ class WebhookNotifier(Notifier):
         raise NotifyError(
             f"{where}: Slack refused the message: HTTP {status} {scrub(body)[:200]}",
             retryable=False,
+            reason="rejected",
+            status=status,
         )

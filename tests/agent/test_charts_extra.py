@@ -46,7 +46,7 @@ def test_drawing_commands_say_how_to_add_the_extra(tmp_path):
 
 
 def test_the_agent_imports_and_validates_without_matplotlib(tmp_path):
-    code = (PRELUDE + "import agent.app, agent.alerting.receivers, agent.notify.slack; "
+    code = (PRELUDE + "import agent.app, agent.notify.receivers, agent.notify.slack; "
             f"sys.exit(main(['config', 'validate', {str(REPO / 'agent/data/agent.yaml.example')!r}]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
@@ -57,7 +57,7 @@ def test_the_agent_imports_and_validates_without_matplotlib(tmp_path):
 
 
 def test_slack_charts_without_the_extra_are_skipped_and_said_once(monkeypatch, caplog):
-    import agent.alerting.receivers as receivers
+    import agent.notify.receivers as receivers
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setattr(receivers, "_told_no_charts", False)

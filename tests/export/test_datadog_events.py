@@ -20,7 +20,7 @@ from agent.export.datadog_api import EVENT_KIND, DatadogApiExporter
 from agent.export.datadog_statsd import DogStatsdExporter
 from agent.export.events import EventDetector, aggregation_key
 from agent.history.db import create_schema, make_engine
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from checks.airflow.check import AirflowCheck
 from checks.airflow.config import AirflowConfig

@@ -20,7 +20,7 @@ from agent.export.datadog_api import METADATA_KIND, DatadogApiExporter
 from agent.export.datadog_statsd import DogStatsdExporter
 from agent.export.unified import UnifiedTags, parse_dd_tags
 from agent.history.db import create_schema, make_engine
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.dogstatsd_listener import DogStatsdListener
 from tests.export.fake_intake import FakeIntake

@@ -17,7 +17,7 @@ import pytest
 from agent.export.config import DatadogConfig
 from agent.export.datadog_api import CHECK_KIND, SERIES_KIND, DatadogApiExporter
 from agent.history.db import create_schema, make_engine
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.fake_intake import FakeIntake
 

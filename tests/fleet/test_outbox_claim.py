@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from agent.history.db import make_engine
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from agent.history.db import make_engine
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 from agent.alerting.config import AlertingConfig
 from agent.alerting.dispatch import Dispatcher
 from agent.notify.stages import KIND
-from agent.outbox import Outbox
+from agent.history.outbox import Outbox
 from tests.alerting.helpers import Clock, fire, store
 from tests.notify.fake_slack import TOKEN
 

@@ -20,21 +20,35 @@ All methods are blocking (they hit the database): call them off the event loop.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from agent.history.tables import outbox
 
-__all__ = ["Outbox", "OutboxItem", "CLAIM_TIMEOUT"]
+__all__ = ["Outbox", "OutboxBatch", "OutboxItem", "CLAIM_TIMEOUT"]
 
 log = logging.getLogger(__name__)
 # in every claimer name this process makes: a claim naming this PID without it is a
@@ -44,6 +58,7 @@ _PROCESS = uuid.uuid4().hex[:8]
 # how long a claimed row is left to its claimer before another agent may claim it again;
 # far longer than any one send (HTTP timeouts are seconds)
 CLAIM_TIMEOUT = 300.0
+_KEEP: Any = object()  # OutboxBatch.claim: leave the row's result as it is
 
 
 @dataclass(frozen=True)
@@ -63,35 +78,37 @@ class OutboxItem:
 
 
 class Outbox:
-    """Enqueue, claim and settle deliveries of one or more kinds."""
+    """Enqueue, claim and settle deliveries of one or more kinds.
+
+    Each method is one transaction. :meth:`batch` runs several in one (one connection, one
+    commit): the delivery stages take, claim and mark an item in one trip to the database.
+    """
 
     def __init__(self, engine: Engine, owner: str | None = None) -> None:
         self.engine = engine
         # unique per process and instance: two agents (or two Outbox objects) never share it
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{_PROCESS}.{uuid.uuid4().hex[:6]}"
 
+    @contextmanager
+    def batch(self) -> Iterator[OutboxBatch]:
+        """Several operations in one transaction (committed when the block ends)."""
+        with self.engine.begin() as conn:
+            yield OutboxBatch(conn, self.owner)
+
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int | None:
         """Add an item; returns its id, or None when ``dedup_key`` was already enqueued."""
-        row = {
-            "kind": kind, "receiver": receiver, "dedup_key": dedup_key,
-            "payload": json.dumps(payload, separators=(",", ":"), default=str),
-            "created_at": now, "due_at": now if due_at is None else due_at,
-            "attempts": 0, "state": "pending",
-        }
         try:
-            with self.engine.begin() as conn:
-                return int(conn.execute(insert(outbox).values(**row)).inserted_primary_key[0])
+            with self.batch() as b:
+                return b.enqueue(kind, receiver, payload, now=now, due_at=due_at,
+                                 dedup_key=dedup_key)
         except IntegrityError:
             if dedup_key is None:
                 raise
             return None
 
     def enqueue_many(self, kind: str, receiver: str, payloads: Sequence[Any], *, now: float) -> int:
-        rows = [{"kind": kind, "receiver": receiver, "dedup_key": None,
-                 "payload": json.dumps(p, separators=(",", ":"), default=str),
-                 "created_at": now, "due_at": now, "attempts": 0, "state": "pending"}
-                for p in payloads]
+        rows = [_row(kind, receiver, p, now=now) for p in payloads]
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(outbox), rows)
@@ -110,49 +127,21 @@ class Outbox:
             return [_item(r) for r in conn.execute(query).mappings()]
 
     def head(self, kind: str, receiver: str) -> OutboxItem | None:
-        """The oldest unsettled item of ``kind`` for ``receiver``, due or not, claimed by
-        another agent or not: the one in-order delivery must settle first."""
-        query = (select(outbox)
-                 .where(and_(outbox.c.kind == kind, outbox.c.receiver == receiver,
-                             outbox.c.state.in_(("pending", "sending"))))
-                 .order_by(outbox.c.id).limit(1))
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else _item(row)
+        """The oldest unsettled item of ``kind`` for ``receiver`` (see :meth:`OutboxBatch.head`)."""
+        with self.batch() as b:
+            return b.head(kind, receiver)
 
     def result_of(self, dedup_key: str) -> Any:
         """The recorded result of the item enqueued under ``dedup_key`` (None: none yet)."""
-        query = select(outbox.c.result).where(outbox.c.dedup_key == dedup_key)
-        with self.engine.connect() as conn:
-            value = conn.execute(query).scalar_one_or_none()
-        return json.loads(value) if value else None
+        with self.batch() as b:
+            return b.result_of(dedup_key)
 
     def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
               in_order: bool = True, only_due: bool = True, again: bool = False) -> bool:
-        """Take ``item_id`` for sending; False when another claimer has it (or it is settled).
-
-        One compare-and-set UPDATE, so of several agents claiming the same row at once exactly
-        one succeeds (PostgreSQL re-checks the WHERE on the row it waited for). ``in_order``:
-        only while no earlier row of the same kind and receiver is pending or being sent, which
-        keeps each receiver's messages in the order they were queued across agents.
-        ``only_due``: only once ``due_at`` has come. ``again``: also when this Outbox's own
-        earlier claim is still held (an attempt that failed before settling the row)."""
-        claimable = _claimable(now)
-        if again:
-            claimable = or_(claimable, and_(outbox.c.state == "sending",
-                                            outbox.c.claimed_by == self.owner))
-        cond = [outbox.c.id == item_id, claimable]
-        if only_due:
-            cond.append(outbox.c.due_at <= now)
-        if in_order:
-            earlier = outbox.alias("earlier")
-            cond.append(~exists().where(
-                earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
-                earlier.c.id < outbox.c.id, earlier.c.state.in_(("pending", "sending"))))
-        with self.engine.begin() as conn:
-            res = conn.execute(update(outbox).where(and_(*cond)).values(
-                state="sending", claimed_by=self.owner, claim_expires=now + timeout))
-            return int(res.rowcount or 0) == 1
+        """Take ``item_id`` for sending (see :meth:`OutboxBatch.claim`)."""
+        with self.batch() as b:
+            return b.claim(item_id, now=now, timeout=timeout, in_order=in_order,
+                           only_due=only_due, again=again)
 
     def release_orphans(self) -> int:
         """Put back to ``pending`` the rows that dead processes of this host were sending;
@@ -178,28 +167,23 @@ class Outbox:
         return count
 
     def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-                state="sent", sent_at=now, result=None if result is None else json.dumps(result)))
+        with self.batch() as b:
+            b.mark_sent(item_id, now=now, result=result)
 
     def set_result(self, item_id: int, result: Any) -> None:
         """Record a partial result before the send is final (e.g. a posted message's ts)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item_id).values(result=json.dumps(result)))
+        with self.batch() as b:
+            b.set_result(item_id, result)
 
     def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
         """Release a claimed (or pending) item to be tried again at ``due_at``."""
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(and_(
-                outbox.c.id == item_id, outbox.c.state.in_(("pending", "sending")))).values(
-                state="pending", claimed_by=None, claim_expires=None,
-                due_at=due_at, attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+        with self.batch() as b:
+            b.retry_later(item_id, due_at=due_at, error=error)
 
     def mark_dead(self, item_id: int, *, error: str) -> None:
         """Give up on an item (non-retryable error, too old); it stays for inspection."""
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-                state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+        with self.batch() as b:
+            b.mark_dead(item_id, error=error)
 
     def pending_count(self, kind: str | None = None) -> int:
         """Items not yet settled (waiting, or being sent right now)."""
@@ -237,7 +221,130 @@ class Outbox:
             return int(res.rowcount or 0)
 
 
-def _claimable(now: float) -> Any:
+class OutboxBatch:
+    """The outbox's row operations on one open transaction (from :meth:`Outbox.batch`).
+
+    The statements of the delivery path are built once, with bound parameters (building a
+    SQLAlchemy statement costs more CPU than running it on SQLite)."""
+
+    def __init__(self, conn: Connection, owner: str) -> None:
+        self.conn = conn
+        self.owner = owner
+
+    def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
+                dedup_key: str | None = None, due_at: float | None = None) -> int:
+        """Add an item; a duplicate ``dedup_key`` raises IntegrityError."""
+        row = _row(kind, receiver, payload, now=now, dedup_key=dedup_key, due_at=due_at)
+        return int(self.conn.execute(_INSERT, row).inserted_primary_key[0])
+
+    def head(self, kind: str, receiver: str) -> OutboxItem | None:
+        """The oldest unsettled item of ``kind`` for ``receiver``, due or not, claimed by
+        another agent or not: the one in-order delivery must settle first."""
+        row = self.conn.execute(_HEAD, {"b_kind": kind, "b_receiver": receiver}).mappings().first()
+        return None if row is None else _item(row)
+
+    def result_of(self, dedup_key: str) -> Any:
+        """The recorded result of the item enqueued under ``dedup_key`` (None: none yet)."""
+        value = self.conn.execute(_RESULT_OF, {"b_dedup": dedup_key}).scalar_one_or_none()
+        return json.loads(value) if value else None
+
+    def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
+              in_order: bool = True, only_due: bool = True, again: bool = False,
+              result: Any = _KEEP) -> bool:
+        """Take ``item_id`` for sending; False when another claimer has it (or it is settled).
+
+        One compare-and-set UPDATE, so of several agents claiming the same row at once exactly
+        one succeeds (PostgreSQL re-checks the WHERE on the row it waited for). ``in_order``:
+        only while no earlier row of the same kind and receiver is pending or being sent, which
+        keeps each receiver's messages in the order they were queued across agents.
+        ``only_due``: only once ``due_at`` has come. ``again``: also when this Outbox's own
+        earlier claim is still held (an attempt that failed before settling the row).
+        ``result``: also record this (the claimer's "sending" marker) in the same UPDATE."""
+        record = result is not _KEEP
+        params = {"b_id": item_id, "b_now": now, "b_owner": self.owner,
+                  "b_expires": now + timeout}
+        if record:
+            params["b_result"] = _json_or_none(result)
+        res = self.conn.execute(_claim_statement(in_order, only_due, again, record), params)
+        return int(res.rowcount or 0) == 1
+
+    def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
+        self.conn.execute(_MARK_SENT, {"b_id": item_id, "b_now": now,
+                                       "b_result": _json_or_none(result)})
+
+    def set_result(self, item_id: int, result: Any) -> None:
+        """Record a partial result before the send is final (e.g. a posted message's ts)."""
+        self.conn.execute(_SET_RESULT, {"b_id": item_id, "b_result": json.dumps(result)})
+
+    def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
+        """Release a claimed (or pending) item to be tried again at ``due_at``."""
+        self.conn.execute(update(outbox).where(and_(
+            outbox.c.id == item_id, outbox.c.state.in_(("pending", "sending")))).values(
+            state="pending", claimed_by=None, claim_expires=None,
+            due_at=due_at, attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+    def mark_dead(self, item_id: int, *, error: str) -> None:
+        """Give up on an item (non-retryable error, too old); it stays for inspection."""
+        self.conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+            state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+
+
+
+def _unsettled(table: Any) -> Any:
+    # an OR, not IN: an IN of literals is an "expanding" parameter, re-rendered every run
+    return or_(table.c.state == "pending", table.c.state == "sending")
+
+
+_INSERT = insert(outbox)
+_HEAD = (select(outbox)
+         .where(outbox.c.kind == bindparam("b_kind"), outbox.c.receiver == bindparam("b_receiver"),
+                _unsettled(outbox))
+         .order_by(outbox.c.id).limit(1))
+_RESULT_OF = select(outbox.c.result).where(outbox.c.dedup_key == bindparam("b_dedup"))
+_MARK_SENT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    state="sent", sent_at=bindparam("b_now"), result=bindparam("b_result"))
+_SET_RESULT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    result=bindparam("b_result"))
+
+
+@functools.cache
+def _claim_statement(in_order: bool, only_due: bool, again: bool, record: bool) -> Any:
+    """The claim's compare-and-set UPDATE for one combination of options (built once)."""
+    claimable = _claimable(bindparam("b_now"))
+    if again:
+        claimable = or_(claimable, and_(outbox.c.state == "sending",
+                                        outbox.c.claimed_by == bindparam("b_owner")))
+    cond = [outbox.c.id == bindparam("b_id"), claimable]
+    if only_due:
+        cond.append(outbox.c.due_at <= bindparam("b_now"))
+    if in_order:
+        earlier = outbox.alias("earlier")
+        cond.append(~exists().where(
+            earlier.c.kind == outbox.c.kind, earlier.c.receiver == outbox.c.receiver,
+            earlier.c.id < outbox.c.id, _unsettled(earlier)))
+    values: dict[str, Any] = {"state": "sending", "claimed_by": bindparam("b_owner"),
+                              "claim_expires": bindparam("b_expires")}
+    if record:
+        values["result"] = bindparam("b_result")
+    return update(outbox).where(and_(*cond)).values(**values)
+
+
+def _row(kind: str, receiver: str, payload: Any, *, now: float, dedup_key: str | None = None,
+         due_at: float | None = None) -> dict[str, Any]:
+    return {
+        "kind": kind, "receiver": receiver, "dedup_key": dedup_key,
+        "payload": json.dumps(payload, separators=(",", ":"), default=str),
+        "created_at": now, "due_at": now if due_at is None else due_at,
+        "attempts": 0, "state": "pending",
+    }
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _claimable(now: Any) -> Any:
     """Pending, or claimed by someone whose claim ran out (it died mid-send)."""
     return or_(outbox.c.state == "pending",
                and_(outbox.c.state == "sending", outbox.c.claim_expires < now))
