@@ -138,8 +138,9 @@ class Agent:
         self.alert_sinks: list[Any] = ([self.alerting] if self.alerting is not None
                                        else [LoggingAlertSink()])
         # always present, even with no rules yet, so a SIGHUP that adds rules takes effect
-        self.rules: RulesEngine | None = RulesEngine.from_config(
-            config, self.alert_sinks, engine=self.history.engine, source=self.history)
+        self.rules: RulesEngine | None = RulesEngine.with_store(
+            config.rules, config.rules_engine, self.alert_sinks, engine=self.history.engine,
+            agent=config.agent.hostname, source=self.history)
         self.components += [self.rules] if self.rules is not None else []
         self.cost = self._cost(config)
         self.components.append(MemoryTrimmer())  # RSS flat: glibc gives back what is freed
@@ -281,7 +282,7 @@ class Agent:
         if self.alerting is not None:
             await self.alerting.reconfigure(new.alerting, causes=new.causes)
         if self.rules is not None:
-            await self.rules.reconfigure(new)
+            await self.rules.reconfigure(new.rules, new.rules_engine)
         if new.slack_actions != old.slack_actions:
             log.warning("the slack_actions section changed; that takes effect at the next "
                         "restart")

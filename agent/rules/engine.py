@@ -75,15 +75,12 @@ class RulesEngine:
         self.last_tick: float | None = None
 
     @classmethod
-    def from_config(cls, config: Any, sinks: Sequence[AlertSink], engine: Any = None,
-                    source: SeriesReader | None = None) -> RulesEngine:
-        """The component for an AgentConfig; ``engine`` defaults to one on agent.history."""
-        if engine is None:
-            from agent.history.db import make_engine
-
-            engine = make_engine(config.agent.history)
-        state = AlertStateStore(engine, agent=config.agent.hostname)
-        return cls(config.rules, config.rules_engine, sinks=sinks, state=state, source=source)
+    def with_store(cls, rules: Any, settings: Any, sinks: Sequence[AlertSink], *, engine: Any,
+                   agent: str, source: SeriesReader | None = None) -> RulesEngine:
+        """The component over its own sections (``rules``, ``rules_engine``), saving its alerts
+        in the store on ``engine`` as agent ``agent`` so that a restart resumes them."""
+        return cls(rules, settings, sinks=sinks, state=AlertStateStore(engine, agent=agent),
+                   source=source)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,8 +119,8 @@ class RulesEngine:
             await self._saver
         await self._save()
 
-    async def reconfigure(self, config: Any) -> None:
-        """SIGHUP: swap in the new rules, keeping every alert and every window held.
+    async def reconfigure(self, rules: Any, settings: Any) -> None:
+        """SIGHUP: swap in the new rules (the ``rules`` and ``rules_engine`` sections), keeping every alert and every window held.
 
         Alerts of rules that are gone (or whose labels changed) are closed the way a restart
         closes them; the rest carry on exactly where they were.
@@ -131,7 +128,7 @@ class RulesEngine:
         async with self._lock:
             now = self.clock()
             old = self.evaluator
-            new = RuleEvaluator(config.rules, config.rules_engine,
+            new = RuleEvaluator(rules, settings,
                                 started=old.started if old is not None else now)
             if old is not None:
                 for (metric, tags), buf in old.buffers.items():
@@ -139,7 +136,7 @@ class RulesEngine:
                         points = list(zip(buf.times[buf.start:], buf.values[buf.start:]))
                         new.prime(metric, {tags: points})
                 new.restore(old.alerts(), now)
-            self.rules, self.settings, self.evaluator = list(config.rules), config.rules_engine, new
+            self.rules, self.settings, self.evaluator = list(rules), settings, new
             await self._flush(now)
         log.info("rules: %d rules after reload", len(self.rules))
 

@@ -259,7 +259,7 @@ async def test_reload_keeps_alerts_and_windows_and_closes_removed_rules(sqlite_e
                        "  - {alert: HighAvg, metric: mlwarden.check.duration, aggregate: avg, "
                        "window: 5m, op: '>', threshold: 5}\n")
     clock.t = 1000
-    await engine.reconfigure(new)
+    await engine.reconfigure(new.rules, new.rules_engine)
     await engine.consume(result(GAUGE, 1.0, 1000))   # the window still holds the 9s: avg > 5
     await engine.stop()
     assert sink.events[2:] == [("Down", "firing", "resolved", 1000)]
