@@ -231,6 +231,10 @@ class Dispatcher:
         return notifier is not None and notifier.type == "alertmanager"
 
     def _firing_labels(self) -> list[dict[str, str]]:
+        """What fires now, for inhibition (the only reader): none read without inhibit rules,
+        as the delivery's mute stage asks once a message."""
+        if not self.router.inhibitor.rules:
+            return []
         return [
             a.labels
             for g in self.groups.values()
