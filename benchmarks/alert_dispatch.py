@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.alerting.config import AlertingConfig  # noqa: E402
 from agent.alerting.dispatch import Dispatcher  # noqa: E402
-from agent.alerting.model import Alert, AlertEvent, AlertState  # noqa: E402
+from agent.alert import Alert, AlertEvent, AlertState  # noqa: E402
 from agent.history.db import create_schema, make_engine  # noqa: E402
-from agent.notify.base import AlertInfo, Notification  # noqa: E402
+from agent.notify.base import Notification  # noqa: E402
 from agent.notify.console import ConsoleNotifier  # noqa: E402
 from agent.notify.render import blocks_for  # noqa: E402
 from agent.history.outbox import Outbox  # noqa: E402
@@ -54,9 +54,10 @@ def dispatched(tmp: str) -> float:
     now = 1_790_000_000.0
     events = [
         AlertEvent(
-            Alert("GpuIdle", {"n": str(i)}, AlertState.FIRING, fired_at=now),
+            Alert.of("GpuIdle", {"n": str(i)}, "firing", fired_at=now),
             AlertState.PENDING,
             now,
+            AlertState.FIRING,
         )
         for i in range(N)
     ]
@@ -70,7 +71,7 @@ def dispatched(tmp: str) -> float:
 
 def render() -> float:
     alerts = [
-        AlertInfo(
+        Alert(
             f"f{i}",
             "GpuIdle",
             {"node": f"gpu-{i}", "alertname": "GpuIdle"},

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.alerting.config import AlertingConfig  # noqa: E402
 from agent.alerting.dispatch import Dispatcher  # noqa: E402
-from agent.alerting.model import Alert, AlertEvent, AlertState  # noqa: E402
+from agent.alert import Alert, AlertEvent, AlertState  # noqa: E402
 from agent.causes.config import CausesConfig  # noqa: E402
 from agent.history.db import create_schema, make_engine  # noqa: E402
 from agent.notify.console import ConsoleNotifier  # noqa: E402
@@ -36,9 +36,9 @@ def events() -> list[AlertEvent]:
     out = []
 
     def add(rule: str, labels: dict[str, str]) -> None:
-        alert = Alert(rule, labels, AlertState.FIRING, "critical", active_since=NOW - 30,
-                      fired_at=NOW, annotations={"summary": rule})
-        out.append(AlertEvent(alert, AlertState.PENDING, NOW))
+        alert = Alert.of(rule, labels, "firing", "critical", active_since=NOW - 30,
+                         fired_at=NOW, annotations={"summary": rule})
+        out.append(AlertEvent(alert, AlertState.PENDING, NOW, AlertState.FIRING))
 
     for n in range(NODES):
         node = f"gpu-node-{n}"

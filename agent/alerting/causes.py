@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
+from agent.alert import Alert
 from agent.causes.config import CausesConfig
 from agent.causes.graph import CauseGraph
 from agent.causes.model import Link, Signal
@@ -33,7 +34,6 @@ from agent.causes.placement import Carried, Decision, Member, decide
 from agent.causes.render import describe
 from agent.history.sql import insert_ignore
 from agent.history.tables import alert_links
-from agent.notify.base import AlertInfo
 
 __all__ = ["CauseLinks", "link_rows"]
 
@@ -152,7 +152,7 @@ class CauseLinks:
             linked[str(c.explanation.cause.key)] = "cause"
         group.linked = linked
 
-    def annotate(self, group_key: str, alerts: list[AlertInfo]) -> list[AlertInfo]:
+    def annotate(self, group_key: str, alerts: list[Alert]) -> list[Alert]:
         """Alerts said on their own although a cause explains them (another receiver,
         Alertmanager, paged before the cause came) carry the cause in their annotations."""
         out = []

@@ -27,20 +27,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
+from agent.alert import Alert, AlertEvent, AlertState
 from agent.alerting.causes import CauseLinks
 from agent.alerting.config import AlertingConfig
 from agent.alerting.grouping import FlushFacts, FlushPlan, plan_flush
 from agent.alerting.groupstate import Group, GroupStates
 from agent.alerting.inhibit import Inhibitor
-from agent.alerting.matchers import alert_labels
-from agent.alerting.model import AlertEvent, AlertState
 from agent.alerting.receivers import build_notifiers, fallbacks_of
 from agent.alerting.routing import Route, build_routes
 from agent.alerting.metrics import broken_receivers, dispatcher_metrics, receivers_status
 from agent.alerting.silences import SilenceStore
 from agent.causes.config import CausesConfig
 from agent.history.protocol import SeriesReader
-from agent.notify.base import AlertInfo, Notification, Notifier
+from agent.notify.base import Notification, Notifier
 from agent.notify.stages import Delivery
 from agent.history.outbox import Outbox
 from agent.samples import CheckResult
@@ -92,26 +91,6 @@ def _rebase_after_clock_step(group: Group, route: Route, now: float) -> None:
         group.last_notify = now
 
 
-def _info(event: AlertEvent) -> AlertInfo:
-    a = event.alert
-    state = "firing" if a.state in (AlertState.FIRING, AlertState.FLAPPING) else "resolved"
-    return AlertInfo(
-        fingerprint=a.fingerprint,
-        rule=a.rule,
-        labels=alert_labels(a.rule, a.labels, a.severity),
-        state=state,
-        severity=a.severity,
-        annotations=dict(a.annotations),
-        value=a.value,
-        threshold=a.threshold,
-        active_since=a.active_since,
-        fired_at=a.fired_at,
-        resolved_at=(a.resolved_at or event.at) if state == "resolved" else None,
-        metric=a.metric,
-        series=[dict(s) for s in a.series],
-    )
-
-
 class Dispatcher:
     """The ``alerting`` component: an AlertSink that routes, groups and delivers notifications."""
 
@@ -149,7 +128,7 @@ class Dispatcher:
         )
         self.submit = submit
         self.states = GroupStates(engine)
-        self._events: list[tuple[AlertEvent, float]] = []
+        self._events: list[tuple[Alert, float]] = []  # the alerts as made, when heard
         self._lock = threading.Lock()
         self._loaded = False
         self._task: asyncio.Task[None] | None = None
@@ -173,16 +152,16 @@ class Dispatcher:
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
         """Queue state changes; grouping and sending happen on the component's loop."""
         relevant = [
-            e
+            e.alert
             for e in events
-            if e.alert.state in (AlertState.FIRING, AlertState.FLAPPING)
+            if e.state in (AlertState.FIRING, AlertState.FLAPPING)
             or (
-                e.alert.state in (AlertState.RESOLVED, AlertState.INACTIVE)
+                e.state in (AlertState.RESOLVED, AlertState.INACTIVE)
                 and e.previous in (AlertState.FIRING, AlertState.FLAPPING)
             )
         ]
         with self._lock:
-            self._events.extend((e, now) for e in relevant)
+            self._events.extend((a, now) for a in relevant)
             self.events_seen += len(relevant)
 
     # -- store ------------------------------------------------------------------------------
@@ -204,24 +183,23 @@ class Dispatcher:
     def _ingest(self, now: float) -> None:
         with self._lock:
             events, self._events = self._events, []
-        for event, seen in events:
-            info = _info(event)
-            for route in self.router.routes_for(info.labels):
-                gkey = f"{route.receiver}|{route.group_key(info.labels)}"
+        for alert, seen in events:
+            for route in self.router.routes_for(alert.labels):
+                gkey = f"{route.receiver}|{route.group_key(alert.labels)}"
                 group = self.groups.get(gkey)
                 if group is None:
-                    if info.state == "resolved":
+                    if alert.state == "resolved":
                         continue  # a resolution of an alert we never notified about
                     wait = 0.0 if self._immediate(route.receiver) else route.group_wait
                     group = Group(
                         route.id,
                         gkey,
-                        route.group_labels(info.labels),
+                        route.group_labels(alert.labels),
                         route.receiver,
                         next_flush=min(seen, now) + wait,
                     )
                     self.states.add(group)
-                group.alerts[info.fingerprint] = info
+                group.alerts[alert.fingerprint] = alert
                 if self._immediate(route.receiver):
                     group.next_flush = min(group.next_flush, now)
                 self.states.changed(gkey)
@@ -284,7 +262,7 @@ class Dispatcher:
         self._apply(group, plan, now)
         return queued
 
-    def _facts(self, group: Group, route: Route, alerts: list[AlertInfo], now: float,
+    def _facts(self, group: Group, route: Route, alerts: list[Alert], now: float,
                firing: list[dict[str, str]], joined: set[str]) -> FlushFacts:
         """The group and this round's verdicts on it, as :func:`plan_flush` takes them."""
         immediate = self._immediate(group.receiver)

@@ -31,9 +31,9 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.alert import Alert
 from agent.alerting.groupstate import digest
 from agent.alerting.routing import Route, in_quiet_hours, time_muted
-from agent.notify.base import AlertInfo
 
 __all__ = ["FlushFacts", "FlushPlan", "plan_flush"]
 
@@ -43,7 +43,7 @@ class FlushFacts:
     """A due group as the planner sees it (nothing here is changed by planning)."""
 
     key: str  # the group's key: part of its incident's key
-    alerts: Sequence[AlertInfo]
+    alerts: Sequence[Alert]
     notified: Mapping[str, str]  # fingerprint -> firing | muted | linked (what was said)
     incident: str | None
     seq: int
@@ -63,7 +63,7 @@ class FlushPlan:
     held: bool = False  # quiet hours or a mute time interval: only ``notified`` changes
     event: str | None = None  # firing | update | repeat | resolved: what the group has to say
     send: bool = False  # whether a notification goes out (``event`` and not a muted resolve)
-    shown: tuple[AlertInfo, ...] = ()  # the alerts the notification lists
+    shown: tuple[Alert, ...] = ()  # the alerts the notification lists
     incident: str | None = None
     seq: int = 0
     dedup: str | None = None  # the outbox dedup key of the notification
@@ -84,7 +84,7 @@ class FlushPlan:
                                    seq=self.seq - 1, stamp_notify=True)
 
 
-def _marks(facts: FlushFacts) -> tuple[dict[str, str], int, list[AlertInfo]]:
+def _marks(facts: FlushFacts) -> tuple[dict[str, str], int, list[Alert]]:
     """Mark muted and linked alerts; the rest are live (said here)."""
     notified = dict(facts.notified)
     newly_muted = 0
@@ -101,15 +101,15 @@ def _marks(facts: FlushFacts) -> tuple[dict[str, str], int, list[AlertInfo]]:
     return notified, newly_muted, live
 
 
-def worst_severity(firing: Sequence[AlertInfo]) -> str:
+def worst_severity(firing: Sequence[Alert]) -> str:
     """The severity quiet hours are judged by: critical if any alert is."""
     if any(a.severity == "critical" for a in firing):
         return "critical"
     return firing[0].severity if firing else "info"
 
 
-def _event(facts: FlushFacts, said: Mapping[str, str], firing: Sequence[AlertInfo],
-           resolved: Sequence[AlertInfo], now: float) -> str | None:
+def _event(facts: FlushFacts, said: Mapping[str, str], firing: Sequence[Alert],
+           resolved: Sequence[Alert], now: float) -> str | None:
     if facts.incident is None:
         return "firing" if firing else None
     if resolved or facts.joined or any(said.get(a.fingerprint) != "firing" for a in firing):
@@ -123,7 +123,7 @@ def _repeat_due(facts: FlushFacts, now: float) -> bool:
     return facts.last_notify is not None and now - facts.last_notify >= facts.repeat_every
 
 
-def _numbered(facts: FlushFacts, event: str, firing: Sequence[AlertInfo],
+def _numbered(facts: FlushFacts, event: str, firing: Sequence[Alert],
               now: float) -> tuple[str, int, str]:
     """The incident, sequence number and dedup key of a message that goes out: a ``firing``
     message opens an incident keyed by the group and its first alert's start."""
@@ -135,12 +135,12 @@ def _numbered(facts: FlushFacts, event: str, firing: Sequence[AlertInfo],
     return incident, seq, incident if event == "firing" else digest(incident, seq, event)
 
 
-def _held(route: Route, now: float, firing: Sequence[AlertInfo]) -> bool:
+def _held(route: Route, now: float, firing: Sequence[Alert]) -> bool:
     return in_quiet_hours(route.quiet_hours, now, worst_severity(firing)) or time_muted(route, now)
 
 
 def _settled(facts: FlushFacts, notified: dict[str, str],
-             firing: Sequence[AlertInfo]) -> tuple[str, ...]:
+             firing: Sequence[Alert]) -> tuple[str, ...]:
     """Mark what fires as said, and let resolved alerts leave; returns those that left."""
     notified.update((a.fingerprint, "firing") for a in firing)
     dropped = tuple(a.fingerprint for a in facts.alerts if a.state == "resolved")

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from agent.alert import Alert
 from agent.history.checkstate import CheckStateRows
-from agent.notify.base import AlertInfo
 
 __all__ = ["STATE_CHECK", "Group", "GroupStates", "digest"]
 
@@ -41,7 +41,7 @@ class Group:
     key: str
     labels: dict[str, str]
     receiver: str
-    alerts: dict[str, AlertInfo] = field(default_factory=dict)  # by fingerprint
+    alerts: dict[str, Alert] = field(default_factory=dict)  # by fingerprint
     notified: dict[str, str] = field(default_factory=dict)  # fingerprint -> state last sent
     incident: str | None = None
     seq: int = 0
@@ -57,7 +57,7 @@ class Group:
     @classmethod
     def from_json(cls, text: str) -> "Group":
         doc: dict[str, Any] = json.loads(text)
-        doc["alerts"] = {fp: AlertInfo.from_json(a) for fp, a in doc.get("alerts", {}).items()}
+        doc["alerts"] = {fp: Alert.from_json(a) for fp, a in doc.get("alerts", {}).items()}
         return cls(**doc)
 
 

@@ -10,8 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["LabelMatcher", "parse_label_matcher", "parse_label_matchers", "matches_all",
-           "alert_labels"]
+__all__ = ["LabelMatcher", "parse_label_matcher", "parse_label_matchers", "matches_all"]
 
 _OPS = ("=~", "!~", "!=", "=")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*")
@@ -124,16 +123,3 @@ def _quoted(body: str, pos: int, text: str) -> tuple[str, int]:
 def matches_all(matchers: list[LabelMatcher] | tuple[LabelMatcher, ...],
                 labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)
-
-
-def alert_labels(rule: str, labels: Mapping[str, str], severity: str) -> dict[str, str]:
-    """The label set an alert is routed, silenced and sent on.
-
-    The rule name appears as ``alertname`` (what Alertmanager and its users expect) and as
-    ``alert`` (what mlwarden's config and CLI say); ``severity`` is a label too.
-    """
-    out = dict(labels)
-    out.setdefault("alertname", rule)
-    out.setdefault("alert", rule)
-    out.setdefault("severity", severity)
-    return out

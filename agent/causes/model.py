@@ -39,7 +39,7 @@ class Signal:
     def from_alert(cls, alert: Any) -> Signal:
         """The signal of an alert of the chain (anything with ``rule``, ``labels``,
         ``fingerprint``, ``annotations``, ``severity`` and ``active_since``/``fired_at``/
-        ``resolved_at``, as the rules' alerts and the notifications' AlertInfo have).
+        ``resolved_at``, as the chain's :class:`agent.alert.Alert` has).
 
         The condition's start (``active_since``) is preferred to the firing time: a rule's
         ``for:`` delays the firing, not the fault. ``until`` is kept only for a resolved

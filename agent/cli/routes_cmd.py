@@ -13,15 +13,15 @@ import json
 import time
 from typing import Any
 
+from agent.alert import Alert, alert_labels
 from agent.alerting.dispatch import Router
-from agent.alerting.matchers import alert_labels
 from agent.alerting.routing import time_muted
 from agent.alerting.silences import SilenceStore
 from agent.rules.state import AlertStateStore
 from agent.cli import exitcodes
 from agent.cli.common import add_config_arg, config_from_args, die
 from agent.errors import StoreError
-from agent.notify.base import AlertInfo, Notification
+from agent.notify.base import Notification
 from agent.notify.render import blocks_for, plain_text
 
 
@@ -160,7 +160,7 @@ def test(args: argparse.Namespace) -> int:
     reason = router.mute_reason(full, now, firing)
     print(f"muted: {reason}" if reason else "muted: no (no matching silence or inhibiting alert)")
     _causes(config, rule, full, now, signals)
-    info = AlertInfo(
+    info = Alert(
         fingerprint="dry-run",
         rule=rule,
         labels=full,

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from agent.alert import Alert
 from agent.alerting.config import AlertingConfig
 from agent.cost.chart import chart_bars, render_bars
 from agent.cost.config import CostConfig, digest_target
@@ -33,7 +34,7 @@ from agent.cost.format import top_lines
 from agent.cost.report import build_report, hour_window
 from agent.history.config import RetentionConfig
 from agent.history.query import HistoryReader
-from agent.notify.base import AlertInfo, Notification, Notifier
+from agent.notify.base import Notification, Notifier
 from agent.notify.stages import Delivery
 from agent.history.outbox import Outbox
 from agent.tasks import cancel_and_wait
@@ -122,10 +123,10 @@ class CostDigest:
         key = f"{self.receiver}:{int(due)}"
         note = Notification(
             receiver=self.receiver, group_key=key, group_labels={}, event="firing", incident=key,
-            alerts=[AlertInfo(fingerprint=key, rule=RULE, labels={}, state="firing", severity="info",
-                              annotations={"summary": lines[0],
-                                           "description": "\n".join(f"• {x}" for x in lines[1:]),
-                                           "chart": json.dumps(chart_bars(report))})],
+            alerts=[Alert(fingerprint=key, rule=RULE, labels={}, state="firing", severity="info",
+                          annotations={"summary": lines[0],
+                                       "description": "\n".join(f"• {x}" for x in lines[1:]),
+                                       "chart": json.dumps(chart_bars(report))})],
             created_at=now)
         queued = await loop.run_in_executor(
             None, partial(self.delivery.enqueue, note, dedup_key=key, now=now))

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
+from agent.alert import Alert
 from agent.errors import NotifyError
 
 __all__ = [
+    "Alert",
     "AlertInfo",
     "Notification",
     "Notifier",
@@ -37,45 +39,9 @@ class ReceiverBroken(NotifyError):
         super().__init__(message, retryable=False, reason="config")
 
 
-@dataclass(frozen=True)
-class AlertInfo:
-    """One alert as the dispatcher groups it and a notification carries it: a value (frozen),
-    stored as JSON in the dispatcher's group state and in the outbox (:meth:`to_json`)."""
-
-    fingerprint: str
-    rule: str
-    labels: dict[str, str]
-    state: str  # firing | resolved
-    severity: str = "warning"
-    annotations: dict[str, str] = field(default_factory=dict)
-    value: float | None = None
-    threshold: float | None = None
-    active_since: float | None = None
-    fired_at: float | None = None
-    resolved_at: float | None = None
-    metric: str | None = None  # the rule's metric: what the chart draws
-    series: list[dict[str, str]] = field(default_factory=list)  # the alert's own series (tags)
-
-    def to_json(self) -> dict[str, Any]:
-        """The alert as a JSON object (shallow: for ``json.dumps``, not to be changed)."""
-        return dict(vars(self))
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> "AlertInfo":
-        """The inverse of :meth:`to_json`; keys it does not know (a newer writer's) are left."""
-        return cls(**{k: doc[k] for k in _ALERT_FIELDS if k in doc})
-
-    @property
-    def chart_metric(self) -> str | None:
-        """The metric to chart: the rule's, or a hand-set ``metric`` annotation."""
-        return self.metric or self.annotations.get("metric") or self.labels.get("__metric__")
-
-    @property
-    def started(self) -> float | None:
-        return self.fired_at or self.active_since
-
-
-_ALERT_FIELDS = tuple(f.name for f in fields(AlertInfo))
+# The alert a notification carries is the chain's one alert value (agent/alert.py); the
+# name stays here for the notifiers until they say Alert.
+AlertInfo = Alert
 
 
 @dataclass
@@ -93,7 +59,7 @@ class Notification:
     group_labels: dict[str, str]
     event: str
     incident: str
-    alerts: list[AlertInfo]
+    alerts: list[Alert]
     created_at: float
     seq: int = 0
     # explanations this message says, cause first (agent.alerting.causes.CauseLinks.docs)
@@ -107,15 +73,15 @@ class Notification:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> "Notification":
         data = dict(doc)
-        data["alerts"] = [AlertInfo.from_json(a) for a in data.get("alerts", [])]
+        data["alerts"] = [Alert.from_json(a) for a in data.get("alerts", [])]
         return cls(**data)
 
     @property
-    def firing(self) -> list[AlertInfo]:
+    def firing(self) -> list[Alert]:
         return [a for a in self.alerts if a.state == "firing"]
 
     @property
-    def resolved(self) -> list[AlertInfo]:
+    def resolved(self) -> list[Alert]:
         return [a for a in self.alerts if a.state == "resolved"]
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.alerting.model import AlertEvent, AlertSink, AlertState
+from agent.alert import AlertSink, AlertState
 from agent.rules.state import AlertStateStore, record_row
 from agent.errors import AgentError
 from agent.rules.config import RuleConfig, RulesEngineConfig
@@ -264,7 +264,7 @@ class RulesEngine:
             del self._unsaved_transitions[: len(transitions)]
 
     def _notify(self, changes: list[Change], now: float) -> None:
-        events = [AlertEvent(c.alert(), c.previous, c.at) for c in changes if c.state in NOTIFIABLE]
+        events = [c.event() for c in changes if c.state in NOTIFIABLE]
         for change in changes:
             log.debug("alert %s %s: %s -> %s", change.record.rule, change.record.labels,
                       change.previous.value, change.state.value)

@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.alerting.model import Alert, AlertState, fingerprint
+from agent.alert import Alert, AlertEvent, AlertState, alert_labels, fingerprint, shown_state
 from agent.catalog import Catalog, load_catalog
 from agent.rules.aggregations import AGGREGATORS, combine
 from agent.rules.config import RuleConfig, RulesEngineConfig
@@ -55,7 +55,8 @@ class Change:
     at: float
 
     def alert(self) -> Alert:
-        """The shared value type handed to sinks (a snapshot; the record moves on)."""
+        """The value handed to sinks, routed and sent (a snapshot; the record moves on):
+        routing labels, the state a notification says, a resolution's end."""
         rec = self.record
         cfg = self.rule.cfg if self.rule is not None else None
         threshold = None if cfg is None else (cfg.absent if cfg.is_absent else cfg.threshold)
@@ -63,13 +64,19 @@ class Change:
         if self.rule is not None:  # the alert's own series, so a chart can draw exactly them
             group = self.rule.groups.get(rec.group)
             series = [dict(buf.tags) for buf in (group.members if group else ())[:_SERIES_SHOWN]]
+        state = shown_state(self.state)
         return Alert(
-            rule=rec.rule, labels=dict(rec.labels), state=self.state, severity=rec.severity,
-            annotations=dict(rec.annotations), value=rec.value, threshold=threshold,
-            active_since=rec.active_since, fired_at=rec.fired_at, resolved_at=rec.resolved_at,
-            last_eval=rec.last_eval, flap_count=rec.flap_count,
+            fingerprint=rec.fingerprint, rule=rec.rule,
+            labels=alert_labels(rec.rule, rec.labels, rec.severity), state=state,
+            severity=rec.severity, annotations=dict(rec.annotations), value=rec.value,
+            threshold=threshold, active_since=rec.active_since, fired_at=rec.fired_at,
+            resolved_at=(rec.resolved_at or self.at) if state == "resolved" else None,
             metric=cfg.metric if cfg is not None else None, series=series,
         )
+
+    def event(self) -> AlertEvent:
+        """The change as its sinks hear it."""
+        return AlertEvent(self.alert(), self.previous, self.at, self.state, self.record.flap_count)
 
 
 class SeriesGroup:

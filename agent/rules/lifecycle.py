@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from agent.alerting.model import AlertState
+from agent.alert import AlertState
 
 __all__ = ["AlertRecord", "Timing", "step", "vanish"]
 

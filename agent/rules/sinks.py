@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from agent.alerting.model import AlertEvent, AlertState
+from agent.alert import AlertEvent, AlertState
 
 __all__ = ["LoggingAlertSink"]
 
@@ -19,10 +19,10 @@ class LoggingAlertSink:
 
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None:
         for event in events:
-            alert = event.alert
-            level = logging.WARNING if alert.state in (AlertState.FIRING, AlertState.FLAPPING) else logging.INFO
-            extra = f" (changed {alert.flap_count} times)" if alert.state is AlertState.FLAPPING else ""
-            log.log(level, "alert %s %s%s: %s%s", alert.rule, alert.state.value.upper(), extra,
+            alert, state = event.alert, event.state
+            level = logging.WARNING if alert.state == "firing" else logging.INFO
+            extra = f" (changed {event.flap_count} times)" if state is AlertState.FLAPPING else ""
+            log.log(level, "alert %s %s%s: %s%s", alert.rule, state.value.upper(), extra,
                     alert.annotations.get("summary") or alert.labels,
                     "" if alert.value is None else f" [value {alert.value:g}]",
                     extra={"alert": alert.rule, "fingerprint": alert.fingerprint})

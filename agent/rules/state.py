@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.alerting.model import AlertState
+from agent.alert import AlertState
 from agent.errors import StoreError
 from agent.history.sql import upsert
 from agent.history.tables import alert_transitions, alerts

@@ -24,9 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from agent.alert import Alert
 from agent.alerting.silences import SilenceStore
 from agent.errors import NotifyError
-from agent.notify.base import AlertInfo, Notification, Notifier
+from agent.notify.base import Notification, Notifier
 from agent.secrets import scrub
 from agent.slackapp import handlers
 from agent.slackapp.blocks import with_action_blocks
@@ -44,12 +45,12 @@ ATTEMPTS = 3  # per Slack call, on retryable failures (5xx, 429, timeouts)
 
 def chart_note(target: Target, now: float) -> Notification:
     """The target's alerts as a notification, for :func:`agent.notify.alert_chart.chart_png`."""
-    alerts = [AlertInfo(a.fingerprint, a.rule, dict(a.labels), "firing",
-                        severity=a.labels.get("severity", "warning"),
-                        annotations={"summary": a.summary} if a.summary else {},
-                        threshold=a.threshold, active_since=a.active_since,
-                        fired_at=a.fired_at, metric=a.metric,
-                        series=[dict(s) for s in a.series]) for a in target.alerts]
+    alerts = [Alert(a.fingerprint, a.rule, dict(a.labels), "firing",
+                    severity=a.labels.get("severity", "warning"),
+                    annotations={"summary": a.summary} if a.summary else {},
+                    threshold=a.threshold, active_since=a.active_since,
+                    fired_at=a.fired_at, metric=a.metric,
+                    series=[dict(s) for s in a.series]) for a in target.alerts]
     return Notification(target.receiver, target.group_key, dict(target.group_labels), "firing",
                         target.incident, alerts, now)
 

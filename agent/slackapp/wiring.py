@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from agent.alert import Alert
 from agent.alerting.silences import SilenceStore
-from agent.notify.base import AlertInfo, Notification, Notifier
+from agent.notify.base import Notification, Notifier
 from agent.slackapp import handlers
 from agent.slackapp.blocks import with_action_blocks
 from agent.slackapp.model import AlertRef, target_id_for
@@ -38,7 +39,7 @@ __all__ = ["AlertActions", "alert_ref", "build_slack_actions"]
 log = logging.getLogger(__name__)
 
 
-def alert_ref(alert: AlertInfo) -> AlertRef:
+def alert_ref(alert: Alert) -> AlertRef:
     """What a target keeps of an alert: its labels to silence, its series to chart."""
     return AlertRef(
         alert.fingerprint, alert.rule, dict(alert.labels), alert.chart_metric,

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
+from agent.alert import alert_labels
 from agent.alerting.inhibit import Inhibitor
-from agent.alerting.matchers import alert_labels
 from agent.alerting.silences import Silence
 from agent.secrets import scrub
 from agent.web.sparkline import Spark, sparkline

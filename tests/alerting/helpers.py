@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from agent.alerting.model import Alert, AlertEvent, AlertState
+from agent.alert import Alert, AlertEvent, AlertState
 from agent.history.db import create_schema, make_engine
 
 T0 = 1_790_000_000.0
@@ -42,32 +43,20 @@ def fire(
     threshold: float = 0.05,
     annotations: dict[str, str] | None = None,
 ) -> AlertEvent:
-    alert = Alert(
-        rule=rule,
-        labels=dict(labels),
-        state=AlertState.FIRING,
-        severity=severity,
+    alert = Alert.of(
+        rule,
+        labels,
+        "firing",
+        severity,
         annotations=annotations if annotations is not None else {"summary": f"{rule} on {labels}"},
         value=value,
         threshold=threshold,
         active_since=at - 60,
         fired_at=at,
     )
-    return AlertEvent(alert, AlertState.PENDING, at)
+    return AlertEvent(alert, AlertState.PENDING, at, AlertState.FIRING)
 
 
 def resolve(event: AlertEvent, at: float) -> AlertEvent:
-    a = event.alert
-    alert = Alert(
-        rule=a.rule,
-        labels=dict(a.labels),
-        state=AlertState.RESOLVED,
-        severity=a.severity,
-        annotations=dict(a.annotations),
-        value=0.5,
-        threshold=a.threshold,
-        active_since=a.active_since,
-        fired_at=a.fired_at,
-        resolved_at=at,
-    )
-    return AlertEvent(alert, AlertState.FIRING, at)
+    alert = replace(event.alert, state="resolved", value=0.5, resolved_at=at)
+    return AlertEvent(alert, AlertState.FIRING, at, AlertState.RESOLVED)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.alerting.model import Alert, AlertState
+from agent.alert import fingerprint
 from agent.cli import main
 from tests.alerting.helpers import store
 
@@ -71,13 +71,13 @@ def test_routes_test_shows_route_receiver_inhibition_and_message(cfg, tmp_path, 
     engine = store(tmp_path, "m.db")
     from agent.history.tables import alerts
 
-    down = Alert("NodeDown", {"node": "gpu-3"}, AlertState.FIRING, "critical")
+    labels = {"node": "gpu-3"}  # the rule's own labels, as the rules engine stores them
     with engine.begin() as conn:
         conn.execute(
             alerts.insert().values(
-                fingerprint=down.fingerprint,
-                rule=down.rule,
-                labels=json.dumps(down.labels),
+                fingerprint=fingerprint("NodeDown", labels),
+                rule="NodeDown",
+                labels=json.dumps(labels),
                 annotations="{}",
                 state="firing",
                 severity="critical",

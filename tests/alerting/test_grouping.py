@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from agent.alert import Alert
 from agent.alerting.config import QuietHours
 from agent.alerting.grouping import FlushFacts, plan_flush
 from agent.alerting.groupstate import digest
 from agent.alerting.routing import Route
-from agent.notify.base import AlertInfo
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 ROUTE = Route(id="root", matchers=(), receiver="slack", group_by=("alertname",),
@@ -21,12 +21,12 @@ ROUTE = Route(id="root", matchers=(), receiver="slack", group_by=("alertname",),
 
 
 def alert(fp: str, state: str = "firing", severity: str = "warning",
-          fired_at: float = NOW - 60) -> AlertInfo:
-    return AlertInfo(fingerprint=fp, rule="EndpointDown", labels={"alertname": "EndpointDown"},
-                     state=state, severity=severity, fired_at=fired_at)
+          fired_at: float = NOW - 60) -> Alert:
+    return Alert(fingerprint=fp, rule="EndpointDown", labels={"alertname": "EndpointDown"},
+                 state=state, severity=severity, fired_at=fired_at)
 
 
-def facts(*alerts: AlertInfo, **kw: object) -> FlushFacts:
+def facts(*alerts: Alert, **kw: object) -> FlushFacts:
     base: dict[str, object] = dict(key="slack|g", alerts=alerts, notified={}, incident=None,
                                    seq=0, last_notify=None, repeat_every=3600, next_every=300)
     base.update(kw)
@@ -157,4 +157,4 @@ def test_groups_outlive_a_restart_with_their_alerts_as_values(tmp_path):
     again = GroupStates(engine)
     again.load()
     assert again.groups == {kept.key: kept}
-    assert isinstance(again.groups[kept.key].alerts["a"], AlertInfo)
+    assert isinstance(again.groups[kept.key].alerts["a"], Alert)

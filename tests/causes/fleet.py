@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.alerting.model import AlertState
+from agent.alert import AlertState
 from agent.causes import Signal
 from agent.check import AgentCheck, CheckContext, MemoryState
 from agent.rules.evaluator import RuleEvaluator

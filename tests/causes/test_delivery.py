@@ -249,17 +249,12 @@ async def test_the_console_and_alertmanager_forms(tmp_path):
     from agent.alerting.causes import CauseLinks
     from agent.causes.placement import Decision
     from agent.notify.alertmanager import am_alert
-    from agent.notify.base import AlertInfo
 
     links = CauseLinks(CausesConfig())
     group = type("G", (), {"key": "am|x", "receiver": "am", "alerts": {}, "notified": {},
                            "linked": {}})()
     for ev in (xid(N7, clock.now), model_down("ranker", N7, clock.now)):
-        a = ev.alert
-        group.alerts[a.fingerprint] = AlertInfo(
-            fingerprint=a.fingerprint, rule=a.rule, labels=dict(a.labels),
-            state="firing", severity=a.severity, annotations=a.annotations,
-            active_since=a.active_since, fired_at=a.fired_at)
+        group.alerts[ev.alert.fingerprint] = ev.alert  # the rules' alert, as the groups hold it
     decision = links.decide([group], clock.now, muted=lambda labels: False,
                             moves=lambda receiver: False)
     assert isinstance(decision, Decision) and not decision.away and not decision.carries
@@ -299,17 +294,17 @@ def test_alerts_history_says_why_an_alert_was_linked(tmp_path):
 
 
 def test_routes_test_says_which_firing_cause_would_explain_the_alert(tmp_path, capsys):
-    from agent.alerting.model import Alert, AlertState
+    from agent.alert import fingerprint
     from agent.cli import main
     from agent.history.tables import alerts
 
     engine = store(tmp_path, "m.db")
-    gpu = Alert("GpuXidCritical", {"node": N7, "gpu": "3", "xid": "79"}, AlertState.FIRING,
-                "critical")
+    labels = {"node": N7, "gpu": "3", "xid": "79"}  # the rule's own, as the rules store them
     import time
     with engine.begin() as conn:
         conn.execute(alerts.insert().values(
-            fingerprint=gpu.fingerprint, rule=gpu.rule, labels=json.dumps(gpu.labels),
+            fingerprint=fingerprint("GpuXidCritical", labels), rule="GpuXidCritical",
+            labels=json.dumps(labels),
             annotations="{}", state="firing", severity="critical", active_since=time.time() - 60))
     cfg = tmp_path / "mlwarden.yaml"
     cfg.write_text(f"agent: {{history: 'sqlite:///{tmp_path / 'm.db'}'}}\n")

@@ -225,19 +225,18 @@ def test_a_users_alerts_join_a_shipped_kind_and_builtin_false_starts_empty():
     assert empty.kinds == {} and link([xid()], [down()], T + 60, empty) == []
 
 
-def test_signals_come_from_the_chains_alert_types_as_they_are():
-    """The one seam to the alert chain: the rules' Alert and the notifications' AlertInfo."""
-    from agent.alerting.model import Alert, AlertState
-    from agent.notify.base import AlertInfo
+def test_signals_come_from_the_chains_alert_type_as_it_is():
+    """The one seam to the alert chain: its one alert value (agent/alert.py), firing or not."""
+    from agent.alert import Alert
 
-    refired = Alert(rule="EndpointDown", labels={"check": "ranker", "node": "gpu-node-7"},
-                    state=AlertState.FIRING, severity="critical",
-                    annotations={"summary": "ranker is down"}, active_since=T + 10,
-                    fired_at=T + 70, resolved_at=T - 3600)  # an earlier episode's end
-    signal = Signal.from_alert(refired)
+    firing = Alert.of("EndpointDown", {"check": "ranker", "node": "gpu-node-7"}, "firing",
+                      "critical", annotations={"summary": "ranker is down"},
+                      active_since=T + 10, fired_at=T + 70,
+                      resolved_at=T - 3600)  # an earlier episode's end: not this one's
+    signal = Signal.from_alert(firing)
     assert (signal.rule, signal.since, signal.until, signal.summary, signal.severity) == (
         "EndpointDown", T + 10, None, "ranker is down", "critical")
-    assert signal.fingerprint == refired.fingerprint and signal.label("node") == "gpu-node-7"
-    sent = AlertInfo(fingerprint="f1", rule="GpuXidCritical", labels={"node": "gpu-node-7"},
-                     state="resolved", fired_at=T, resolved_at=T + 600)
+    assert signal.fingerprint == firing.fingerprint and signal.label("node") == "gpu-node-7"
+    sent = Alert(fingerprint="f1", rule="GpuXidCritical", labels={"node": "gpu-node-7"},
+                 state="resolved", fired_at=T, resolved_at=T + 600)
     assert (Signal.from_alert(sent).since, Signal.from_alert(sent).until) == (T, T + 600)

@@ -200,7 +200,7 @@ async def test_unload_says_why_and_a_stopped_server_is_only_down(mlserver, tmp_p
 
     class Seen:
         def alerts_changed(self, events, now):
-            seen.extend((e.alert.rule, e.alert.state.value) for e in events)
+            seen.extend((e.alert.rule, e.state.value) for e in events)
 
     engine.sinks.append(Seen())
 

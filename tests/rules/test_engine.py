@@ -34,7 +34,7 @@ class Recorder:
         self.batches: list[list] = []
 
     def alerts_changed(self, events, now):
-        self.batches.append([(e.alert.rule, e.previous.value, e.alert.state.value, now) for e in events])
+        self.batches.append([(e.alert.rule, e.previous.value, e.state.value, now) for e in events])
 
     @property
     def events(self):
@@ -83,7 +83,7 @@ async def test_sinks_hear_only_of_saved_changes_and_a_burst_is_saved_at_once(sql
         def alerts_changed(self, events, now):
             super().alerts_changed(events, now)
             stored = {(r["labels"]["check"], r["state"]) for r in AlertStateStore(sqlite_engine).list_alerts()}
-            assert {(e.alert.labels["check"], e.alert.state.value) for e in events} <= stored
+            assert {(e.alert.labels["check"], e.state.value) for e in events} <= stored
 
     clock, sink = Clock(1000), ReadsTheStore()
     store = CountingStore(sqlite_engine)

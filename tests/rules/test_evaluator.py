@@ -211,7 +211,7 @@ def test_labels_and_fingerprints():
     ev.evaluate(ev.ingest([Sample(GAUGE, 2.0, make_tags({"check": "x"}), 1)]), 1)
     rec = ev.alerts()[0]
     assert rec.labels == {"check": "x", "team": "ml", "severity": "critical"}
-    from agent.alerting.model import fingerprint
+    from agent.alert import fingerprint
 
     assert rec.fingerprint == fingerprint("TestAlert", rec.labels)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine
 
-from agent.alerting.model import AlertState
+from agent.alert import AlertState
 from agent.rules.state import AlertStateStore, record_row
 from agent.errors import StoreError
 from agent.rules.lifecycle import AlertRecord

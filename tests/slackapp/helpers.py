@@ -9,11 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agent.alerting.matchers import alert_labels
-from agent.alerting.model import fingerprint
+from agent.alert import Alert, alert_labels, fingerprint
 from agent.alerting.silences import SilenceStore
 from agent.history.db import create_schema, make_engine
-from agent.notify.base import AlertInfo, Notification
+from agent.notify.base import Notification
 from agent.notify.render import blocks_for
 from agent.slackapp.blocks import action_blocks
 from agent.slackapp.handlers import state_of
@@ -50,11 +49,11 @@ def incident(store: ActionStore, *alerts: AlertRef, receiver: str = "oncall",
 def message(target: Target, store: ActionStore, silences: SilenceStore,
             now: float) -> list[dict[str, Any]]:
     """The alert message as the notifier posts it."""
-    infos = [AlertInfo(a.fingerprint, a.rule, dict(a.labels), "firing",
-                       severity=a.labels.get("severity", "warning"),
-                       annotations={"summary": f"{a.labels.get('model')} is down",
-                                    "runbook_url": "https://runbooks.example/down"},
-                       value=0.0, threshold=1.0, fired_at=now - 120, metric=a.metric)
+    infos = [Alert(a.fingerprint, a.rule, dict(a.labels), "firing",
+                   severity=a.labels.get("severity", "warning"),
+                   annotations={"summary": f"{a.labels.get('model')} is down",
+                                "runbook_url": "https://runbooks.example/down"},
+                   value=0.0, threshold=1.0, fired_at=now - 120, metric=a.metric)
              for a in target.alerts]
     note = Notification(target.receiver, target.group_key, dict(target.group_labels), "firing",
                         target.incident, infos, now)
@@ -71,10 +70,10 @@ def matchers_of(silence: Any) -> Sequence[str]:
 
 def note() -> Notification:
     """A notification as the dispatcher makes it (one firing alert)."""
-    alert = AlertInfo("f" * 32, "EndpointDown", {"alertname": "EndpointDown", "model": "ranker",
-                                                 "severity": "critical"}, "firing",
-                      severity="critical", annotations={"summary": "ranker is down",
-                                                        "runbook_url": "https://rb.example/x"},
-                      value=0.0, threshold=1.0, fired_at=NOW - 60)
+    alert = Alert("f" * 32, "EndpointDown", {"alertname": "EndpointDown", "model": "ranker",
+                                             "severity": "critical"}, "firing",
+                  severity="critical", annotations={"summary": "ranker is down",
+                                                    "runbook_url": "https://rb.example/x"},
+                  value=0.0, threshold=1.0, fired_at=NOW - 60)
     return Notification("oncall", "g", {"alertname": "EndpointDown"}, "firing", "inc", [alert],
                         NOW)
