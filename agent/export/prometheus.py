@@ -75,7 +75,7 @@ class PrometheusExporter:
         # the exposition's text, per kind code and metric: per gauge group (an instance's
         # series of one metric) or per counter or histogram series, in order of appearance
         self._texts: tuple[dict[str, dict[Any, str]], ...] = ({}, {}, {})
-        self._gprefix: dict[tuple[str, object], tuple[object, str]] = {}  # one-series groups': (tags, prefix)
+        self._gtags: dict[tuple[str, object], object] = {}  # one-series groups': the tags of their text
         # a family's lines, encoded, once they stayed the same from one render to the next
         self._joined: dict[tuple[int, str], bytes] = {}
         self.health = ExporterHealth("prometheus")
@@ -196,7 +196,7 @@ class PrometheusExporter:
         fmt = format_value
         with self._render_lock:
             texts = self._texts
-            prefixes, fams, gprefix = self._prefixes[_GAUGE], texts[_GAUGE], self._gprefix
+            prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
             touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
             changed = touched[_GAUGE].add
             for gkey, values in gauges.items():  # one instance's series of one metric
@@ -208,14 +208,19 @@ class PrometheusExporter:
                 changed(metric)
                 if values is None:
                     fam.pop(gkey, None)
-                    gprefix.pop(gkey, None)
-                elif len(values) == 1:  # most groups: their prefix by the group (a cheap hash)
+                    gtags.pop(gkey, None)
+                elif len(values) == 1:  # most groups: the prefix is their last text's
                     ((key, value),) = values.items()
-                    hit = gprefix.get(gkey)
-                    if hit is None or (hit[0] is not key[1] and hit[0] != key[1]):  # (tag tuples are shared)
-                        hit = gprefix[gkey] = (key[1], self._prefix(key, _GAUGE, False))
-                    fam[gkey] = hit[1] + fmt(value) + "\n"
+                    tags = gtags.get(gkey)
+                    old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
+                    if old is None:
+                        prefix = self._prefix(key, _GAUGE, False)
+                        gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
+                    else:
+                        prefix = old[:old.rindex(" ") + 1]  # a value has no space
+                    fam[gkey] = prefix + fmt(value) + "\n"
                 else:
+                    gtags.pop(gkey, None)  # (its text is no one series' any more)
                     fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
                                          for key, value in values.items()])
             prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
@@ -273,7 +278,7 @@ class PrometheusExporter:
         counters = sum(len(f) for f in self._texts[_COUNTER].values())
         groups = sum(len(f) for f in self._texts[_GAUGE].values())
         for cache, live in ((self._prefixes[0], self.latest.gauge_series), (self._prefixes[1], counters),
-                            (self._gprefix, groups)):
+                            (self._gtags, groups)):
             if len(cache) > 2 * live + 10_000:
                 cache.clear()
         for code, fams in enumerate(self._texts):

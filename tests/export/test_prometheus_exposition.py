@@ -174,6 +174,22 @@ def test_each_scrape_shows_what_changed_since_the_last_and_keeps_the_rest():
     assert not any(dict(labels).get("check") == "a" for _, labels in seen)
 
 
+def test_a_group_that_shrinks_to_one_series_names_that_series_in_the_next_scrape():
+    exp = PrometheusExporter(clock=Clock())
+    util = "mlwarden_gpu_utilization_ratio"
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.5, gpu="0", pod="a")))
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.5, gpu="0", pod="a"),
+                       gauge("mlwarden.gpu.utilization", 0.7, gpu="1", pod="b")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "a": 0.5, "b": 0.7}
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.2, gpu="0", pod="a")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "a": 0.2}
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.9, gpu="1", pod="b")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "b": 0.9}
+
+
 def test_a_sparse_series_stays_until_stale_twice_the_producers_interval():
     """A canary every 30 s on a 10 s check: its values are in every scrape until they are
     older than twice the instance's report interval, then they go."""
