@@ -101,7 +101,7 @@ _Pending = Union[float, Histogram]
 # count) per histogram
 Snapshot = tuple[dict[tuple[str, object], Optional[dict[SeriesKey, float]]],
                  dict[SeriesKey, Optional[float]],
-                 dict[SeriesKey, Optional[tuple[Histogram, tuple[int, ...], float, int]]]]
+                 dict[SeriesKey, Optional[tuple[Histogram, list[int], float, int]]]]
 
 
 class LatestValues:
@@ -124,9 +124,10 @@ class LatestValues:
         self._fresh: dict[SeriesKey, _Pending] = {}  # new series' first increments
         self._due: dict[SeriesKey, _Pending] = {}  # shown at zero once: applied next take
         # what changed since the last take (written, or gone): a render reformats only that
-        self._dirty_groups: set[tuple[str, object]] = set()
+        # (the groups and histograms themselves, None for gone: a take looks nothing up)
+        self._dirty_groups: dict[tuple[str, object], _Group | None] = {}
         self._dirty_counters: set[SeriesKey] = set()
-        self._dirty_hists: set[SeriesKey] = set()
+        self._dirty_hists: dict[SeriesKey, Histogram | None] = {}
         # per whole second: (reported at, hold, check, groups) of each report whose groups
         # go stale then unless reported again (a later report adds a later entry)
         self._expiry: dict[int, list[tuple[float, float, str, tuple[object, ...]]]] = {}
@@ -187,8 +188,7 @@ class LatestValues:
                     # so a render keeps its text without looking at it
                     old.updated, old.hold = now, keep
                     continue
-                groups[gkey] = _Group(now, keep, values)
-                dirty.add(gkey)
+                groups[gkey] = dirty[gkey] = _Group(now, keep, values)
                 self.gauge_series += len(values) - (len(old.values) if old is not None else 0)
             # when this report's groups may go stale: looked at then, not on every take
             if events_seen:
@@ -227,14 +227,13 @@ class LatestValues:
         hist = self._hists.get(key)
         if hist is None:
             bounds = self.buckets(check_type)
-            self._hists[key] = Histogram(bounds)
+            self._hists[key] = self._dirty_hists[key] = Histogram(bounds)
             pending = self._fresh[key] = Histogram(bounds)
-            self._dirty_hists.add(key)
         else:
             pending = self._fresh.get(key) or self._due.get(key)  # type: ignore[assignment]
             if pending is None:
                 hist.observe(value)
-                self._dirty_hists.add(key)
+                self._dirty_hists[key] = hist
                 return
         pending.observe(value)  # type: ignore[union-attr]
 
@@ -245,14 +244,16 @@ class LatestValues:
             self._last_report.pop(check, None)
             for gkey in [k for k in self._groups if k[0] == check]:
                 self.gauge_series -= len(self._groups.pop(gkey).values)
-                self._dirty_groups.add(gkey)
-            for store, dirty in ((self._counters, self._dirty_counters),
-                                 (self._hists, self._dirty_hists), (self._fresh, None),
-                                 (self._due, None)):
+                self._dirty_groups[gkey] = None
+            for key in [k for k in self._counters if tag in k[1]]:
+                del self._counters[key]
+                self._dirty_counters.add(key)
+            for key in [k for k in self._hists if tag in k[1]]:
+                del self._hists[key]
+                self._dirty_hists[key] = None
+            for store in (self._fresh, self._due):
                 for key in [k for k in store if tag in k[1]]:
                     del store[key]
-                    if dirty is not None:
-                        dirty.add(key)
 
     # -- reading (renders) ---------------------------------------------------------
     def take(self) -> Snapshot:
@@ -271,31 +272,29 @@ class LatestValues:
                     hist = self._hists.get(key)
                     if hist is not None:
                         hist.merge(pending)  # type: ignore[arg-type]
-                        self._dirty_hists.add(key)
+                        self._dirty_hists[key] = hist
                 elif key in self._counters:
                     self._counters[key] += pending  # type: ignore[operator]
                     self._dirty_counters.add(key)
             self._due, self._fresh = self._fresh, {}
-            groups = self._groups
-            dirty_groups, self._dirty_groups = self._dirty_groups, set()
-            self._expire(now, groups, dirty_groups)
+            dirty_groups, self._dirty_groups = self._dirty_groups, {}
+            self._expire(now, self._groups, dirty_groups)
             dirty_counters, self._dirty_counters = self._dirty_counters, set()
-            dirty_hists, self._dirty_hists = self._dirty_hists, set()
-            # a group's values dict is replaced by each report, never changed: handed over
-            gauges = {}
-            for gkey in dirty_groups:
-                group = groups.get(gkey)
-                gauges[gkey] = None if group is None else group.values
-            counters, hists = self._counters, self._hists
-            changed_counters = {k: counters.get(k) for k in dirty_counters}
-            changed_hists: dict[SeriesKey, tuple[tuple[float, ...], tuple[int, ...], float, int] | None] = {}
-            for key in dirty_hists:
-                h = hists.get(key)
-                changed_hists[key] = None if h is None else (h, tuple(h.counts), h.sum, h.count)
+            dirty_hists, self._dirty_hists = self._dirty_hists, {}
+            # a histogram changes in place: copied while consume waits (a torn copy would
+            # show a count that is not its +Inf bucket)
+            changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
+                             for k, h in dirty_hists.items()}
+        # the rest without the lock, so the loop's consume never waits for it: a group's
+        # values dict is replaced by each report, never changed, and a counter is a float;
+        # what changes meanwhile is in the next take too
+        gauges = {k: None if g is None else g.values for k, g in dirty_groups.items()}
+        counters = self._counters
+        changed_counters = {k: counters.get(k) for k in dirty_counters}
         return gauges, changed_counters, changed_hists
 
     def _expire(self, now: float, groups: dict[tuple[str, object], _Group],
-                dirty: set[tuple[str, object]]) -> None:
+                dirty: dict[tuple[str, object], _Group | None]) -> None:
         """Drop the groups not reported again within their hold (twice the interval)."""
         expiry = self._expiry
         for second in [s for s in expiry if s <= now]:
@@ -316,7 +315,7 @@ class LatestValues:
                     if group is not None and now - group.updated > group.hold:
                         del groups[gkey]
                         self.gauge_series -= len(group.values)
-                        dirty.add(gkey)
+                        dirty[gkey] = None
             if later:
                 expiry[second] = later
 
