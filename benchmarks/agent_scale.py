@@ -23,7 +23,7 @@ possible (``--sizes 100,1000 --duration 30``); the full run is for a quiet machi
 
     MLWARDEN_PEERS=/work/peers .venv/bin/python benchmarks/agent_scale.py \\
         [--sizes 100,1000,3000,5000] [--interval 10] [--warmup 40] [--duration 90] \\
-        [--rules 200] [--py-spy DIR]
+        [--rules 200] [--py-spy DIR] [--baseline DIR]
 
 Everything binds 127.0.0.1; every process started here is stopped by its PID.
 """
@@ -333,17 +333,19 @@ def store_figures(db: Path) -> dict[str, float]:
 
 
 async def agent_phase(session: Any, args: argparse.Namespace, size: int, target: str,
-                      statsd_port: int, work: Path) -> Phase:
+                      statsd_port: int, work: Path, tree: str | None = None) -> Phase:
     import psutil
 
     port = _free_port()
-    folder = work / f"agent-{size}"
+    folder = work / f"agent-{size}{'-baseline' if tree else ''}"
     folder.mkdir()
     cfg = folder / "agent.yaml"
     agent_config(cfg, args, size, port, target, statsd_port)
     log = (folder / "agent.log").open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("PYTHONASYNCIODEBUG", None)
+    if tree:  # another checkout's agent (and checks), run by this virtual environment
+        env["PYTHONPATH"] = tree
     if args.asyncio_debug:  # asyncio logs each callback that holds the loop > 0.1 s
         env["PYTHONASYNCIODEBUG"] = "1"
     t_spawn = time.monotonic()
@@ -354,7 +356,7 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
                             preexec_fn=_die_with_parent)
     base = f"http://127.0.0.1:{port}"
-    phase = Phase("mlwarden", size)
+    phase = Phase("mlwarden (baseline)" if tree else "mlwarden", size)
     spy: subprocess.Popen[bytes] | None = None
     try:
         ps = psutil.Process(proc.pid)
@@ -399,7 +401,7 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
         status0 = await http_json(session, base + "/status")
         await session.get(f"{target}/_reset")
         if args.py_spy:
-            out = Path(args.py_spy) / f"agent-{size}.txt"
+            out = Path(args.py_spy) / f"{folder.name}.txt"
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
                                     "-p", str(proc.pid), "-d", str(int(args.duration)), "-r", "50",
                                     "-f", "raw", "-o", str(out), "--nonblocking"],
@@ -545,6 +547,11 @@ async def run(args: argparse.Namespace) -> int:
                     bbs.append(await blackbox_phase(session, args, bb_url, bb_pid, target, size,
                                                     "blackbox before"))
                     print_phase(bbs[-1])
+                if args.baseline:  # the other tree first, so both share this size's load
+                    base = await agent_phase(session, args, size, target, statsd_port, work,
+                                             args.baseline)
+                    print_phase(base)
+                    rows.append((base, bbs))
                 ours = await agent_phase(session, args, size, target, statsd_port, work)
                 print_phase(ours)
                 if args.blackbox:
@@ -575,7 +582,7 @@ def print_phase(p: Phase) -> None:
     if p.extra.get("failures"):
         line += f"; {p.extra['failures']} FAILED probes"
     print(line, flush=True)
-    if p.name == "mlwarden":
+    if p.name.startswith("mlwarden"):
         e = p.extra
         print(f"  {'':<16} ready {e['ready_s']:.1f}s; check duration p50 {e['duration_p50'] * 1e3:.1f} "
               f"p99 {e['duration_p99'] * 1e3:.1f} ms; /metrics p50 {e['scrape_p50'] * 1e3:.0f} ms "
@@ -601,16 +608,17 @@ def print_phase(p: Phase) -> None:
 
 
 def summary(rows: list[tuple[Phase, list[Phase]]], args: argparse.Namespace) -> None:
-    print("\n| checks | CPU per run | blackbox per probe (before/after) | ratio | share of a core "
+    print("\n| checks | tree | CPU per run | blackbox per probe (before/after) | ratio | share of a core "
           "| RSS | drift p99 / max | check duration p99 | /metrics scrape p50 / max (series) "
           "| bytes/sample | load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ours, bbs in rows:
         e = ours.extra
         bb = [b.ms_per_run for b in bbs]
         ref = statistics.mean(bb) if bb else float("nan")
         bbtxt = " / ".join(f"{x:.2f}" for x in bb) + " ms" if bb else "n/a"
-        print(f"| {ours.size:,} | {ours.ms_per_run:.2f} ms | {bbtxt} | **{ours.ms_per_run / ref:.2f}x** "
+        tree = "baseline" if "baseline" in ours.name else "this"
+        print(f"| {ours.size:,} | {tree} | {ours.ms_per_run:.2f} ms | {bbtxt} | **{ours.ms_per_run / ref:.2f}x** "
               f"| {ours.cpu / ours.seconds * 100:.0f} % | {max(ours.rss_mib):.0f} MiB "
               f"| {ours.drift_p99 * 1e3:.0f} / {ours.drift_max * 1e3:.0f} ms "
               f"| {e['duration_p99'] * 1e3:.1f} ms "
@@ -642,6 +650,9 @@ def main() -> None:
                              "held its loop over 0.1 s (costly: find stalls, do not measure)")
     parser.add_argument("--gc-stats", action="store_true",
                         help="time the agent's garbage collections (a wrapper around its CLI)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the agent of another checkout (e.g. `git worktree add DIR "
+                             "main`) at each size, just before this one's, side by side")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
     parser.add_argument("--serve-target", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -31,7 +31,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Union
+from typing import Optional, Union
 
 from agent.catalog import Catalog
 from agent.samples import CheckResult, Kind, SeriesKey
@@ -47,10 +47,11 @@ DEFAULT_INTERVAL = 60.0  # a producer that does not say how often it reports
 class Histogram:
     """Classic Prometheus histogram state: per-bucket counts (upper bounds), sum, count."""
 
-    __slots__ = ("bounds", "counts", "sum", "count")
+    __slots__ = ("bounds", "counts", "sum", "count", "template")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
+        self.template: str | None = None  # the renderer's: its lines as a %-template
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
         self.count = 0
@@ -74,6 +75,15 @@ class Histogram:
         return tuple(out), self.sum, self.count
 
 
+def _same(old: dict[SeriesKey, float], new: dict[SeriesKey, float]) -> bool:
+    """``old == new``, without hashing the series key of a one-series group (most are)."""
+    if len(old) == 1 and len(new) == 1:
+        ((okey, ovalue),) = old.items()
+        ((nkey, nvalue),) = new.items()
+        return ovalue == nvalue and okey == nkey  # (the same tag tuples: compared by identity)
+    return old == new
+
+
 class _Group:
     """One instance's series of one gauge metric (or one series of a per-event metric)."""
 
@@ -86,9 +96,12 @@ class _Group:
 
 
 _Pending = Union[float, Histogram]
-# what a render reads: gauge dicts, counter items, (key, bounds, cumulative, sum, count)
-Snapshot = tuple[list[dict[SeriesKey, float]], list[tuple[SeriesKey, float]],
-                 list[tuple[SeriesKey, tuple[float, ...], tuple[int, ...], float, int]]]
+# what changed since the last take, None for what is gone: gauge values per group (an
+# instance's series of one metric), counters, (the histogram, per-bucket counts, sum,
+# count) per histogram
+Snapshot = tuple[dict[tuple[str, object], Optional[dict[SeriesKey, float]]],
+                 dict[SeriesKey, Optional[float]],
+                 dict[SeriesKey, Optional[tuple[Histogram, list[int], float, int]]]]
 
 
 class LatestValues:
@@ -110,6 +123,17 @@ class LatestValues:
         self._hists: dict[SeriesKey, Histogram] = {}
         self._fresh: dict[SeriesKey, _Pending] = {}  # new series' first increments
         self._due: dict[SeriesKey, _Pending] = {}  # shown at zero once: applied next take
+        # what changed since the last take (written, or gone): a render reformats only that
+        # (the groups and histograms themselves, None for gone: a take looks nothing up)
+        self._dirty_groups: dict[tuple[str, object], _Group | None] = {}
+        self._dirty_counters: set[SeriesKey] = set()
+        self._dirty_hists: dict[SeriesKey, Histogram | None] = {}
+        # per whole second: (reported at, hold, check, groups) of each report whose groups
+        # go stale then unless reported again (a later report adds a later entry)
+        self._expiry: dict[int, list[tuple[float, float, str, tuple[object, ...]]]] = {}
+        # per check: when it last reported gauges, and which groups (see _expire)
+        self._last_report: dict[str, tuple[float, tuple[object, ...]]] = {}
+        self.gauge_series = 0
         self.wrong_kind = 0
 
     # -- writing (the pipeline) ----------------------------------------------------
@@ -146,39 +170,70 @@ class LatestValues:
                     self._count(key, sample.value)
                 elif kind is Kind.MONOTONIC_COUNT:
                     self._counters[key] = sample.value
+                    self._dirty_counters.add(key)
                 else:
                     self._observe(key, sample.value, result.check_type)
-            groups = self._groups
+            groups, dirty = self._groups, self._dirty_groups
+            events_seen = None
             for group, values in reported.items():
                 gkey = (check, group)
+                old = groups.get(gkey)
                 keep = hold
                 if group.__class__ is tuple:  # a per-event series: its own cadence
-                    old = groups.get(gkey)
                     keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
-                groups[gkey] = _Group(now, keep, values)
+                    events_seen = events_seen or []
+                    events_seen.append(((group,), keep))
+                if old is not None and _same(old.values, values):
+                    # the same values as last time (a status, a version): the group stays,
+                    # so a render keeps its text without looking at it
+                    old.updated, old.hold = now, keep
+                    continue
+                groups[gkey] = dirty[gkey] = _Group(now, keep, values)
+                self.gauge_series += len(values) - (len(old.values) if old is not None else 0)
+            # when this report's groups may go stale: looked at then, not on every take
+            if events_seen:
+                for groups_of, keep in events_seen:
+                    self._expiry_add(now, keep, check, groups_of)
+                if len(events_seen) < len(reported):
+                    self._expiry_add(now, hold, check,
+                                     tuple(g for g in reported if g.__class__ is not tuple))
+            elif reported:
+                self._expiry_add(now, hold, check, tuple(reported))
+            if reported:
+                self._last_report[check] = (now, tuple(reported))
+
+    def _expiry_add(self, now: float, keep: float, check: str, groups: tuple[object, ...]) -> None:
+        second = int(now + keep)
+        bucket = self._expiry.get(second)
+        if bucket is None:
+            bucket = self._expiry[second] = []
+        bucket.append((now, keep, check, groups))
 
     def _count(self, key: SeriesKey, delta: float) -> None:
         fresh, due = self._fresh, self._due
         if key not in self._counters:
             self._counters[key] = 0.0
             fresh[key] = delta
+            self._dirty_counters.add(key)
         elif fresh and key in fresh:
             fresh[key] += delta  # type: ignore[operator]
         elif due and key in due:
             due[key] += delta  # type: ignore[operator]
         else:
             self._counters[key] += delta
+            self._dirty_counters.add(key)
 
     def _observe(self, key: SeriesKey, value: float, check_type: str) -> None:
         hist = self._hists.get(key)
         if hist is None:
             bounds = self.buckets(check_type)
-            self._hists[key] = Histogram(bounds)
+            self._hists[key] = self._dirty_hists[key] = Histogram(bounds)
             pending = self._fresh[key] = Histogram(bounds)
         else:
             pending = self._fresh.get(key) or self._due.get(key)  # type: ignore[assignment]
             if pending is None:
                 hist.observe(value)
+                self._dirty_hists[key] = hist
                 return
         pending.observe(value)  # type: ignore[union-attr]
 
@@ -186,18 +241,29 @@ class LatestValues:
         """Drop an instance's series (it was removed by a reload)."""
         tag = ("check", check)
         with self._lock:
+            self._last_report.pop(check, None)
             for gkey in [k for k in self._groups if k[0] == check]:
-                del self._groups[gkey]
-            for store in (self._counters, self._hists, self._fresh, self._due):
+                self.gauge_series -= len(self._groups.pop(gkey).values)
+                self._dirty_groups[gkey] = None
+            for key in [k for k in self._counters if tag in k[1]]:
+                del self._counters[key]
+                self._dirty_counters.add(key)
+            for key in [k for k in self._hists if tag in k[1]]:
+                del self._hists[key]
+                self._dirty_hists[key] = None
+            for store in (self._fresh, self._due):
                 for key in [k for k in store if tag in k[1]]:
                     del store[key]
 
     # -- reading (renders) ---------------------------------------------------------
     def take(self) -> Snapshot:
-        """What a render shows now; each call is one scrape or push.
+        """What changed since the last call; each call is one scrape or push.
 
         Increments of new series shown at zero by the previous call are applied first,
         so every reader that asks twice sees the series at zero before its first rise.
+        The first call returns every series. A series that is gone is returned as None;
+        the reader keeps the rest from earlier calls (so there is one reader: the
+        exporter's renderer).
         """
         now = self.clock()
         with self._lock:
@@ -206,16 +272,52 @@ class LatestValues:
                     hist = self._hists.get(key)
                     if hist is not None:
                         hist.merge(pending)  # type: ignore[arg-type]
+                        self._dirty_hists[key] = hist
                 elif key in self._counters:
                     self._counters[key] += pending  # type: ignore[operator]
+                    self._dirty_counters.add(key)
             self._due, self._fresh = self._fresh, {}
-            stale = [k for k, g in self._groups.items() if now - g.updated > g.hold]
-            for gkey in stale:
-                del self._groups[gkey]
-            gauges = [g.values for g in self._groups.values()]
-            counters = list(self._counters.items())
-            hists = [(k, h.bounds, *h.cumulative()) for k, h in self._hists.items()]
-        return gauges, counters, hists  # type: ignore[return-value]
+            dirty_groups, self._dirty_groups = self._dirty_groups, {}
+            self._expire(now, self._groups, dirty_groups)
+            dirty_counters, self._dirty_counters = self._dirty_counters, set()
+            dirty_hists, self._dirty_hists = self._dirty_hists, {}
+            # a histogram changes in place: copied while consume waits (a torn copy would
+            # show a count that is not its +Inf bucket)
+            changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
+                             for k, h in dirty_hists.items()}
+        # the rest without the lock, so the loop's consume never waits for it: a group's
+        # values dict is replaced by each report, never changed, and a counter is a float;
+        # what changes meanwhile is in the next take too
+        gauges = {k: None if g is None else g.values for k, g in dirty_groups.items()}
+        counters = self._counters
+        changed_counters = {k: counters.get(k) for k in dirty_counters}
+        return gauges, changed_counters, changed_hists
+
+    def _expire(self, now: float, groups: dict[tuple[str, object], _Group],
+                dirty: dict[tuple[str, object], _Group | None]) -> None:
+        """Drop the groups not reported again within their hold (twice the interval)."""
+        expiry = self._expiry
+        for second in [s for s in expiry if s <= now]:
+            bucket = expiry.pop(second)
+            later = []
+            for entry in bucket:
+                reported_at, keep, check, names = entry
+                if now - reported_at <= keep:
+                    later.append(entry)  # due within this second, not yet
+                    continue
+                last = self._last_report.get(check)
+                if last is not None and last[0] > reported_at and last[1] == names:
+                    continue  # the check reported these groups again since: nothing to drop
+                for name in names:
+                    gkey = (check, name)
+                    group = groups.get(gkey)
+                    # a group reported since has a later entry of its own
+                    if group is not None and now - group.updated > group.hold:
+                        del groups[gkey]
+                        self.gauge_series -= len(group.values)
+                        dirty[gkey] = None
+            if later:
+                expiry[second] = later
 
     @property
     def series_count(self) -> int:

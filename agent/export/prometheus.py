@@ -4,7 +4,8 @@ The sink keeps what each series last said (:mod:`agent.export.latest`: which ser
 stay, for how long, how counters start), so a poll costs a few dict updates and a scrape
 grows with the number of series, never with history. Rendering writes the exposition
 directly: each series' line prefix (``name{label="value"}``) is built once, when the
-series first appears, and cached, so a scrape only formats values — cheaper than building
+series first appears, and cached, and so is the text of each instance's series until its
+values change, so a scrape formats only what changed and joins the rest — cheaper than building
 metric families and escaping labels on every scrape as ``prometheus_client.generate_latest``
 does (see benchmarks/exporters.py). Both formats (:mod:`agent.export.exposition`) share
 the prefixes; only family headers differ. Scrapes and pushes render in a worker thread
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from itertools import accumulate
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -67,10 +69,15 @@ class PrometheusExporter:
         self._render_lock = threading.Lock()  # the caches below: renders run in worker threads
         # (metric, kind code) -> (sample name, type, help, unit); header per format
         self._families: dict[tuple[str, int], tuple[str, str, str, str]] = {}
-        self._headers: dict[tuple[str, int, bool], str] = {}
+        self._headers: dict[tuple[str, int, bool], bytes] = {}
         # line prefixes per series: gauges, counters; histograms (buckets..., sum, count)
         self._prefixes: tuple[dict[SeriesKey, str], dict[SeriesKey, str]] = ({}, {})
-        self._hprefixes: dict[SeriesKey, tuple[str, ...]] = {}
+        # the exposition's text, per kind code and metric: per gauge group (an instance's
+        # series of one metric) or per counter or histogram series, in order of appearance
+        self._texts: tuple[dict[str, dict[Any, str]], ...] = ({}, {}, {})
+        self._gtags: dict[tuple[str, object], object] = {}  # one-series groups': the tags of their text
+        # a family's lines, encoded, once they stayed the same from one render to the next
+        self._joined: dict[tuple[int, str], bytes] = {}
         self.health = ExporterHealth("prometheus")
         self.health.state = "ok"
         self.scrapes = 0
@@ -100,8 +107,8 @@ class PrometheusExporter:
         """Drop an instance's series (it was removed by a reload)."""
         self.latest.forget(check)
         tag = ("check", check)
-        with self._render_lock:
-            for cache in (*self._prefixes, self._hprefixes):
+        with self._render_lock:  # (its texts go at the next render: the store says they are gone)
+            for cache in self._prefixes:
                 for key in [k for k in cache if tag in k[1]]:
                     del cache[key]
 
@@ -121,11 +128,11 @@ class PrometheusExporter:
             self._families[(metric, code)] = fam
         return fam
 
-    def _header(self, metric: str, code: int, openmetrics: bool) -> str:
+    def _header(self, metric: str, code: int, openmetrics: bool) -> bytes:
         head = self._headers.get((metric, code, openmetrics))
         if head is None:
             name, ptype, doc, unit = self._family(metric, code)
-            head = family_header(name, ptype, doc, unit, openmetrics)
+            head = family_header(name, ptype, doc, unit, openmetrics).encode()
             self._headers[(metric, code, openmetrics)] = head
         return head
 
@@ -144,26 +151,26 @@ class PrometheusExporter:
             out.append(f'{name}="{escape_label(value)}"')
         return out
 
-    def _prefix(self, key: SeriesKey, code: int) -> str:
+    def _prefix(self, key: SeriesKey, code: int, keep: bool = True) -> str:
         name = self._family(key[0], code)[0]
         labels = ",".join(self._labels(key[1]))
         prefix = f"{name}{{{labels}}} " if labels else f"{name} "
-        self._prefixes[code][key] = prefix
+        if keep:
+            self._prefixes[code][key] = prefix
         return prefix
 
-    def _hist_prefixes(self, key: SeriesKey, bounds: tuple[float, ...]) -> tuple[str, ...]:
+    def _hist_template(self, key: SeriesKey, bounds: tuple[float, ...]) -> str:
+        """A histogram's lines as one %-template: cumulative bucket counts, sum, count."""
         name = self._family(key[0], _HISTOGRAM)[0]
-        labels = self._labels(key[1], histogram=True)
+        labels = [label.replace("%", "%%") for label in self._labels(key[1], histogram=True)]
         joined = ",".join(labels)
         out = []
         for bound in (*bounds, float("inf")):
             le = ",".join([*labels, 'le="' + format_value(bound) + '"'])
-            out.append(f"{name}_bucket{{{le}}} ")
-        out.append(f"{name}_sum{{{joined}}} " if joined else f"{name}_sum ")
-        out.append(f"{name}_count{{{joined}}} " if joined else f"{name}_count ")
-        prefixes = tuple(out)
-        self._hprefixes[key] = prefixes
-        return prefixes
+            out.append(f"{name}_bucket{{{le}}} %d.0\n")
+        out.append(f"{name}_sum{{{joined}}} %s\n" if joined else f"{name}_sum %s\n")
+        out.append(f"{name}_count{{{joined}}} %d.0\n" if joined else f"{name}_count %d.0\n")
+        return "".join(out)
 
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """:meth:`render` (and gzip) off the event loop."""
@@ -176,56 +183,108 @@ class PrometheusExporter:
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole exposition (text 0.0.4, or OpenMetrics 1.0); safe from any thread.
 
-        The store hands over references (gauge dicts are replaced by each report, never
-        changed) and copies of counters and histograms; formatting happens outside its
+        The text of every series is kept between renders, per family and in the order
+        the series appeared: a gauge group's lines (one instance's series of one metric),
+        a counter's or a histogram's lines. The store hands over only what changed since
+        the last render (a report with the same values as the last one changes nothing;
+        values dicts by reference: each report that changes them replaces them), so a
+        scrape formats that and joins the rest; formatting happens outside the store's
         lock, so a slow render never holds up ``consume``.
         """
         started = time.perf_counter()
         gauges, counters, hists = self.latest.take()
         fmt = format_value
         with self._render_lock:
-            families: list[dict[str, list[str]]] = [{}, {}, {}]
-            prefixes, fams = self._prefixes[_GAUGE], families[_GAUGE]
-            for values in gauges:  # one metric per dict: its family is looked up once
-                lines: list[str] | None = None
-                for key, value in values.items():
-                    if lines is None:
-                        lines = fams.setdefault(key[0], [])
-                    lines.append((prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n")
-            prefixes, fams = self._prefixes[_COUNTER], families[_COUNTER]
-            for key, value in counters:
-                lines = fams.get(key[0])
-                if lines is None:
-                    lines = fams[key[0]] = []
-                lines.append((prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n")
-            hfams = families[_HISTOGRAM]
-            for key, bounds, cumulative, total, count in hists:
-                prefixes = self._hprefixes.get(key) or self._hist_prefixes(key, bounds)
-                lines = hfams.get(key[0])
-                if lines is None:
-                    lines = hfams[key[0]] = []
-                lines.extend(p + fmt(n) + "\n" for p, n in zip(prefixes, (*cumulative, total, count)))
+            texts = self._texts
+            prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
+            touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+            changed = touched[_GAUGE].add
+            for gkey, values in gauges.items():  # one instance's series of one metric
+                group = gkey[1]
+                metric = group if group.__class__ is str else group[0]  # type: ignore[index]
+                fam = fams.get(metric)
+                if fam is None:
+                    fam = fams[metric] = {}
+                changed(metric)
+                if values is None:
+                    fam.pop(gkey, None)
+                    gtags.pop(gkey, None)
+                elif len(values) == 1:  # most groups: the prefix is their last text's
+                    ((key, value),) = values.items()
+                    tags = gtags.get(gkey)
+                    old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
+                    if old is None:
+                        prefix = self._prefix(key, _GAUGE, False)
+                        gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
+                    else:
+                        prefix = old[:old.rindex(" ") + 1]  # a value has no space
+                    fam[gkey] = prefix + fmt(value) + "\n"
+                else:
+                    gtags.pop(gkey, None)  # (its text is no one series' any more)
+                    fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
+                                         for key, value in values.items()])
+            prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
+            changed = touched[_COUNTER].add
+            for key, value in counters.items():
+                fam = fams.get(key[0])
+                if fam is None:
+                    fam = fams[key[0]] = {}
+                changed(key[0])
+                if value is None:
+                    fam.pop(key, None)
+                else:
+                    fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
+            fams = texts[_HISTOGRAM]
+            changed = touched[_HISTOGRAM].add
+            for key, state in hists.items():
+                fam = fams.get(key[0])
+                if fam is None:
+                    fam = fams[key[0]] = {}
+                changed(key[0])
+                if state is None:
+                    fam.pop(key, None)
+                    continue
+                hist, counts, total, count = state
+                template = hist.template
+                if template is None:
+                    template = hist.template = self._hist_template(key, hist.bounds)
+                fam[key] = template % (*accumulate(counts), fmt(total), count)
             parts = []
-            for code, fams in enumerate(families):
-                for metric, lines in fams.items():
-                    parts.append(self._header(metric, code, openmetrics))
-                    parts.append("".join(lines))
-            self._trim_caches(sum(len(g) for g in gauges), len(counters), len(hists))
+            joined = self._joined
+            for code, fams in enumerate(texts):
+                for metric in touched[code]:
+                    joined.pop((code, metric), None)
+                for metric, fam in fams.items():
+                    if fam:
+                        parts.append(self._header(metric, code, openmetrics))
+                        block = joined.get((code, metric))
+                        if block is None:
+                            block = "".join(fam.values()).encode()
+                            if metric not in touched[code]:  # unchanged since the last render
+                                joined[(code, metric)] = block
+                        parts.append(block)
+            self._trim_caches()
         if openmetrics:
-            parts.append("# EOF\n")
-        body = "".join(parts).encode()
+            parts.append(b"# EOF\n")
+        body = b"".join(parts)
         self.scrapes += 1
         self.last_render_seconds = round(time.perf_counter() - started, 6)
         self.health.success(0)
         return body
 
-    def _trim_caches(self, gauges: int, counters: int, hists: int) -> None:
-        """Series that ended leave their prefixes behind; rebuild a cache that has grown
-        far past the live series (pods come and go on a GPU node for months)."""
-        for cache, live in ((self._prefixes[0], gauges), (self._prefixes[1], counters),
-                            (self._hprefixes, hists)):
+    def _trim_caches(self) -> None:
+        """Series that ended leave their line prefixes behind; rebuild a cache that has
+        grown far past the live series (pods come and go on a GPU node for months)."""
+        counters = sum(len(f) for f in self._texts[_COUNTER].values())
+        groups = sum(len(f) for f in self._texts[_GAUGE].values())
+        for cache, live in ((self._prefixes[0], self.latest.gauge_series), (self._prefixes[1], counters),
+                            (self._gtags, groups)):
             if len(cache) > 2 * live + 10_000:
                 cache.clear()
+        for code, fams in enumerate(self._texts):
+            for metric in [m for m, fam in fams.items() if not fam]:
+                del fams[metric]
+                self._joined.pop((code, metric), None)
 
     @staticmethod
     def content_type(openmetrics: bool) -> str:

@@ -133,6 +133,63 @@ def test_a_series_a_run_no_longer_reports_has_ended_and_goes_at_once():
     assert pods == ["train-a", "train-c"]
 
 
+def test_each_scrape_shows_what_changed_since_the_last_and_keeps_the_rest():
+    """The render keeps each instance's text between scrapes and reformats only what
+    changed: every scrape must still equal what the reports say, in both formats."""
+    clock = Clock()
+    exp = PrometheusExporter(clock=clock)
+
+    def run(check: str, latency: float, up: float, runs: float = 1) -> CheckResult:
+        return result(check, gauge("mlwarden.endpoint.up", up, check=check),
+                      gauge("mlwarden.endpoint.latency.ttfb", latency, check=check),
+                      count("mlwarden.check.runs", runs, check=check),
+                      Sample("mlwarden.endpoint.latency", latency, make_tags({"check": check}),
+                             kind=Kind.DISTRIBUTION))
+
+    for check in ("a", "b", "c"):
+        exp.consume(run(check, 0.1, 1))
+    scrape(exp)
+    scrape(exp, True)  # new counters and histograms were shown at zero
+    clock.now += 10
+    exp.consume(run("a", 0.2, 1))  # a moves, b says the same again, c says nothing
+    exp.consume(run("b", 0.1, 1))
+    for openmetrics in (False, True):
+        seen = scrape(exp, openmetrics)
+        ttfb = {dict(labels)["check"]: v for (name, labels), v in seen.items()
+                if name == "mlwarden_endpoint_latency_ttfb_seconds"}
+        assert ttfb == {"a": 0.2, "b": 0.1, "c": 0.1}
+        runs = {dict(labels)["check"]: v for (name, labels), v in seen.items()
+                if name == "mlwarden_check_runs_total"}
+        assert runs == {"a": 2, "b": 2, "c": 1}
+        counts = {dict(labels)["check"]: v for (name, labels), v in seen.items()
+                  if name == "mlwarden_endpoint_latency_seconds_count"}
+        assert counts == {"a": 2, "b": 2, "c": 1}
+    clock.now += 11
+    exp.consume(run("b", 0.1, 0))  # b goes down; c has been silent past twice its interval
+    exp.forget("a")  # a was removed by a reload
+    seen = scrape(exp)
+    assert {(name, dict(labels)["check"]): v for (name, labels), v in seen.items()
+            if name in ("mlwarden_endpoint_up", "mlwarden_endpoint_latency_ttfb_seconds")} == {
+        ("mlwarden_endpoint_up", "b"): 0.0, ("mlwarden_endpoint_latency_ttfb_seconds", "b"): 0.1}
+    assert not any(dict(labels).get("check") == "a" for _, labels in seen)
+
+
+def test_a_group_that_shrinks_to_one_series_names_that_series_in_the_next_scrape():
+    exp = PrometheusExporter(clock=Clock())
+    util = "mlwarden_gpu_utilization_ratio"
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.5, gpu="0", pod="a")))
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.5, gpu="0", pod="a"),
+                       gauge("mlwarden.gpu.utilization", 0.7, gpu="1", pod="b")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "a": 0.5, "b": 0.7}
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.2, gpu="0", pod="a")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "a": 0.2}
+    exp.consume(result("gpus", gauge("mlwarden.gpu.utilization", 0.9, gpu="1", pod="b")))
+    assert {dict(labels)["pod"]: v for (name, labels), v in scrape(exp).items() if name == util} == {
+        "b": 0.9}
+
+
 def test_a_sparse_series_stays_until_stale_twice_the_producers_interval():
     """A canary every 30 s on a 10 s check: its values are in every scrape until they are
     older than twice the instance's report interval, then they go."""
