@@ -33,7 +33,6 @@ from agent.alerting.config import AlertingConfig
 from agent.alerting.grouping import FlushFacts, FlushPlan, plan_flush
 from agent.alerting.groupstate import Group, GroupStates
 from agent.alerting.inhibit import Inhibitor
-from agent.alerting.receivers import build_notifiers, fallbacks_of
 from agent.alerting.routing import Route, build_routes
 from agent.alerting.metrics import broken_receivers, dispatcher_metrics, receivers_status
 from agent.alerting.silences import SilenceStore
@@ -41,6 +40,7 @@ from agent.causes.config import CausesConfig
 from agent.history.protocol import SeriesReader
 from agent.notify.base import Notification, Notifier
 from agent.notify.stages import Delivery
+from agent.notify.receivers import ReceiverSettings, build_notifiers, fallbacks_of
 from agent.history.outbox import Outbox
 from agent.samples import CheckResult
 from agent.tasks import cancel_and_wait
@@ -117,13 +117,14 @@ class Dispatcher:
         self.notifiers = (
             dict(notifiers)
             if notifiers is not None
-            else build_notifiers(config, self.router.root, reader=reader)
+            else build_notifiers(ReceiverSettings.of(config), self.router.root.receivers(),
+                                 reader=reader)
         )
         self.delivery = Delivery(
             self.outbox,
             self.notifiers,
             config=config.delivery,
-            fallbacks=fallbacks_of(config, self.router.root),
+            fallbacks=fallbacks_of(ReceiverSettings.of(config), self.router.root.receivers()),
             mute=self._mute_now,
         )
         self.submit = submit
@@ -374,14 +375,15 @@ class Dispatcher:
         counts of receivers that still exist. A receiver stopped on a config error starts again.
         """
         router = Router(config, self.silences)
-        notifiers = build_notifiers(config, router.root, reader=self._reader)
+        notifiers = build_notifiers(ReceiverSettings.of(config), router.root.receivers(),
+                                    reader=self._reader)
         if self.actions is not None:
             self.actions.attach(notifiers)
         delivery = Delivery(
             self.outbox,
             notifiers,
             config=config.delivery,
-            fallbacks=fallbacks_of(config, router.root),
+            fallbacks=fallbacks_of(ReceiverSettings.of(config), router.root.receivers()),
             mute=self._mute_now,
         )
         for name, stats in self.delivery.stats.items():

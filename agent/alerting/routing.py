@@ -70,6 +70,11 @@ class Route:
             out.extend(child.walk())
         return out
 
+    def receivers(self) -> list[str]:
+        """The receiver names this route and those below it send to, in walk order: what
+        notify builds notifiers for."""
+        return [route.receiver for route in self.walk()]
+
 
 def _receiver_of(cfg: RouteConfig, parent: str) -> str:
     if cfg.channel:

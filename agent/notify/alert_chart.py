@@ -2,7 +2,7 @@
 and its pending and firing windows (Slack bot mode), or as a text sparkline (webhooks).
 
 Every alert of a metric rule names its rule's metric and the exact series it was judged on
-(``AlertInfo.metric`` and ``.series``, set by the rules engine), so no rule needs a setting
+(``Alert.metric`` and ``.series``, set by the rules engine), so no rule needs a setting
 for its alerts to carry a chart. The chart starts early enough to show the change: at least
 a quarter of ``chart_window``, or twice the pending time, before the condition began.
 Alerts that name no series (a hand-built one with a ``metric`` annotation, or one restored
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from agent.catalog import load_catalog
 from agent.history.protocol import SeriesReader
-from agent.notify.base import AlertInfo, Notification
+from agent.notify.base import Alert, Notification
 from agent.notify.render import human_duration, sparkline
 from agent.samples import Tags
 
@@ -25,14 +25,14 @@ _NOT_TAGS = ("alertname", "alert", "severity")
 Points = list[tuple[float, float]]
 
 
-def chart_since(alert: AlertInfo, now: float, window: float) -> float:
+def chart_since(alert: Alert, now: float, window: float) -> float:
     """Where the alert's chart begins: the window, and enough before the change to see it."""
     began = alert.active_since or alert.fired_at or now
     pending = max(0.0, (alert.fired_at or began) - began)
     return min(now - window, began - max(window / 4, 2 * pending))
 
 
-def alert_series(reader: SeriesReader, alert: AlertInfo, since: float,
+def alert_series(reader: SeriesReader, alert: Alert, since: float,
                  until: float) -> dict[Tags, Points]:
     """The alert's own series (by their tags without facts), oldest point first."""
     metric = alert.chart_metric

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.notify.base import AlertInfo, Notification, Notifier, NotifyError, SendContext
+from agent.notify.base import Alert, Notification, Notifier, NotifyError, SendContext
 from agent.secrets import scrub
 
 __all__ = ["AlertmanagerNotifier", "about_agent", "am_alert"]
@@ -53,7 +53,7 @@ def about_agent(metric: str | None) -> bool:
                                    or metric in _agent_metrics())
 
 
-def am_alert(alert: AlertInfo, generator_url: str | None) -> dict[str, Any]:
+def am_alert(alert: Alert, generator_url: str | None) -> dict[str, Any]:
     """One alert in Alertmanager's API shape (labels and annotations are strings only).
 
     The labels of an alert about a target are the same whichever agent sends it."""

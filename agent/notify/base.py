@@ -22,7 +22,6 @@ from agent.errors import NotifyError
 
 __all__ = [
     "Alert",
-    "AlertInfo",
     "Notification",
     "Notifier",
     "NotifyError",
@@ -37,11 +36,6 @@ class ReceiverBroken(NotifyError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False, reason="config")
-
-
-# The alert a notification carries is the chain's one alert value (agent/alert.py); the
-# name stays here for the notifiers until they say Alert.
-AlertInfo = Alert
 
 
 @dataclass

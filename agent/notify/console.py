@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from agent.logs import json_line, wants_json
-from agent.notify.base import AlertInfo, Notification, Notifier, SendContext
+from agent.notify.base import Alert, Notification, Notifier, SendContext
 from agent.notify.render import plain_text
 
 __all__ = ["ConsoleNotifier", "alert_record"]
@@ -55,7 +55,7 @@ def alert_record(note: Notification, now: float, late_note: str | None = None) -
                      **({"causes": note.causes} if note.causes else {}))
 
 
-def _alert(a: AlertInfo) -> dict[str, Any]:
+def _alert(a: Alert) -> dict[str, Any]:
     return {"alertname": a.rule, "state": a.state, "severity": a.severity,
             "labels": dict(a.labels), "annotations": dict(a.annotations),
             "value": a.value, "threshold": a.threshold,

@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.causes.model import Explanation
 from agent.causes.render import joined_text, linked_blocks, linked_text, resolved_text
-from agent.notify.base import AlertInfo, Notification
+from agent.notify.base import Alert, Notification
 from agent.notify.render import LIMITS, _alert_section, _cut, _value_line, escape
 
 __all__ = ["causes_blocks", "causes_plain", "causes_reply", "causes_text", "explanations"]
@@ -38,7 +38,7 @@ def explanations(note: Notification) -> list[tuple[Explanation, set[str]]]:
     return out
 
 
-def _others(note: Notification, xs: list[tuple[Explanation, set[str]]]) -> list[AlertInfo]:
+def _others(note: Notification, xs: list[tuple[Explanation, set[str]]]) -> list[Alert]:
     """The note's alerts that are not one of its causes or their effects (a group by node
     may hold a cause and its effects)."""
     said = {str(x.cause.key) for x, _ in xs} | {str(i.effect.key) for x, _ in xs

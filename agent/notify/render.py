@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from agent.notify.base import AlertInfo, Notification
+from agent.notify.base import Alert, Notification
 
 __all__ = [
     "LIMITS",
@@ -110,13 +110,13 @@ def _title(note: Notification) -> str:
     return f"[FIRING:{len(note.firing)}] {name}"
 
 
-def _worst(alerts: Sequence[AlertInfo]) -> str:
+def _worst(alerts: Sequence[Alert]) -> str:
     order = ["critical", "error", "warning", "info"]
     sev = [a.severity for a in alerts] or ["info"]
     return min(sev, key=lambda s: order.index(s) if s in order else len(order))
 
 
-def _value_line(alert: AlertInfo, now: float) -> str:
+def _value_line(alert: Alert, now: float) -> str:
     parts = []
     if alert.value is not None:
         cmp = f" (threshold {_num(alert.threshold)})" if alert.threshold is not None else ""
@@ -130,7 +130,7 @@ def _value_line(alert: AlertInfo, now: float) -> str:
 
 
 def _alert_section(
-    alert: AlertInfo, now: float, group_labels: dict[str, str]
+    alert: Alert, now: float, group_labels: dict[str, str]
 ) -> list[dict[str, Any]]:
     summary = alert.annotations.get("summary") or alert.rule
     icon = (

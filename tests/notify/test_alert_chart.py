@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.notify.alert_chart import alert_series, chart_since
-from agent.notify.base import AlertInfo
+from agent.notify.base import Alert
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +36,7 @@ def test_a_gauges_reason_variants_are_one_line_and_neighbours_stay_out():
         key(reason="Model iris not found"): [(30, 0.0), (40, 0.0)],
         key(model="other"): [(10, 5.0)],  # another series that carries more tags
     })
-    alert = AlertInfo("f", "EndpointNotReady", {}, "firing", metric="mlwarden.endpoint.ready",
+    alert = Alert("f", "EndpointNotReady", {}, "firing", metric="mlwarden.endpoint.ready",
                       series=[BASE])
     assert alert_series(store, alert, 0, 50) == {
         key(): [(10, 1.0), (20, 1.0), (30, 0.0), (40, 0.0)]}
@@ -47,16 +47,16 @@ def test_a_counts_facts_pick_its_own_event():
     other = {**run, "run_id": "r2"}
     store = Store({tuple(sorted(run.items())): [(10, 1.0)],
                    tuple(sorted(other.items())): [(20, 1.0)]})
-    alert = AlertInfo("f", "AirflowTaskFailed", {}, "firing",
+    alert = Alert("f", "AirflowTaskFailed", {}, "firing",
                       metric="mlwarden.airflow.task_instance.failed", series=[run])
     assert list(alert_series(store, alert, 0, 50)) == [tuple(sorted(run.items()))]
 
 
 def test_the_chart_starts_well_before_the_change():
     # pending for 2000 s: the chart starts twice that before the condition began
-    alert = AlertInfo("f", "A", {}, "firing", active_since=10_000, fired_at=12_000)
+    alert = Alert("f", "A", {}, "firing", active_since=10_000, fired_at=12_000)
     assert chart_since(alert, now=12_100, window=3600) == 10_000 - 4000
     # pending briefly: a quarter of the window before it began, or the whole window
-    brief = AlertInfo("f", "A", {}, "firing", active_since=10_000, fired_at=10_060)
+    brief = Alert("f", "A", {}, "firing", active_since=10_000, fired_at=10_060)
     assert chart_since(brief, now=10_100, window=3600) == 10_100 - 3600
     assert chart_since(brief, now=10_700, window=600) == 10_000 - 150

@@ -16,7 +16,7 @@ from aiohttp import web
 from agent.alerting.config import AlertingConfig
 from agent.alerting.dispatch import Dispatcher
 from agent.notify.alertmanager import am_alert
-from agent.notify.base import AlertInfo
+from agent.notify.base import Alert
 from tests.alerting.helpers import fire, resolve, store
 from tests.support.procs import PEERS, Proc, free_port, http_get, require_peer, wait_http
 
@@ -121,7 +121,7 @@ def test_payload_shape_matches_captured_post():
     """Our alert document has the keys of a POST the real Alertmanager accepted (fixture)."""
     captured = json.loads((FIXTURES / "_index.json").read_text())[1]["request_body"][0]
     ours = am_alert(
-        AlertInfo(
+        Alert(
             "f",
             "ExampleAlert",
             {"alertname": "ExampleAlert", "alert": "ExampleAlert", "severity": "critical"},
@@ -143,7 +143,7 @@ def test_payload_shape_matches_captured_post():
     ("mlwarden.alerting.receiver.up", True),
 ])
 def test_only_alerts_about_the_agent_itself_carry_its_name_as_a_label(metric, keeps_agent):
-    doc = am_alert(AlertInfo("f", "A", {"agent": "host-a", "check": "c"}, "firing",
+    doc = am_alert(Alert("f", "A", {"agent": "host-a", "check": "c"}, "firing",
                              metric=metric), None)
     assert ("agent" in doc["labels"]) is keeps_agent
     assert doc["annotations"].get("agent") == (None if keeps_agent else "host-a")

@@ -15,7 +15,7 @@ import pytest
 
 from agent.errors import DeliveryError, NotifyError
 from agent.history.outbox import Outbox
-from agent.notify.base import AlertInfo, Notification, Notifier, ReceiverBroken, SendContext
+from agent.notify.base import Alert, Notification, Notifier, ReceiverBroken, SendContext
 from agent.notify.config import DeliveryConfig, ReceiverConfig, SlackSettings
 from agent.notify.receivers import ReceiverSettings, build_notifiers, slack_bot
 from agent.notify.stages import KIND, Delivery
@@ -26,7 +26,7 @@ T0 = 1_790_000_000.0
 
 
 def note(receiver: str = "slack") -> Notification:
-    alert = AlertInfo(fingerprint="f1", rule="EndpointDown", labels={"model": "ranker"},
+    alert = Alert(fingerprint="f1", rule="EndpointDown", labels={"model": "ranker"},
                       state="firing", severity="critical")
     return Notification(receiver=receiver, group_key="g", group_labels={"alertname": "EndpointDown"},
                         event="firing", incident="i1", alerts=[alert], created_at=T0)
