@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-__all__ = ["Alert", "AlertEvent", "AlertSink", "AlertState", "alert_labels", "fingerprint",
+__all__ = ["Ack", "Alert", "AlertEvent", "AlertSink", "AlertState", "alert_labels", "fingerprint",
            "shown_state"]
 
 
@@ -140,3 +140,13 @@ class AlertSink(Protocol):
     """Where the rules engine hands state changes (routing, the console, tests)."""
 
     def alerts_changed(self, events: Sequence[AlertEvent], now: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Someone took an alert: who, when, and what they said. Slack's buttons record it
+    (agent.slackapp.store) and the status page shows it (agent.web.view)."""
+
+    by: str
+    at: float
+    comment: str = ""

@@ -165,7 +165,8 @@ class Agent:
             return None  # alerting disabled: config_warnings says so at load time
         from agent.slackapp.wiring import build_slack_actions
 
-        service = build_slack_actions(config, self.alerting, reader=self.history)
+        service = build_slack_actions(config.slack_actions, config.alerting.slack, self.alerting,
+                                      reader=self.history)
         self.components.append(service)
         return service
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "AGENT_CHECK_TYPE",
+    "EXPORTERS_CHECK",
     "CheckResult",
     "Kind",
     "Sample",
@@ -27,9 +28,12 @@ Tags = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Tags]
 
 # The check_type of every report the agent makes about itself (its store, leader election,
-# config reloads, alerting): the self-check's type, with ``check`` naming the component, so
-# Datadog gets one service check (mlwarden.agent.status) tagged by component.
+# config reloads, alerting, exporters): the self-check's type, with ``check`` naming the
+# component, so Datadog gets one service check (mlwarden.agent.status) tagged by component.
 AGENT_CHECK_TYPE = "agent"
+# The exporters' own report: not sent to Datadog as a service check (it would say through
+# Datadog whether Datadog can be reached); its samples are.
+EXPORTERS_CHECK = "exporters"
 
 
 class Kind(str, enum.Enum):

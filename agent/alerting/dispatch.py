@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -45,10 +45,19 @@ from agent.history.outbox import Outbox
 from agent.samples import CheckResult
 from agent.tasks import cancel_and_wait
 
-if TYPE_CHECKING:
-    from agent.slackapp.wiring import AlertActions
+__all__ = ["Dispatcher", "Group", "IncidentActions", "Router", "make_dispatcher"]
 
-__all__ = ["Dispatcher", "Group", "Router", "make_dispatcher"]
+
+class IncidentActions(Protocol):
+    """What the dispatcher asks of the Slack buttons (agent.slackapp gives it; blocking, in
+    its flush thread): hand them the notifiers, whether someone acknowledged an incident
+    (its reminders stop), and that an incident closed."""
+
+    def attach(self, notifiers: Mapping[str, Notifier]) -> None: ...
+
+    def repeat_stopped(self, receiver: str, incident: str) -> bool: ...
+
+    def incident_closed(self, receiver: str, incident: str, now: float) -> None: ...
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,9 +150,9 @@ class Dispatcher:
         self._routes_by_id = {r.id: r for r in self.router.root.walk()}
         self._reader = reader
         self._tick_lock = asyncio.Lock()
-        self.actions: AlertActions | None = None  # Slack buttons: see set_actions
+        self.actions: IncidentActions | None = None  # Slack buttons: see set_actions
 
-    def set_actions(self, actions: AlertActions) -> None:
+    def set_actions(self, actions: IncidentActions) -> None:
         """Slack actions (issue 21): buttons on the Slack receivers' messages, no reminders
         for an acknowledged incident, 'until resolved' silences ended with their incident."""
         self.actions = actions

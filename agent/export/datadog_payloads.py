@@ -30,7 +30,7 @@ from agent.export.datadog_metadata import dd_unit, metadata_body, metadata_dedup
 from agent.export.datadog_shape import Shaper
 from agent.export.events import SOURCE, DatadogEvent, EventDetector
 from agent.export.tags import instance_tags, service_check_name
-from agent.samples import CheckResult, Kind
+from agent.samples import AGENT_CHECK_TYPE, EXPORTERS_CHECK, CheckResult, Kind
 
 __all__ = ["Batch", "PayloadBuilder"]
 
@@ -137,7 +137,8 @@ class PayloadBuilder:
                 self._index[(shaped.key, second)] = series
         for event in self.events.events(result):
             batch.events.append(("ddevent:" + event.identity, self._event(event)))
-        if self.service_checks and result.check_type != "exporters":
+        if self.service_checks and \
+                (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
             check: dict[str, Any] = {
                 "check": service_check_name(result.check_type),
                 "host_name": self.hostname,

@@ -40,7 +40,15 @@ from agent.export.events import SOURCE, DatadogEvent, EventDetector
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tag, instance_tags, service_check_name
 from agent.export.unified import UnifiedTags
-from agent.samples import CheckResult, Kind, Sample, SeriesKey, Tags
+from agent.samples import (
+    AGENT_CHECK_TYPE,
+    EXPORTERS_CHECK,
+    CheckResult,
+    Kind,
+    Sample,
+    SeriesKey,
+    Tags,
+)
 
 __all__ = ["DogStatsdExporter"]
 
@@ -196,7 +204,8 @@ class DogStatsdExporter:
         if eventful:
             for event in self.events.events(result, eventful):
                 self._event(event)
-        if self.config.service_checks and result.check_type != "exporters":
+        if self.config.service_checks and \
+                (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
             self.statsd.service_check(
                 service_check_name(result.check_type), int(result.status),
                 tags=self.shaper.plain(instance_tags(result)), message=result.message or None,

@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from agent.samples import CheckResult, Kind, Sample, Status, Tags, make_tags
+from agent.samples import (
+    AGENT_CHECK_TYPE,
+    EXPORTERS_CHECK,
+    CheckResult,
+    Kind,
+    Sample,
+    Status,
+    Tags,
+    make_tags,
+)
 from agent.tasks import cancel_and_wait
 
 __all__ = ["ExporterHealth", "HealthSource", "HasHealth"]
@@ -113,7 +122,7 @@ class HealthSource:
         self.exporters = list(exporters)
         self.submit = submit
         self.interval = interval
-        self.base_tags = make_tags(base_tags, {"check": "exporters"})
+        self.base_tags = make_tags(base_tags, {"check": EXPORTERS_CHECK})
         self._task: asyncio.Task[None] | None = None
 
     def result(self, now: float | None = None) -> CheckResult:
@@ -129,7 +138,7 @@ class HealthSource:
             if exp.health.state in ("failing", "rejected"):
                 worst = Status.CRITICAL
                 problems.append(f"{exp.health.exporter}: {exp.health.last_error}")
-        return CheckResult(check="exporters", check_type="exporters", status=worst,
+        return CheckResult(check=EXPORTERS_CHECK, check_type=AGENT_CHECK_TYPE, status=worst,
                            message="; ".join(problems), samples=samples, started=now,
                            interval=self.interval)
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agent.alert import Alert
 from agent.errors import NotifyError
 
 __all__ = [
     "Alert",
+    "MessageActions",
     "Notification",
     "Notifier",
     "NotifyError",
@@ -96,6 +97,16 @@ class SendContext:
     parent: Mapping[str, Any] | None = None
     record: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     queued_at: float = 0.0
+
+
+class MessageActions(Protocol):
+    """What a Slack notifier asks of the buttons on its messages (agent.slackapp gives it):
+    the action area of a message, and where a posted message landed."""
+
+    async def message_blocks(self, note: "Notification", blocks: list[dict[str, Any]],
+                             now: float) -> list[dict[str, Any]]: ...
+
+    async def posted(self, note: "Notification", channel: str, ts: str, now: float) -> None: ...
 
 
 class Notifier(abc.ABC):

@@ -34,19 +34,23 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agent.notify.base import Notification, Notifier, NotifyError, ReceiverBroken, SendContext
+from agent.notify.base import (
+    MessageActions,
+    Notification,
+    Notifier,
+    NotifyError,
+    ReceiverBroken,
+    SendContext,
+)
 from agent.notify.render import blocks_for, fallback_text, thread_reply
 from agent.notify.slack_scopes import ScopeReport, scopes_from_headers
 from agent.secrets import scrub
-
-if TYPE_CHECKING:
-    from agent.slackapp.wiring import AlertActions
 
 __all__ = ["SlackNotifier", "SlackRefused", "slack_errors", "BROKEN_ERRORS", "EVENT_TYPE"]
 
@@ -183,7 +187,7 @@ class SlackNotifier(Notifier):
         self.readback_failures = 0
         self.scopes: ScopeReport | None = None  # None until Slack named the token's scopes
         # Slack actions' buttons (agent.slackapp.wiring.AlertActions), when configured
-        self.actions: AlertActions | None = None
+        self.actions: MessageActions | None = None
 
     def client(self) -> AsyncWebClient:
         """This receiver's Web API client (its token), for edits after a button press."""

@@ -20,10 +20,11 @@ import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, and_, select, update
 
+from agent.alert import Ack as PageAck  # the status page's: who took an alert
 from agent.history.sql import insert_ignore
 from agent.history.tables import action_target_alerts, action_targets, alert_actions
 from agent.slackapp.model import (
@@ -34,9 +35,6 @@ from agent.slackapp.model import (
     Target,
     target_id_for,
 )
-
-if TYPE_CHECKING:
-    from agent.web.view import Ack as PageAck
 
 __all__ = ["ActionStore", "Claim", "CLAIM_TIMEOUT"]
 
@@ -228,15 +226,13 @@ class ActionStore:
         return rows
 
     # -- the status page's AckReader -------------------------------------------------------
-    def acks(self, fingerprints: Sequence[str]) -> Mapping[str, "PageAck"]:
+    def acks(self, fingerprints: Sequence[str]) -> Mapping[str, PageAck]:
         """Who acknowledged each of ``fingerprints`` (live alerts), for the status page.
 
         An alert counts as acknowledged when the newest open incident it is part of, for
         some receiver, was acknowledged: an alert that resolved and fired again is a new
         incident, not acknowledged until someone takes it again.
         """
-        from agent.web.view import Ack as PageAck
-
         if not fingerprints:
             return {}
         query = select(action_target_alerts.c.fingerprint, action_targets.c.receiver,

@@ -30,7 +30,8 @@ from agent.slackapp.store import ActionStore
 
 if TYPE_CHECKING:
     from agent.alerting.dispatch import Dispatcher
-    from agent.config import AgentConfig
+    from agent.notify.config import SlackSettings
+    from agent.slackapp.config import SlackActionsConfig
     from agent.history.protocol import SeriesReader
     from agent.slackapp.service import SlackActions
 
@@ -141,20 +142,18 @@ class AlertActions:
             log.exception("slack actions: could not record where %s was posted", note.incident)
 
 
-def build_slack_actions(config: AgentConfig, dispatcher: Dispatcher, *,
-                        reader: SeriesReader | None) -> SlackActions:
+def build_slack_actions(section: SlackActionsConfig, slack: SlackSettings | None,
+                        dispatcher: Dispatcher, *, reader: SeriesReader | None) -> SlackActions:
     """The ``slack_actions`` component of an agent, wired to its dispatcher: the buttons on
-    its Slack messages, the reminders, the silences and the message edits after a press."""
+    its Slack messages, the reminders, the silences and the message edits after a press.
+    ``slack`` (``alerting.slack``) lends its bot token when the section names none."""
     from agent.slackapp.echo import MessageEcho
     from agent.slackapp.service import SlackActions
 
-    section = config.slack_actions
-    assert section is not None
     store = ActionStore(dispatcher.engine)
     hooks = AlertActions(store, dispatcher.silences)
     dispatcher.set_actions(hooks)
     echo = MessageEcho(lambda: dispatcher.notifiers, store, dispatcher.silences, reader=reader)
-    slack = config.alerting.slack
     bot = section.bot_token or (slack.token if slack is not None else None)
     service = SlackActions(section, dispatcher.engine,
                            bot_token=bot.get_secret_value() if bot is not None else None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from agent.alert import alert_labels
+from agent.alert import Ack, alert_labels
 from agent.alerting.inhibit import Inhibitor
 from agent.alerting.silences import Silence
 from agent.secrets import scrub
@@ -62,16 +62,7 @@ def safe_link(url: str) -> str | None:
     return url.strip() if scheme in ("http", "https") else None
 
 
-# -- acknowledgements: a later issue fills this in -----------------------------------------
-@dataclass(frozen=True)
-class Ack:
-    """Someone took an alert: who, when, and what they said."""
-
-    by: str
-    at: float
-    comment: str = ""
-
-
+# -- acknowledgements (the value is the chain's: agent.alert.Ack) ------------------------
 class AckReader(Protocol):
     """Where acknowledgements come from; the page shows an 'Acknowledged' column only
     when one is given (the Slack actions' store, agent.slackapp.store.ActionStore)."""
