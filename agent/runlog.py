@@ -11,8 +11,7 @@ line that mattered; /status and the metrics still show every run.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.samples import CheckResult, Status
 
