@@ -292,6 +292,9 @@ class AgentCheck(ABC):
             return make_tags(self._base_tags, tags)
         if merged is None:
             merged = make_tags(self._base_tags, tags)
+            # the instance's own (tag, value) pairs, shared rather than one copy per tag set
+            own = {pair: pair for pair in self._base_tags}
+            merged = tuple([own.get(pair, pair) for pair in merged])
             if len(self._tag_cache) >= _TAG_CACHE_MAX:
                 self._tag_cache.clear()  # tags that vary without bound: start over
             self._tag_cache[key] = merged

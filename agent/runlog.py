@@ -11,8 +11,7 @@ line that mattered; /status and the metrics still show every run.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.samples import CheckResult, Status
 
@@ -24,10 +23,12 @@ FLAP_RUNS = 10
 REPEAT = 600.0  # seconds between reminders that a check still fails
 
 
-@dataclass
+@dataclass(slots=True)
 class _Memory:
     runs: int = 0
-    changes: deque[int] = field(default_factory=lambda: deque(maxlen=FLAP_CHANGES))
+    # the runs of the last FLAP_CHANGES status changes: a tuple, not a deque (a deque's
+    # first block alone is ~0.6 KiB, kept for every check)
+    changes: tuple[int, ...] = ()
     flapping: bool = False
     unlogged_changes: int = 0
     same_status_runs: int = 0
@@ -71,7 +72,7 @@ class RunLog:
         changed = result.status != previous and (result.status != Status.OK or previous is not None)
         m.same_status_runs = 0 if changed else m.same_status_runs + 1
         if changed:
-            m.changes.append(m.runs)
+            m.changes = (*m.changes, m.runs)[-FLAP_CHANGES:]
         level = logging.INFO if result.status == Status.OK else logging.WARNING
         message = result.message or "(no message)"
         if m.flapping:
@@ -79,7 +80,7 @@ class RunLog:
                 m.unlogged_changes += 1
             elif m.same_status_runs >= FLAP_RUNS:
                 m.flapping = False
-                m.changes.clear()
+                m.changes = ()
                 log.log(level, "check %s stopped flapping: %s for %d runs (%d changes not logged): %s",
                         check, result.status.name, m.same_status_runs, m.unlogged_changes, message,
                         extra=extra)

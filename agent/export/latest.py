@@ -51,7 +51,7 @@ class Histogram:
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.template: str | None = None  # the renderer's: its lines as a %-template
+        self.template: tuple | None = None  # the renderer's: its lines' heads (prometheus.py)
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
         self.count = 0

@@ -78,6 +78,7 @@ class PrometheusExporter:
         self._gtags: dict[tuple[str, object], object] = {}  # one-series groups': the tags of their text
         # a family's lines, encoded, once they stayed the same from one render to the next
         self._joined: dict[tuple[int, str], bytes] = {}
+        self._bucket_tails: dict[tuple[float, ...], str] = {}  # histogram bounds -> their lines' tails
         self.health = ExporterHealth("prometheus")
         self.health.state = "ok"
         self.scrapes = 0
@@ -159,18 +160,24 @@ class PrometheusExporter:
             self._prefixes[code][key] = prefix
         return prefix
 
-    def _hist_template(self, key: SeriesKey, bounds: tuple[float, ...]) -> str:
-        """A histogram's lines as one %-template: cumulative bucket counts, sum, count."""
+    def _hist_template(self, key: SeriesKey, bounds: tuple[float, ...]) -> tuple[str, str, str, str]:
+        """A histogram's lines in parts: the bucket lines' head, their tails, sum's and count's heads.
+
+        Only the heads are the series' own (its labels once each); the tails (``le`` and a
+        ``%d`` for the cumulative count, NUL where the next line's head goes) are shared by
+        every histogram with those bounds. A whole %-template per series kept its labels
+        once per bucket: ~2 KiB per check instance, for text that changes every run anyway.
+        A label value never reaches the tails, so a NUL in one cannot be mistaken for a head.
+        """
         name = self._family(key[0], _HISTOGRAM)[0]
-        labels = [label.replace("%", "%%") for label in self._labels(key[1], histogram=True)]
-        joined = ",".join(labels)
-        out = []
-        for bound in (*bounds, float("inf")):
-            le = ",".join([*labels, 'le="' + format_value(bound) + '"'])
-            out.append(f"{name}_bucket{{{le}}} %d.0\n")
-        out.append(f"{name}_sum{{{joined}}} %s\n" if joined else f"{name}_sum %s\n")
-        out.append(f"{name}_count{{{joined}}} %d.0\n" if joined else f"{name}_count %d.0\n")
-        return "".join(out)
+        joined = ",".join(self._labels(key[1], histogram=True))
+        tails = self._bucket_tails.get(bounds)
+        if tails is None:
+            tails = self._bucket_tails[bounds] = "\0".join(
+                [format_value(b) + '"} %d.0\n' for b in (*bounds, float("inf"))])
+        bucket = f'{name}_bucket{{{joined},le="' if joined else f'{name}_bucket{{le="'
+        labels = f"{{{joined}}} " if joined else " "
+        return bucket, tails, f"{name}_sum{labels}", f"{name}_count{labels}"
 
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """:meth:`render` (and gzip) off the event loop."""
@@ -248,7 +255,9 @@ class PrometheusExporter:
                 template = hist.template
                 if template is None:
                     template = hist.template = self._hist_template(key, hist.bounds)
-                fam[key] = template % (*accumulate(counts), fmt(total), count)
+                bucket, tails, sum_head, count_head = template
+                fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
+                            + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
             parts = []
             joined = self._joined
             for code, fams in enumerate(texts):
