@@ -293,8 +293,14 @@ class RuleEvaluator:
                     state = buf.memo.get(memo_key)
                     if state is None:
                         state = buf.memo[memo_key] = sliding()
-                    value = state.update(buf.values, bisect_right(times, now - window, buf.start),
-                                         n, buf.epoch)
+                    if shared and state.now == now and state.hi == n and state.epoch in (
+                            buf.epoch, -2 - buf.epoch):
+                        value = state.value  # another rule asked the same a moment ago
+                    else:
+                        value = state.update(buf.values,
+                                             bisect_right(times, now - window, buf.start),
+                                             n, buf.epoch)
+                    state.now = now
                 elif not shared:
                     value = reduce(times, buf.values, bisect_right(times, now - window, buf.start),
                                    n, window, delta)
@@ -634,6 +640,7 @@ def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
             state = buf.memo.get(rule.memo_key)
             if state is None:
                 state = buf.memo[rule.memo_key] = sliding()
+            state.now = now
             return state.update(buf.values, lo, hi, buf.epoch)
     return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
 

@@ -32,13 +32,14 @@ _SLIDE_MAX = 8  # samples in and out past which sorting the window anew is cheap
 class Extreme:
     """``max`` (or ``min``) of ``values[lo:hi]``, carried forward as the window slides."""
 
-    __slots__ = ("lo", "hi", "epoch", "value", "at", "high")
+    __slots__ = ("lo", "hi", "epoch", "value", "at", "high", "now")
 
     def __init__(self, high: bool) -> None:
         self.high = high
         self.lo = self.hi = self.at = 0
         self.epoch = -1
         self.value: float | None = None
+        self.now: float | None = None  # when the evaluator last asked (rules sharing the state)
 
     def update(self, values: Sequence[float], lo: int, hi: int, epoch: int) -> float | None:
         if hi <= lo:
@@ -62,13 +63,15 @@ class Extreme:
 class SortedWindow:
     """A percentile of ``values[lo:hi]``, with the window kept sorted as it slides."""
 
-    __slots__ = ("lo", "hi", "epoch", "sorted", "q")
+    __slots__ = ("lo", "hi", "epoch", "sorted", "q", "value", "now")
 
     def __init__(self, q: float) -> None:
         self.q = q
         self.lo = self.hi = 0
         self.epoch = -1
         self.sorted: list[float] = []
+        self.value: float | None = None
+        self.now: float | None = None  # when the evaluator last asked (rules sharing the state)
 
     def update(self, values: Sequence[float], lo: int, hi: int, epoch: int) -> float | None:
         if hi <= lo:
@@ -76,8 +79,9 @@ class SortedWindow:
             self.sorted = []
             return None
         if hi - lo <= _SLIDE_MAX:  # a short window: sorting it is cheaper than keeping it sorted
-            self.epoch = -1
-            return percentile(sorted(values[lo:hi]), self.q)
+            self.lo, self.hi, self.epoch = lo, hi, -2 - epoch  # never slid from, still a hit
+            self.value = percentile(sorted(values[lo:hi]), self.q)
+            return self.value
         ordered = self.sorted
         if (epoch == self.epoch and self.lo <= lo <= self.hi <= hi
                 and (lo - self.lo) + (hi - self.hi) <= _SLIDE_MAX):
@@ -90,7 +94,8 @@ class SortedWindow:
         else:
             ordered = self.sorted = sorted(values[lo:hi])
         self.lo, self.hi, self.epoch = lo, hi, epoch
-        return percentile(ordered, self.q)
+        self.value = percentile(ordered, self.q)
+        return self.value
 
 
 INCREMENTAL: dict[str, Callable[[], Extreme | SortedWindow]] = {
