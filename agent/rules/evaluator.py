@@ -24,6 +24,7 @@ from agent.alert import Alert, AlertEvent, AlertState, alert_labels, fingerprint
 from agent.catalog import Catalog, load_catalog
 from agent.rules.aggregations import AGGREGATORS, combine
 from agent.rules.config import RuleConfig, RulesEngineConfig
+from agent.rules.incremental import INCREMENTAL
 from agent.rules.lifecycle import AlertRecord, Timing, step, vanish
 from agent.rules.matchers import Selector
 from agent.rules.templates import render_annotations
@@ -39,6 +40,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne,
 }
 _ACTIVE = (AlertState.PENDING, AlertState.FIRING)
+_FIRING = AlertState.FIRING
 _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
@@ -124,6 +126,8 @@ class CompiledRule:
                                and spec.kind is not Kind.MONOTONIC_COUNT else {})
         self.window = float(cfg.window)
         self.memo_key = (cfg.aggregate, self.window)
+        self.sliding = INCREMENTAL.get(cfg.aggregate)  # a window state carried forward, or None
+        self.shared = True  # another rule of the metric reduces the same way (set by the evaluator)
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
@@ -178,6 +182,11 @@ class RuleEvaluator:
                 continue
             self.by_metric.setdefault(rule.metric, []).append(rule)
             self.horizon[rule.metric] = max(self.horizon.get(rule.metric, 0.0), rule.window)
+        # the per-series memo pays only where two rules of a metric reduce the same way
+        for rules_of in self.by_metric.values():
+            keys = [r.memo_key for r in rules_of]
+            for rule in rules_of:
+                rule.shared = keys.count(rule.memo_key) > 1
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
         self._changes: list[Change] = []
         self._dirty: dict[str, AlertRecord] = {}
@@ -264,6 +273,8 @@ class RuleEvaluator:
                 continue
             window, reduce, delta = rule.window, rule.reduce, rule.delta
             compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
+            shared, sliding = rule.shared, rule.sliding
+            level = rule.recover if rule.recover is not None else threshold  # a firing alert's
             for group in groups:
                 members = group.members
                 if len(members) != 1:
@@ -277,6 +288,22 @@ class RuleEvaluator:
                     continue
                 if window <= 0:
                     value: float | None = buf.values[n - 1]
+                elif sliding is not None:
+                    # one state per series and (aggregate, window), shared by rules that match
+                    state = buf.memo.get(memo_key)
+                    if state is None:
+                        state = buf.memo[memo_key] = sliding()
+                    if shared and state.now == now and state.hi == n and state.epoch in (
+                            buf.epoch, -2 - buf.epoch):
+                        value = state.value  # another rule asked the same a moment ago
+                    else:
+                        value = state.update(buf.values,
+                                             bisect_right(times, now - window, buf.start),
+                                             n, buf.epoch)
+                    state.now = now
+                elif not shared:
+                    value = reduce(times, buf.values, bisect_right(times, now - window, buf.start),
+                                   n, window, delta)
                 else:
                     # rules sharing an aggregate and window (a warning and a critical level)
                     # reduce a series once per evaluation time
@@ -289,8 +316,16 @@ class RuleEvaluator:
                         buf.memo[memo_key] = (now, n, value)
                 if value is None or value != value:
                     continue  # no data in the window: nothing to judge
-                if group.alert is None and not compare(value, threshold):
-                    continue  # the common case: nothing wrong and no alert to keep
+                rec = group.alert
+                if rec is None:
+                    if not compare(value, threshold):
+                        continue  # the common case: nothing wrong and no alert to keep
+                elif rec.state is _FIRING and rec.phase is _FIRING and rec.clear_since is None \
+                        and compare(value, level):
+                    # a firing alert that still holds: what _judge's fast path does, inlined
+                    rec.value = value
+                    rec.last_eval = now
+                    continue
                 self._judge(group, value, now)
 
     def tick(self, now: float) -> None:
@@ -431,6 +466,12 @@ class RuleEvaluator:
     def _judge(self, group: SeriesGroup, value: float, now: float) -> None:
         rule = group.rule
         rec = group.alert
+        if rec is not None and rec.state is _FIRING and rec.phase is _FIRING \
+                and rec.clear_since is None and rule.compare(
+                    value, rule.recover if rule.recover is not None else rule.threshold):
+            rec.value = value  # firing and still holding: the fast path below, decided early
+            rec.last_eval = now
+            return
         if rec is not None and self._forgettable(rec, now):
             self._drop(group)
             rec = None
@@ -594,6 +635,13 @@ def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
         lo, hi = buf.latest(now)
     else:
         lo, hi = buf.bounds(now - window, now)
+        sliding = rule.sliding
+        if sliding is not None:  # the timer round re-reads a live alert's window: mostly unmoved
+            state = buf.memo.get(rule.memo_key)
+            if state is None:
+                state = buf.memo[rule.memo_key] = sliding()
+            state.now = now
+            return state.update(buf.values, lo, hi, buf.epoch)
     return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
 
 

@@ -22,7 +22,7 @@ class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
     __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
-                 "memo", "facts")
+                 "memo", "facts", "epoch")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
@@ -35,6 +35,7 @@ class SeriesBuffer:
         self.groups: list = []  # the rule groups this series belongs to (set by the evaluator)
         self.memo: dict = {}  # (aggregate, window) -> (now, length, value), for the evaluator
         self.facts: dict[str, str] = {}  # what the newest sample says beyond its tags (a reason)
+        self.epoch = 0  # moves when held samples move or change (incremental window states)
 
     def __len__(self) -> int:
         return len(self.times) - self.start
@@ -47,7 +48,9 @@ class SeriesBuffer:
             self.values.append(value)
         elif ts == times[-1]:
             self.values[-1] = value
+            self.epoch += 1
         else:
+            self.epoch += 1
             i = bisect_left(times, ts, self.start)
             if i < len(times) and times[i] == ts:
                 self.values[i] = value
@@ -103,3 +106,4 @@ class SeriesBuffer:
             del self.times[: self.start]
             del self.values[: self.start]
             self.start = 0
+            self.epoch += 1
