@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import Engine
+
 from agent.alert import AlertSink, AlertState
 from agent.rules.state import AlertStateStore, record_row
 from agent.errors import AgentError
@@ -75,8 +77,9 @@ class RulesEngine:
         self.last_tick: float | None = None
 
     @classmethod
-    def with_store(cls, rules: Any, settings: Any, sinks: Sequence[AlertSink], *, engine: Any,
-                   agent: str, source: SeriesReader | None = None) -> RulesEngine:
+    def with_store(cls, rules: Sequence[RuleConfig], settings: RulesEngineConfig,
+                   sinks: Sequence[AlertSink], *, engine: Engine, agent: str,
+                   source: SeriesReader | None = None) -> RulesEngine:
         """The component over its own sections (``rules``, ``rules_engine``), saving its alerts
         in the store on ``engine`` as agent ``agent`` so that a restart resumes them."""
         return cls(rules, settings, sinks=sinks, state=AlertStateStore(engine, agent=agent),
@@ -119,7 +122,7 @@ class RulesEngine:
             await self._saver
         await self._save()
 
-    async def reconfigure(self, rules: Any, settings: Any) -> None:
+    async def reconfigure(self, rules: Sequence[RuleConfig], settings: RulesEngineConfig) -> None:
         """SIGHUP: swap in the new rules (the ``rules`` and ``rules_engine`` sections), keeping every alert and every window held.
 
         Alerts of rules that are gone (or whose labels changed) are closed the way a restart
