@@ -30,7 +30,7 @@ _MAX_CACHE = 100_000
 @dataclass(frozen=True, slots=True)
 class Shaped:
     key: Series  # (metric, normalised tags): what the budget counts
-    tags: list[str]  # the tag strings sent
+    tags: tuple[str, ...]  # the tag strings sent: the key's own tuple (one copy a series)
 
 
 class Shaper:
@@ -58,11 +58,11 @@ class Shaper:
         shaped = self._cache.get(key)
         if shaped is None:
             series = self.catalog.series_tags(metric, tags)
-            names = normalised(self.unified.apply(series))
+            names = tuple(normalised(self.unified.apply(series)))
             dropped = self.budget.dropped_tags.get(metric)
             if dropped:
-                names = [t for t in names if t.partition(":")[0] not in dropped]
-            shaped = Shaped((metric, tuple(names)), names)
+                names = tuple([t for t in names if t.partition(":")[0] not in dropped])
+            shaped = Shaped((metric, names), names)
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
             self._cache[key] = shaped
