@@ -402,8 +402,9 @@ class Dispatcher:
                 fp for g in self.groups.values() for fp, a in g.alerts.items()
                 if a.state == "firing")),
         )
-        for group in self.groups.values():
-            self.causes.plan(group, now)
+        if self.causes.decision.wait_until or self.causes.decision.due:
+            for group in self.groups.values():
+                self.causes.plan(group, now)
         if not self.causes.changed:
             return
         try:

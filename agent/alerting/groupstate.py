@@ -107,7 +107,7 @@ class GroupStates:
         if not self._dirty and not self._removed:
             return
         kept = {digest(k): self.groups[k].to_json() for k in self._dirty if k in self.groups}
-        gone = {digest(k) for k in self._removed | self._dirty} - set(kept)
+        gone = {digest(k) for k in self._removed | self._dirty if k not in self.groups}
         self.rows.replace(STATE_CHECK, kept, gone, now)
         self._dirty.clear()
         self._removed.clear()
