@@ -411,10 +411,14 @@ def _row(kind: str, receiver: str, payload: Any, *, now: float, dedup_key: str |
          due_at: float | None = None) -> dict[str, Any]:
     return {
         "kind": kind, "receiver": receiver, "dedup_key": dedup_key,
-        "payload": json.dumps(payload, separators=(",", ":"), default=str),
+        "payload": _encode_payload(payload),
         "created_at": now, "due_at": now if due_at is None else due_at,
         "attempts": 0, "state": "pending",
     }
+
+
+# json.dumps with non-default options builds an encoder each call: built once
+_encode_payload = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _json_or_none(value: Any) -> str | None:
