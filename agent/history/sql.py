@@ -39,12 +39,14 @@ def _bucket_sqlite(element: bucket_floor, compiler: Any, **kw: Any) -> str:
     return f"(CAST({compiler.process(arg, **kw)} / {element.size} AS INTEGER) * {element.size})"
 
 
-def _insert(engine: Engine, table: Table) -> Any:
-    return (sqlite.insert(table) if engine.dialect.name == "sqlite" else postgresql.insert(table))
+def _insert(engine: Engine | str, table: Table) -> Any:
+    name = engine if isinstance(engine, str) else engine.dialect.name
+    return sqlite.insert(table) if name == "sqlite" else postgresql.insert(table)
 
 
-def insert_ignore(engine: Engine, table: Table) -> Any:
-    """INSERT that skips rows whose primary key or unique key already exists."""
+def insert_ignore(engine: Engine | str, table: Table) -> Any:
+    """INSERT that skips rows whose primary key or unique key already exists (``engine``:
+    the engine, or its dialect's name)."""
     return _insert(engine, table).on_conflict_do_nothing()
 
 
