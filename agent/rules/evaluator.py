@@ -13,6 +13,7 @@ nothing. Alerts exist only while they are pending, firing, flapping or recently 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import operator
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from agent.alert import Alert, AlertEvent, AlertState, alert_labels, fingerprint, shown_state
 from agent.catalog import Catalog, load_catalog
 from agent.rules.aggregations import AGGREGATORS, combine
+from agent.rules.bounds import quiet_band
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.incremental import INCREMENTAL
 from agent.rules.lifecycle import AlertRecord, Timing, step, vanish
@@ -44,6 +46,7 @@ _FIRING = AlertState.FIRING
 _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
+_INF = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,8 @@ class SeriesGroup:
     of hashing tag tuples, and an alert's labels and fingerprint are built once per group.
     """
 
-    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record")
+    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record",
+                 "hot", "lo", "hi")
 
     def __init__(self, rule: CompiledRule, key: Tags) -> None:
         self.rule = rule
@@ -98,6 +102,11 @@ class SeriesGroup:
         self.last_seen = -math.inf  # absent rules: the newest sample of any member
         self.interval: float | None = None  # absent_intervals: the members' own interval
         self._record: tuple[dict[str, str], str] | None = None
+        # the rule's quiet band (agent.rules.bounds) and the time of the members' newest
+        # sample outside it; +inf: no band, the group is evaluated with every sample
+        band = rule.band
+        self.lo, self.hi = band if band is not None else (-_INF, _INF)
+        self.hot = -_INF if band is not None else _INF
 
     def new_record(self) -> AlertRecord:
         if self._record is None:
@@ -130,6 +139,9 @@ class CompiledRule:
         self.shared = True  # another rule of the metric reduces the same way (set by the evaluator)
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
+        # samples inside the band cannot make the condition hold (None: no such band)
+        self.band = (None if self.is_absent or self.from_store or self.window <= 0
+                     else quiet_band(cfg.aggregate, cfg.op, cfg.threshold))
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
         self.threshold = cfg.threshold if cfg.threshold is not None else 0.0
         self.recover = cfg.recover
@@ -188,6 +200,12 @@ class RuleEvaluator:
             for rule in rules_of:
                 rule.shared = keys.count(rule.memo_key) > 1
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
+        # expiry visits only the buffers it may act on: by the second they become due, and
+        # those whose samples moved in a way that may make them due sooner (see _expire)
+        self._due: dict[int, list[tuple[SeriesKey, SeriesBuffer]]] = {}
+        self._due_at: list[int] = []  # the keys of _due, a heap
+        self._recheck: dict[SeriesKey, SeriesBuffer] = {}
+        self._created = 0
         self._changes: list[Change] = []
         self._dirty: dict[str, AlertRecord] = {}
         self.truncated: set[SeriesKey] = set()
@@ -200,6 +218,7 @@ class RuleEvaluator:
         by_metric = self.by_metric
         buffers = self.buffers
         described = self.described
+        recheck = self._recheck
         for sample in samples:
             metric = sample.metric
             if metric not in by_metric:
@@ -219,13 +238,32 @@ class RuleEvaluator:
             ts = sample.timestamp
             if metric in described and ts >= buf.last_seen:
                 buf.facts = {k: v for k, v in tags if (k, v) not in ident}
-            buf.append(ts, value)
+            times = buf.times
+            n = len(times)
+            if n and ts > times[-1] and n - buf.start < buf.max_points:
+                # SeriesBuffer.append's common case inlined: in order, within the cap
+                times.append(ts)
+                buf.values.append(value)
+                if ts > buf.last_seen:
+                    buf.last_seen = ts
+                if n - buf.start == _KEEP_MIN:
+                    recheck[key] = buf  # past _KEEP_MIN now: expiry may be due
+            else:
+                buf.append(ts, value)
+                recheck[key] = buf  # held samples moved: expiry may be due sooner
+                if ts != ts:  # windows are no longer in time order: no group is quiet again
+                    for group in buf.watch:
+                        group.hot = _INF
+            if value > buf.hi or value < buf.lo:  # outside every band of the series: look closer
+                for group in buf.watch:
+                    if (value > group.hi or value < group.lo) and ts > group.hot:
+                        group.hot = ts
+            for group in buf.absent:
+                if ts > group.last_seen:
+                    group.last_seen = ts
+                if group.rule.synthetic:
+                    self._drop_synthetic(group.rule, group, ts)
             for group in buf.groups:
-                if group.rule.is_absent:
-                    if ts > group.last_seen:
-                        group.last_seen = ts
-                    if group.rule.synthetic:
-                        self._drop_synthetic(group.rule, group, ts)
                 affected[group] = None
         return affected
 
@@ -238,6 +276,12 @@ class RuleEvaluator:
                 group = rule.group(gkey)
                 group.members.append(buf)
                 buf.groups.append(group)
+        buf.watch = tuple(g for g in buf.groups if g.rule.band is not None)
+        if buf.watch:  # a sample inside all of its groups' bands is hot for none of them
+            buf.lo, buf.hi = max(g.lo for g in buf.watch), min(g.hi for g in buf.watch)
+        buf.absent = tuple(g for g in buf.groups if g.rule.is_absent)
+        self._created += 1
+        buf.seq = self._created
         return buf
 
     def prime_spans(self) -> dict[str, float]:
@@ -275,7 +319,10 @@ class RuleEvaluator:
             compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
             shared, sliding = rule.shared, rule.sliding
             level = rule.recover if rule.recover is not None else threshold  # a firing alert's
+            cut = now - window if rule.band is not None else -_INF
             for group in groups:
+                if group.hot <= cut and group.alert is None:
+                    continue  # quiet: its window holds no sample that could make it cross
                 members = group.members
                 if len(members) != 1:
                     self._eval_threshold(group, now)
@@ -593,16 +640,40 @@ class RuleEvaluator:
         Windows are found by bisection, so a sample older than the horizon that is still
         held changes no value: it is let go once it is ``_EXPIRE_SLACK`` past the horizon,
         a few rounds at a time instead of one sample per series every round.
+
+        Only the buffers this round may act on are visited: each waits in a per-second
+        bucket for the earliest time it can be silent for too long or hold a sample past
+        the slack (a second early, never late), and ingest sends to the next round those
+        whose samples moved in a way that can bring that time nearer (an append past
+        ``_KEEP_MIN``, out of order, a replaced value, the ``max_points`` cap). So every
+        round does exactly what a walk over every buffer would, and series leave in the
+        order the walk would meet them.
         """
         stale_after = self.settings.stale_after
         cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK)
                 for metric, horizon in self.horizon.items()}
         default = (now - stale_after, now, now - _EXPIRE_SLACK)
-        for key, buf in list(self.buffers.items()):
+        buffers = self.buffers
+        visit = []
+        for key, buf in self._recheck.items():
+            if buffers.get(key) is buf:
+                buf.due = None  # its bucket entry, if any, is stale now
+                visit.append((key, buf))
+        self._recheck = {}
+        due, heap = self._due, self._due_at
+        while heap and heap[0] <= now:
+            at = heapq.heappop(heap)
+            for key, buf in due.pop(at):
+                if buf.due == at:
+                    buf.due = None
+                    visit.append((key, buf))
+        silent = []
+        for key, buf in visit:
+            if buffers.get(key) is not buf:
+                continue
             stale, cut, late = cuts.get(key[0], default)
             if buf.last_seen < stale:
-                del self.buffers[key]
-                self._forget_series(buf, now)
+                silent.append((buf.seq, key, buf))
                 continue
             start = buf.start
             times = buf.times
@@ -612,6 +683,33 @@ class RuleEvaluator:
                 self.truncated.add(key)
                 log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "
                             "than they span", key[0], dict(key[1]), self.settings.max_points)
+            self._schedule(key, buf)
+        silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them
+        for _, key, buf in silent:
+            del buffers[key]
+            self._forget_series(buf, now)
+
+    def _schedule(self, key: SeriesKey, buf: SeriesBuffer) -> None:
+        """File ``buf`` under the second from which :meth:`_expire` may act on it."""
+        horizon = self.horizon.get(key[0], 0.0)
+        at = buf.last_seen + horizon + self.settings.stale_after
+        held = len(buf.times) - buf.start
+        if held > _KEEP_MIN:
+            at = min(at, buf.times[buf.start] + horizon + _EXPIRE_SLACK)
+        if at == _INF:
+            return  # nothing due by time alone; ingest sends it back when samples move
+        if not -_INF < at:  # -inf or NaN: look again next round
+            buf.due = None
+            self._recheck[key] = buf
+            return
+        # a second early and then some, whatever rounding the cuts above see
+        second = math.floor(at - 1.0 - abs(at) * 2.0 ** -40)
+        buf.due = second
+        bucket = self._due.get(second)
+        if bucket is None:
+            bucket = self._due[second] = []
+            heapq.heappush(self._due_at, second)
+        bucket.append((key, buf))
 
     def _forget_series(self, buf: SeriesBuffer, now: float) -> None:
         for group in buf.groups:
@@ -624,6 +722,8 @@ class RuleEvaluator:
             else:
                 group.rule.groups.pop(group.key, None)
         buf.groups = []
+        buf.watch, buf.absent, buf.due = (), (), None
+        buf.lo, buf.hi = -_INF, _INF
 
 
 def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
