@@ -140,6 +140,7 @@ class CompiledRule:
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
         # samples inside the band cannot make the condition hold (None: no such band)
+        self.cut = -_INF  # the window's start at an evaluation time not after the next one
         self.band = (None if self.is_absent or self.from_store or self.window <= 0
                      else quiet_band(cfg.aggregate, cfg.op, cfg.threshold))
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
@@ -206,6 +207,7 @@ class RuleEvaluator:
         self._due_at: list[int] = []  # the keys of _due, a heap
         self._recheck: dict[SeriesKey, SeriesBuffer] = {}
         self._created = 0
+        self._cuts_upto = -_INF  # every rule's cut is from an evaluation at or before this
         self._changes: list[Change] = []
         self._dirty: dict[str, AlertRecord] = {}
         self.truncated: set[SeriesKey] = set()
@@ -303,8 +305,14 @@ class RuleEvaluator:
         inlines the common case (one series, window ending after its newest sample, no
         alert and nothing wrong) and hands everything else to :meth:`_eval_threshold`.
         """
+        if not now >= self._cuts_upto:  # the clock went back: earlier cuts may be too late
+            for rule in self.rules:
+                rule.cut = -_INF
+        self._cuts_upto = now
         by_rule: dict[CompiledRule, list[SeriesGroup]] = {}
         for group in affected:
+            if group.hot <= group.rule.cut and group.alert is None:
+                continue  # quiet already at an earlier evaluation time (see below)
             members = by_rule.get(group.rule)
             if members is None:
                 by_rule[group.rule] = [group]
@@ -319,7 +327,10 @@ class RuleEvaluator:
             compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
             shared, sliding = rule.shared, rule.sliding
             level = rule.recover if rule.recover is not None else threshold  # a firing alert's
-            cut = now - window if rule.band is not None else -_INF
+            # where the window starts: a group whose newest hot sample is no later is quiet,
+            # now and (the clock moving on) at any later evaluation, which checks with this
+            # cut before grouping
+            cut = rule.cut = now - window if rule.band is not None else -_INF
             for group in groups:
                 if group.hot <= cut and group.alert is None:
                     continue  # quiet: its window holds no sample that could make it cross

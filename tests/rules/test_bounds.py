@@ -104,7 +104,7 @@ AGGREGATES = ["last", "min", "max", "avg", "p50", "p95", "sum"]
 OPS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq"}
 
 
-DTS = [0, 1, 5, 15, 15, 30, 70, 200, -7]
+DTS = [0, 1, 5, 15, 15, 30, 70, 200, -7, -40]
 
 
 @st.composite
@@ -114,7 +114,8 @@ def _cases(draw):
     rounding shows: avg(0.1, 0.1, 0.1) > 0.1) are common. Every aggregate comes with every
     comparison, in one or two families that each draw a threshold, a window, timers and a
     grouping. A step: seconds since the previous one (0: the same time, a replaced value;
-    negative: a sample in the past), which series, and its value (None: a timer round)."""
+    -7: a sample in the past; -40: the clock steps back), which series, and its value
+    (None: a timer round)."""
     palette = draw(st.lists(st.sampled_from(VALUES), min_size=1, max_size=3))
     rules: list = []
     for family in range(draw(st.integers(1, 2))):
@@ -137,9 +138,9 @@ def _run(ev: RuleEvaluator, steps, every_buffer: bool) -> list:
     seen: list = []
     t = 0.0
     for dt, which, value in steps:
-        if dt >= 0:
+        if dt != -7:
             t += dt
-        at = t + min(dt, 0)  # the sample's time; evaluated at t
+        at = t - 7 if dt == -7 else t  # the sample's time; evaluated at t
         try:
             if value is None:
                 if every_buffer:  # the walk over every buffer that expiry did before
