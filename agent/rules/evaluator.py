@@ -402,18 +402,25 @@ class RuleEvaluator:
                 for group in list(rule.groups.values()):
                     self._eval_absent(group, now)
             else:
+                held: list[SeriesGroup] = []  # alerts with series: evaluated as samples are
                 for group in list(rule.live):
                     rec = group.alert
                     if rec is None:
                         continue
                     if group.members:
-                        self._eval_threshold(group, now)
-                    elif stale:
+                        held.append(group)
+                        continue
+                    if held:  # in the order of rule.live
+                        self.evaluate(held, now)
+                        held = []
+                    if stale:
                         self._vanish(group, now)  # restored, and its series never came back
                     elif not self._forgettable(rec, now):
                         # restored and no sample since: the data has not changed, so neither has
                         # the verdict; only the timers (for, keep_firing_for, flap) move on
                         self._step(group, rec, _last_verdict(rec), rec.value, now)
+                if held:
+                    self.evaluate(held, now)
             self._forget_settled(rule, now)
 
     def store_rules(self) -> list[CompiledRule]:
