@@ -6,9 +6,12 @@ code. The component in :mod:`agent.rules.engine` adds the clock, persistence, th
 and the sinks.
 
 The hot path is built for many series: a sample costs a dict lookup for its metric's
-rules, an array append, and per rule a cached selector verdict; a group whose condition
-does not hold and that has no alert yet costs one reduce and one comparison, and creates
-nothing. Alerts exist only while they are pending, firing, flapping or recently resolved.
+rules, an array append, a comparison with the quiet band its groups share, and per rule a
+cached selector verdict; a group that has no alert and whose window holds no sample
+outside its rule's quiet band (:mod:`agent.rules.bounds`) costs one comparison; another
+group whose condition does not hold and that has no alert costs one reduce and one
+comparison. Neither creates anything. Alerts exist only while they are pending, firing,
+flapping or recently resolved.
 """
 
 from __future__ import annotations
@@ -229,7 +232,8 @@ class RuleEvaluator:
             if value != value:  # NaN is a missing sample, never a value to compare
                 continue
             tags = sample.tags
-            if metric in described:
+            desc = metric in described
+            if desc:
                 ident = self.catalog.series_tags(metric, tags)
                 key = (metric, ident)
             else:
@@ -238,17 +242,17 @@ class RuleEvaluator:
             if buf is None:
                 buf = self._new_series(key)
             ts = sample.timestamp
-            if metric in described and ts >= buf.last_seen:
+            if desc and ts >= buf.last_seen:
                 buf.facts = {k: v for k, v in tags if (k, v) not in ident}
             times = buf.times
-            n = len(times)
-            if n and ts > times[-1] and n - buf.start < buf.max_points:
+            n = len(times) - buf.start  # held before this sample
+            if n > 0 and ts > times[-1] and n < buf.max_points:
                 # SeriesBuffer.append's common case inlined: in order, within the cap
                 times.append(ts)
                 buf.values.append(value)
                 if ts > buf.last_seen:
                     buf.last_seen = ts
-                if n - buf.start == _KEEP_MIN:
+                if n == _KEEP_MIN:
                     recheck[key] = buf  # past _KEEP_MIN now: expiry may be due
             else:
                 buf.append(ts, value)
@@ -260,7 +264,7 @@ class RuleEvaluator:
                 for group in buf.watch:
                     if (value > group.hi or value < group.lo) and ts > group.hot:
                         group.hot = ts
-            for group in buf.absent:
+            for group in buf.absent:  # (mostly none)
                 if ts > group.last_seen:
                     group.last_seen = ts
                 if group.rule.synthetic:
