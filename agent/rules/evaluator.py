@@ -50,6 +50,7 @@ _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can b
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
 _INF = math.inf
+_EARLY = 2.0 ** -40  # expiry looks at a buffer this much of its due time early, and a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -672,9 +673,12 @@ class RuleEvaluator:
         order the walk would meet them.
         """
         stale_after = self.settings.stale_after
-        cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK)
+        # per metric: this round's cuts, and how long after a buffer's newest and oldest
+        # samples the checks below can first come out otherwise
+        cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK,
+                         horizon + stale_after, horizon + _EXPIRE_SLACK)
                 for metric, horizon in self.horizon.items()}
-        default = (now - stale_after, now, now - _EXPIRE_SLACK)
+        default = (now - stale_after, now, now - _EXPIRE_SLACK, stale_after, _EXPIRE_SLACK)
         buffers = self.buffers
         visit = []
         for key, buf in self._recheck.items():
@@ -684,54 +688,50 @@ class RuleEvaluator:
         self._recheck = {}
         due, heap = self._due, self._due_at
         while heap and heap[0] <= now:
-            at = heapq.heappop(heap)
-            for key, buf in due.pop(at):
-                if buf.due == at:
+            second = heapq.heappop(heap)
+            for entry in due.pop(second):
+                buf = entry[1]
+                if buf.due == second:  # (a forgotten buffer's is None)
                     buf.due = None
-                    visit.append((key, buf))
+                    visit.append(entry)
         silent = []
-        for key, buf in visit:
-            if buffers.get(key) is not buf:
-                continue
-            stale, cut, late = cuts.get(key[0], default)
+        floor = math.floor
+        for entry in visit:
+            key, buf = entry
+            stale, cut, late, to_stale, to_late = cuts.get(key[0], default)
             if buf.last_seen < stale:
                 silent.append((buf.seq, key, buf))
                 continue
-            start = buf.start
             times = buf.times
+            start = buf.start
             if len(times) - start > _KEEP_MIN and times[start] < late:
                 buf.expire(cut, _KEEP_MIN)
+                start = buf.start
             if buf.dropped and key not in self.truncated:
                 self.truncated.add(key)
                 log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "
                             "than they span", key[0], dict(key[1]), self.settings.max_points)
-            self._schedule(key, buf)
+            # file it under the second from which the checks above may come out otherwise
+            at = buf.last_seen + to_stale
+            if len(times) - start > _KEEP_MIN:
+                first = times[start] + to_late
+                if first < at:
+                    at = first
+            if not -_INF < at < _INF:
+                if at != _INF:  # -inf or NaN: look again next round
+                    self._recheck[key] = buf
+                continue  # +inf: nothing due by time alone; ingest sends it back when samples move
+            second = floor(at - 1.0 - abs(at) * _EARLY)  # a second early, whatever the rounding
+            buf.due = second
+            bucket = due.get(second)
+            if bucket is None:
+                bucket = due[second] = []
+                heapq.heappush(heap, second)
+            bucket.append(entry)
         silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them
         for _, key, buf in silent:
             del buffers[key]
             self._forget_series(buf, now)
-
-    def _schedule(self, key: SeriesKey, buf: SeriesBuffer) -> None:
-        """File ``buf`` under the second from which :meth:`_expire` may act on it."""
-        horizon = self.horizon.get(key[0], 0.0)
-        at = buf.last_seen + horizon + self.settings.stale_after
-        held = len(buf.times) - buf.start
-        if held > _KEEP_MIN:
-            at = min(at, buf.times[buf.start] + horizon + _EXPIRE_SLACK)
-        if at == _INF:
-            return  # nothing due by time alone; ingest sends it back when samples move
-        if not -_INF < at:  # -inf or NaN: look again next round
-            buf.due = None
-            self._recheck[key] = buf
-            return
-        # a second early and then some, whatever rounding the cuts above see
-        second = math.floor(at - 1.0 - abs(at) * 2.0 ** -40)
-        buf.due = second
-        bucket = self._due.get(second)
-        if bucket is None:
-            bucket = self._due[second] = []
-            heapq.heappush(self._due_at, second)
-        bucket.append((key, buf))
 
     def _forget_series(self, buf: SeriesBuffer, now: float) -> None:
         for group in buf.groups:
