@@ -680,11 +680,11 @@ class RuleEvaluator:
                 for metric, horizon in self.horizon.items()}
         default = (now - stale_after, now, now - _EXPIRE_SLACK, stale_after, _EXPIRE_SLACK)
         buffers = self.buffers
-        visit = []
+        visit = []  # (key, buffer) entries, and the second a buffer was filed under before
         for key, buf in self._recheck.items():
             if buffers.get(key) is buf:
-                buf.due = None  # its bucket entry, if any, is stale now
-                visit.append((key, buf))
+                visit.append(((key, buf), buf.due))
+                buf.due = None  # its bucket entry, if any, is stale now (unless filed there again)
         self._recheck = {}
         due, heap = self._due, self._due_at
         while heap and heap[0] <= now:
@@ -693,10 +693,10 @@ class RuleEvaluator:
                 buf = entry[1]
                 if buf.due == second:  # (a forgotten buffer's is None)
                     buf.due = None
-                    visit.append(entry)
+                    visit.append((entry, None))
         silent = []
         floor = math.floor
-        for entry in visit:
+        for entry, before in visit:
             key, buf = entry
             stale, cut, late, to_stale, to_late = cuts.get(key[0], default)
             if buf.last_seen < stale:
@@ -723,6 +723,10 @@ class RuleEvaluator:
                 continue  # +inf: nothing due by time alone; ingest sends it back when samples move
             second = floor(at - 1.0 - abs(at) * _EARLY)  # a second early, whatever the rounding
             buf.due = second
+            # still in that bucket (not due yet): a series that moves its samples round
+            # after round does not pile up entries
+            if second == before and second > now:
+                continue
             bucket = due.get(second)
             if bucket is None:
                 bucket = due[second] = []

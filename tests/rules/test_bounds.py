@@ -220,3 +220,20 @@ def test_expiry_of_the_due_acts_in_the_rounds_a_walk_over_every_buffer_would(
                 ev.tick(now)
             assert [(k, b.start, b.times.tolist()) for k, b in fast.buffers.items()] == \
                 [(k, b.start, b.times.tolist()) for k, b in walk.buffers.items()], now
+
+
+def test_a_series_moving_its_samples_every_round_files_one_entry():
+    """Out of order and replaced samples send a buffer back to every next round; filed
+    under the same second again, it keeps its one entry there (no pile-up over an hour's
+    window)."""
+    rules = [rule(alert="R", metric=STATUS, aggregate="max", window="1h", op=">", threshold=5.0)]
+    ev = RuleEvaluator(rules, RulesEngineConfig(), started=0.0)
+    for step in range(1, 400):
+        t = step * 15.0
+        ev.evaluate(ev.ingest([Sample(STATUS, 1.0, SERIES[0], t),
+                               Sample(STATUS, 2.0, SERIES[0], t - 7.5),  # out of order
+                               Sample(STATUS, 3.0, SERIES[1], t),
+                               Sample(STATUS, 4.0, SERIES[1], t)]), t)  # replaced
+        ev.tick(t + 1.0)
+    entries = sum(len(bucket) for bucket in ev._due.values())  # noqa: SLF001
+    assert len(ev.buffers) == 2 and entries <= 4, entries
