@@ -50,7 +50,7 @@ _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can b
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
 _INF = math.inf
-_EARLY = 2.0 ** -40  # expiry looks at a buffer this much of its due time early, and a second
+_EARLY = 2.0 ** -40  # expiry files a buffer a second and this share of its due time early
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +143,8 @@ class CompiledRule:
         self.shared = True  # another rule of the metric reduces the same way (set by the evaluator)
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
-        # samples inside the band cannot make the condition hold (None: no such band)
         self.cut = -_INF  # the window's start at an evaluation time not after the next one
+        # samples inside the band cannot make the condition hold (None: no such band)
         self.band = (None if self.is_absent or self.from_store or self.window <= 0
                      else quiet_band(cfg.aggregate, cfg.op, cfg.threshold))
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
