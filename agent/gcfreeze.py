@@ -13,7 +13,11 @@ What lives long is built once: so ``mlwarden run`` freezes it (``gc.freeze``: mo
 permanent generation the collector no longer walks) once the first runs have built it,
 and then every ``every`` seconds unfreezes, collects everything once (one full pause)
 and freezes again, so cyclic garbage among frozen objects is never held longer than
-that. Objects that die by reference counting (nearly all) are freed at once, frozen or
+that. The first freeze collects only the young generations before it: the automatic full
+passes of the first seconds (several a minute at 5,000 checks) have already freed the
+old generation's garbage but the last few seconds', and a full collection there walked
+every object the agent had built: a pause of 0.5-0.9 s on the loop's thread at 5,000
+checks, the longest of the agent's first minutes (benchmarks/agent_scale.py). Objects that die by reference counting (nearly all) are freed at once, frozen or
 not. Only in the daemon (``tune_gc``): a library user's process is left as it is.
 """
 
@@ -52,6 +56,7 @@ class GcFreezer:
         self.enabled = _enabled
         self._task: asyncio.Task[None] | None = None
         self.freezes = 0
+        self.last_freeze_seconds: float | None = None
         self.last_full_collection_seconds: float | None = None
         self.collections = [0, 0, 0]
         self.collection_seconds = [0.0, 0.0, 0.0]
@@ -71,9 +76,18 @@ class GcFreezer:
     def status(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "frozen_objects": gc.get_freeze_count(),
                 "freezes": self.freezes, "refreeze_every_seconds": self.every if self.enabled else None,
+                "last_freeze_seconds": self.last_freeze_seconds,
                 "last_full_collection_seconds": self.last_full_collection_seconds,
                 "collections": list(self.collections),
                 "collection_seconds": [round(s, 3) for s in self.collection_seconds]}
+
+    def freeze(self) -> None:
+        """The first freeze: collect the young generations (cheap), then freeze what is left."""
+        started = time.perf_counter()
+        gc.collect(1)
+        gc.freeze()
+        self.last_freeze_seconds = round(time.perf_counter() - started, 6)
+        self.freezes += 1
 
     def refreeze(self) -> None:
         """Collect everything once (frozen objects too), then freeze what is left."""
@@ -81,21 +95,25 @@ class GcFreezer:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self.last_full_collection_seconds = round(time.perf_counter() - started, 6)
+        self.last_freeze_seconds = self.last_full_collection_seconds = round(
+            time.perf_counter() - started, 6)
         self.freezes += 1
 
     def _timing(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started_at = time.perf_counter()
-        else:
+        elif self._started_at:  # (added between a collection's start and stop: not timed)
             generation = info.get("generation", 2)
             self.collections[generation] += 1
             self.collection_seconds[generation] += time.perf_counter() - self._started_at
+            self._started_at = 0.0
 
     async def _run(self) -> None:
         await asyncio.sleep(self.first)
+        self.freeze()
+        log.debug("gc: %d objects frozen in %.3fs", gc.get_freeze_count(), self.last_freeze_seconds)
         while True:
+            await asyncio.sleep(self.every)
             self.refreeze()
             log.debug("gc: %d objects frozen, full collection took %.3fs",
                       gc.get_freeze_count(), self.last_full_collection_seconds)
-            await asyncio.sleep(self.every)

@@ -28,6 +28,9 @@ async def test_long_lived_objects_are_frozen_and_cycles_among_them_freed_at_the_
                 break
             await asyncio.sleep(0.01)
         assert freezer.freezes == 1 and gc.get_freeze_count() > 0
+        # the first freeze collects the young generations only: no full pause on the loop
+        assert freezer.last_freeze_seconds is not None
+        assert freezer.last_full_collection_seconds is None
         del a, b  # now a cycle of frozen garbage: a plain collection never walks it
         gc.collect()
         assert gone == []
@@ -48,3 +51,12 @@ async def test_outside_the_daemon_it_does_nothing():
     await asyncio.sleep(0.05)
     await freezer.stop()
     assert freezer.status()["enabled"] is False and freezer.freezes == 0
+
+
+def test_a_collection_whose_start_it_did_not_see_is_not_timed():
+    freezer = GcFreezer()
+    freezer._timing("stop", {"generation": 0})  # noqa: SLF001 - registered mid-collection
+    assert freezer.collections == [0, 0, 0] and freezer.collection_seconds == [0.0, 0.0, 0.0]
+    freezer._timing("start", {"generation": 1})  # noqa: SLF001
+    freezer._timing("stop", {"generation": 1})  # noqa: SLF001
+    assert freezer.collections == [0, 1, 0] and 0.0 <= freezer.collection_seconds[1] < 60
