@@ -17,7 +17,16 @@ that. The first freeze collects only the young generations before it: the automa
 passes of the first seconds (several a minute at 5,000 checks) have already freed the
 old generation's garbage but the last few seconds', and a full collection there walked
 every object the agent had built: a pause of 0.5-0.9 s on the loop's thread at 5,000
-checks, the longest of the agent's first minutes (benchmarks/agent_scale.py). Objects that die by reference counting (nearly all) are freed at once, frozen or
+checks, the longest of the agent's first minutes (benchmarks/agent_scale.py).
+
+Once frozen, the old generation the collector still walks is small, and CPython starts a
+full pass whenever the objects promoted since the last one reach a quarter of it: at
+5,000 checks every 10 s, a pass every ~2 s (27 a minute), each stalling every check in
+flight. So after the first freeze a full pass also waits for ``FULL_AFTER`` collections
+of the middle generation instead of 10 (the third threshold): a few a minute. A pass
+costs about what it did (what it walks is what is alive, not what was promoted: the
+promoted objects that died are freed by reference counting at once); cyclic garbage
+that reached the old generation waits that much longer. Objects that die by reference counting (nearly all) are freed at once, frozen or
 not. Only in the daemon (``tune_gc``): a library user's process is left as it is.
 """
 
@@ -36,6 +45,7 @@ __all__ = ["GcFreezer", "tune_gc"]
 log = logging.getLogger(__name__)
 FIRST = 30.0  # seconds after start: the checks' first runs have built what they keep
 EVERY = 600.0
+FULL_AFTER = 100  # collections of the middle generation between two full passes (CPython: 10)
 _enabled = False
 
 
@@ -61,6 +71,7 @@ class GcFreezer:
         self.collections = [0, 0, 0]
         self.collection_seconds = [0.0, 0.0, 0.0]
         self._started_at = 0.0
+        self._thresholds: tuple[int, int, int] | None = None  # the collector's, before ours
 
     async def start(self) -> None:
         if self.enabled:
@@ -72,11 +83,14 @@ class GcFreezer:
         self._task = None
         if self._timing in gc.callbacks:
             gc.callbacks.remove(self._timing)
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
 
     def status(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "frozen_objects": gc.get_freeze_count(),
                 "freezes": self.freezes, "refreeze_every_seconds": self.every if self.enabled else None,
-                "last_freeze_seconds": self.last_freeze_seconds,
+                "last_freeze_seconds": self.last_freeze_seconds, "thresholds": list(gc.get_threshold()),
                 "last_full_collection_seconds": self.last_full_collection_seconds,
                 "collections": list(self.collections),
                 "collection_seconds": [round(s, 3) for s in self.collection_seconds]}
@@ -88,6 +102,9 @@ class GcFreezer:
         gc.freeze()
         self.last_freeze_seconds = round(time.perf_counter() - started, 6)
         self.freezes += 1
+        if self._thresholds is None:
+            self._thresholds = gc.get_threshold()
+            gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_AFTER)
 
     def refreeze(self) -> None:
         """Collect everything once (frozen objects too), then freeze what is left."""

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import weakref
 
-from agent.gcfreeze import GcFreezer
+from agent.gcfreeze import FULL_AFTER, GcFreezer
 
 
 class Node:
@@ -15,6 +15,7 @@ class Node:
 
 
 async def test_long_lived_objects_are_frozen_and_cycles_among_them_freed_at_the_next_refreeze():
+    before = gc.get_threshold()
     freezer = GcFreezer(first=0.01, every=3600)
     freezer.enabled = True  # tune_gc() does this in `mlwarden run` only
     a, b = Node(), Node()
@@ -31,6 +32,8 @@ async def test_long_lived_objects_are_frozen_and_cycles_among_them_freed_at_the_
         # the first freeze collects the young generations only: no full pause on the loop
         assert freezer.last_freeze_seconds is not None
         assert freezer.last_full_collection_seconds is None
+        # and full passes wait for more middle-generation collections than CPython's 10
+        assert gc.get_threshold()[2] == FULL_AFTER and freezer.status()["thresholds"][2] == FULL_AFTER
         del a, b  # now a cycle of frozen garbage: a plain collection never walks it
         gc.collect()
         assert gone == []
@@ -43,6 +46,7 @@ async def test_long_lived_objects_are_frozen_and_cycles_among_them_freed_at_the_
     finally:
         await freezer.stop()
         gc.unfreeze()  # leave the test process as it was
+    assert gc.get_threshold() == before  # stop gives the collector its thresholds back
 
 
 async def test_outside_the_daemon_it_does_nothing():
