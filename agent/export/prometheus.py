@@ -258,15 +258,16 @@ class PrometheusExporter:
         prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
         touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
         changed = touched[_GAUGE].add
-        for gkey, values in gauges.items():  # one instance's series of one metric
+        for gkey, group in gauges.items():  # one instance's series of one metric
             countdown -= 1
             if not countdown:
                 countdown = _CHECK_EVERY
                 if clock() > slice_end:
                     yield
                     slice_end = clock() + SLICE
-            group = gkey[1]
-            metric = group if group.__class__ is str else group[0]  # type: ignore[index]
+            values = None if group is None else group.values
+            name = gkey[1]
+            metric = name if name.__class__ is str else name[0]  # type: ignore[index]
             fam = fams.get(metric)
             if fam is None:
                 fam = fams[metric] = {}
@@ -290,7 +291,9 @@ class PrometheusExporter:
                                      for key, value in values.items()])
         prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
         changed = touched[_COUNTER].add
-        for key, value in counters.items():
+        counter_keys, live = counters
+        for key in counter_keys:
+            value = live.get(key)
             countdown -= 1
             if not countdown:
                 countdown = _CHECK_EVERY
