@@ -58,6 +58,9 @@ _GAUGE, _COUNTER, _HISTOGRAM = 0, 1, 2
 _PTYPE = ("gauge", "counter", "histogram")
 _KIND = (Kind.GAUGE, Kind.COUNT, Kind.DISTRIBUTION)
 SLICE = 0.003  # seconds of rendering on the event loop before due callbacks run
+# a loop that is behind runs long between two slices: the next slice is then half as long
+# as that, up to MAX_SLICE, so a scrape still takes at least a third of the loop's time
+SHARE, MAX_SLICE = 0.5, 0.02
 _CHECK_EVERY = 128  # series formatted between looks at the clock
 _CHUNK = 1024  # a changed family's texts are joined and encoded this many at a time
 
@@ -192,8 +195,9 @@ class PrometheusExporter:
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """:meth:`render` (and gzip) without holding the event loop for more than a slice.
 
-        The formatting runs on the loop in slices of ``SLICE`` seconds; the join of the
-        encoded parts and gzip (both let go of the GIL on large buffers) in a worker thread.
+        The formatting runs on the loop in slices of ``SLICE`` seconds (longer when the loop
+        is behind: see ``SHARE``); the join of the encoded parts and gzip (both let go of
+        the GIL on large buffers) in a worker thread.
         """
         if self._loop_render is None:
             self._loop_render = asyncio.Lock()
@@ -201,14 +205,18 @@ class PrometheusExporter:
             while not self._render_lock.acquire(blocking=False):
                 await asyncio.sleep(0.001)  # a render in another thread (render()) is going on
             steps = self._render_steps(openmetrics)
+            clock = time.perf_counter
+            budget = None
             try:
                 while True:
                     try:
-                        next(steps)
+                        steps.send(budget)
                     except StopIteration as done:
                         parts: list[bytes] = done.value
                         break
+                    away = clock()
                     await asyncio.sleep(0)
+                    budget = max(SLICE, min(MAX_SLICE, SHARE * (clock() - away)))
             except BaseException:
                 # cut short (the scrape was cancelled): what the store handed over must
                 # still reach the texts, or it would be missing until it changes again
@@ -238,8 +246,9 @@ class PrometheusExporter:
                 except StopIteration as done:
                     return _finish(done.value, False)
 
-    def _render_steps(self, openmetrics: bool) -> Generator[None, None, list[bytes]]:
-        """:meth:`render`'s work, yielding every ``SLICE`` seconds; returns the parts of the body.
+    def _render_steps(self, openmetrics: bool) -> Generator[None, float | None, list[bytes]]:
+        """:meth:`render`'s work, yielding every ``SLICE`` seconds (or what is sent back for the
+        next slice); returns the parts of the body.
 
         The caller holds ``_render_lock``. Between slices the loop may run ``consume``
         (what it changes is in the next take) and ``forget`` (it only drops prefixes,
@@ -250,8 +259,8 @@ class PrometheusExporter:
         slice_end = started + SLICE
         gauges, counters, hists = self.latest.take()
         if clock() > slice_end:
-            yield
-            slice_end = clock() + SLICE
+            budget = yield
+            slice_end = clock() + (budget or SLICE)
         fmt = format_value
         countdown = _CHECK_EVERY
         texts = self._texts
@@ -263,8 +272,8 @@ class PrometheusExporter:
             if not countdown:
                 countdown = _CHECK_EVERY
                 if clock() > slice_end:
-                    yield
-                    slice_end = clock() + SLICE
+                    budget = yield
+                    slice_end = clock() + (budget or SLICE)
             values = None if group is None else group.values
             name = gkey[1]
             metric = name if name.__class__ is str else name[0]  # type: ignore[index]
@@ -298,8 +307,8 @@ class PrometheusExporter:
             if not countdown:
                 countdown = _CHECK_EVERY
                 if clock() > slice_end:
-                    yield
-                    slice_end = clock() + SLICE
+                    budget = yield
+                    slice_end = clock() + (budget or SLICE)
             fam = fams.get(key[0])
             if fam is None:
                 fam = fams[key[0]] = {}
@@ -315,8 +324,8 @@ class PrometheusExporter:
             if not countdown:
                 countdown = _CHECK_EVERY
                 if clock() > slice_end:
-                    yield
-                    slice_end = clock() + SLICE
+                    budget = yield
+                    slice_end = clock() + (budget or SLICE)
             fam = fams.get(key[0])
             if fam is None:
                 fam = fams[key[0]] = {}
@@ -346,8 +355,8 @@ class PrometheusExporter:
                         for at in range(0, len(lines), _CHUNK):
                             chunks.append("".join(lines[at:at + _CHUNK]).encode())
                             if clock() > slice_end:
-                                yield
-                                slice_end = clock() + SLICE
+                                budget = yield
+                                slice_end = clock() + (budget or SLICE)
                         block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                         if metric not in touched[code]:  # unchanged since the last render
                             joined[(code, metric)] = block

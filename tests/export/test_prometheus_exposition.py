@@ -181,6 +181,7 @@ async def test_a_render_in_slices_on_the_loop_says_what_a_render_at_once_says(mo
     import agent.export.prometheus as prom
 
     monkeypatch.setattr(prom, "SLICE", 0.0)  # a slice after every look at the clock
+    monkeypatch.setattr(prom, "MAX_SLICE", 0.0)
     monkeypatch.setattr(prom, "_CHECK_EVERY", 1)
     monkeypatch.setattr(prom, "_CHUNK", 2)
     clock = Clock()
