@@ -96,12 +96,11 @@ class _Group:
 
 
 _Pending = Union[float, Histogram]
-# what changed since the last take, None for what is gone: the gauge groups (an instance's
-# series of one metric; the reader reads their ``values``), the changed counters' keys with
-# the live counters (the reader looks each up: a key that is gone is missing), (the
-# histogram, per-bucket counts, sum, count) per histogram
-Snapshot = tuple[dict[tuple[str, object], Optional[_Group]],
-                 tuple[set[SeriesKey], dict[SeriesKey, float]],
+# what changed since the last take, None for what is gone: gauge values per group (an
+# instance's series of one metric), counters, (the histogram, per-bucket counts, sum,
+# count) per histogram
+Snapshot = tuple[dict[tuple[str, object], Optional[dict[SeriesKey, float]]],
+                 dict[SeriesKey, Optional[float]],
                  dict[SeriesKey, Optional[tuple[Histogram, list[int], float, int]]]]
 
 
@@ -292,12 +291,13 @@ class LatestValues:
             # show a count that is not its +Inf bucket)
             changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
                              for k, h in dirty_hists.items()}
-        # the values are read by the reader as it formats them, without the lock (a render
-        # on the loop does it in slices: 15,000 groups and 5,000 counters read here in one
-        # go held the loop for 15-25 ms): a group's values dict is replaced by each report,
-        # never changed, and a counter is a float; what changes meanwhile is in the next
-        # take too
-        return dirty_groups, (dirty_counters, self._counters), changed_hists
+        # the rest without the lock, so the loop's consume never waits for it: a group's
+        # values dict is replaced by each report, never changed, and a counter is a float;
+        # what changes meanwhile is in the next take too
+        gauges = {k: None if g is None else g.values for k, g in dirty_groups.items()}
+        counters = self._counters
+        changed_counters = {k: counters.get(k) for k in dirty_counters}
+        return gauges, changed_counters, changed_hists
 
     def _expire(self, now: float, groups: dict[tuple[str, object], _Group],
                 dirty: dict[tuple[str, object], _Group | None]) -> None:

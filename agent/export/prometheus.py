@@ -8,13 +8,9 @@ series first appears, and cached, and so is the text of each instance's series u
 values change, so a scrape formats only what changed and joins the rest — cheaper than building
 metric families and escaping labels on every scrape as ``prometheus_client.generate_latest``
 does (see benchmarks/exporters.py). Both formats (:mod:`agent.export.exposition`) share
-the prefixes; only family headers differ. Scrapes and pushes render on the event loop
-in slices of a few milliseconds (:meth:`PrometheusExporter.render_async`), letting due
-checks and their responses run between slices; the last join and gzip, which release
-the GIL, run in a worker thread. At 70k series a render takes ~100 ms of CPU: in a
-worker thread it held the GIL against the loop for the interpreter's whole switch
-interval (5 ms) each time the loop had something to do, so every check in flight
-during a scrape waited several such intervals (benchmarks/agent_scale.py).
+the prefixes; only family headers differ. Scrapes and pushes render in a worker thread
+(:meth:`PrometheusExporter.render_async`): at 10k series a render takes milliseconds to
+tens of milliseconds, which on the event loop would delay checks.
 
 HELP, TYPE, UNIT and names come from the catalog through :func:`agent.catalog.prometheus_name`.
 ``distribution`` samples become classic histograms (``_bucket``/``_sum``/``_count``) whose
@@ -31,7 +27,7 @@ import asyncio
 import threading
 import time
 from itertools import accumulate
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.catalog import UNITS, Catalog, load_catalog, prometheus_name
@@ -57,12 +53,6 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _GAUGE, _COUNTER, _HISTOGRAM = 0, 1, 2
 _PTYPE = ("gauge", "counter", "histogram")
 _KIND = (Kind.GAUGE, Kind.COUNT, Kind.DISTRIBUTION)
-SLICE = 0.003  # seconds of rendering on the event loop before due callbacks run
-# a loop that is behind runs long between two slices: the next slice is then half as long
-# as that, up to MAX_SLICE, so a scrape still takes at least a third of the loop's time
-SHARE, MAX_SLICE = 0.5, 0.02
-_CHECK_EVERY = 128  # series formatted between looks at the clock
-_CHUNK = 1024  # a changed family's texts are joined and encoded this many at a time
 
 
 class PrometheusExporter:
@@ -76,10 +66,7 @@ class PrometheusExporter:
         self.catalog = catalog or load_catalog()
         self._buckets = {k: tuple(float(b) for b in v) for k, v in (buckets or {}).items()}
         self.latest = LatestValues(self.catalog, self.buckets_for, clock)
-        # the caches below: held for a whole render, also across the slices of one on the loop
-        # (reentrant: ``forget`` on the loop may run between them and only drops prefixes)
-        self._render_lock = threading.RLock()
-        self._loop_render: asyncio.Lock | None = None  # one sliced render at a time
+        self._render_lock = threading.Lock()  # the caches below: renders run in worker threads
         # (metric, kind code) -> (sample name, type, help, unit); header per format
         self._families: dict[tuple[str, int], tuple[str, str, str, str]] = {}
         self._headers: dict[tuple[str, int, bool], bytes] = {}
@@ -193,39 +180,12 @@ class PrometheusExporter:
         return bucket, tails, f"{name}_sum{labels}", f"{name}_count{labels}"
 
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
-        """:meth:`render` (and gzip) without holding the event loop for more than a slice.
+        """:meth:`render` (and gzip) off the event loop."""
+        return await asyncio.to_thread(self._encoded, openmetrics, gzip)
 
-        The formatting runs on the loop in slices of ``SLICE`` seconds (longer when the loop
-        is behind: see ``SHARE``); the join of the encoded parts and gzip (both let go of
-        the GIL on large buffers) in a worker thread.
-        """
-        if self._loop_render is None:
-            self._loop_render = asyncio.Lock()
-        async with self._loop_render:
-            while not self._render_lock.acquire(blocking=False):
-                await asyncio.sleep(0.001)  # a render in another thread (render()) is going on
-            steps = self._render_steps(openmetrics)
-            clock = time.perf_counter
-            budget = None
-            try:
-                while True:
-                    try:
-                        steps.send(budget)
-                    except StopIteration as done:
-                        parts: list[bytes] = done.value
-                        break
-                    away = clock()
-                    await asyncio.sleep(0)
-                    budget = max(SLICE, min(MAX_SLICE, SHARE * (clock() - away)))
-            except BaseException:
-                # cut short (the scrape was cancelled): what the store handed over must
-                # still reach the texts, or it would be missing until it changes again
-                for _ in steps:
-                    pass
-                raise
-            finally:
-                self._render_lock.release()
-        return await asyncio.to_thread(_finish, parts, gzip)
+    def _encoded(self, openmetrics: bool, gzip: bool) -> bytes:
+        body = self.render(openmetrics)
+        return compress(body) if gzip else body
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole exposition (text 0.0.4, or OpenMetrics 1.0); safe from any thread.
@@ -238,136 +198,88 @@ class PrometheusExporter:
         scrape formats that and joins the rest; formatting happens outside the store's
         lock, so a slow render never holds up ``consume``.
         """
-        with self._render_lock:
-            steps = self._render_steps(openmetrics)
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return _finish(done.value, False)
-
-    def _render_steps(self, openmetrics: bool) -> Generator[None, float | None, list[bytes]]:
-        """:meth:`render`'s work, yielding every ``SLICE`` seconds (or what is sent back for the
-        next slice); returns the parts of the body.
-
-        The caller holds ``_render_lock``. Between slices the loop may run ``consume``
-        (what it changes is in the next take) and ``forget`` (it only drops prefixes,
-        which are rebuilt when missing).
-        """
         started = time.perf_counter()
-        clock = time.perf_counter
-        slice_end = started + SLICE
         gauges, counters, hists = self.latest.take()
-        if clock() > slice_end:
-            budget = yield
-            slice_end = clock() + (budget or SLICE)
         fmt = format_value
-        countdown = _CHECK_EVERY
-        texts = self._texts
-        prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
-        touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
-        changed = touched[_GAUGE].add
-        for gkey, group in gauges.items():  # one instance's series of one metric
-            countdown -= 1
-            if not countdown:
-                countdown = _CHECK_EVERY
-                if clock() > slice_end:
-                    budget = yield
-                    slice_end = clock() + (budget or SLICE)
-            values = None if group is None else group.values
-            name = gkey[1]
-            metric = name if name.__class__ is str else name[0]  # type: ignore[index]
-            fam = fams.get(metric)
-            if fam is None:
-                fam = fams[metric] = {}
-            changed(metric)
-            if values is None:
-                fam.pop(gkey, None)
-                gtags.pop(gkey, None)
-            elif len(values) == 1:  # most groups: the prefix is their last text's
-                ((key, value),) = values.items()
-                tags = gtags.get(gkey)
-                old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
-                if old is None:
-                    prefix = self._prefix(key, _GAUGE, False)
-                    gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
+        with self._render_lock:
+            texts = self._texts
+            prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
+            touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+            changed = touched[_GAUGE].add
+            for gkey, values in gauges.items():  # one instance's series of one metric
+                group = gkey[1]
+                metric = group if group.__class__ is str else group[0]  # type: ignore[index]
+                fam = fams.get(metric)
+                if fam is None:
+                    fam = fams[metric] = {}
+                changed(metric)
+                if values is None:
+                    fam.pop(gkey, None)
+                    gtags.pop(gkey, None)
+                elif len(values) == 1:  # most groups: the prefix is their last text's
+                    ((key, value),) = values.items()
+                    tags = gtags.get(gkey)
+                    old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
+                    if old is None:
+                        prefix = self._prefix(key, _GAUGE, False)
+                        gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
+                    else:
+                        prefix = old[:old.rindex(" ") + 1]  # a value has no space
+                    fam[gkey] = prefix + fmt(value) + "\n"
                 else:
-                    prefix = old[:old.rindex(" ") + 1]  # a value has no space
-                fam[gkey] = prefix + fmt(value) + "\n"
-            else:
-                gtags.pop(gkey, None)  # (its text is no one series' any more)
-                fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
-                                     for key, value in values.items()])
-        prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
-        changed = touched[_COUNTER].add
-        counter_keys, live = counters
-        for key in counter_keys:
-            value = live.get(key)
-            countdown -= 1
-            if not countdown:
-                countdown = _CHECK_EVERY
-                if clock() > slice_end:
-                    budget = yield
-                    slice_end = clock() + (budget or SLICE)
-            fam = fams.get(key[0])
-            if fam is None:
-                fam = fams[key[0]] = {}
-            changed(key[0])
-            if value is None:
-                fam.pop(key, None)
-            else:
-                fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
-        fams = texts[_HISTOGRAM]
-        changed = touched[_HISTOGRAM].add
-        for key, state in hists.items():
-            countdown -= 1
-            if not countdown:
-                countdown = _CHECK_EVERY
-                if clock() > slice_end:
-                    budget = yield
-                    slice_end = clock() + (budget or SLICE)
-            fam = fams.get(key[0])
-            if fam is None:
-                fam = fams[key[0]] = {}
-            changed(key[0])
-            if state is None:
-                fam.pop(key, None)
-                continue
-            hist, counts, total, count = state
-            template = hist.template
-            if template is None:
-                template = hist.template = self._hist_template(key, hist.bounds)
-            bucket, tails, sum_head, count_head = template
-            fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
-                        + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
-        parts = []
-        joined = self._joined
-        for code, fams in enumerate(texts):
-            for metric in touched[code]:
-                joined.pop((code, metric), None)
-            for metric, fam in fams.items():
-                if fam:
-                    parts.append(self._header(metric, code, openmetrics))
-                    block = joined.get((code, metric))
-                    if block is None:
-                        lines = list(fam.values())
-                        chunks = []
-                        for at in range(0, len(lines), _CHUNK):
-                            chunks.append("".join(lines[at:at + _CHUNK]).encode())
-                            if clock() > slice_end:
-                                budget = yield
-                                slice_end = clock() + (budget or SLICE)
-                        block = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                        if metric not in touched[code]:  # unchanged since the last render
-                            joined[(code, metric)] = block
-                    parts.append(block)
-        self._trim_caches()
+                    gtags.pop(gkey, None)  # (its text is no one series' any more)
+                    fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
+                                         for key, value in values.items()])
+            prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
+            changed = touched[_COUNTER].add
+            for key, value in counters.items():
+                fam = fams.get(key[0])
+                if fam is None:
+                    fam = fams[key[0]] = {}
+                changed(key[0])
+                if value is None:
+                    fam.pop(key, None)
+                else:
+                    fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
+            fams = texts[_HISTOGRAM]
+            changed = touched[_HISTOGRAM].add
+            for key, state in hists.items():
+                fam = fams.get(key[0])
+                if fam is None:
+                    fam = fams[key[0]] = {}
+                changed(key[0])
+                if state is None:
+                    fam.pop(key, None)
+                    continue
+                hist, counts, total, count = state
+                template = hist.template
+                if template is None:
+                    template = hist.template = self._hist_template(key, hist.bounds)
+                bucket, tails, sum_head, count_head = template
+                fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
+                            + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
+            parts = []
+            joined = self._joined
+            for code, fams in enumerate(texts):
+                for metric in touched[code]:
+                    joined.pop((code, metric), None)
+                for metric, fam in fams.items():
+                    if fam:
+                        parts.append(self._header(metric, code, openmetrics))
+                        block = joined.get((code, metric))
+                        if block is None:
+                            block = "".join(fam.values()).encode()
+                            if metric not in touched[code]:  # unchanged since the last render
+                                joined[(code, metric)] = block
+                        parts.append(block)
+            self._trim_caches()
         if openmetrics:
             parts.append(b"# EOF\n")
+        body = b"".join(parts)
         self.scrapes += 1
         self.last_render_seconds = round(time.perf_counter() - started, 6)
         self.health.success(0)
-        return parts
+        return body
 
     def _trim_caches(self) -> None:
         """Series that ended leave their line prefixes behind; rebuild a cache that has
@@ -386,11 +298,6 @@ class PrometheusExporter:
     @staticmethod
     def content_type(openmetrics: bool) -> str:
         return OPENMETRICS if openmetrics else TEXT
-
-
-def _finish(parts: list[bytes], gzip: bool) -> bytes:
-    body = b"".join(parts)
-    return compress(body) if gzip else body
 
 
 def sample_family_name(sample: Sample) -> str:

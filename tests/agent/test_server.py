@@ -80,11 +80,7 @@ def test_metrics_render_integer_values_from_outside_the_check_firewall():
 
 async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_meanwhile(tmp_path,
                                                                                         monkeypatch):
-    """A slow serialization (1,000 checks, 10k series) must not hold the loop that runs checks.
-
-    /status serializes in a worker thread; /metrics formats on the loop in slices, so a
-    render that takes a second in all still lets the loop answer between its slices.
-    """
+    """A slow serialization (1,000 checks, 10k series) must not hold the loop that runs checks."""
     import asyncio
     import threading
     import time
@@ -93,7 +89,7 @@ async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_me
 
     agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB'}\n", tmp_path)
     render_threads: list[int] = []
-    real_status, real_steps = server_mod.render_status, agent.prometheus._render_steps
+    real_status, real_metrics = server_mod.render_status, agent.prometheus.render
     rendering = threading.Event()
 
     def slow(real):
@@ -104,15 +100,8 @@ async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_me
             return real(*args)
         return wrapper
 
-    def slow_steps(*args):
-        rendering.set()
-        for _ in range(100):  # stands for a big render: a second of work in 10 ms slices
-            time.sleep(0.01)
-            yield
-        return (yield from real_steps(*args))
-
     monkeypatch.setattr(server_mod, "render_status", slow(real_status))
-    monkeypatch.setattr(agent.prometheus, "_render_steps", slow_steps)
+    monkeypatch.setattr(agent.prometheus, "render", slow(real_metrics))
     try:
         await agent.scheduler.run_once("agent")
         await agent.pipeline.drain(2)
@@ -132,7 +121,7 @@ async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_me
             code, body = await task
             assert code == 200 and expect in body
             assert order == ["/healthz", path]
-        assert len(render_threads) == 1 and threading.get_ident() not in render_threads
+        assert len(render_threads) == 2 and threading.get_ident() not in render_threads
     finally:
         await agent.stop()
 

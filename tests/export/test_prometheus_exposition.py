@@ -174,58 +174,6 @@ def test_each_scrape_shows_what_changed_since_the_last_and_keeps_the_rest():
     assert not any(dict(labels).get("check") == "a" for _, labels in seen)
 
 
-async def test_a_render_in_slices_on_the_loop_says_what_a_render_at_once_says(monkeypatch):
-    """/metrics formats on the event loop in slices. A report consumed between two slices
-    is in the next scrape (a series the scrape already took may show it at once: values are
-    read as they are formatted), and a scrape cancelled half-way loses nothing it took."""
-    import agent.export.prometheus as prom
-
-    monkeypatch.setattr(prom, "SLICE", 0.0)  # a slice after every look at the clock
-    monkeypatch.setattr(prom, "MAX_SLICE", 0.0)
-    monkeypatch.setattr(prom, "_CHECK_EVERY", 1)
-    monkeypatch.setattr(prom, "_CHUNK", 2)
-    clock = Clock()
-    sliced, whole = PrometheusExporter(clock=clock), PrometheusExporter(clock=clock)
-
-    def run(check: str, latency: float) -> CheckResult:
-        return result(check, gauge("mlwarden.endpoint.up", 1, check=check),
-                      gauge("mlwarden.endpoint.latency.ttfb", latency, check=check),
-                      count("mlwarden.check.runs", 1, check=check),
-                      Sample("mlwarden.endpoint.latency", latency, make_tags({"check": check}),
-                             kind=Kind.DISTRIBUTION))
-
-    checks = [f"c{i}" for i in range(12)]
-    for exp in (sliced, whole):
-        for check in checks:
-            exp.consume(run(check, 0.1))
-    assert gzip.decompress(await sliced.render_async(False, True)) == whole.render()
-
-    clock.now += 10
-    for exp in (sliced, whole):
-        for check in checks[:6]:
-            exp.consume(run(check, 0.2))
-    pending = asyncio.create_task(sliced.render_async(True))
-    for _ in range(5):
-        await asyncio.sleep(0)  # a few slices in, a report arrives: the next scrape has it
-    sliced.consume(run("c12", 0.3))  # a new check: not in what this scrape took
-    assert await pending == whole.render(True)
-    whole.consume(run("c12", 0.3))
-    assert await sliced.render_async() == whole.render()
-
-    clock.now += 10
-    for exp in (sliced, whole):
-        for check in checks:
-            exp.consume(run(check, 0.4))
-    cut = asyncio.create_task(sliced.render_async())
-    for _ in range(3):
-        await asyncio.sleep(0)
-    cut.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await cut
-    whole.render()  # (the cancelled scrape took these changes all the same)
-    assert sliced.render() == whole.render()
-
-
 def test_a_group_that_shrinks_to_one_series_names_that_series_in_the_next_scrape():
     exp = PrometheusExporter(clock=Clock())
     util = "mlwarden_gpu_utilization_ratio"
