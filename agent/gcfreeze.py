@@ -13,21 +13,23 @@ What lives long is built once: so ``mlwarden run`` freezes it (``gc.freeze``: mo
 permanent generation the collector no longer walks) once the first runs have built it,
 and then every ``every`` seconds unfreezes, collects everything once (one full pause)
 and freezes again, so cyclic garbage among frozen objects is never held longer than
-that. The first freeze collects only the young generations before it: the automatic full
+that. Objects that die by reference counting (nearly all) are freed at once, frozen or
+not. The first freeze collects only the young generations before it: the automatic full
 passes of the first seconds (several a minute at 5,000 checks) have already freed the
 old generation's garbage but the last few seconds', and a full collection there walked
-every object the agent had built: a pause of 0.5-0.9 s on the loop's thread at 5,000
+every object the agent had built: a pause of 0.4-1.4 s on the loop's thread at 5,000
 checks, the longest of the agent's first minutes (benchmarks/agent_scale.py).
 
 Once frozen, the old generation the collector still walks is small, and CPython starts a
 full pass whenever the objects promoted since the last one reach a quarter of it: at
-5,000 checks every 10 s, a pass every ~2 s (27 a minute), each stalling every check in
+5,000 checks every 10 s, a pass every ~2 s (17-24 in 45 s), each stalling every check in
 flight. So after the first freeze a full pass also waits for ``FULL_AFTER`` collections
-of the middle generation instead of 10 (the third threshold): a few a minute. A pass
-costs about what it did (what it walks is what is alive, not what was promoted: the
-promoted objects that died are freed by reference counting at once); cyclic garbage
-that reached the old generation waits that much longer. Objects that die by reference counting (nearly all) are freed at once, frozen or
-not. Only in the daemon (``tune_gc``): a library user's process is left as it is.
+of the middle generation instead of 10 (the third threshold): 1-3 in 45 s. A pass mostly
+costs what it did (what it walks is what is alive, not what was promoted: the promoted
+objects that died are freed by reference counting at once); cyclic garbage that reached
+the old generation waits that much longer, and a pass that frees more of it takes longer
+(one of 0.5 s was seen). Only in the daemon (``tune_gc``): a library user's process is
+left as it is.
 """
 
 from __future__ import annotations
