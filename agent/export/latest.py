@@ -188,8 +188,14 @@ class LatestValues:
                     # so a render keeps its text without looking at it
                     old.updated, old.hold = now, keep
                     continue
-                groups[gkey] = dirty[gkey] = _Group(now, keep, values)
-                self.gauge_series += len(values) - (len(old.values) if old is not None else 0)
+                if old is None:
+                    groups[gkey] = dirty[gkey] = _Group(now, keep, values)
+                    self.gauge_series += len(values)
+                else:  # the group object stays: one object fewer per report to reach the
+                    # collector's old generation (it lives an interval); its values are replaced
+                    self.gauge_series += len(values) - len(old.values)
+                    old.updated, old.hold, old.values = now, keep, values
+                    dirty[gkey] = old
             # when this report's groups may go stale: looked at then, not on every take
             if events_seen:
                 for groups_of, keep in events_seen:
