@@ -596,7 +596,8 @@ def print_phase(p: Phase) -> None:
                               for g in (0, 1, 2)), flush=True)
         g = e.get("gc") or {}
         if g.get("enabled"):
-            print(f"  {'':<16} gc: {g['frozen_objects']} objects frozen, last full collection "
+            print(f"  {'':<16} gc: {g['frozen_objects']} objects frozen, last freeze "
+                  f"{g.get('last_freeze_seconds', g['last_full_collection_seconds'])} s, last full collection "
                   f"{g['last_full_collection_seconds']} s; since start: collections {g['collections']}, "
                   f"seconds {g['collection_seconds']}", flush=True)
         print(f"  {'':<16} last malloc_trim {e['trim']} s, last store flush {e['flush']} s, "

@@ -12,7 +12,12 @@ ratio means much), both against the strict Slack fake (tests/notify/fake_slack.p
 Pacing is off (``pace: 0``) to measure the machinery's ceiling; in production each channel
 is paced to one message per ``pace`` seconds (default 1 s, Slack's own limit per channel).
 
-    .venv/bin/python benchmarks/slack_delivery.py [--alerts 200] [--rounds 3]
+    .venv/bin/python benchmarks/slack_delivery.py [--alerts 200] [--rounds 3] [--baseline DIR [--pairs 2]]
+
+``--baseline DIR``: the same rounds against another checkout's agent (e.g. a worktree of
+main): ``--pairs`` processes a tree, taking turns (this, baseline, baseline, this, ...),
+each running one uncounted round and then ``--rounds`` rounds, so both trees share the
+machine's load; it prints each tree's median over its rounds and their ratio.
 """
 
 from __future__ import annotations
@@ -20,13 +25,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+
+def _tree() -> Path:
+    """The checkout whose agent runs: ``--tree DIR`` (a child of ``--baseline``) or this one."""
+    if "--tree" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+REPO = _tree()
 sys.path.insert(0, str(REPO))
 
 from sqlalchemy import select  # noqa: E402
@@ -117,14 +132,75 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{b_cpu / a_cpu:.2f}x the CPU")
 
 
+async def child_rounds(n: int, rounds: int) -> list[dict[str, float]]:
+    """A child of ``--baseline``: one round not counted (a fresh process's first is dearer),
+    then ``rounds`` rounds as the default mode runs them; per round, CPU seconds a message."""
+    with tempfile.TemporaryDirectory(prefix="mlwarden-bench-slack-") as tmpdir:
+        await through_outbox(n, Path(tmpdir), "warm")
+    out = []
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="mlwarden-bench-slack-") as tmpdir:
+            tmp = Path(tmpdir)
+            b_wall, b_cpu, payloads = await through_outbox(n, tmp, str(r))
+            a_wall, a_cpu = await direct(payloads, tmp)
+        out.append({"outbox_cpu": b_cpu / n, "outbox_rate": n / b_wall,
+                    "direct_cpu": a_cpu / n, "direct_rate": n / a_wall})
+    return out
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    """Processes of this tree and ``--baseline`` in turn (ABBA), ``--rounds`` rounds each."""
+    trees = {"this": Path(__file__).resolve().parents[1], "baseline": Path(args.baseline).resolve()}
+    if not (trees["baseline"] / "agent").is_dir():
+        raise SystemExit(f"--baseline {trees['baseline']}: not a checkout of the agent")
+    load = os.getloadavg()
+    got: dict[str, list[dict[str, float]]] = {"this": [], "baseline": []}
+    for run in range(args.pairs):
+        for name in (("this", "baseline") if run % 2 == 0 else ("baseline", "this")):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "--tree", str(trees[name]),
+                 "--alerts", str(args.alerts), "--rounds", str(args.rounds)],
+                capture_output=True, text=True, timeout=900, check=True)
+            rows = json.loads(out.stdout.strip().splitlines()[-1])
+            got[name].extend(rows)
+            print(f"run {run + 1} {name:>8}: outbox "
+                  + " ".join(f"{r['outbox_cpu'] * 1e3:.2f}" for r in rows)
+                  + " ms CPU a message; direct "
+                  + " ".join(f"{r['direct_cpu'] * 1e3:.2f}" for r in rows) + " ms", flush=True)
+    end = os.getloadavg()
+    print(f"\n{args.alerts} alerts, one message each (pace 0), {len(got['this'])} rounds a tree "
+          f"(median); load average {load[0]:.2f} -> {end[0]:.2f}")
+    med = {}
+    for name in ("baseline", "this"):
+        rows = got[name]
+        m = med[name] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(f"  {name:>8} ({trees[name]}): outbox {m['outbox_cpu'] * 1e3:.2f} ms CPU a message "
+              f"(rounds {min(r['outbox_cpu'] for r in rows) * 1e3:.2f}-"
+              f"{max(r['outbox_cpu'] for r in rows) * 1e3:.2f}), {m['outbox_rate']:.0f} msg/s; "
+              f"direct {m['direct_cpu'] * 1e3:.2f} ms; outbox / direct "
+              f"{m['outbox_cpu'] / m['direct_cpu']:.2f}x")
+    print(f"  this / baseline, outbox CPU a message: "
+          f"{med['this']['outbox_cpu'] / med['baseline']['outbox_cpu']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", metavar="DIR", help="another checkout to run side by side")
+    parser.add_argument("--pairs", type=int, default=2,
+                        help="with --baseline: processes a tree, taking turns (default 2)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 1 <= args.alerts <= 5000 or not 1 <= args.rounds <= 20:
         parser.error("--alerts must be 1..5000 and --rounds 1..20")
-    asyncio.run(main_async(args))
+    if args.child:
+        print(json.dumps(asyncio.run(child_rounds(args.alerts, args.rounds))))
+    elif args.baseline:
+        side_by_side(args)
+    else:
+        asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -88,6 +89,17 @@ class Router:
             rule, source = hit
             return f"inhibited by {source.get('alertname', '?')} ({rule.describe()})"
         return None
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A due group's plan that sends a notification, until the notification is queued."""
+
+    group: Group
+    plan: FlushPlan
+    carried: Any
+    note: Notification
+    dedup: str  # its outbox dedup key
 
 
 def _rebase_after_clock_step(group: Group, route: Route, now: float) -> None:
@@ -241,21 +253,25 @@ class Dispatcher:
         self._ingest(now)
         self._place_causes(now)
         firing = self._firing_labels()
-        queued = 0
+        due: list[_Queued] = []
         for group in self.states:
             route = self._routes_by_id.get(group.route_id) or self.router.root
             _rebase_after_clock_step(group, route, now)
             if now < group.next_flush:
                 continue
-            queued += self._flush_group(group, route, now, firing)
+            queued = self._flush_group(group, route, now, firing)
+            if queued is not None:
+                due.append(queued)
+        queued_count = self._enqueue(due, now)
         self._save(now)
-        self.notifications_queued += queued
-        return queued
+        self.notifications_queued += queued_count
+        return queued_count
 
     def _flush_group(
         self, group: Group, route: Route, now: float, firing: list[dict[str, str]]
-    ) -> int:
-        """Plan what the due group says (:func:`plan_flush`) and apply the plan."""
+    ) -> _Queued | None:
+        """Plan what the due group says (:func:`plan_flush`) and apply the plan; a plan that
+        sends a notification is returned to be queued first (:meth:`_enqueue`)."""
         alerts = list(group.alerts.values())
         carried, joined = self.causes.carried(group)
         plan = plan_flush(self._facts(group, route, alerts, now, firing, joined), route, now)
@@ -265,12 +281,15 @@ class Dispatcher:
         if plan.held:
             group.notified = dict(plan.notified)
             self.muted += plan.newly_muted
-            return 0
+            return None
         if plan.close_incident and self.actions is not None:
             self.actions.incident_closed(group.receiver, str(group.incident), now)
-        queued = self._enqueue(group, plan, now, carried, joined) if plan.send else 0
+        if plan.send:
+            note = self._notification(group, plan, now, carried, joined)
+            assert plan.dedup is not None
+            return _Queued(group, plan, carried, note, plan.dedup)
         self._apply(group, plan, now)
-        return queued
+        return None
 
     def _facts(self, group: Group, route: Route, alerts: list[Alert], now: float,
                firing: list[dict[str, str]], joined: set[str]) -> FlushFacts:
@@ -293,11 +312,11 @@ class Dispatcher:
             send_resolved=self._send_resolved(group.receiver),
         )
 
-    def _enqueue(self, group: Group, plan: FlushPlan, now: float, carried: Any,
-                 joined: set[str]) -> int:
-        """Queue the plan's notification in the outbox (a no-op for a dedup key queued before)."""
+    def _notification(self, group: Group, plan: FlushPlan, now: float, carried: Any,
+                      joined: set[str]) -> Notification:
+        """The plan's notification."""
         assert plan.event is not None and plan.incident is not None and plan.dedup is not None
-        note = Notification(
+        return Notification(
             receiver=group.receiver,
             group_key=group.key,
             group_labels=group.labels,
@@ -308,9 +327,36 @@ class Dispatcher:
             seq=plan.seq,
             causes=self.causes.docs(carried, joined),
         )
-        queued = self.delivery.enqueue(note, dedup_key=plan.dedup, now=now) is not None
-        self.causes.said(group, carried)
-        return int(queued)
+
+    def _enqueue(self, due: list[_Queued], now: float) -> int:
+        """Queue the round's notifications in the outbox (a no-op for a dedup key queued
+        before), then apply each group's plan; returns how many were queued.
+
+        One transaction for the round. If it fails, nothing of it was kept and no plan was
+        applied; then each goes in its own transaction, in order, its plan applied once it
+        is written, as if the round had been written one notification at a time: the first
+        that fails raises, the ones before it stay queued (and their groups say so), the
+        ones after it are planned again on the next tick."""
+        if not due:
+            return 0
+        try:
+            ids = self.delivery.enqueue_all([(q.note, q.dedup) for q in due], now=now)
+        except Exception as exc:  # noqa: BLE001 - retried one at a time just below
+            log.debug("alerting: queueing %d notifications in one transaction failed (%s); "
+                      "queueing them one at a time", len(due), exc)
+            queued = 0
+            for q in due:
+                queued += self.delivery.enqueue(q.note, dedup_key=q.dedup, now=now) is not None
+                self._queued(q, now)
+            return queued
+        for q in due:
+            self._queued(q, now)
+        return sum(i is not None for i in ids)
+
+    def _queued(self, q: _Queued, now: float) -> None:
+        """A group whose notification is in the outbox: its state after the flush."""
+        self.causes.said(q.group, q.carried)
+        self._apply(q.group, q.plan, now)
 
     def _apply(self, group: Group, plan: FlushPlan, now: float) -> None:
         """The group's state after a flush that was not held."""
@@ -356,8 +402,9 @@ class Dispatcher:
                 fp for g in self.groups.values() for fp, a in g.alerts.items()
                 if a.state == "firing")),
         )
-        for group in self.groups.values():
-            self.causes.plan(group, now)
+        if self.causes.decision.wait_until or self.causes.decision.due:
+            for group in self.groups.values():
+                self.causes.plan(group, now)
         if not self.causes.changed:
             return
         try:

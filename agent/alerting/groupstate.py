@@ -30,7 +30,12 @@ STATE_CHECK = "alerting"
 
 def digest(*parts: object) -> str:
     """A stable 40-hex key of ``parts`` (group rows, incidents, dedup keys)."""
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:40]
+    return hashlib.sha256(_encode_parts(parts).encode()).hexdigest()[:40]
+
+
+# json.dumps with non-default options builds an encoder each call: built once
+_encode_parts = json.JSONEncoder(default=str).encode
+_encode_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -52,7 +57,7 @@ class Group:
     def to_json(self) -> str:
         doc = dict(vars(self))
         doc["alerts"] = {fp: a.to_json() for fp, a in self.alerts.items()}
-        return json.dumps(doc, separators=(",", ":"))
+        return _encode_compact(doc)
 
     @classmethod
     def from_json(cls, text: str) -> "Group":
@@ -107,7 +112,7 @@ class GroupStates:
         if not self._dirty and not self._removed:
             return
         kept = {digest(k): self.groups[k].to_json() for k in self._dirty if k in self.groups}
-        gone = {digest(k) for k in self._removed | self._dirty} - set(kept)
+        gone = {digest(k) for k in self._removed | self._dirty if k not in self.groups}
         self.rows.replace(STATE_CHECK, kept, gone, now)
         self._dirty.clear()
         self._removed.clear()

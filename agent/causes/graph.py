@@ -63,6 +63,14 @@ class Kind:
         return None
 
 
+def _exact_rule(selector: tuple[TagMatcher, ...]) -> str | None:
+    """The rule a selector names with ``alert: Name`` (None: it may match other rules)."""
+    for matcher in selector:
+        if matcher.name == "alert" and matcher.op == "=":
+            return matcher.value
+    return None
+
+
 def _has(signal: Signal, field: str) -> bool:
     if field == "since":
         return True
@@ -88,6 +96,21 @@ class CauseGraph:
     def __init__(self, kinds: Mapping[str, Kind], edges: Iterable[Edge]) -> None:
         self.kinds = dict(kinds)
         self.edges = tuple(edges)
+        # which kinds an alert of a rule can be: most selectors name their rule exactly
+        # (``alert: GpuDown``), so an alert is tried only against the kinds that name its
+        # rule and those with a selector that does not (a pattern, or no ``alert``)
+        self._open: tuple[tuple[str, Kind], ...] = ()
+        self._by_rule: dict[str, tuple[tuple[str, Kind], ...]] = {}
+        named: dict[str, set[str]] = {}
+        for name, kind in self.kinds.items():
+            rules = {_exact_rule(selector) for selector in kind.selectors}
+            if None in rules:
+                self._open += ((name, kind),)
+            else:
+                named[name] = {r for r in rules if r is not None}
+        for rule in set().union(*named.values()):
+            self._by_rule[rule] = tuple((n, k) for n, k in self.kinds.items()
+                                        if n not in named or rule in named[n])
 
     @classmethod
     def build(cls, config: CausesConfig | None = None) -> CauseGraph:
@@ -109,8 +132,10 @@ class CauseGraph:
         return cls(kinds, edges)
 
     def kinds_of(self, signal: Signal) -> tuple[str, ...]:
-        """Names of the kinds the signal is (usually one; none for most alerts)."""
-        return tuple(name for name, kind in self.kinds.items() if kind.matches(signal))
+        """Names of the kinds the signal is (usually one; none for most alerts), in the
+        graph's order."""
+        candidates = self._by_rule.get(signal.rule, self._open)
+        return tuple(name for name, kind in candidates if kind.matches(signal))
 
     def edges_from(self, causes: Iterable[str]) -> Iterator[Edge]:
         """The edges out of these kinds, in the graph's order."""

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Engine,
     and_,
     bindparam,
@@ -44,8 +43,16 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
+from agent.history.driversql import (
+    DriverStatement,
+    DriverTransaction,
+    driver_transaction,
+    schema_map,
+)
+from agent.history.sql import insert_ignore
 from agent.history.tables import outbox
 
 __all__ = ["Outbox", "OutboxBatch", "OutboxItem", "CLAIM_TIMEOUT"]
@@ -88,12 +95,13 @@ class Outbox:
         self.engine = engine
         # unique per process and instance: two agents (or two Outbox objects) never share it
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{_PROCESS}.{uuid.uuid4().hex[:6]}"
+        self._sql = _statements(engine.dialect, schema_map(engine))
 
     @contextmanager
     def batch(self) -> Iterator[OutboxBatch]:
         """Several operations in one transaction (committed when the block ends)."""
-        with self.engine.begin() as conn:
-            yield OutboxBatch(conn, self.owner)
+        with driver_transaction(self.engine) as txn:
+            yield OutboxBatch(txn, self.owner, self._sql)
 
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int | None:
@@ -106,6 +114,17 @@ class Outbox:
             if dedup_key is None:
                 raise
             return None
+
+    def enqueue_all(self, items: Sequence[tuple[str, str, Any, str | None]], *,
+                    now: float) -> list[int | None]:
+        """Add several items ``(kind, receiver, payload, dedup_key)`` in one transaction;
+        per item its id, or None when its ``dedup_key`` was already enqueued. All or none:
+        if any insert fails, none is kept (the caller decides what to try alone)."""
+        if not items:
+            return []
+        with self.batch() as b:
+            return [b.enqueue_new(kind, receiver, payload, now=now, dedup_key=dedup_key)
+                    for kind, receiver, payload, dedup_key in items]
 
     def enqueue_many(self, kind: str, receiver: str, payloads: Sequence[Any], *, now: float) -> int:
         rows = [_row(kind, receiver, p, now=now) for p in payloads]
@@ -224,29 +243,45 @@ class Outbox:
 class OutboxBatch:
     """The outbox's row operations on one open transaction (from :meth:`Outbox.batch`).
 
-    The statements of the delivery path are built once, with bound parameters (building a
-    SQLAlchemy statement costs more CPU than running it on SQLite)."""
+    The statements are built once and compiled once for the engine's dialect, and run on
+    the driver's cursor (:mod:`agent.history.driversql`): building or executing a statement
+    through SQLAlchemy costs more CPU than SQLite running it."""
 
-    def __init__(self, conn: Connection, owner: str) -> None:
-        self.conn = conn
+    def __init__(self, txn: DriverTransaction, owner: str, sql: _Statements) -> None:
+        self.txn = txn
         self.owner = owner
+        self.sql = sql
 
     def enqueue(self, kind: str, receiver: str, payload: Any, *, now: float,
                 dedup_key: str | None = None, due_at: float | None = None) -> int:
         """Add an item; a duplicate ``dedup_key`` raises IntegrityError."""
         row = _row(kind, receiver, payload, now=now, dedup_key=dedup_key, due_at=due_at)
-        return int(self.conn.execute(_INSERT, row).inserted_primary_key[0])
+        return self._inserted(self.sql.insert, row)
+
+    def enqueue_new(self, kind: str, receiver: str, payload: Any, *, now: float,
+                    dedup_key: str | None = None) -> int | None:
+        """Add an item unless ``dedup_key`` was enqueued before (then None): no error, so the
+        transaction goes on (on PostgreSQL an error ends it)."""
+        row = _row(kind, receiver, payload, now=now, dedup_key=dedup_key)
+        return self._inserted(self.sql.insert_new, row)
+
+    def _inserted(self, statement: DriverStatement, row: dict[str, Any]) -> int | None:
+        cursor = self.txn.execute(statement, row)
+        if self.sql.lastrowid:
+            return int(cursor.lastrowid) if cursor.rowcount == 1 else None
+        got = cursor.fetchone()  # INSERT ... RETURNING id
+        return None if got is None else int(got[0])
 
     def head(self, kind: str, receiver: str) -> OutboxItem | None:
         """The oldest unsettled item of ``kind`` for ``receiver``, due or not, claimed by
         another agent or not: the one in-order delivery must settle first."""
-        row = self.conn.execute(_HEAD, {"b_kind": kind, "b_receiver": receiver}).mappings().first()
+        row = self.txn.execute(self.sql.head, {"b_kind": kind, "b_receiver": receiver}).fetchone()
         return None if row is None else _item(row)
 
     def result_of(self, dedup_key: str) -> Any:
         """The recorded result of the item enqueued under ``dedup_key`` (None: none yet)."""
-        value = self.conn.execute(_RESULT_OF, {"b_dedup": dedup_key}).scalar_one_or_none()
-        return json.loads(value) if value else None
+        row = self.txn.execute(self.sql.result_of, {"b_dedup": dedup_key}).fetchone()
+        return json.loads(row[0]) if row is not None and row[0] else None  # dedup_key is unique
 
     def claim(self, item_id: int, *, now: float, timeout: float = CLAIM_TIMEOUT,
               in_order: bool = True, only_due: bool = True, again: bool = False,
@@ -265,30 +300,25 @@ class OutboxBatch:
                   "b_expires": now + timeout}
         if record:
             params["b_result"] = _json_or_none(result)
-        res = self.conn.execute(_claim_statement(in_order, only_due, again, record), params)
-        return int(res.rowcount or 0) == 1
+        statement = self.sql.claim(in_order, only_due, again, record)
+        return int(self.txn.execute(statement, params).rowcount or 0) == 1
 
     def mark_sent(self, item_id: int, *, now: float, result: Any = None) -> None:
-        self.conn.execute(_MARK_SENT, {"b_id": item_id, "b_now": now,
-                                       "b_result": _json_or_none(result)})
+        self.txn.execute(self.sql.mark_sent, {"b_id": item_id, "b_now": now,
+                                              "b_result": _json_or_none(result)})
 
     def set_result(self, item_id: int, result: Any) -> None:
         """Record a partial result before the send is final (e.g. a posted message's ts)."""
-        self.conn.execute(_SET_RESULT, {"b_id": item_id, "b_result": json.dumps(result)})
+        self.txn.execute(self.sql.set_result, {"b_id": item_id, "b_result": json.dumps(result)})
 
     def retry_later(self, item_id: int, *, due_at: float, error: str) -> None:
         """Release a claimed (or pending) item to be tried again at ``due_at``."""
-        self.conn.execute(update(outbox).where(and_(
-            outbox.c.id == item_id, outbox.c.state.in_(("pending", "sending")))).values(
-            state="pending", claimed_by=None, claim_expires=None,
-            due_at=due_at, attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+        self.txn.execute(self.sql.retry_later, {"b_id": item_id, "b_due": due_at,
+                                                "b_error": error[:2000]})
 
     def mark_dead(self, item_id: int, *, error: str) -> None:
         """Give up on an item (non-retryable error, too old); it stays for inspection."""
-        self.conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            state="dead", attempts=outbox.c.attempts + 1, last_error=error[:2000]))
-
-
+        self.txn.execute(self.sql.mark_dead, {"b_id": item_id, "b_error": error[:2000]})
 
 
 def _unsettled(table: Any) -> Any:
@@ -296,7 +326,7 @@ def _unsettled(table: Any) -> Any:
     return or_(table.c.state == "pending", table.c.state == "sending")
 
 
-_INSERT = insert(outbox)
+_ROW_KEYS = ["kind", "receiver", "dedup_key", "payload", "created_at", "due_at", "attempts", "state"]
 _HEAD = (select(outbox)
          .where(outbox.c.kind == bindparam("b_kind"), outbox.c.receiver == bindparam("b_receiver"),
                 _unsettled(outbox))
@@ -306,6 +336,53 @@ _MARK_SENT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
     state="sent", sent_at=bindparam("b_now"), result=bindparam("b_result"))
 _SET_RESULT = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
     result=bindparam("b_result"))
+_RETRY_LATER = update(outbox).where(
+    outbox.c.id == bindparam("b_id"), _unsettled(outbox)).values(
+    state="pending", claimed_by=None, claim_expires=None, due_at=bindparam("b_due"),
+    attempts=outbox.c.attempts + 1, last_error=bindparam("b_error"))
+_MARK_DEAD = update(outbox).where(outbox.c.id == bindparam("b_id")).values(
+    state="dead", attempts=outbox.c.attempts + 1, last_error=bindparam("b_error"))
+
+
+class _Statements:
+    """The batch's statements compiled for one dialect and schema map (once per engine:
+    see :func:`_statements`)."""
+
+    def __init__(self, dialect: Dialect, schemas: tuple[tuple[str | None, str | None], ...]) -> None:
+        self._compile = functools.partial(DriverStatement, dialect=dialect,
+                                          schema_translate_map=dict(schemas))
+        # SQLite reports the new row's id on the cursor; PostgreSQL returns it
+        self.lastrowid = bool(dialect.postfetch_lastrowid)
+
+        def inserting(stmt: Any) -> DriverStatement:
+            if not self.lastrowid:
+                stmt = stmt.returning(outbox.c.id)
+            return self._compile(stmt, column_keys=_ROW_KEYS)
+
+        self.insert = inserting(insert(outbox))
+        self.insert_new = inserting(insert_ignore(dialect.name, outbox))
+        self.head = self._compile(_HEAD)
+        self.result_of = self._compile(_RESULT_OF)
+        self.mark_sent = self._compile(_MARK_SENT)
+        self.set_result = self._compile(_SET_RESULT)
+        self.retry_later = self._compile(_RETRY_LATER)
+        self.mark_dead = self._compile(_MARK_DEAD)
+        self._claims: dict[tuple[bool, bool, bool, bool], DriverStatement] = {}
+
+    def claim(self, in_order: bool, only_due: bool, again: bool, record: bool) -> DriverStatement:
+        key = (in_order, only_due, again, record)
+        statement = self._claims.get(key)
+        if statement is None:
+            statement = self._claims[key] = self._compile(_claim_statement(*key))
+        return statement
+
+
+@functools.lru_cache(maxsize=16)
+def _statements(dialect: Dialect,
+                schemas: tuple[tuple[str | None, str | None], ...]) -> _Statements:
+    """The outbox's statements for an engine's ``dialect`` and schema map (engines made by
+    ``execution_options`` share their base engine's dialect)."""
+    return _Statements(dialect, schemas)
 
 
 @functools.cache
@@ -334,10 +411,14 @@ def _row(kind: str, receiver: str, payload: Any, *, now: float, dedup_key: str |
          due_at: float | None = None) -> dict[str, Any]:
     return {
         "kind": kind, "receiver": receiver, "dedup_key": dedup_key,
-        "payload": json.dumps(payload, separators=(",", ":"), default=str),
+        "payload": _encode_payload(payload),
         "created_at": now, "due_at": now if due_at is None else due_at,
         "attempts": 0, "state": "pending",
     }
+
+
+# json.dumps with non-default options builds an encoder each call: built once
+_encode_payload = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -369,10 +450,22 @@ def _owner_gone(owner: str) -> bool:
 
 
 def _item(row: Any) -> OutboxItem:
+    """An item from a row of ``select(outbox)``: a mapping (Core) or a tuple in the table's
+    column order (the driver's)."""
+    if not isinstance(row, tuple):
+        row = tuple(row[key] for key in _COLUMNS)
+    (id_, kind, receiver, dedup_key, payload, created_at, due_at, attempts, state,
+     _last_error, _sent_at, result, claimed_by, claim_expires) = row
     return OutboxItem(
-        id=row["id"], kind=row["kind"], receiver=row["receiver"],
-        payload=json.loads(row["payload"]), created_at=row["created_at"], due_at=row["due_at"],
-        attempts=row["attempts"], dedup_key=row["dedup_key"],
-        result=json.loads(row["result"]) if row["result"] else None,
-        state=row["state"], claimed_by=row["claimed_by"], claim_expires=row["claim_expires"],
+        id=id_, kind=kind, receiver=receiver,
+        payload=json.loads(payload), created_at=created_at, due_at=due_at,
+        attempts=attempts, dedup_key=dedup_key,
+        result=json.loads(result) if result else None,
+        state=state, claimed_by=claimed_by, claim_expires=claim_expires,
     )
+
+
+_COLUMNS = tuple(outbox.c.keys())
+assert _COLUMNS == ("id", "kind", "receiver", "dedup_key", "payload", "created_at", "due_at",
+                    "attempts", "state", "last_error", "sent_at", "result", "claimed_by",
+                    "claim_expires"), _COLUMNS

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, insert, or_, select, update
 
 from agent.history.tables import silences
 
@@ -36,13 +36,15 @@ class SilenceRows:
     def select(self, now: float, include_expired: bool = False) -> list[Mapping[str, Any]]:
         """Rows by start time (then id); without ``include_expired`` only those not over by
         ``now`` (neither past their end nor expired)."""
-        query = select(silences).order_by(silences.c.starts_at, silences.c.id)
-        if not include_expired:
-            query = query.where(
-                and_(
-                    silences.c.ends_at > now,
-                    or_(silences.c.expired_at.is_(None), silences.c.expired_at > now),
-                )
-            )
         with self.engine.connect() as conn:
-            return list(conn.execute(query).mappings())
+            if include_expired:
+                return list(conn.execute(_ALL).mappings())
+            return list(conn.execute(_LIVE, {"now": now}).mappings())
+
+
+# built once: the dispatcher reads the live silences every tick
+_ALL = select(silences).order_by(silences.c.starts_at, silences.c.id)
+_LIVE = _ALL.where(and_(
+    silences.c.ends_at > bindparam("now"),
+    or_(silences.c.expired_at.is_(None), silences.c.expired_at > bindparam("now")),
+))

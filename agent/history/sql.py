@@ -39,8 +39,9 @@ def _bucket_sqlite(element: bucket_floor, compiler: Any, **kw: Any) -> str:
     return f"(CAST({compiler.process(arg, **kw)} / {element.size} AS INTEGER) * {element.size})"
 
 
-def _insert(engine: Engine, table: Table) -> Any:
-    if engine.dialect.name == "sqlite":
+def _insert(engine: Engine | str, table: Table) -> Any:
+    name = engine if isinstance(engine, str) else engine.dialect.name
+    if name == "sqlite":
         return sqlite.insert(table)
     # imported here: the PostgreSQL dialect package (and every driver dialect in it) costs
     # an agent on SQLite ~1 MiB of memory for nothing
@@ -49,8 +50,9 @@ def _insert(engine: Engine, table: Table) -> Any:
     return postgresql.insert(table)
 
 
-def insert_ignore(engine: Engine, table: Table) -> Any:
-    """INSERT that skips rows whose primary key or unique key already exists."""
+def insert_ignore(engine: Engine | str, table: Table) -> Any:
+    """INSERT that skips rows whose primary key or unique key already exists (``engine``:
+    the engine, or its dialect's name)."""
     return _insert(engine, table).on_conflict_do_nothing()
 
 

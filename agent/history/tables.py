@@ -128,6 +128,8 @@ outbox = Table(
     Column("claim_expires", Double),
     UniqueConstraint("dedup_key"),
     Index("ix_outbox_due", "kind", "state", "due_at"),
+    # a receiver's head and "nothing earlier unsettled" (the delivery's take): index probes
+    Index("ix_outbox_queue", "kind", "receiver", "state", "id"),
 )
 
 # Silences (and maintenance windows): matchers over alert labels, for a time range.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -400,6 +400,13 @@ class Delivery:
         return self.outbox.enqueue(
             KIND, note.receiver, note.to_json(), now=now, dedup_key=dedup_key
         )
+
+    def enqueue_all(self, notes: Sequence[tuple[Notification, str]], *,
+                    now: float) -> list[int | None]:
+        """Queue ``(note, dedup_key)`` pairs in one transaction (blocking); per note its id,
+        or None when already queued. If it raises, none of them was queued."""
+        return self.outbox.enqueue_all(
+            [(KIND, note.receiver, note.to_json(), key) for note, key in notes], now=now)
 
     def pending(self, now: float) -> dict[str, dict[str, Any]]:
         """Per receiver: queued items and the age of the oldest (blocking)."""

@@ -6,13 +6,17 @@ code. The component in :mod:`agent.rules.engine` adds the clock, persistence, th
 and the sinks.
 
 The hot path is built for many series: a sample costs a dict lookup for its metric's
-rules, an array append, and per rule a cached selector verdict; a group whose condition
-does not hold and that has no alert yet costs one reduce and one comparison, and creates
-nothing. Alerts exist only while they are pending, firing, flapping or recently resolved.
+rules, an array append, a comparison with the quiet band its groups share, and per rule a
+cached selector verdict; a group that has no alert and whose window holds no sample
+outside its rule's quiet band (:mod:`agent.rules.bounds`) costs one comparison; another
+group whose condition does not hold and that has no alert costs one reduce and one
+comparison. Neither creates anything. Alerts exist only while they are pending, firing,
+flapping or recently resolved.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import operator
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from agent.alert import Alert, AlertEvent, AlertState, alert_labels, fingerprint, shown_state
 from agent.catalog import Catalog, load_catalog
 from agent.rules.aggregations import AGGREGATORS, combine
+from agent.rules.bounds import quiet_band
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.incremental import INCREMENTAL
 from agent.rules.lifecycle import AlertRecord, Timing, step, vanish
@@ -44,6 +49,8 @@ _FIRING = AlertState.FIRING
 _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can be measured
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
+_INF = math.inf
+_EARLY = 2.0 ** -40  # expiry files a buffer a second and this share of its due time early
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,8 @@ class SeriesGroup:
     of hashing tag tuples, and an alert's labels and fingerprint are built once per group.
     """
 
-    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record")
+    __slots__ = ("rule", "key", "members", "alert", "last_seen", "interval", "_record",
+                 "hot", "lo", "hi")
 
     def __init__(self, rule: CompiledRule, key: Tags) -> None:
         self.rule = rule
@@ -98,6 +106,11 @@ class SeriesGroup:
         self.last_seen = -math.inf  # absent rules: the newest sample of any member
         self.interval: float | None = None  # absent_intervals: the members' own interval
         self._record: tuple[dict[str, str], str] | None = None
+        # the rule's quiet band (agent.rules.bounds) and the time of the members' newest
+        # sample outside it; +inf: no band, the group is evaluated with every sample
+        band = rule.band
+        self.lo, self.hi = band if band is not None else (-_INF, _INF)
+        self.hot = -_INF if band is not None else _INF
 
     def new_record(self) -> AlertRecord:
         if self._record is None:
@@ -130,6 +143,10 @@ class CompiledRule:
         self.shared = True  # another rule of the metric reduces the same way (set by the evaluator)
         self.from_store = self.window > settings.memory_window
         self.is_absent = cfg.is_absent
+        self.cut = -_INF  # the window's start at an evaluation time not after the next one
+        # samples inside the band cannot make the condition hold (None: no such band)
+        self.band = (None if self.is_absent or self.from_store or self.window <= 0
+                     else quiet_band(cfg.aggregate, cfg.op, cfg.threshold))
         self.compare = _COMPARE[cfg.op] if cfg.op else operator.ge
         self.threshold = cfg.threshold if cfg.threshold is not None else 0.0
         self.recover = cfg.recover
@@ -188,6 +205,13 @@ class RuleEvaluator:
             for rule in rules_of:
                 rule.shared = keys.count(rule.memo_key) > 1
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
+        # expiry visits only the buffers it may act on: by the second they become due, and
+        # those whose samples moved in a way that may make them due sooner (see _expire)
+        self._due: dict[int, list[tuple[SeriesKey, SeriesBuffer]]] = {}
+        self._due_at: list[int] = []  # the keys of _due, a heap
+        self._recheck: dict[SeriesKey, SeriesBuffer] = {}
+        self._created = 0
+        self._cuts_upto = -_INF  # every rule's cut is from an evaluation at or before this
         self._changes: list[Change] = []
         self._dirty: dict[str, AlertRecord] = {}
         self.truncated: set[SeriesKey] = set()
@@ -200,6 +224,7 @@ class RuleEvaluator:
         by_metric = self.by_metric
         buffers = self.buffers
         described = self.described
+        recheck = self._recheck
         for sample in samples:
             metric = sample.metric
             if metric not in by_metric:
@@ -208,7 +233,8 @@ class RuleEvaluator:
             if value != value:  # NaN is a missing sample, never a value to compare
                 continue
             tags = sample.tags
-            if metric in described:
+            desc = metric in described
+            if desc:
                 ident = self.catalog.series_tags(metric, tags)
                 key = (metric, ident)
             else:
@@ -217,15 +243,34 @@ class RuleEvaluator:
             if buf is None:
                 buf = self._new_series(key)
             ts = sample.timestamp
-            if metric in described and ts >= buf.last_seen:
+            if desc and ts >= buf.last_seen:
                 buf.facts = {k: v for k, v in tags if (k, v) not in ident}
-            buf.append(ts, value)
+            times = buf.times
+            n = len(times) - buf.start  # held before this sample
+            if n > 0 and ts > times[-1] and n < buf.max_points:
+                # SeriesBuffer.append's common case inlined: in order, within the cap
+                times.append(ts)
+                buf.values.append(value)
+                if ts > buf.last_seen:
+                    buf.last_seen = ts
+                if n == _KEEP_MIN:
+                    recheck[key] = buf  # past _KEEP_MIN now: expiry may be due
+            else:
+                buf.append(ts, value)
+                recheck[key] = buf  # held samples moved: expiry may be due sooner
+                if ts != ts:  # windows are no longer in time order: no group is quiet again
+                    for group in buf.watch:
+                        group.hot = _INF
+            if value > buf.hi or value < buf.lo:  # outside every band of the series: look closer
+                for group in buf.watch:
+                    if (value > group.hi or value < group.lo) and ts > group.hot:
+                        group.hot = ts
+            for group in buf.absent:  # (mostly none)
+                if ts > group.last_seen:
+                    group.last_seen = ts
+                if group.rule.synthetic:
+                    self._drop_synthetic(group.rule, group, ts)
             for group in buf.groups:
-                if group.rule.is_absent:
-                    if ts > group.last_seen:
-                        group.last_seen = ts
-                    if group.rule.synthetic:
-                        self._drop_synthetic(group.rule, group, ts)
                 affected[group] = None
         return affected
 
@@ -238,6 +283,12 @@ class RuleEvaluator:
                 group = rule.group(gkey)
                 group.members.append(buf)
                 buf.groups.append(group)
+        buf.watch = tuple(g for g in buf.groups if g.rule.band is not None)
+        if buf.watch:  # a sample inside all of its groups' bands is hot for none of them
+            buf.lo, buf.hi = max(g.lo for g in buf.watch), min(g.hi for g in buf.watch)
+        buf.absent = tuple(g for g in buf.groups if g.rule.is_absent)
+        self._created += 1
+        buf.seq = self._created
         return buf
 
     def prime_spans(self) -> dict[str, float]:
@@ -259,8 +310,14 @@ class RuleEvaluator:
         inlines the common case (one series, window ending after its newest sample, no
         alert and nothing wrong) and hands everything else to :meth:`_eval_threshold`.
         """
+        if not now >= self._cuts_upto:  # the clock went back: earlier cuts may be too late
+            for rule in self.rules:
+                rule.cut = -_INF
+        self._cuts_upto = now
         by_rule: dict[CompiledRule, list[SeriesGroup]] = {}
         for group in affected:
+            if group.hot <= group.rule.cut and group.alert is None:
+                continue  # quiet already at an earlier evaluation time (see below)
             members = by_rule.get(group.rule)
             if members is None:
                 by_rule[group.rule] = [group]
@@ -275,7 +332,13 @@ class RuleEvaluator:
             compare, threshold, memo_key = rule.compare, rule.threshold, rule.memo_key
             shared, sliding = rule.shared, rule.sliding
             level = rule.recover if rule.recover is not None else threshold  # a firing alert's
+            # where the window starts: a group whose newest hot sample is no later is quiet,
+            # now and (the clock moving on) at any later evaluation, which checks with this
+            # cut before grouping
+            cut = rule.cut = now - window if rule.band is not None else -_INF
             for group in groups:
+                if group.hot <= cut and group.alert is None:
+                    continue  # quiet: its window holds no sample that could make it cross
                 members = group.members
                 if len(members) != 1:
                     self._eval_threshold(group, now)
@@ -344,18 +407,25 @@ class RuleEvaluator:
                 for group in list(rule.groups.values()):
                     self._eval_absent(group, now)
             else:
+                held: list[SeriesGroup] = []  # alerts with series: evaluated as samples are
                 for group in list(rule.live):
                     rec = group.alert
                     if rec is None:
                         continue
                     if group.members:
-                        self._eval_threshold(group, now)
-                    elif stale:
+                        held.append(group)
+                        continue
+                    if held:  # in the order of rule.live
+                        self.evaluate(held, now)
+                        held = []
+                    if stale:
                         self._vanish(group, now)  # restored, and its series never came back
                     elif not self._forgettable(rec, now):
                         # restored and no sample since: the data has not changed, so neither has
                         # the verdict; only the timers (for, keep_firing_for, flap) move on
                         self._step(group, rec, _last_verdict(rec), rec.value, now)
+                if held:
+                    self.evaluate(held, now)
             self._forget_settled(rule, now)
 
     def store_rules(self) -> list[CompiledRule]:
@@ -593,25 +663,79 @@ class RuleEvaluator:
         Windows are found by bisection, so a sample older than the horizon that is still
         held changes no value: it is let go once it is ``_EXPIRE_SLACK`` past the horizon,
         a few rounds at a time instead of one sample per series every round.
+
+        Only the buffers this round may act on are visited: each waits in a per-second
+        bucket for the earliest time it can be silent for too long or hold a sample past
+        the slack (a second early, never late), and ingest sends to the next round those
+        whose samples moved in a way that can bring that time nearer (an append past
+        ``_KEEP_MIN``, out of order, a replaced value, the ``max_points`` cap). So every
+        round does exactly what a walk over every buffer would, and series leave in the
+        order the walk would meet them.
         """
         stale_after = self.settings.stale_after
-        cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK)
+        # per metric: this round's cuts, and how long after a buffer's newest and oldest
+        # samples the checks below can first come out otherwise
+        cuts = {metric: (now - horizon - stale_after, now - horizon, now - horizon - _EXPIRE_SLACK,
+                         horizon + stale_after, horizon + _EXPIRE_SLACK)
                 for metric, horizon in self.horizon.items()}
-        default = (now - stale_after, now, now - _EXPIRE_SLACK)
-        for key, buf in list(self.buffers.items()):
-            stale, cut, late = cuts.get(key[0], default)
+        default = (now - stale_after, now, now - _EXPIRE_SLACK, stale_after, _EXPIRE_SLACK)
+        buffers = self.buffers
+        visit = []  # (key, buffer) entries, and the second a buffer was filed under before
+        for key, buf in self._recheck.items():
+            if buffers.get(key) is buf:
+                visit.append(((key, buf), buf.due))
+                buf.due = None  # its bucket entry, if any, is stale now (unless filed there again)
+        self._recheck = {}
+        due, heap = self._due, self._due_at
+        while heap and heap[0] <= now:
+            second = heapq.heappop(heap)
+            for entry in due.pop(second):
+                buf = entry[1]
+                if buf.due == second:  # (a forgotten buffer's is None)
+                    buf.due = None
+                    visit.append((entry, None))
+        silent = []
+        floor = math.floor
+        for entry, before in visit:
+            key, buf = entry
+            stale, cut, late, to_stale, to_late = cuts.get(key[0], default)
             if buf.last_seen < stale:
-                del self.buffers[key]
-                self._forget_series(buf, now)
+                silent.append((buf.seq, key, buf))
                 continue
-            start = buf.start
             times = buf.times
+            start = buf.start
             if len(times) - start > _KEEP_MIN and times[start] < late:
                 buf.expire(cut, _KEEP_MIN)
+                start = buf.start
             if buf.dropped and key not in self.truncated:
                 self.truncated.add(key)
                 log.warning("series %s%s outgrew max_points (%d): its windows hold fewer samples "
                             "than they span", key[0], dict(key[1]), self.settings.max_points)
+            # file it under the second from which the checks above may come out otherwise
+            at = buf.last_seen + to_stale
+            if len(times) - start > _KEEP_MIN:
+                first = times[start] + to_late
+                if first < at:
+                    at = first
+            if not -_INF < at < _INF:
+                if at != _INF:  # -inf or NaN: look again next round
+                    self._recheck[key] = buf
+                continue  # +inf: nothing due by time alone; ingest sends it back when samples move
+            second = floor(at - 1.0 - abs(at) * _EARLY)  # a second early, whatever the rounding
+            buf.due = second
+            # still in that bucket (not due yet): a series that moves its samples round
+            # after round does not pile up entries
+            if second == before and second > now:
+                continue
+            bucket = due.get(second)
+            if bucket is None:
+                bucket = due[second] = []
+                heapq.heappush(heap, second)
+            bucket.append(entry)
+        silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them
+        for _, key, buf in silent:
+            del buffers[key]
+            self._forget_series(buf, now)
 
     def _forget_series(self, buf: SeriesBuffer, now: float) -> None:
         for group in buf.groups:
@@ -624,6 +748,8 @@ class RuleEvaluator:
             else:
                 group.rule.groups.pop(group.key, None)
         buf.groups = []
+        buf.watch, buf.absent, buf.due = (), (), None
+        buf.lo, buf.hi = -_INF, _INF
 
 
 def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:

@@ -22,7 +22,7 @@ class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
     __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
-                 "memo", "facts", "epoch")
+                 "memo", "facts", "epoch", "watch", "lo", "hi", "absent", "seq", "due")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
@@ -36,6 +36,13 @@ class SeriesBuffer:
         self.memo: dict = {}  # (aggregate, window) -> (now, length, value), for the evaluator
         self.facts: dict[str, str] = {}  # what the newest sample says beyond its tags (a reason)
         self.epoch = 0  # moves when held samples move or change (incremental window states)
+        # the evaluator's: its groups with a quiet band and where all those bands overlap,
+        # those of absent rules, when it was created and the second its expiry is due
+        self.watch: tuple = ()
+        self.lo, self.hi = float("-inf"), float("inf")
+        self.absent: tuple = ()
+        self.seq = 0
+        self.due: int | None = None
 
     def __len__(self) -> int:
         return len(self.times) - self.start

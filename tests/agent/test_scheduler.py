@@ -210,3 +210,26 @@ async def test_a_check_added_later_joins_its_phase_and_still_runs_within_the_spr
         assert len(sched._scheduler.get_jobs()) == 1  # noqa: SLF001
     finally:
         sched.shutdown()
+
+
+async def test_a_big_slot_starts_its_checks_in_groups_and_each_once():
+    """A slot of 25 checks starts them in three groups (9, 9, 7) spread over the slot: each
+    check still runs once per fire, and groups not started yet are dropped by quiesce."""
+    from agent.scheduler import GROUP
+
+    assert GROUP == 10
+    sched = CheckScheduler(Pipeline([]), first_run_spread=0)
+    sched.set_checks([_check(FastCheck, f"c{i}", 10) for i in range(25)])
+    (key,) = sched._slots  # noqa: SLF001 - one slot: placed at the same moment, no spread
+    await sched._fire(key)  # noqa: SLF001 - what APScheduler calls when the slot is due
+    assert sum(s.running for s in sched.states.values()) == 9
+    assert len(sched._later) == 2  # noqa: SLF001
+    await _until(lambda: all(s.runs == 1 for s in sched.states.values()))
+    assert not sched._later  # noqa: SLF001
+    assert all(s.skipped_overlap == 0 for s in sched.states.values())
+
+    await sched._fire(key)  # noqa: SLF001
+    assert await sched.quiesce(5)
+    await asyncio.sleep(0.2)  # past the slot: a dropped group would have started by now
+    assert sorted(s.runs for s in sched.states.values()) == [1] * 16 + [2] * 9
+    sched.shutdown()

@@ -240,3 +240,21 @@ def test_signals_come_from_the_chains_alert_type_as_it_is():
     sent = Alert(fingerprint="f1", rule="GpuXidCritical", labels={"node": "gpu-node-7"},
                  state="resolved", fired_at=T, resolved_at=T + 600)
     assert (Signal.from_alert(sent).since, Signal.from_alert(sent).until) == (T, T + 600)
+
+def test_an_alert_is_tried_only_against_kinds_that_can_pick_its_rule_with_the_same_answer():
+    """kinds_of skips kinds whose every selector names another rule exactly; kinds picked by
+    a pattern or by labels alone are always tried. The answer (and its order) is what trying
+    every kind gives."""
+    graph = CauseGraph.build(CausesConfig.model_validate({"kinds": {
+        "by_pattern": {"alerts": [{"alert": "=~^Model.*$"}]},
+        "by_label": {"alerts": [{"model": "ranker"}]},
+        "gpu_fault": {"alerts": [{"alert": "MyXid"}]}}}))
+    named = {m.value for kind in graph.kinds.values() for selector in kind.selectors
+             for m in selector if m.name == "alert"}
+    for rule in sorted(named | {"ModelLatency", "NoSuchRule"}):
+        for labels in ({}, {"model": "ranker"}, {"xid": "79", "node": "n1"}):
+            signal = Signal.of(rule, labels, T, fingerprint="f")
+            every = tuple(n for n, kind in graph.kinds.items() if kind.matches(signal))
+            assert graph.kinds_of(signal) == every, (rule, labels)
+    probe = Signal.of("ModelLatency", {"model": "ranker"}, T, fingerprint="f")
+    assert graph.kinds_of(probe) == ("by_pattern", "by_label")
