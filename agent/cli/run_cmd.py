@@ -36,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from agent.gcfreeze import tune_gc
 
     tune_gc()
-    from agent.app import run_agent
     from agent.logs import setup_logging
 
     from agent.config import override_agent
@@ -54,6 +53,14 @@ def run(args: argparse.Namespace) -> int:
         die(f"--listen {args.listen!r}: " + "; ".join(
             e["msg"].removeprefix("Value error, ") for e in exc.errors()), code=exitcodes.USAGE)
     setup_logging(config.agent.log_level, config.agent.log_format)
+    # a new or older SQLite schema is migrated in a child, so this process never imports
+    # Alembic (~10 MiB of RSS kept for good); it runs while the agent's modules import
+    from agent.history.migrations import finish_upgrade_child, start_upgrade_child
+
+    migrating = start_upgrade_child(config.agent.history)
+    from agent.app import run_agent
+
+    finish_upgrade_child(migrating)
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(run_agent(config, args.config, overrides))

@@ -143,13 +143,13 @@ class CustomMetricsBudget:
         if entry is None:
             entry = self._metrics[metric] = _Metric(self._weight(metric))
         if self.budget is None or self.total + entry.weight <= self.budget:
-            self._admit(metric, entry, tags, now)
+            self._admit(key, entry, now)
             return Admission.SEND
         if (not self._searched or self._droppable_in(tags)) and self._drop_a_tag(now, key):
             return Admission.RESHAPE
         self._searched = True  # nothing droppable among admitted series until one with a tag
         if self._displace(metric, entry, now):
-            self._admit(metric, entry, tags, now)
+            self._admit(key, entry, now)
             return Admission.SEND
         entry.held += 1
         self._on_held(1)
@@ -162,9 +162,10 @@ class CustomMetricsBudget:
         entry.held_series_at = now
         return Admission.HOLD
 
-    def _admit(self, metric: str, entry: _Metric, tags: tuple[str, ...], now: float) -> None:
+    def _admit(self, key: Series, entry: _Metric, now: float) -> None:
+        tags = key[1]
         entry.series[tags] = None
-        self._last[(metric, tags)] = Ticket(now)
+        self._last[key] = Ticket(now)  # the shaper's key tuple, not a copy per series
         self.total += entry.weight
         if self._searched and self._droppable_in(tags):
             self._searched = False

@@ -24,6 +24,7 @@ are taken off it, so each of those keys is sent once, with the precedence of
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -46,7 +47,6 @@ from agent.samples import (
     CheckResult,
     Kind,
     Sample,
-    SeriesKey,
     Tags,
 )
 
@@ -81,7 +81,7 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         head, sep, tail = line.partition(":\x00|")
         if not sep or "\x00" in tail:
             return None
-        return head + ":", "|" + tail
+        return sys.intern(head + ":"), "|" + tail  # a metric's head: one string for all its series
 
     def send_line(self, line: str) -> None:
         """Hand one serialised line to the client's buffer, counted in its telemetry."""
@@ -135,8 +135,8 @@ class DogStatsdExporter:
         # the client added DD_ENV/DD_SERVICE/DD_VERSION/DATADOG_TAGS as constant tags; the
         # shaper adds them instead, once per key and with the documented precedence
         self.statsd.constant_tags = [t for t in self.statsd.constant_tags if t.startswith(_KEEP_CONSTANT)]
-        # (series key, kind) -> see _entry
-        self._lines: dict[tuple[SeriesKey, Kind], list[Any]] = {}
+        # (metric, tags, kind) -> see _entry (one flat tuple a series, not a series key in one)
+        self._lines: dict[tuple[str, Tags, Kind], list[Any]] = {}
         self._send_line = self.statsd.send_line
 
     @property
@@ -183,7 +183,7 @@ class DogStatsdExporter:
                 if delta is None:
                     continue
                 value = delta
-            entry = lines.get((sample.key, kind))
+            entry = lines.get((sample.metric, sample.tags, kind))
             if entry is None:
                 entry = self._entry(sample.metric, kind, sample.tags)
             if entry[4]:  # an event metric: looked at below
@@ -235,7 +235,7 @@ class DogStatsdExporter:
         entry = [head, tail, shaped.key, None, metric in self._event_metrics]
         if len(self._lines) >= 100_000:  # bounded, like the shaper's cache
             self._lines.clear()
-        self._lines[((metric, tags), kind)] = entry
+        self._lines[(metric, tags, kind)] = entry
         return entry
 
     def _reset(self) -> None:
@@ -263,7 +263,7 @@ class DogStatsdExporter:
     def forget(self, check: str) -> None:
         self._deltas.forget(check)
         self.events.forget(check)
-        for key in [k for k in self._lines if ("check", check) in k[0][1]]:
+        for key in [k for k in self._lines if ("check", check) in k[1]]:
             del self._lines[key]
 
     def flush(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Double, Engine, Table, cast, func, literal_column
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -41,7 +41,13 @@ def _bucket_sqlite(element: bucket_floor, compiler: Any, **kw: Any) -> str:
 
 def _insert(engine: Engine | str, table: Table) -> Any:
     name = engine if isinstance(engine, str) else engine.dialect.name
-    return sqlite.insert(table) if name == "sqlite" else postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    # imported here: the PostgreSQL dialect package (and every driver dialect in it) costs
+    # an agent on SQLite ~1 MiB of memory for nothing
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(table)
 
 
 def insert_ignore(engine: Engine | str, table: Table) -> Any:

@@ -108,7 +108,7 @@ class HistoryStore:
         self._started = True
         if self.emit is not None:
             self._metrics_task = loop.create_task(self._report_metrics(), name="history-metrics")
-        log.info("history store on %s (schema %s)", self.shown_url, migrations.head_revision())
+        log.info("history store on %s (schema %s)", self.shown_url, migrations.HEAD)
 
     def start_blocking(self) -> None:
         """start() for code without an event loop (benchmarks, scripts)."""

@@ -95,3 +95,65 @@ def test_create_schema_is_the_migration(sqlite_url):
 def test_the_fast_path_head_constant_is_alembics_head():
     # the store skips importing Alembic when the database is already at HEAD
     assert migrations.HEAD == migrations.head_revision()
+
+
+_DAEMON_START = """
+import sys
+from agent.history import migrations
+from agent.history.db import make_engine
+child = migrations.start_upgrade_child(sys.argv[1])
+assert child is not None, "a new file is behind head: a child must migrate it"
+migrations.finish_upgrade_child(child)
+assert child.returncode == 0, child.returncode
+engine = make_engine(sys.argv[1])
+assert migrations._stamped_revision(engine) == migrations.HEAD
+assert migrations.start_upgrade_child(sys.argv[1]) is None, "at head: nothing to start"
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "pygments"))
+assert not leaked, leaked
+print("ok")
+"""
+
+
+def test_mlwarden_run_migrates_a_new_sqlite_file_in_a_child_without_importing_alembic(sqlite_url):
+    # `mlwarden run`'s start: a process that imported Alembic keeps ~10 MiB for good
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DAEMON_START, sqlite_url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    engine = make_engine(sqlite_url)
+    try:
+        assert migrations.current_revision(engine) == migrations.head_revision()
+        assert set(metadata.tables) <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_the_upgrade_child_leaves_memory_databases_and_postgresql_to_the_store(tmp_path):
+    assert migrations.start_upgrade_child("sqlite://") is None
+    assert migrations.start_upgrade_child("sqlite:///:memory:") is None
+    assert migrations.start_upgrade_child("postgresql+psycopg://u@127.0.0.1:1/db") is None
+    assert migrations.start_upgrade_child("not a url") is None
+    migrations.finish_upgrade_child(None)  # nothing started: nothing to wait for
+
+
+def test_a_failed_upgrade_child_leaves_the_error_to_the_store(tmp_path, caplog):
+    # a file whose tables are partly there without a revision: the child fails, and the
+    # store's own upgrade then refuses it with the reason (as without the child)
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE samples (x INTEGER)"))
+        child = migrations.start_upgrade_child(url)
+        assert child is not None
+        with caplog.at_level("DEBUG", logger="agent.history.migrations"):
+            migrations.finish_upgrade_child(child)
+        assert child.returncode != 0
+        assert "no schema revision" in caplog.text
+        with pytest.raises(StoreError, match="no schema revision"):
+            migrations.upgrade(engine)
+    finally:
+        engine.dispose()

@@ -6,6 +6,10 @@ created and changed by a revision here, so upgrading the agent never loses histo
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +19,10 @@ from sqlalchemy.exc import SQLAlchemyError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["alembic_config", "upgrade", "current_revision", "head_revision", "HEAD"]
+__all__ = ["alembic_config", "upgrade", "current_revision", "head_revision", "HEAD",
+           "start_upgrade_child", "finish_upgrade_child"]
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 # The newest revision (a test keeps it equal to Alembic's head). A database already there
@@ -85,3 +92,82 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def start_upgrade_child(url: str) -> subprocess.Popen[bytes] | None:
+    """Start ``upgrade head`` of the SQLite file at ``url`` in a child process, when its
+    schema is behind (a new file, an agent upgrade); None when there is nothing to do.
+
+    For the daemon (`mlwarden run`): Alembic, with Mako, Pygments and SQLAlchemy's
+    PostgreSQL dialects it imports, costs ~10 MiB of RSS that a process keeps for its
+    whole life, for a migration done once (``benchmarks/agent_scale.py``, "RSS per
+    check"). The child is only a head start: whatever it did not do (it failed, it could
+    not start), the store does at start as before, with the errors it always gave.
+    PostgreSQL is left to the store: a fleet's database is usually at head already, which
+    the store sees without Alembic.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from agent.history.db import make_engine
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # the store says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") \
+            or parsed.query.get("mode") == "memory":
+        return None
+    try:
+        engine = make_engine(url)
+    except Exception:  # noqa: BLE001 - the store reports it, with its own words
+        return None
+    try:
+        if _stamped_revision(engine) == HEAD:
+            return None
+    finally:
+        engine.dispose()
+    import agent
+
+    root = str(Path(agent.__file__).resolve().parents[1])  # where this agent is imported from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "agent.history.migrations"], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    except OSError as exc:
+        log.debug("schema migration in a child process not started: %s", exc)
+        return None
+    assert child.stdin is not None
+    try:
+        child.stdin.write(parsed.render_as_string(hide_password=False).encode())
+        child.stdin.close()
+    except OSError:
+        pass  # the child died at once: finish_upgrade_child says so
+    return child
+
+
+def finish_upgrade_child(child: subprocess.Popen[bytes] | None) -> None:
+    """Wait for :func:`start_upgrade_child`'s child; a failure is only logged (debug):
+    the store then migrates in this process and reports any error as it always did."""
+    if child is None:
+        return
+    assert child.stderr is not None
+    with child.stderr:
+        err = child.stderr.read()
+    if child.wait() != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        log.debug("schema migration in a child process failed (exit %s): %s", child.returncode,
+                  lines[-1] if lines else "")
+
+
+def _child_main() -> int:
+    """``python -m agent.history.migrations``: upgrade head the database whose URL is on stdin."""
+    from agent.history.db import make_engine
+
+    engine = make_engine(sys.stdin.read().strip())
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return 0
