@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 import pytest
@@ -157,3 +160,19 @@ def test_a_failed_upgrade_child_leaves_the_error_to_the_store(tmp_path, caplog):
             migrations.upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_a_stuck_upgrade_child_is_stopped_and_left_to_the_store(caplog):
+    # start-up must not hang on the child (a hung filesystem, say): past the timeout it is
+    # killed and the store migrates in the agent's process, as without the child
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with caplog.at_level("WARNING", logger="agent.history.migrations"):
+            migrations.finish_upgrade_child(child, timeout=0.5)
+        assert child.poll() is not None, "the child was left running"
+        assert "still running after 0.5s" in caplog.text
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

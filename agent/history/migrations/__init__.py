@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 # The newest revision (a test keeps it equal to Alembic's head). A database already there
 # is opened without importing Alembic at all, which keeps agent start-up short.
 HEAD = "0006"
+# how long `mlwarden run` waits for the migration child before migrating itself
+CHILD_TIMEOUT = 600.0
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -144,19 +146,27 @@ def start_upgrade_child(url: str) -> subprocess.Popen[bytes] | None:
         child.stdin.close()
     except OSError:
         pass  # the child died at once: finish_upgrade_child says so
+    child.stdin = None  # sent and closed: nothing for communicate() to flush
     return child
 
 
-def finish_upgrade_child(child: subprocess.Popen[bytes] | None) -> None:
-    """Wait for :func:`start_upgrade_child`'s child; a failure is only logged (debug):
-    the store then migrates in this process and reports any error as it always did."""
+def finish_upgrade_child(child: subprocess.Popen[bytes] | None,
+                         timeout: float = CHILD_TIMEOUT) -> None:
+    """Wait for :func:`start_upgrade_child`'s child, at most ``timeout`` seconds (then it is
+    stopped); a failure is only logged: the store then migrates in this process and reports
+    any error as it always did."""
     if child is None:
         return
-    assert child.stderr is not None
-    with child.stderr:
-        err = child.stderr.read()
-    if child.wait() != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()  # SQLite rolls its transaction back: the store starts from where it was
+        child.communicate()
+        log.warning("schema migration in a child process still running after %gs: stopped; "
+                    "migrating in the agent's process instead", timeout)
+        return
+    if child.returncode != 0:
+        lines = (err or b"").decode(errors="replace").strip().splitlines()
         log.debug("schema migration in a child process failed (exit %s): %s", child.returncode,
                   lines[-1] if lines else "")
 
