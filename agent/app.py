@@ -32,7 +32,7 @@ from agent.history.store import HistoryStore
 from agent.leader import build_leadership
 from agent.node import this_node
 from agent.pipeline import Pipeline, Sink
-from agent.plugins import check_types, get_check_type
+from agent.plugins import check_type_names, get_check_type
 from agent.rules.engine import RulesEngine
 from agent.rules.sinks import LoggingAlertSink
 from agent.samples import AGENT_CHECK_TYPE, CheckResult, Kind, Sample, Status, make_tags
@@ -66,7 +66,9 @@ def default_instances(config: AgentConfig) -> list[InstanceConfig]:
     if config.agent.self_check and "agent" not in types:
         cls = get_check_type("agent")
         extra.append(cls.Config(type="agent", name="agent", interval=config.agent.self_check_interval))
-    gpu = check_types().get("gpu") if "gpu" not in types else None
+    # the GPU type's module is imported for its presence test (cheap: its NVML and DCGM
+    # sources import when an instance uses them)
+    gpu = get_check_type("gpu") if "gpu" not in types and "gpu" in check_type_names() else None
     auto = getattr(gpu, "auto_instance", None)  # an nvml instance only where a GPU is present
     if auto is not None and (instance := auto()) is not None:
         extra.append(instance)

@@ -207,12 +207,16 @@ def read_metadata_csv(path: Path) -> list[MetricSpec]:
 
 
 def metadata_files() -> list[Path]:
-    """The agent's own metadata.csv plus one per installed check type."""
-    from agent.plugins import check_types
+    """The agent's own metadata.csv plus one per installed check type.
+
+    Found without importing the check types (:func:`agent.plugins.metadata_path`): the
+    catalog is read at start-up, and a type's module is imported only when it is used.
+    """
+    from agent.plugins import check_type_names, metadata_path
 
     files = [Path(__file__).with_name("metadata.csv")]
-    for cls in check_types().values():
-        path = cls.metadata_path()
+    for name in check_type_names():
+        path = metadata_path(name)
         if path is not None and path.exists() and path not in files:
             files.append(path)
     return files

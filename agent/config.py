@@ -24,7 +24,7 @@ from agent.alerting.config import AlertingConfig, reference_problems, timer_warn
 from agent.causes.config import CausesConfig
 from agent.causes.config import reference_problems as cause_problems
 from agent.causes.config import unknown_rule_warnings
-from agent.check import InstanceConfig
+from agent.check import AgentCheck, InstanceConfig
 from agent.cost.config import CostConfig
 from agent.durations import Duration
 from agent.errors import ConfigError, UnknownCheckError
@@ -33,7 +33,7 @@ from agent.heartbeat import HeartbeatConfig
 from agent.history.config import HistoryConfig
 from agent.identity import Identity
 from agent.leader import LeaderConfig
-from agent.plugins import check_types, get_check_type
+from agent.plugins import check_type_names, get_check_type
 from agent.rules.config import RuleConfig, RulesEngineConfig
 from agent.rules.files import include_rule_files
 from agent.secrets import register_secret
@@ -294,7 +294,7 @@ def _secrets_written_in(text: str) -> list[str]:
     walk({k: v for k, v in raw.items() if k != "checks"}, (), AgentConfig, ())
     checks = raw.get("checks")
     for i, item in enumerate(checks if isinstance(checks, list) else []):
-        cls = check_types().get(str(item.get("type"))) if isinstance(item, dict) else None
+        cls = _known_type(item.get("type")) if isinstance(item, dict) else None
         if cls is not None:
             walk(item, (), cls.Config, ("checks", i))
     return found
@@ -424,6 +424,14 @@ def _history_url_problems(section: Any) -> list[str]:
     return []
 
 
+def _known_type(type_name: Any) -> type[AgentCheck] | None:
+    """The check type named, imported on first use; None where no plugin provides it."""
+    try:
+        return get_check_type(str(type_name))
+    except UnknownCheckError:
+        return None
+
+
 def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfig | None:
     path = key_path(loc)
     if not isinstance(item, dict):
@@ -432,12 +440,12 @@ def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfi
     type_name = item.get("type")
     if not type_name:
         problems.append(f"{path}.type: missing required key (installed types: "
-                        f"{', '.join(sorted(check_types())) or 'none'})")
+                        f"{', '.join(check_type_names()) or 'none'})")
         return None
     try:
         cls = get_check_type(str(type_name))
     except UnknownCheckError as exc:
-        close = difflib.get_close_matches(str(type_name), list(check_types()), n=1)
+        close = difflib.get_close_matches(str(type_name), check_type_names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"{path}.type: {exc}{hint}")
         return None

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.check import AgentCheck, CheckContext
 from agent.samples import Status
 from checks.gpu.config import GpuConfig
-from checks.gpu.dcgm import DcgmSource
-from checks.gpu.nvml_source import NvmlSource, NvmlUnavailable
-from checks.gpu.report import Reporter, Verdict
+
+if TYPE_CHECKING:
+    from checks.gpu.dcgm import DcgmSource
+    from checks.gpu.nvml_source import NvmlSource
+    from checks.gpu.report import Reporter, Verdict
 
 __all__ = ["GpuCheck"]
 
@@ -36,13 +38,22 @@ class GpuCheck(AgentCheck):
     key_metric = "mlwarden.gpu.utilization"
     Config = GpuConfig
 
+    # Every `mlwarden run` imports this module for auto_instance(); the sources (the DCGM
+    # parser imports prometheus_client) and the reporter import only with an instance.
     def __init__(self, config: GpuConfig, context: CheckContext | None = None, *,
                  nvml_lib: ModuleType | None = None, xid_poll_ms: int = 500) -> None:
         super().__init__(config, context)
         self.config: GpuConfig = config
-        self._nvml = (NvmlSource(config, nvml_lib, xid_poll_ms, self.context.node)
-                      if config.source == "nvml" else None)
-        self._dcgm = DcgmSource(config.urls) if config.source == "dcgm" else None
+        self._nvml: NvmlSource | None = None
+        self._dcgm: DcgmSource | None = None
+        if config.source == "nvml":
+            from checks.gpu.nvml_source import NvmlSource
+
+            self._nvml = NvmlSource(config, nvml_lib, xid_poll_ms, self.context.node)
+        elif config.source == "dcgm":
+            from checks.gpu.dcgm import DcgmSource
+
+            self._dcgm = DcgmSource(config.urls)
         self._reporter: Reporter | None = None
         self._said: str | None = None
         self._warned_fields: set[str] = set()
@@ -57,6 +68,8 @@ class GpuCheck(AgentCheck):
 
     async def check(self) -> None:
         if self._reporter is None:
+            from checks.gpu.report import Reporter
+
             saved = await self.context.state.get_state(self.name, STATE_KEY)
             self._reporter = Reporter(self.config, saved if isinstance(saved, dict) else None)
         verdict = await (self._check_nvml() if self._nvml is not None else self._check_dcgm())
@@ -70,6 +83,8 @@ class GpuCheck(AgentCheck):
             self.service_check(Status.UNKNOWN, "the previous NVML read is still blocked "
                                "(a GPU or the driver is hanging); not starting another")
             return None
+        from checks.gpu.nvml_source import NvmlUnavailable
+
         loop = asyncio.get_running_loop()
         self._pending = loop.run_in_executor(None, self._nvml.read)
         try:
