@@ -30,13 +30,12 @@ from typing import Any
 
 from collections.abc import Iterable, Mapping
 
-from datadog.dogstatsd.base import DogStatsd
-
 from agent.catalog import Catalog, load_catalog
 from agent.export.budget import Admission, CustomMetricsBudget, catalog_weight
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.datadog_shape import Shaper
+from agent.export.dogstatsd_client import DogStatsd
 from agent.export.events import SOURCE, DatadogEvent, EventDetector
 from agent.export.health import ExporterHealth
 from agent.export.tags import dd_tag, instance_tags, service_check_name
