@@ -116,7 +116,7 @@ class DogStatsdExporter:
         self.budget = CustomMetricsBudget(
             config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
             weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
-        self.shaper = Shaper(self.catalog, self.unified, self.budget)
+        self.shaper = Shaper(self.catalog, self.unified, self.budget, cache=False)  # _lines keeps it
         self.events = EventDetector(self.catalog)
         self._event_metrics = self.events.metrics
         self.statsd = _CountingDogStatsd(
