@@ -289,6 +289,12 @@ class LatestValues:
                     del store[key]
 
     # -- reading (renders) ---------------------------------------------------------
+    def written(self) -> Snapshot:
+        """What reports changed since the last call or take, for the renderer to format as
+        they arrive (on the loop, a check's lines at a time) rather than all at a scrape."""
+        with self._lock:
+            return self._drain()
+
     def take(self) -> Snapshot:
         """What changed since the last call; each call is one scrape or push.
 
@@ -296,7 +302,7 @@ class LatestValues:
         so every reader that asks twice sees the series at zero before its first rise.
         The first call returns every series. A series that is gone is returned as None;
         the reader keeps the rest from earlier calls (so there is one reader: the
-        exporter's renderer).
+        exporter's renderer, which also reads :meth:`written` as reports arrive).
         """
         now = self.clock()
         with self._lock:
@@ -310,17 +316,21 @@ class LatestValues:
                     self._counters[key] += pending  # type: ignore[operator]
                     self._dirty_counters.add(key)
             self._due, self._fresh = self._fresh, {}
-            dirty_groups, self._dirty_groups = self._dirty_groups, {}
-            self._expire(now, self._groups, dirty_groups)
-            dirty_counters, self._dirty_counters = self._dirty_counters, set()
-            dirty_hists, self._dirty_hists = self._dirty_hists, {}
-            # a histogram changes in place: copied while consume waits (a torn copy would
-            # show a count that is not its +Inf bucket)
-            changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
-                             for k, h in dirty_hists.items()}
-        # the rest without the lock, so the loop's consume never waits for it: a group's
-        # pair or dict is replaced by each report that changes it, never changed (see
-        # _Group), and a counter is a float; what changes meanwhile is in the next take too
+            self._expire(now, self._groups, self._dirty_groups)
+            return self._drain()
+
+    def _drain(self) -> Snapshot:
+        """Hand over (and forget) what changed; called with the lock held."""
+        dirty_groups, self._dirty_groups = self._dirty_groups, {}
+        dirty_counters, self._dirty_counters = self._dirty_counters, set()
+        dirty_hists, self._dirty_hists = self._dirty_hists, {}
+        # a histogram changes in place (a take merges first increments in a render
+        # thread): copied under the lock (a torn copy would show a count that is not
+        # its +Inf bucket)
+        changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
+                         for k, h in dirty_hists.items()}
+        # a group's pair or dict is replaced by each report that changes it, never
+        # changed (see _Group), and a counter is a float
         gauges = {k: None if g is None else g.series() for k, g in dirty_groups.items()}
         counters = self._counters
         changed_counters = {k: counters.get(k) for k in dirty_counters}

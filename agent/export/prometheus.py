@@ -78,6 +78,8 @@ class PrometheusExporter:
         self._gtags: dict[tuple[str, object], object] = {}  # one-series groups': the tags of their text
         # a family's lines, encoded, once they stayed the same from one render to the next
         self._joined: dict[tuple[int, str], bytes] = {}
+        # families whose texts changed since the last render, per kind code
+        self._touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
         self._bucket_tails: dict[tuple[float, ...], str] = {}  # histogram bounds -> their lines' tails
         self.health = ExporterHealth("prometheus")
         self.health.state = "ok"
@@ -102,7 +104,11 @@ class PrometheusExporter:
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
-        self.latest.consume(result)
+        latest = self.latest
+        latest.consume(result)
+        written = latest.written()
+        with self._render_lock:
+            self._apply(written)
 
     def forget(self, check: str) -> None:
         """Drop an instance's series (it was removed by a reload)."""
@@ -192,75 +198,23 @@ class PrometheusExporter:
 
         The text of every series is kept between renders, per family and in the order
         the series appeared: a gauge group's lines (one instance's series of one metric),
-        a counter's or a histogram's lines. The store hands over only what changed since
-        the last render (a report with the same values as the last one changes nothing;
-        values dicts by reference: each report that changes them replaces them), so a
-        scrape formats that and joins the rest; formatting happens outside the store's
-        lock, so a slow render never holds up ``consume``.
+        a counter's or a histogram's lines. Each report's lines are formatted as it
+        arrives (:meth:`consume`, a check's few lines at a time on the loop), so a scrape
+        formats only what the store changed by itself (first increments, stale series),
+        joins the rest and encodes it: formatting 70k series at a scrape held the GIL for
+        ~100 ms in one piece, which delayed due checks. The joining happens outside the
+        lock, so ``consume`` never waits for it.
         """
         started = time.perf_counter()
-        gauges, counters, hists = self.latest.take()
-        fmt = format_value
+        snapshot = self.latest.take()
+        parts: list[Any] = []
+        pending: list[tuple[int, int, str]] = []  # (index in parts, code, metric): to join
         with self._render_lock:
-            texts = self._texts
-            prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
-            touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
-            changed = touched[_GAUGE].add
-            for gkey, values in gauges.items():  # one instance's series of one metric
-                group = gkey[1]
-                metric = group if group.__class__ is str else group[0]  # type: ignore[index]
-                fam = fams.get(metric)
-                if fam is None:
-                    fam = fams[metric] = {}
-                changed(metric)
-                if values is None:
-                    fam.pop(gkey, None)
-                    gtags.pop(gkey, None)
-                elif len(values) == 1:  # most groups: the prefix is their last text's
-                    ((key, value),) = values.items()
-                    tags = gtags.get(gkey)
-                    old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
-                    if old is None:
-                        prefix = self._prefix(key, _GAUGE, False)
-                        gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
-                    else:
-                        prefix = old[:old.rindex(" ") + 1]  # a value has no space
-                    fam[gkey] = prefix + fmt(value) + "\n"
-                else:
-                    gtags.pop(gkey, None)  # (its text is no one series' any more)
-                    fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
-                                         for key, value in values.items()])
-            prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
-            changed = touched[_COUNTER].add
-            for key, value in counters.items():
-                fam = fams.get(key[0])
-                if fam is None:
-                    fam = fams[key[0]] = {}
-                changed(key[0])
-                if value is None:
-                    fam.pop(key, None)
-                else:
-                    fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
-            fams = texts[_HISTOGRAM]
-            changed = touched[_HISTOGRAM].add
-            for key, state in hists.items():
-                fam = fams.get(key[0])
-                if fam is None:
-                    fam = fams[key[0]] = {}
-                changed(key[0])
-                if state is None:
-                    fam.pop(key, None)
-                    continue
-                hist, counts, total, count = state
-                template = hist.template
-                if template is None:
-                    template = hist.template = self._hist_template(key, hist.bounds)
-                bucket, tails, sum_head, count_head = template
-                fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
-                            + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
-            parts = []
+            self._apply(snapshot)
+            touched = self._touched
+            self._touched = (set(), set(), set())
             joined = self._joined
-            for code, fams in enumerate(texts):
+            for code, fams in enumerate(self._texts):
                 for metric in touched[code]:
                     joined.pop((code, metric), None)
                 for metric, fam in fams.items():
@@ -268,11 +222,17 @@ class PrometheusExporter:
                         parts.append(self._header(metric, code, openmetrics))
                         block = joined.get((code, metric))
                         if block is None:
-                            block = "".join(fam.values()).encode()
-                            if metric not in touched[code]:  # unchanged since the last render
-                                joined[(code, metric)] = block
+                            if metric not in touched[code]:  # the same as at the last render
+                                pending.append((len(parts), code, metric))
+                            block = list(fam.values())
                         parts.append(block)
             self._trim_caches()
+        self._join(parts)
+        if pending:
+            with self._render_lock:  # kept: a report that changed it since is in _touched,
+                for i, code, metric in pending:  # so the next render drops it again
+                    if metric in self._texts[code]:
+                        joined[(code, metric)] = parts[i]
         if openmetrics:
             parts.append(b"# EOF\n")
         body = b"".join(parts)
@@ -280,6 +240,74 @@ class PrometheusExporter:
         self.last_render_seconds = round(time.perf_counter() - started, 6)
         self.health.success(0)
         return body
+
+    @staticmethod
+    def _join(parts: list[Any]) -> None:
+        """Each family's lines joined and encoded, in place; outside the lock (reports
+        may arrive meanwhile: their lines are in the next render)."""
+        for i, part in enumerate(parts):
+            if part.__class__ is list:
+                parts[i] = "".join(part).encode()
+
+    def _apply(self, snapshot: Any) -> None:
+        """Format what changed into the kept texts; called with the render lock held."""
+        gauges, counters, hists = snapshot
+        fmt = format_value
+        texts = self._texts
+        prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
+        changed = self._touched[_GAUGE].add
+        for gkey, values in gauges.items():  # one instance's series of one metric
+            group = gkey[1]
+            metric = group if group.__class__ is str else group[0]  # type: ignore[index]
+            fam = fams.get(metric)
+            if fam is None:
+                fam = fams[metric] = {}
+            changed(metric)
+            if values is None:
+                fam.pop(gkey, None)
+                gtags.pop(gkey, None)
+            elif len(values) == 1:  # most groups: the prefix is their last text's
+                ((key, value),) = values.items()
+                tags = gtags.get(gkey)
+                old = fam.get(gkey) if tags is key[1] or tags == key[1] else None
+                if old is None:
+                    prefix = self._prefix(key, _GAUGE, False)
+                    gtags[gkey] = key[1]  # (a check's tag tuples are shared: no copy)
+                else:
+                    prefix = old[:old.rindex(" ") + 1]  # a value has no space
+                fam[gkey] = prefix + fmt(value) + "\n"
+            else:
+                gtags.pop(gkey, None)  # (its text is no one series' any more)
+                fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
+                                     for key, value in values.items()])
+        prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
+        changed = self._touched[_COUNTER].add
+        for key, value in counters.items():
+            fam = fams.get(key[0])
+            if fam is None:
+                fam = fams[key[0]] = {}
+            changed(key[0])
+            if value is None:
+                fam.pop(key, None)
+            else:
+                fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
+        fams = texts[_HISTOGRAM]
+        changed = self._touched[_HISTOGRAM].add
+        for key, state in hists.items():
+            fam = fams.get(key[0])
+            if fam is None:
+                fam = fams[key[0]] = {}
+            changed(key[0])
+            if state is None:
+                fam.pop(key, None)
+                continue
+            hist, counts, total, count = state
+            template = hist.template
+            if template is None:
+                template = hist.template = self._hist_template(key, hist.bounds)
+            bucket, tails, sum_head, count_head = template
+            fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
+                        + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
 
     def _trim_caches(self) -> None:
         """Series that ended leave their line prefixes behind; rebuild a cache that has
