@@ -53,6 +53,7 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _GAUGE, _COUNTER, _HISTOGRAM = 0, 1, 2
 _PTYPE = ("gauge", "counter", "histogram")
 _KIND = (Kind.GAUGE, Kind.COUNT, Kind.DISTRIBUTION)
+SLICE = 1000  # samples of a large report taken before the loop may run other tasks
 
 
 class PrometheusExporter:
@@ -104,11 +105,32 @@ class PrometheusExporter:
 
     # -- sink ------------------------------------------------------------------------
     def consume(self, result: CheckResult) -> None:
+        """Keep the report's values and format its lines (on the loop, as it arrives)."""
         latest = self.latest
         latest.consume(result)
         written = latest.written()
         with self._render_lock:
             self._apply(written)
+
+    async def consume_in_slices(self, result: CheckResult) -> None:
+        """:meth:`consume` for a large report (the pipeline's choice), ``SLICE`` samples
+        at a time with the loop free between them: the self-check's per-instance gauges
+        at 5,000 instances (10,000 series) held the loop ~40 ms in one piece."""
+        latest = self.latest
+        for _ in latest.consume_in_slices(result, SLICE):
+            await asyncio.sleep(0)
+        written = latest.written()
+        formatted: dict[Any, str] = {}  # large gauge groups' lines, a slice at a time
+        for gkey, values in written[0].items():
+            if values is not None and len(values) > SLICE:
+                items, parts = list(values.items()), []
+                for start in range(0, len(items), SLICE):
+                    with self._render_lock:
+                        parts.append(self._gauge_lines(items[start:start + SLICE]))
+                    await asyncio.sleep(0)
+                formatted[gkey] = "".join(parts)
+        with self._render_lock:
+            self._apply(written, formatted)
 
     def forget(self, check: str) -> None:
         """Drop an instance's series (it was removed by a reload)."""
@@ -249,12 +271,18 @@ class PrometheusExporter:
             if part.__class__ is list:
                 parts[i] = "".join(part).encode()
 
-    def _apply(self, snapshot: Any) -> None:
-        """Format what changed into the kept texts; called with the render lock held."""
+    def _gauge_lines(self, items: Sequence[tuple[SeriesKey, float]]) -> str:
+        prefixes, fmt = self._prefixes[_GAUGE], format_value
+        return "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
+                        for key, value in items])
+
+    def _apply(self, snapshot: Any, formatted: Mapping[Any, str] | None = None) -> None:
+        """Format what changed into the kept texts (``formatted``: groups' lines already
+        formatted); called with the render lock held."""
         gauges, counters, hists = snapshot
         fmt = format_value
         texts = self._texts
-        prefixes, fams, gtags = self._prefixes[_GAUGE], texts[_GAUGE], self._gtags
+        fams, gtags = texts[_GAUGE], self._gtags
         changed = self._touched[_GAUGE].add
         for gkey, values in gauges.items():  # one instance's series of one metric
             group = gkey[1]
@@ -278,8 +306,8 @@ class PrometheusExporter:
                 fam[gkey] = prefix + fmt(value) + "\n"
             else:
                 gtags.pop(gkey, None)  # (its text is no one series' any more)
-                fam[gkey] = "".join([(prefixes.get(key) or self._prefix(key, _GAUGE)) + fmt(value) + "\n"
-                                     for key, value in values.items()])
+                text = formatted.get(gkey) if formatted else None
+                fam[gkey] = text if text is not None else self._gauge_lines(values.items())
         prefixes, fams = self._prefixes[_COUNTER], texts[_COUNTER]
         changed = self._touched[_COUNTER].add
         for key, value in counters.items():
