@@ -390,6 +390,5 @@ class LatestValues:
 
     @property
     def series_count(self) -> int:
-        with self._lock:
-            return (sum(len(g) for g in self._groups.values()) + len(self._counters)
-                    + len(self._hists))
+        with self._lock:  # (gauge_series is kept as groups change: no walk over them)
+            return self.gauge_series + len(self._counters) + len(self._hists)
