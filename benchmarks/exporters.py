@@ -21,8 +21,13 @@
    benchmark drains, and to a Unix datagram socket. DD_ENV, DD_SERVICE and DD_VERSION are
    set, as in a pod.
 
-Run: .venv/bin/python benchmarks/exporters.py [--scrape | --prometheus]  (only the 70k-series
-scrape; only the Prometheus part)
+Run: .venv/bin/python benchmarks/exporters.py [--scrape | --prometheus | --dogstatsd]  (only the
+70k-series scrape; only the Prometheus part; only the DogStatsD part)
+
+``--dogstatsd --baseline DIR [--pairs 3]``: the DogStatsD part side by side with another
+checkout's exporter (e.g. a worktree of main): ``--pairs`` processes a tree, taking turns
+(this, baseline, baseline, this, ...), so both share the machine's load; it prints each
+tree's best and median round over all its processes, and the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -37,6 +42,19 @@ import time
 
 import gc
 import gzip
+import json
+import subprocess
+from pathlib import Path
+
+
+def _tree() -> Path:
+    """The checkout whose exporters run: ``--tree DIR`` (a child of ``--baseline``) or this one."""
+    if "--tree" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+sys.path.insert(0, str(_tree()))
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -312,7 +330,7 @@ def _drain(sock: socket.socket, conn) -> None:  # noqa: ANN001
 
 
 def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None = None,
-                    budget: int | None = None) -> None:
+                    budget: int | None = None, quiet: bool = False) -> dict[str, object]:
     res = results(1000)
     metrics = sum(len(r.samples) for r in res)
     tmp = tempfile.mkdtemp()
@@ -336,9 +354,12 @@ def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None 
     exp.statsd.close_socket()
     exp.statsd.stop()
     drain.close()
-    print(f"DogStatsD {label:<30}: best {min(costs) * 1e6:5.2f} us/metric, median "
-          f"{statistics.median(costs) * 1e6:5.2f} | {sent / (metrics * rounds):.4f} packets/metric sent, "
-          f"{drain.packets / (metrics * rounds):.4f} received, {dropped} dropped")
+    if not quiet:
+        print(f"DogStatsD {label:<30}: best {min(costs) * 1e6:5.2f} us/metric, median "
+              f"{statistics.median(costs) * 1e6:5.2f} | {sent / (metrics * rounds):.4f} packets/metric sent, "
+              f"{drain.packets / (metrics * rounds):.4f} received, {dropped} dropped")
+    return {"label": label, "costs": costs, "sent": sent / (metrics * rounds),
+            "received": drain.packets / (metrics * rounds), "dropped": dropped}
 
 
 def bench_client_floor() -> None:
@@ -366,25 +387,75 @@ def bench_client_floor() -> None:
     print(f"DogStatsD {'client alone (datadog.gauge)':<30}: best {cost * 1e6:5.2f} us/metric")
 
 
+DOGSTATSD_CASES = [  # label, buffering, Unix socket, packet size, budget
+    ("UDP buffered (1432 B, remote)", True, False, 1432, None),
+    ("UDP buffered (8192 B, default)", True, False, None, None),
+    ("UDP buffered + budget (8192 B)", True, False, None, 100_000),
+    ("Unix socket buffered (8192 B)", True, True, None, None),
+    ("UDP unbuffered", False, False, None, None),
+]
+
+
+def dogstatsd_side_by_side(baseline: str, pairs: int) -> None:
+    """Processes of this tree and ``baseline`` in turn (ABBA), every case in each."""
+    trees = {"this": Path(__file__).resolve().parents[1], "baseline": Path(baseline).resolve()}
+    if not (trees["baseline"] / "agent").is_dir():
+        raise SystemExit(f"--baseline {trees['baseline']}: not a checkout of the agent")
+    load = os.getloadavg()
+    got: dict[str, dict[str, list[dict]]] = {"this": {}, "baseline": {}}
+    for run in range(pairs):
+        for name in (("this", "baseline") if run % 2 == 0 else ("baseline", "this")):
+            out = subprocess.run([sys.executable, __file__, "--child", "--tree", str(trees[name])],
+                                 capture_output=True, text=True, timeout=600, check=True)
+            for case in json.loads(out.stdout.strip().splitlines()[-1]):
+                got[name].setdefault(case["label"], []).append(case)
+            print(f"run {run + 1} {name:>8}: " + "; ".join(
+                f"{c[-1]['label'].split(' (')[0]} {statistics.median(c[-1]['costs']) * 1e6:.2f}"
+                for c in got[name].values()) + " us/metric (median)", flush=True)
+    end = os.getloadavg()
+    print(f"\nDogStatsD side by side: {pairs} processes a tree, 20 rounds of 1,000 metrics each; "
+          f"load average {load[0]:.2f} -> {end[0]:.2f}")
+    for label in got["this"]:
+        row = {}
+        for name in ("baseline", "this"):
+            cases = got[name][label]
+            costs = [c for case in cases for c in case["costs"]]
+            row[name] = statistics.median(costs)
+            medians = ", ".join(f"{statistics.median(case['costs']) * 1e6:.2f}" for case in cases)
+            print(f"  {label:<30} {name:>8}: best {min(costs) * 1e6:5.2f} us/metric, median "
+                  f"{row[name] * 1e6:5.2f} (per process {medians}) | "
+                  f"{statistics.median(case['sent'] for case in cases):.4f} packets/metric, "
+                  f"{sum(case['dropped'] for case in cases)} dropped")
+        print(f"  {label:<30} this / baseline (medians): {row['this'] / row['baseline']:.2f}x")
+
+
 def main() -> None:
-    if sys.argv[1:] == ["--scrape"]:  # only the 70k-series scrape
+    args = sys.argv[1:]
+    if args == ["--scrape"]:  # only the 70k-series scrape
         bench_agent_scrape()
         return
     for var, value in (("DD_ENV", "prod"), ("DD_SERVICE", "ml-platform"), ("DD_VERSION", "1.4.2")):
         os.environ.setdefault(var, value)
-    print("== Prometheus /metrics render vs prometheus_client.generate_latest (same names and labels)")
-    bench_render(1000)
-    bench_render(10000)
-    bench_histograms()
-    bench_agent_scrape()
-    if sys.argv[1:] == ["--prometheus"]:
+    if "--child" in args:  # a process of dogstatsd_side_by_side
+        import agent.export.datadog_statsd as ours
+        assert Path(ours.__file__).resolve().is_relative_to(_tree()), ours.__file__
+        print(json.dumps([bench_dogstatsd(*case, quiet=True) for case in DOGSTATSD_CASES]))
         return
+    if "--baseline" in args:
+        pairs = int(args[args.index("--pairs") + 1]) if "--pairs" in args else 3
+        dogstatsd_side_by_side(args[args.index("--baseline") + 1], pairs)
+        return
+    if args != ["--dogstatsd"]:
+        print("== Prometheus /metrics render vs prometheus_client.generate_latest (same names and labels)")
+        bench_render(1000)
+        bench_render(10000)
+        bench_histograms()
+        bench_agent_scrape()
+        if args == ["--prometheus"]:
+            return
     print("== DogStatsD exporter, 1,000 metrics per round, 4 tags each (~130-byte lines)")
-    bench_dogstatsd("UDP buffered (1432 B, remote)", True, False, 1432)
-    bench_dogstatsd("UDP buffered (8192 B, default)", True, False)
-    bench_dogstatsd("UDP buffered + budget (8192 B)", True, False, budget=100_000)
-    bench_dogstatsd("Unix socket buffered (8192 B)", True, True)
-    bench_dogstatsd("UDP unbuffered", False, False)
+    for case in DOGSTATSD_CASES:
+        bench_dogstatsd(*case)
     bench_client_floor()
     print("   aims: <= 5 us/metric and <= 0.05 packets/metric with buffering (unbuffered: 1 packet/metric)")
 
