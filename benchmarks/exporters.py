@@ -330,19 +330,27 @@ def _drain(sock: socket.socket, conn) -> None:  # noqa: ANN001
 
 
 def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None = None,
-                    budget: int | None = None, quiet: bool = False) -> dict[str, object]:
-    res = results(1000)
-    metrics = sum(len(r.samples) for r in res)
+                    budget: int | None = None, agent: bool = False,
+                    quiet: bool = False) -> dict[str, object]:
+    """``agent``: the agent's shape instead: 72 ``model_endpoint`` checks' results (14
+    series of every kind, 6-7 tags; 1,008 metrics a round), latencies changing between
+    rounds, and each result's service check on (as by default)."""
+    turns = [agent_round(72, n) for n in range(3)] if agent else [results(1000)]
+    metrics = sum(len(r.samples) for r in turns[0])
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "dsd.sock") if unix else None
     drain = Drain(path)
     cfg = DatadogConfig(host="127.0.0.1", port=drain.sock.getsockname()[1] if not unix else 8125,
-                        socket=path, buffering=buffering, service_checks=False,
+                        socket=path, buffering=buffering, service_checks=agent,
                         max_packet_size=packet, flush_interval=10, custom_metrics_budget=budget)
     exp = DogStatsdExporter(cfg, telemetry_interval=3600)
     rounds = 20
     costs = []
-    for _ in range(rounds):
+    if agent:  # an uncounted round: the series' first, as in the running agent
+        for r in turns[-1]:
+            exp.consume(r)
+    for n in range(rounds):
+        res = turns[n % len(turns)]
         t0 = time.perf_counter()
         for r in res:
             exp.consume(r)
@@ -350,6 +358,7 @@ def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None 
         costs.append((time.perf_counter() - t0) / metrics)
     sent = exp.statsd.sent_so_far
     dropped = exp.statsd.dropped_so_far
+    rounds += agent  # packets per metric: the uncounted round's too
     time.sleep(0.5)
     exp.statsd.close_socket()
     exp.statsd.stop()
@@ -387,12 +396,13 @@ def bench_client_floor() -> None:
     print(f"DogStatsD {'client alone (datadog.gauge)':<30}: best {cost * 1e6:5.2f} us/metric")
 
 
-DOGSTATSD_CASES = [  # label, buffering, Unix socket, packet size, budget
-    ("UDP buffered (1432 B, remote)", True, False, 1432, None),
-    ("UDP buffered (8192 B, default)", True, False, None, None),
-    ("UDP buffered + budget (8192 B)", True, False, None, 100_000),
-    ("Unix socket buffered (8192 B)", True, True, None, None),
-    ("UDP unbuffered", False, False, None, None),
+DOGSTATSD_CASES = [  # label, buffering, Unix socket, packet size, budget, the agent's shape
+    ("UDP buffered (1432 B, remote)", True, False, 1432, None, False),
+    ("UDP buffered (8192 B, default)", True, False, None, None, False),
+    ("UDP buffered + budget (8192 B)", True, False, None, 100_000, False),
+    ("Unix socket buffered (8192 B)", True, True, None, None, False),
+    ("UDP unbuffered", False, False, None, None, False),
+    ("agent's shape + service checks", True, False, None, None, True),
 ]
 
 

@@ -1,10 +1,14 @@
 """Datadog through a local Datadog Agent: DogStatsD over UDP or a Unix socket.
 
 The hot path is ``consume()``: each series' datagram line is serialised once by the
-client itself and cached, split around the value, so a poll costs a dict lookup, a float
-format and a buffer append per metric, and a datagram carries many metrics. UDP drops are
-silent, so the client's own telemetry is on and its drop counters are read (they reset
-each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps totals).
+client itself and cached, split around the value, so a poll costs a dict lookup and a
+float format per metric; a result's lines (and its service check, from a cached template)
+then go into the client's buffer at once, under one lock, in whole lines (issue #20: the
+client's per-line ``_send_to_buffer`` was half the cost), and a datagram carries many
+metrics. The client still sends the datagrams (its flush thread, socket, error handling).
+UDP drops are silent, so the client's own telemetry is on and its drop counters are read
+(they reset each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps
+totals).
 
 Kinds: gauges are gauges; ``count`` samples are sent as counts (``|c``), never gauges;
 ``monotonic_count`` totals become the delta since the previous total, sent as counts;
@@ -31,6 +35,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from datadog.dogstatsd.base import DogStatsd
+from datadog.util.format import normalize_tags
 
 from agent.catalog import Catalog, load_catalog
 from agent.export.budget import Admission, CustomMetricsBudget, catalog_weight
@@ -92,6 +97,22 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
             return None
         return sys.intern(head + ":"), "|" + tail  # a metric's head: one string for all its series
 
+    def check_template(self, name: str, tags: list[str]) -> tuple[str, str, str]:
+        """A service check's line around its status and message, as the client's
+        ``service_check`` writes it (datadog 0.56: ``_sc|name|status|#tags|m:message|c:container``
+        ``|card:cardinality``), so a result's check goes in its datagram with its lines."""
+        tags = tags + list(self.constant_tags)
+        mid = "|#" + ",".join(normalize_tags(tags)) if tags else ""
+        tail = f"|c:{self._container_id}" if self._container_id else ""
+        if self.cardinality:
+            tail += f"|card:{self.cardinality}"
+        return f"_sc|{name}|", mid, tail
+
+    @staticmethod
+    def check_message(message: str) -> str:
+        """The ``|m:`` field of a service check line (empty: none), escaped as the client does."""
+        return "|m:" + DogStatsd._escape_service_check_message(message) if message else ""
+
     def send_line(self, line: str) -> None:
         """Hand one serialised line to the client's buffer, counted in its telemetry."""
         if self._telemetry:
@@ -105,8 +126,9 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
             hasattr(self, a) for a in ("_buffer", "_buffer_size", "_buffer_lock", "_enabled",
                                        "_max_payload_size", "_flush_one_buffer"))
 
-    def send_lines(self, lines: list[str]) -> None:
-        """Hand a check result's lines to the client's buffer at once, counted in its telemetry.
+    def send_lines(self, lines: list[str], checks: int = 0) -> None:
+        """Hand a check result's lines to the client's buffer at once, counted in its telemetry
+        (the last ``checks`` lines are service checks).
 
         The client takes a lock and makes several calls per line (``_send_to_buffer``):
         half the exporter's cost per metric. Here the lines go in joined, under one lock,
@@ -119,7 +141,8 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         if self._enabled is not True:  # DD_DOGSTATSD_DISABLE, as the client's _report
             return
         if self._telemetry:
-            self.metrics_count += len(lines)
+            self.metrics_count += len(lines) - checks
+            self.service_checks_count += checks
         chunk = "\n".join(lines)
         size = (len(chunk) if chunk.isascii() else len(chunk.encode(self.encoding))) + 1
         with self._buffer_lock:
@@ -204,7 +227,10 @@ class DogStatsdExporter:
         self.statsd.constant_tags = [t for t in self.statsd.constant_tags if t.startswith(_KEEP_CONSTANT)]
         # (metric, tags, kind) -> see _entry (one flat tuple a series, not a series key in one)
         self._lines: dict[tuple[str, Tags, Kind], list[Any]] = {}
-        self._send_lines = self.statsd.send_lines if self.statsd.batches() else self._line_by_line
+        self._batching = self.statsd.batches()
+        self._send_lines = self.statsd.send_lines if self._batching else self._line_by_line
+        # (check type, instance tags) -> its service check line around status and message
+        self._checks: dict[tuple[str, Tags], tuple[str, str, str]] = {}
 
     @property
     def destination(self) -> str:
@@ -272,19 +298,35 @@ class DogStatsdExporter:
                 n += 1
             else:
                 add(f"{head}{value!r}{entry[1]}")
+        sent = len(out)
+        checks = 0
+        if self.config.service_checks and \
+                (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
+            if self._batching:
+                key = (result.check_type, instance_tags(result))
+                template = self._checks.get(key) or self._check_template(key)
+                add(f"{template[0]}{int(result.status)}{template[1]}"
+                    f"{self.statsd.check_message(result.message)}{template[2]}")
+                checks = 1
+            else:
+                self.statsd.service_check(
+                    service_check_name(result.check_type), int(result.status),
+                    tags=self.shaper.plain(instance_tags(result)), message=result.message or None,
+                )
         if out:
-            self._send_lines(out)
+            self._send_lines(out, checks)
         if eventful:
             for event in self.events.events(result, eventful):
                 self._event(event)
-        if self.config.service_checks and \
-                (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
-            self.statsd.service_check(
-                service_check_name(result.check_type), int(result.status),
-                tags=self.shaper.plain(instance_tags(result)), message=result.message or None,
-            )
-        self.health.success(n + len(out))
+        self.health.success(n + sent)
         self._observe_drops()
+
+    def _check_template(self, key: tuple[str, Tags]) -> tuple[str, str, str]:
+        template = self.statsd.check_template(service_check_name(key[0]), self.shaper.plain(key[1]))
+        if len(self._checks) >= 100_000:  # bounded, like the line cache
+            self._checks.clear()
+        self._checks[key] = template
+        return template
 
     def _admit(self, entry: list[Any], sample: Any, kind: Kind, now: float) -> list[Any] | None:
         """Ask the budget about a series not (or no longer) admitted: its cache entry, with
@@ -311,7 +353,7 @@ class DogStatsdExporter:
         self._lines[(metric, tags, kind)] = entry
         return entry
 
-    def _line_by_line(self, lines: list[str]) -> None:
+    def _line_by_line(self, lines: list[str], checks: int = 0) -> None:
         """Unbuffered (one datagram a metric, as configured) or a client without the buffer
         internals :meth:`_CountingDogStatsd.send_lines` uses."""
         if getattr(self.statsd, "_enabled", True) is True:  # DD_DOGSTATSD_DISABLE
@@ -320,6 +362,7 @@ class DogStatsdExporter:
 
     def _reset(self) -> None:
         self._lines.clear()
+        self._checks.clear()
         self.shaper.clear()
 
     def _fallback(self, metric: str, kind: Kind, value: float, tags: tuple[str, ...]) -> None:
@@ -345,6 +388,8 @@ class DogStatsdExporter:
         self.events.forget(check)
         for key in [k for k in self._lines if ("check", check) in k[1]]:
             del self._lines[key]
+        for key in [k for k in self._checks if ("check", check) in k[1]]:
+            del self._checks[key]
 
     def flush(self) -> None:
         self.statsd.flush()

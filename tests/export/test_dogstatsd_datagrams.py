@@ -247,3 +247,36 @@ def test_errno_of_a_closed_udp_port_is_what_the_client_handles():
         tx.send(b"x")
     tx.close()
     assert err.value.errno == errno.ECONNREFUSED
+
+
+def test_service_checks_are_the_lines_the_client_itself_writes(receiver, monkeypatch):
+    """A result's service check goes in its datagram with its lines, written from a cached
+    template: the same line as the client's ``service_check`` (status, tags with the kept
+    constant tag, the escaped message)."""
+    destination(monkeypatch, receiver)
+    exporter = DogStatsdExporter(DatadogConfig(mode="dogstatsd"), telemetry_interval=3600)
+    results = check_results(6, 2)
+    messages = ["", "connection refused", "HTTP 503\nm:retry in 5 s", "", "timed out", ""]
+    for result, status, message in zip(results, [0, 2, 1, 3, 2, 0], messages, strict=True):
+        result.status, result.message = Status(status), message
+        result.samples.append(Sample("mlwarden.check.status", float(status), result.samples[0].tags, 1.0))
+    feed(exporter, receiver, results)
+    for result in results:
+        exporter.consume(result)  # the second time: the cached template
+        receiver.drain()
+    exporter.flush()
+    count = 2 * sum(len(r.samples) for r in results)
+    assert exporter.statsd.service_checks_count == 12 and exporter.statsd.metrics_count == count
+    ours = [line for line in receiver.read_lines(count + 12) if line.startswith("_sc|")]
+    receiver.datagrams.clear()
+    for result in results:  # the client's public call, as the exporter made it before
+        exporter.statsd.service_check(
+            "mlwarden.model_endpoint.status", int(result.status),
+            tags=exporter.shaper.plain(tuple(p for p in result.samples[-1].tags if p[0] != "check_type")),
+            message=result.message or None)
+    exporter.flush()
+    theirs = receiver.read_lines(6)
+    assert ours == theirs + theirs
+    assert theirs[2].startswith("_sc|mlwarden.model_endpoint.status|1|#") and \
+        theirs[2].endswith("|m:HTTP 503\\nm\\:retry in 5 s") and "|m:" not in theirs[0]
+    assert all("dd.internal.entity_id:pod-" in line for line in theirs)
