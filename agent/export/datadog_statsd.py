@@ -63,6 +63,9 @@ _TYPE = {Kind.GAUGE: "g", Kind.COUNT: "c", Kind.MONOTONIC_COUNT: "c", Kind.DISTR
 _KEEP_CONSTANT = ("dd.internal.entity_id:",)
 
 
+_CLIENT_SOCKET = getattr(DogStatsd, "socket", None)
+
+
 class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
     """DogStatsd whose telemetry counters are also kept as totals across telemetry flushes."""
 
@@ -72,14 +75,15 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         self.total_sent = getattr(self, "total_sent", 0) + getattr(self, "packets_sent", 0)
         super()._reset_telemetry()
 
-    @DogStatsd.socket.setter  # type: ignore[untyped-decorator]
-    def socket(self, new_socket: Any) -> None:
-        """The client's setter, but a configured packet size holds with no socket too: the
-        client falls back to 1432 bytes until it connects (and after each socket error), so
-        the first datagram could pass a smaller ``max_packet_size``."""
-        DogStatsd.socket.fset(self, new_socket)
-        if getattr(self, "_max_buffer_len", 0):
-            self._max_payload_size = self._max_buffer_len
+    if isinstance(_CLIENT_SOCKET, property):  # datadog 0.4x-0.5x
+        @_CLIENT_SOCKET.setter
+        def socket(self, new_socket: Any) -> None:
+            """The client's setter, but a configured packet size holds with no socket too:
+            the client falls back to 1432 bytes until it connects (and after each socket
+            error), so the first datagram could pass a smaller ``max_packet_size``."""
+            _CLIENT_SOCKET.fset(self, new_socket)  # type: ignore[misc]
+            if getattr(self, "_max_buffer_len", 0):
+                self._max_payload_size = self._max_buffer_len
 
     def line_template(self, metric: str, metric_type: str, tags: list[str]) -> tuple[str, str] | None:
         """The datagram line of a series split around its value, serialised once by the
@@ -103,9 +107,10 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         ``|card:cardinality``), so a result's check goes in its datagram with its lines."""
         tags = tags + list(self.constant_tags)
         mid = "|#" + ",".join(normalize_tags(tags)) if tags else ""
-        tail = f"|c:{self._container_id}" if self._container_id else ""
-        if self.cardinality:
-            tail += f"|card:{self.cardinality}"
+        container, cardinality = getattr(self, "_container_id", None), getattr(self, "cardinality", None)
+        tail = f"|c:{container}" if container else ""
+        if cardinality:
+            tail += f"|card:{cardinality}"
         return f"_sc|{name}|", mid, tail
 
     @staticmethod
