@@ -141,7 +141,8 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         ``flush()``, socket handling, background sender and drop counters work as for its
         own lines. A datagram never grows past the client's ``_max_payload_size`` (counted
         in bytes, where the client counts characters) and a line is never split: a result
-        that does not fit fills the datagram with whole lines, which is then sent.
+        that does not fit fills the datagram with whole lines, which is then sent (a line
+        longer than a datagram goes alone, as the client sends it).
         """
         if self._enabled is not True:  # DD_DOGSTATSD_DISABLE, as the client's _report
             return
