@@ -27,6 +27,7 @@ are taken off it, so each of those keys is sent once, with the precedence of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -58,6 +59,7 @@ from agent.samples import (
 __all__ = ["DogStatsdExporter"]
 
 log = logging.getLogger(__name__)
+SLICE = 1000  # samples of a large result sent before the loop may run other tasks
 _TYPE = {Kind.GAUGE: "g", Kind.COUNT: "c", Kind.MONOTONIC_COUNT: "c", Kind.DISTRIBUTION: "d"}
 # the client's constant tags kept: origin detection (DD_ENTITY_ID), which the Agent strips
 _KEEP_CONSTANT = ("dd.internal.entity_id:",)
@@ -269,15 +271,39 @@ class DogStatsdExporter:
     def consume(self, result: CheckResult) -> None:
         """Send a result's samples; a series' line is serialised once, then only its value,
         and the result's lines go to the client's buffer together (:meth:`send_lines`)."""
+        out: list[str] = []
+        n, eventful = self._lines_of(result.samples, result.started, out)
+        self._finish(result, out, n, eventful)
+
+    async def consume_in_slices(self, result: CheckResult) -> None:
+        """:meth:`consume` for a large result (the pipeline's choice), ``SLICE`` samples at
+        a time with the loop free between them: the self-check's 10,000 per-instance series
+        at 5,000 instances held the loop 40-80 ms in one piece."""
+        samples, n, eventful = result.samples, 0, []
+        for start in range(0, len(samples), SLICE):
+            out: list[str] = []
+            k, some = self._lines_of(samples[start:start + SLICE], result.started, out)
+            n += k
+            eventful += some or ()
+            if start + SLICE >= len(samples):
+                self._finish(result, out, n, eventful)
+                return
+            if out:
+                self._send_lines(out, 0)
+                n += len(out)
+            await asyncio.sleep(0)
+        self._finish(result, [], n, eventful)  # (no samples)
+
+    def _lines_of(self, samples: list[Sample], now: float, out: list[str]) -> tuple[int, list[Sample] | None]:
+        """Each sample's line into ``out``; returns how many went through the client's public
+        calls instead, and the samples of event metrics."""
         if self.shaper.stale:
             self._reset()
         cached, deltas, monotonic = self._lines.get, self._deltas, Kind.MONOTONIC_COUNT
-        now = result.started
-        out: list[str] = []
         add = out.append
         n = 0  # sent through the public calls (a client without the internals we use)
         eventful = None
-        for sample in result.samples:
+        for sample in samples:
             kind = sample.kind
             if kind is monotonic:
                 value = deltas.delta(sample.key, sample.value)
@@ -304,6 +330,10 @@ class DogStatsdExporter:
                 n += 1
             else:
                 add(f"{head}{value!r}{entry[1]}")
+        return n, eventful
+
+    def _finish(self, result: CheckResult, out: list[str], n: int, eventful: list[Sample] | None) -> None:
+        """The result's service check and events after its lines; send; count."""
         sent = len(out)
         checks = 0
         if self.config.service_checks and \
@@ -311,8 +341,8 @@ class DogStatsdExporter:
             if self._batching:
                 key = (result.check_type, instance_tags(result))
                 template = self._checks.get(key) or self._check_template(key)
-                add(f"{template[0]}{int(result.status)}{template[1]}"
-                    f"{self.statsd.check_message(result.message)}{template[2]}")
+                out.append(f"{template[0]}{int(result.status)}{template[1]}"
+                           f"{self.statsd.check_message(result.message)}{template[2]}")
                 checks = 1
             else:
                 self.statsd.service_check(

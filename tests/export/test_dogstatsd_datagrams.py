@@ -280,3 +280,28 @@ def test_service_checks_are_the_lines_the_client_itself_writes(receiver, monkeyp
     assert theirs[2].startswith("_sc|mlwarden.model_endpoint.status|1|#") and \
         theirs[2].endswith("|m:HTTP 503\\nm\\:retry in 5 s") and "|m:" not in theirs[0]
     assert all("dd.internal.entity_id:pod-" in line for line in theirs)
+
+
+async def test_a_large_result_in_slices_sends_each_line_once_and_one_service_check(monkeypatch):
+    """The pipeline hands a result of thousands of samples to consume_in_slices (the loop
+    runs between slices): the same lines arrive as from consume, and one service check."""
+    from agent.export.datadog_statsd import SLICE
+
+    receiver = Receiver()
+    try:
+        destination(monkeypatch, receiver)
+        exporter = DogStatsdExporter(DatadogConfig(mode="dogstatsd"), telemetry_interval=3600)
+        samples = [s for r in check_results(600) for s in r.samples]
+        result = CheckResult("agent", "agent", Status.WARNING, message="3 check(s) failing",
+                             samples=samples, interval=15)
+        assert len(samples) > 2 * SLICE
+        await exporter.consume_in_slices(result)
+        exporter.flush()
+        want = expected_lines(exporter, [result])
+        got = receiver.read_lines(len(want) + 1)
+    finally:
+        receiver.close()
+    checks = [line for line in got if line.startswith("_sc|")]
+    assert len(checks) == 1 and checks[0].startswith("_sc|mlwarden.agent.status|1|")
+    assert Counter(line for line in got if not line.startswith("_sc|")) == Counter(want)
+    assert exporter.health.as_dict()["dropped_points"] == {}
