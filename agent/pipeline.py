@@ -25,8 +25,18 @@ log = logging.getLogger(__name__)
 YIELD_AFTER = 0.005  # seconds of sink work before the pipeline lets the loop run other tasks
 
 
+LARGE = 1000  # samples from which a result goes to a sink's consume_in_slices, if it has one
+
+
 class Sink(Protocol):
-    """Anything that takes check results."""
+    """Anything that takes check results.
+
+    A sink whose work grows with a result's samples may also have
+    ``async consume_in_slices(result)``: the same as ``consume``, but letting the loop run
+    between slices. The pipeline uses it for results of more than ``LARGE`` samples (a
+    self-check over thousands of instances, a scrape of a big OpenMetrics endpoint), which
+    in one piece would hold every due check back for tens of milliseconds.
+    """
 
     name: str
 
@@ -92,9 +102,11 @@ class Pipeline:
 
     async def process(self, result: CheckResult) -> None:
         """Hand one result to every sink, each isolated from the others."""
+        large = len(result.samples) > LARGE
         for sink in self.sinks:
             try:
-                out = sink.consume(result)
+                sliced = getattr(sink, "consume_in_slices", None) if large else None
+                out = sliced(result) if sliced is not None else sink.consume(result)
                 if inspect.isawaitable(out):
                     await out
             except Exception:  # noqa: BLE001 - one sink must not starve the others

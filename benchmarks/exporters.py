@@ -21,8 +21,13 @@
    benchmark drains, and to a Unix datagram socket. DD_ENV, DD_SERVICE and DD_VERSION are
    set, as in a pod.
 
-Run: .venv/bin/python benchmarks/exporters.py [--scrape | --prometheus]  (only the 70k-series
-scrape; only the Prometheus part)
+Run: .venv/bin/python benchmarks/exporters.py [--scrape | --prometheus | --dogstatsd]  (only the
+70k-series scrape; only the Prometheus part; only the DogStatsD part)
+
+``--dogstatsd --baseline DIR [--rounds 60]``: the DogStatsD part side by side with another
+checkout's exporter (e.g. a worktree of main): a process of each tree, taking turns a round
+at a time (who goes first alternates), so both share the machine's load; it prints each
+tree's best, median and quartiles per case, and the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -37,6 +42,19 @@ import time
 
 import gc
 import gzip
+import json
+import subprocess
+from pathlib import Path
+
+
+def _tree() -> Path:
+    """The checkout whose exporters run: ``--tree DIR`` (a child of ``--baseline``) or this one."""
+    if "--tree" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+sys.path.insert(0, str(_tree()))
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -253,20 +271,22 @@ def bench_agent_scrape(checks: int = 5000, rounds: int = 6) -> None:
         consume = time.perf_counter() - t0
         feed_ref(res)
         t0 = time.perf_counter()
-        body = ours.render(True)
-        render_t.append(time.perf_counter() - t0)
-        gz = gzip.compress(body, compresslevel=1, mtime=0)
+        gz = ours._encoded(True, True)  # what a scrape asking for gzip gets
         ours_t.append(time.perf_counter() - t0)
+        body = gzip.decompress(gz)
+        t0 = time.perf_counter()
+        ours.render(False)  # a scrape of the same values without gzip: joins only
+        render_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         generate_openmetrics(registry)
         ref_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        ours.render(False)  # a second scrape with nothing new in between
+        ours.render(False)  # a third scrape with nothing new in between
         plain_t.append(time.perf_counter() - t0)
     a, b = statistics.median(ours_t), statistics.median(ref_t)
     print(f"/metrics scrape, {checks} checks ({series} series, {len(body) / 1e6:.1f} MB, "
           f"{len(gz) / 1e6:.2f} MB gzip), every check reported since the last scrape: "
-          f"mlwarden {a * 1e3:6.1f} ms (min {min(ours_t) * 1e3:.1f}; OpenMetrics + gzip; render alone "
+          f"mlwarden {a * 1e3:6.1f} ms (min {min(ours_t) * 1e3:.1f}; OpenMetrics + gzip; again without gzip "
           f"{statistics.median(render_t) * 1e3:.1f}) | "
           f"generate_latest {b * 1e3:6.1f} ms (OpenMetrics, no gzip) | ratio {a / b:4.2f} "
           f"(aim < 150 ms); nothing new since the last scrape: {statistics.median(plain_t) * 1e3:.1f} ms; "
@@ -311,34 +331,61 @@ def _drain(sock: socket.socket, conn) -> None:  # noqa: ANN001
     conn.send(packets)
 
 
-def bench_dogstatsd(label: str, buffering: bool, unix: bool, packet: int | None = None,
-                    budget: int | None = None) -> None:
-    res = results(1000)
-    metrics = sum(len(r.samples) for r in res)
-    tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "dsd.sock") if unix else None
-    drain = Drain(path)
-    cfg = DatadogConfig(host="127.0.0.1", port=drain.sock.getsockname()[1] if not unix else 8125,
-                        socket=path, buffering=buffering, service_checks=False,
-                        max_packet_size=packet, flush_interval=10, custom_metrics_budget=budget)
-    exp = DogStatsdExporter(cfg, telemetry_interval=3600)
-    rounds = 20
-    costs = []
-    for _ in range(rounds):
+class DogStatsdRun:
+    """One DogStatsD case: an exporter sending to a drained socket, timed a round at a time
+    (a round: 1,000 metrics consumed, then a flush). ``agent``: the agent's shape instead:
+    72 ``model_endpoint`` checks' results (14 series of every kind, 6-7 tags; 1,008 metrics
+    a round), latencies changing between rounds, and each result's service check on (as
+    by default)."""
+
+    def __init__(self, label: str, buffering: bool, unix: bool, packet: int | None = None,
+                 budget: int | None = None, agent: bool = False) -> None:
+        self.label = label
+        self.turns = [agent_round(72, n) for n in range(3)] if agent else [results(1000)]
+        self.metrics = sum(len(r.samples) for r in self.turns[0])
+        path = os.path.join(tempfile.mkdtemp(), "dsd.sock") if unix else None
+        self.drain = Drain(path)
+        cfg = DatadogConfig(host="127.0.0.1", port=self.drain.sock.getsockname()[1] if not unix else 8125,
+                            socket=path, buffering=buffering, service_checks=agent,
+                            max_packet_size=packet, flush_interval=10, custom_metrics_budget=budget)
+        self.exp = DogStatsdExporter(cfg, telemetry_interval=3600)
+        self.rounds = 0
+        self.costs: list[float] = []
+        if agent:  # an uncounted round: the series' first, as in the running agent
+            self.round()
+            self.costs.clear()
+
+    def round(self) -> float:
+        res = self.turns[self.rounds % len(self.turns)]
+        self.rounds += 1
         t0 = time.perf_counter()
         for r in res:
-            exp.consume(r)
-        exp.flush()
-        costs.append((time.perf_counter() - t0) / metrics)
-    sent = exp.statsd.sent_so_far
-    dropped = exp.statsd.dropped_so_far
-    time.sleep(0.5)
-    exp.statsd.close_socket()
-    exp.statsd.stop()
-    drain.close()
-    print(f"DogStatsD {label:<30}: best {min(costs) * 1e6:5.2f} us/metric, median "
-          f"{statistics.median(costs) * 1e6:5.2f} | {sent / (metrics * rounds):.4f} packets/metric sent, "
-          f"{drain.packets / (metrics * rounds):.4f} received, {dropped} dropped")
+            self.exp.consume(r)
+        self.exp.flush()
+        self.costs.append((time.perf_counter() - t0) / self.metrics)
+        return self.costs[-1]
+
+    def close(self) -> dict[str, object]:
+        sent = self.exp.statsd.sent_so_far
+        dropped = self.exp.statsd.dropped_so_far
+        time.sleep(0.5)
+        self.exp.statsd.close_socket()
+        self.exp.statsd.stop()
+        self.drain.close()
+        metrics = self.metrics * self.rounds
+        return {"label": self.label, "costs": self.costs, "sent": sent / metrics,
+                "received": self.drain.packets / metrics, "dropped": dropped}
+
+
+def bench_dogstatsd(*case: object) -> None:
+    run = DogStatsdRun(*case)  # type: ignore[arg-type]
+    for _ in range(20):
+        run.round()
+    got = run.close()
+    costs = got["costs"]
+    print(f"DogStatsD {run.label:<30}: best {min(costs) * 1e6:5.2f} us/metric, median "
+          f"{statistics.median(costs) * 1e6:5.2f} | {got['sent']:.4f} packets/metric sent, "
+          f"{got['received']:.4f} received, {got['dropped']} dropped")
 
 
 def bench_client_floor() -> None:
@@ -366,25 +413,111 @@ def bench_client_floor() -> None:
     print(f"DogStatsD {'client alone (datadog.gauge)':<30}: best {cost * 1e6:5.2f} us/metric")
 
 
+DOGSTATSD_CASES = [  # label, buffering, Unix socket, packet size, budget, the agent's shape
+    ("UDP buffered (1432 B, remote)", True, False, 1432, None, False),
+    ("UDP buffered (8192 B, default)", True, False, None, None, False),
+    ("UDP buffered + budget (8192 B)", True, False, None, 100_000, False),
+    ("Unix socket buffered (8192 B)", True, True, None, None, False),
+    ("UDP unbuffered", False, False, None, None, False),
+    ("agent's shape + service checks", True, False, None, None, True),
+]
+
+
+def dogstatsd_side_by_side(baseline: str, rounds: int) -> None:
+    """A process of this tree and one of ``baseline`` run each case's rounds in turn, one
+    round each at a time (who goes first alternates), so a burst of load from the machine's
+    other tenants hits both sides alike."""
+    trees = {"this": Path(__file__).resolve().parents[1], "baseline": Path(baseline).resolve()}
+    if not (trees["baseline"] / "agent").is_dir():
+        raise SystemExit(f"--baseline {trees['baseline']}: not a checkout of the agent")
+    procs = {name: subprocess.Popen([sys.executable, __file__, "--serve", "--tree", str(tree)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name, tree in trees.items()}
+
+    def tell(name: str, command: str) -> None:
+        procs[name].stdin.write(command + "\n")  # type: ignore[union-attr]
+        procs[name].stdin.flush()  # type: ignore[union-attr]
+
+    def answer(name: str) -> str:
+        line = procs[name].stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise SystemExit(f"the {name} process ended early (its error is above)")
+        return line
+
+    load = os.getloadavg()
+    print(f"DogStatsD side by side, {rounds} rounds a case and tree, taking turns; "
+          f"load average {load[0]:.2f} at the start")
+    for i, case in enumerate(DOGSTATSD_CASES):
+        for name in procs:
+            tell(name, f"case {i}")
+        for name in procs:
+            answer(name)
+        for r in range(rounds):
+            for name in (("this", "baseline") if r % 2 == 0 else ("baseline", "this")):
+                tell(name, "round")
+                answer(name)
+        for name in procs:
+            tell(name, "end")
+        got = {name: json.loads(answer(name)) for name in procs}
+        row = {}
+        for name in ("baseline", "this"):
+            g = got[name]
+            row[name] = statistics.median(g["costs"])
+            print(f"  {case[0]:<30} {name:>8}: best {min(g['costs']) * 1e6:5.2f} us/metric, median "
+                  f"{row[name] * 1e6:5.2f} (quartiles {statistics.quantiles(g['costs'])[0] * 1e6:.2f}-"
+                  f"{statistics.quantiles(g['costs'])[2] * 1e6:.2f}) | {g['sent']:.4f} packets/metric, "
+                  f"{g['dropped']} dropped", flush=True)
+        print(f"  {case[0]:<30} this / baseline (medians): {row['this'] / row['baseline']:.2f}x", flush=True)
+    for name in procs:
+        tell(name, "quit")
+        procs[name].wait(60)
+    end = os.getloadavg()
+    print(f"load average {load[0]:.2f} -> {end[0]:.2f}")
+
+
+def serve() -> None:
+    """A process of dogstatsd_side_by_side: one command a line on stdin, one answer a line."""
+    import agent.export.datadog_statsd as ours
+    assert Path(ours.__file__).resolve().is_relative_to(_tree()), ours.__file__
+    run = None
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "case":
+            run = DogStatsdRun(*DOGSTATSD_CASES[int(command[1])])
+            print("ready", flush=True)
+        elif command[0] == "round":
+            print(run.round(), flush=True)  # type: ignore[union-attr]
+        elif command[0] == "end":
+            print(json.dumps(run.close()), flush=True)  # type: ignore[union-attr]
+        else:
+            return
+
+
 def main() -> None:
-    if sys.argv[1:] == ["--scrape"]:  # only the 70k-series scrape
+    args = sys.argv[1:]
+    if args == ["--scrape"]:  # only the 70k-series scrape
         bench_agent_scrape()
         return
     for var, value in (("DD_ENV", "prod"), ("DD_SERVICE", "ml-platform"), ("DD_VERSION", "1.4.2")):
         os.environ.setdefault(var, value)
-    print("== Prometheus /metrics render vs prometheus_client.generate_latest (same names and labels)")
-    bench_render(1000)
-    bench_render(10000)
-    bench_histograms()
-    bench_agent_scrape()
-    if sys.argv[1:] == ["--prometheus"]:
+    if "--serve" in args:
+        serve()
         return
+    if "--baseline" in args:
+        rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 60
+        dogstatsd_side_by_side(args[args.index("--baseline") + 1], rounds)
+        return
+    if args != ["--dogstatsd"]:
+        print("== Prometheus /metrics render vs prometheus_client.generate_latest (same names and labels)")
+        bench_render(1000)
+        bench_render(10000)
+        bench_histograms()
+        bench_agent_scrape()
+        if args == ["--prometheus"]:
+            return
     print("== DogStatsD exporter, 1,000 metrics per round, 4 tags each (~130-byte lines)")
-    bench_dogstatsd("UDP buffered (1432 B, remote)", True, False, 1432)
-    bench_dogstatsd("UDP buffered (8192 B, default)", True, False)
-    bench_dogstatsd("UDP buffered + budget (8192 B)", True, False, budget=100_000)
-    bench_dogstatsd("Unix socket buffered (8192 B)", True, True)
-    bench_dogstatsd("UDP unbuffered", False, False)
+    for case in DOGSTATSD_CASES:
+        bench_dogstatsd(*case)
     bench_client_floor()
     print("   aims: <= 5 us/metric and <= 0.05 packets/metric with buffering (unbuffered: 1 packet/metric)")
 

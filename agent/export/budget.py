@@ -136,8 +136,7 @@ class CustomMetricsBudget:
 
     # -- new series ----------------------------------------------------------------------
     def _new(self, key: Series, now: float) -> int:
-        if now - self._swept >= _SWEEP_EVERY:
-            self.expire(now)
+        self.expire(now, due_only=True)
         metric, tags = key
         entry = self._metrics.get(metric)
         if entry is None:
@@ -262,17 +261,23 @@ class CustomMetricsBudget:
         log.warning("datadog: %s", message)
         self.decisions.append({"at": now, "metric": metric, "action": action, **detail})
 
-    def expire(self, now: float) -> None:
-        """Forget series unseen for an hour (they no longer count)."""
+    def expire(self, now: float, due_only: bool = False) -> None:
+        """Forget series unseen for an hour (they no longer count); with ``due_only``, only
+        if the last sweep is a minute old (a sweep reads every series' ticket: ~5 ms at
+        70,000 series, on the loop)."""
+        if due_only and now - self._swept < _SWEEP_EVERY:
+            return
         self._swept = now
         cutoff = now - WINDOW
-        for metric, entry in list(self._metrics.items()):
-            old = [t for t in entry.series if self._last[(metric, t)].seen < cutoff]
-            for tags in old:
-                del entry.series[tags]
-                self._last.pop((metric, tags)).live = False
-            self.total -= entry.weight * len(old)
-            gone = [t for t, seen in entry.retired.items() if seen < cutoff]
+        metrics = self._metrics
+        for key in [k for k, t in self._last.items() if t.seen < cutoff]:
+            metric, tags = key
+            entry = metrics[metric]
+            del entry.series[tags]
+            self._last.pop(key).live = False
+            self.total -= entry.weight
+        for metric, entry in list(metrics.items()):
+            gone = [t for t, seen in entry.retired.items() if seen < cutoff] if entry.retired else ()
             for tags in gone:
                 del entry.retired[tags]
             self.retired -= entry.weight * len(gone)
@@ -303,7 +308,7 @@ class CustomMetricsBudget:
     def samples(self, base: Tags, now: float, top: int = 10) -> list[Sample]:
         """The count, the budget, the top contributors and the decisions in force, as
         catalog metrics (exported with the exporters' health)."""
-        self.expire(now)
+        self.expire(now, due_only=True)
         out = [Sample("mlwarden.exporter.custom_metrics", float(self.billed), base, now)]
         if self.budget is not None:
             out.append(Sample("mlwarden.exporter.custom_metrics.budget", float(self.budget), base, now))
@@ -316,7 +321,7 @@ class CustomMetricsBudget:
         return out
 
     def status(self, now: float, top: int = 10) -> dict[str, Any]:
-        self.expire(now)
+        self.expire(now, due_only=True)
         return {
             "window_seconds": WINDOW,
             "count": self.billed,  # sent in the last hour, retired series included

@@ -11,7 +11,9 @@ So the package is registered first with its ``__init__`` not yet run: the submod
 import as usual, and the first attribute asked of the package itself
 (``from datadog import initialize``, ``datadog.api``: the API exporter, the dashboards
 push) runs ``__init__`` then, in that same module object, under a lock. Nothing changes
-for a process where ``datadog`` was imported already.
+for a process where ``datadog`` was imported already. Import what the exporter needs from
+``datadog`` through this module (``DogStatsd``, ``normalize_tags``): an import of a
+``datadog`` submodule placed before it would run ``__init__`` first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-__all__ = ["DogStatsd", "deferred_package"]
+__all__ = ["DogStatsd", "deferred_package", "normalize_tags"]
 
 
 def deferred_package(name: str) -> ModuleType | None:
@@ -58,6 +60,7 @@ def deferred_package(name: str) -> ModuleType | None:
 
 deferred_package("datadog")
 from datadog.dogstatsd.base import DogStatsd  # noqa: E402 - after the package is registered
+from datadog.util.format import normalize_tags  # noqa: E402
 
 # what datadog/__init__ would have done for this logger
 logging.getLogger("datadog.dogstatsd").addHandler(logging.NullHandler())

@@ -30,11 +30,11 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Optional, Union
 
 from agent.catalog import Catalog
-from agent.samples import CheckResult, Kind, SeriesKey
+from agent.samples import CheckResult, Kind, Sample, SeriesKey
 
 __all__ = ["DEFAULT_INTERVAL", "EVENT_HOLD", "Histogram", "LatestValues", "Snapshot"]
 
@@ -165,75 +165,101 @@ class LatestValues:
     # -- writing (the pipeline) ----------------------------------------------------
     def consume(self, result: CheckResult) -> None:
         now = self.clock()
-        # a run longer than the interval delays the next one (runs never overlap)
-        hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
+        reported: dict[object, dict[SeriesKey, float]] = {}
+        samples = result.samples
+        with self._lock:
+            self._samples(samples, result.check_type, reported)
+            self._report(result, now, reported)
+
+    def consume_in_slices(self, result: CheckResult, size: int) -> Iterator[None]:
+        """:meth:`consume` for a large report, yielding after every ``size`` samples, so
+        the caller can let the loop run between them (the self-check of 5,000 instances
+        reports 10,000 series at once). Nothing is visible before the end but counters,
+        histograms and the samples' kinds; the gauges are replaced as one report at the end."""
+        now = self.clock()
+        reported: dict[object, dict[SeriesKey, float]] = {}
+        samples = result.samples
+        for start in range(0, len(samples), size):
+            with self._lock:
+                self._samples(samples[start:start + size], result.check_type, reported)
+            yield
+        with self._lock:
+            self._report(result, now, reported)
+
+    def _samples(self, samples: list[Sample], check_type: str,
+                 reported: dict[object, dict[SeriesKey, float]]) -> None:
+        """Counters and histograms now; gauges into ``reported`` by metric (by series
+        for per-event metrics): what this run reports. Called with the lock held."""
         series_tags = self.catalog.series_tags
         kinds, events, facts = self._kinds, self._events, self._facts
+        for sample in samples:
+            metric, kind = sample.metric, sample.kind
+            pinned = kinds.get(metric)
+            if pinned is None:
+                kinds[metric] = kind
+            elif pinned is not kind:
+                self.wrong_kind += 1
+                continue
+            if metric in facts:  # only these have facts to drop
+                key = (metric, series_tags(metric, sample.tags))
+                group: object = key if metric in events else metric
+            else:
+                key = (metric, sample.tags)
+                group = metric
+            if kind is Kind.GAUGE:
+                values = reported.get(group)
+                if values is None:
+                    values = reported[group] = {}
+                values[key] = sample.value
+            elif kind is Kind.COUNT:
+                self._count(key, sample.value)
+            elif kind is Kind.MONOTONIC_COUNT:
+                self._counters[key] = sample.value
+                self._dirty_counters.add(key)
+            else:
+                self._observe(key, sample.value, check_type)
+
+    def _report(self, result: CheckResult, now: float,
+                reported: dict[object, dict[SeriesKey, float]]) -> None:
+        """Replace the groups the run reported; called with the lock held."""
+        # a run longer than the interval delays the next one (runs never overlap)
+        hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
         check = result.check
-        # gauges by metric (by series for per-event metrics): what this run reports
-        reported: dict[object, dict[SeriesKey, float]] = {}
-        with self._lock:
-            for sample in result.samples:
-                metric, kind = sample.metric, sample.kind
-                pinned = kinds.get(metric)
-                if pinned is None:
-                    kinds[metric] = kind
-                elif pinned is not kind:
-                    self.wrong_kind += 1
-                    continue
-                if metric in facts:  # only these have facts to drop
-                    key = (metric, series_tags(metric, sample.tags))
-                    group: object = key if metric in events else metric
-                else:
-                    key = (metric, sample.tags)
-                    group = metric
-                if kind is Kind.GAUGE:
-                    values = reported.get(group)
-                    if values is None:
-                        values = reported[group] = {}
-                    values[key] = sample.value
-                elif kind is Kind.COUNT:
-                    self._count(key, sample.value)
-                elif kind is Kind.MONOTONIC_COUNT:
-                    self._counters[key] = sample.value
-                    self._dirty_counters.add(key)
-                else:
-                    self._observe(key, sample.value, result.check_type)
-            groups, dirty = self._groups, self._dirty_groups
-            events_seen = None
-            for group, values in reported.items():
-                gkey = (check, group)
-                old = groups.get(gkey)
-                keep = hold
-                if group.__class__ is tuple:  # a per-event series: its own cadence
-                    keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
-                    events_seen = events_seen or []
-                    events_seen.append(((group,), keep))
-                if old is not None and old.same(values):
-                    # the same values as last time (a status, a version): the group stays,
-                    # so a render keeps its text without looking at it
-                    old.updated, old.hold = now, keep
-                    continue
-                if old is None:
-                    groups[gkey] = dirty[gkey] = _Group(now, keep, values)
-                    self.gauge_series += len(values)
-                else:  # the group object stays: one object fewer per report to reach the
-                    # collector's old generation (it lives an interval); its values are replaced
-                    self.gauge_series += len(values) - len(old)
-                    old.updated, old.hold = now, keep
-                    old.replace(values)
-                    dirty[gkey] = old
-            # when this report's groups may go stale: looked at then, not on every take
-            if events_seen:
-                for groups_of, keep in events_seen:
-                    self._expiry_add(now, keep, check, groups_of)
-                if len(events_seen) < len(reported):
-                    self._expiry_add(now, hold, check,
-                                     tuple(g for g in reported if g.__class__ is not tuple))
-            elif reported:
-                self._expiry_add(now, hold, check, tuple(reported))
-            if reported:
-                self._last_report[check] = (now, tuple(reported))
+        groups, dirty = self._groups, self._dirty_groups
+        events_seen = None
+        for group, values in reported.items():
+            gkey = (check, group)
+            old = groups.get(gkey)
+            keep = hold
+            if group.__class__ is tuple:  # a per-event series: its own cadence
+                keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
+                events_seen = events_seen or []
+                events_seen.append(((group,), keep))
+            if old is not None and old.same(values):
+                # the same values as last time (a status, a version): the group stays,
+                # so a render keeps its text without looking at it
+                old.updated, old.hold = now, keep
+                continue
+            if old is None:
+                groups[gkey] = dirty[gkey] = _Group(now, keep, values)
+                self.gauge_series += len(values)
+            else:  # the group object stays: one object fewer per report to reach the
+                # collector's old generation (it lives an interval); its values are replaced
+                self.gauge_series += len(values) - len(old)
+                old.updated, old.hold = now, keep
+                old.replace(values)
+                dirty[gkey] = old
+        # when this report's groups may go stale: looked at then, not on every take
+        if events_seen:
+            for groups_of, keep in events_seen:
+                self._expiry_add(now, keep, check, groups_of)
+            if len(events_seen) < len(reported):
+                self._expiry_add(now, hold, check,
+                                 tuple(g for g in reported if g.__class__ is not tuple))
+        elif reported:
+            self._expiry_add(now, hold, check, tuple(reported))
+        if reported:
+            self._last_report[check] = (now, tuple(reported))
 
     def _expiry_add(self, now: float, keep: float, check: str, groups: tuple[object, ...]) -> None:
         second = int(now + keep)
@@ -289,6 +315,12 @@ class LatestValues:
                     del store[key]
 
     # -- reading (renders) ---------------------------------------------------------
+    def written(self) -> Snapshot:
+        """What reports changed since the last call or take, for the renderer to format as
+        they arrive (on the loop, a check's lines at a time) rather than all at a scrape."""
+        with self._lock:
+            return self._drain()
+
     def take(self) -> Snapshot:
         """What changed since the last call; each call is one scrape or push.
 
@@ -296,7 +328,7 @@ class LatestValues:
         so every reader that asks twice sees the series at zero before its first rise.
         The first call returns every series. A series that is gone is returned as None;
         the reader keeps the rest from earlier calls (so there is one reader: the
-        exporter's renderer).
+        exporter's renderer, which also reads :meth:`written` as reports arrive).
         """
         now = self.clock()
         with self._lock:
@@ -310,17 +342,21 @@ class LatestValues:
                     self._counters[key] += pending  # type: ignore[operator]
                     self._dirty_counters.add(key)
             self._due, self._fresh = self._fresh, {}
-            dirty_groups, self._dirty_groups = self._dirty_groups, {}
-            self._expire(now, self._groups, dirty_groups)
-            dirty_counters, self._dirty_counters = self._dirty_counters, set()
-            dirty_hists, self._dirty_hists = self._dirty_hists, {}
-            # a histogram changes in place: copied while consume waits (a torn copy would
-            # show a count that is not its +Inf bucket)
-            changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
-                             for k, h in dirty_hists.items()}
-        # the rest without the lock, so the loop's consume never waits for it: a group's
-        # pair or dict is replaced by each report that changes it, never changed (see
-        # _Group), and a counter is a float; what changes meanwhile is in the next take too
+            self._expire(now, self._groups, self._dirty_groups)
+            return self._drain()
+
+    def _drain(self) -> Snapshot:
+        """Hand over (and forget) what changed; called with the lock held."""
+        dirty_groups, self._dirty_groups = self._dirty_groups, {}
+        dirty_counters, self._dirty_counters = self._dirty_counters, set()
+        dirty_hists, self._dirty_hists = self._dirty_hists, {}
+        # a histogram changes in place (a take merges first increments in a render
+        # thread): copied under the lock (a torn copy would show a count that is not
+        # its +Inf bucket)
+        changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
+                         for k, h in dirty_hists.items()}
+        # a group's pair or dict is replaced by each report that changes it, never
+        # changed (see _Group), and a counter is a float
         gauges = {k: None if g is None else g.series() for k, g in dirty_groups.items()}
         counters = self._counters
         changed_counters = {k: counters.get(k) for k in dirty_counters}
@@ -354,6 +390,5 @@ class LatestValues:
 
     @property
     def series_count(self) -> int:
-        with self._lock:
-            return (sum(len(g) for g in self._groups.values()) + len(self._counters)
-                    + len(self._hists))
+        with self._lock:  # (gauge_series is kept as groups change: no walk over them)
+            return self.gauge_series + len(self._counters) + len(self._hists)

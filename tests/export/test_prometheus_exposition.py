@@ -435,3 +435,66 @@ exporters: {{prometheus: {{listen: "127.0.0.1:{port}"}}}}
                 await agent.start()
         finally:
             await agent.stop()
+
+
+def test_a_report_that_arrives_while_a_scrape_joins_its_lines_is_in_the_next_scrape():
+    """Reports are formatted as they arrive and a scrape joins the texts outside the lock:
+    a family that did not change between two scrapes is kept joined, and a report that
+    changed it while the second scrape was joining must still show in the next one."""
+    clock = Clock()
+
+    class ReportDuringJoin(PrometheusExporter):
+        during: list[CheckResult] = []
+
+        def _join(self, parts):  # noqa: ANN001, ANN202
+            while self.during:
+                self.consume(self.during.pop(0))
+            super()._join(parts)
+
+    exp = ReportDuringJoin(clock=clock)
+    exp.consume(result("a", gauge("mlwarden.endpoint.up", 1, check="a")))
+    scrape(exp)  # the family changed since the last render: joined afresh
+    ReportDuringJoin.during.append(result("a", gauge("mlwarden.endpoint.up", 0, check="a")))
+    assert scrape(exp)[("mlwarden_endpoint_up", (("check", "a"),))] == 1.0  # unchanged at its take
+    assert scrape(exp)[("mlwarden_endpoint_up", (("check", "a"),))] == 0.0
+    assert scrape(exp)[("mlwarden_endpoint_up", (("check", "a"),))] == 0.0  # and the cache is right
+
+
+def test_scrapes_in_threads_while_reports_arrive_parse_and_end_on_the_last_values():
+    """Renders run in worker threads while the loop consumes: each one must be a whole,
+    valid exposition, and once reports stop, the scrape says what the last ones did."""
+    import threading
+
+    clock = Clock()
+    exp = PrometheusExporter(clock=clock)
+    checks = [f"c{i}" for i in range(20)]
+    stop = threading.Event()
+    bodies: list[bytes] = []
+
+    def scraper() -> None:
+        for _ in range(2000):  # bounded; stops when the reports do
+            if stop.is_set():
+                return
+            bodies.append(exp.render(True))
+
+    thread = threading.Thread(target=scraper)
+    thread.start()
+    try:
+        for n in range(300):
+            for i, check in enumerate(checks):
+                exp.consume(result(check, gauge("mlwarden.endpoint.up", float((n + i) % 7 == 0), check=check),
+                                   gauge("mlwarden.endpoint.latency.ttfb", n + i / 100, check=check),
+                                   count("mlwarden.check.runs", 1, check=check)))
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive() and len(bodies) > 1
+    for body in bodies[:: max(1, len(bodies) // 50)]:
+        list(om_families(body.decode()))  # strict: a family split in two or a torn line fails
+    scrape(exp)  # the last first increments applied
+    seen = scrape(exp, True)
+    for i, check in enumerate(checks):
+        labels = (("check", check),)
+        assert seen[("mlwarden_endpoint_up", labels)] == float((299 + i) % 7 == 0)
+        assert seen[("mlwarden_endpoint_latency_ttfb_seconds", labels)] == 299 + i / 100
+        assert seen[("mlwarden_check_runs_total", labels)] == 300
