@@ -69,10 +69,12 @@ out = open(sys.argv.pop(1), "a", buffering=1)
 started = {}
 def timing(phase, info):
     if phase == "start":
+        # a full pass: how many objects it walks (counting them costs a fraction of the pass)
+        started[1] = len(gc.get_objects(2)) if info["generation"] == 2 else None
         started[0] = time.perf_counter()
     else:
         out.write(json.dumps([time.time(), info["generation"], time.perf_counter() - started[0],
-                              info["collected"]]) + "\\n")
+                              info["collected"], started[1]]) + "\\n")
 gc.callbacks.append(timing)
 sys.argv[0] = "mlwarden"
 runpy.run_module("agent.cli", run_name="__main__", alter_sys=True)
@@ -477,6 +479,7 @@ async def agent_phase(session: Any, args: argparse.Namespace, size: int, target:
                       if ln.strip()]
             t_end = time.time()
             window = [r for r in window if t_end - (w1 - w0) - 5 <= r[0] <= t_end]
+            phase.extra["full_passes"] = [(round(r[2], 3), r[4]) for r in window if r[1] == 2]
             for gen in (0, 1, 2):
                 times = [r[2] for r in window if r[1] == gen]
                 phase.extra[f"gc{gen}"] = (len(times), sum(times), max(times, default=0.0))
@@ -610,7 +613,8 @@ def print_phase(p: Phase) -> None:
         if "gc2" in e:
             print(f"  {'':<16} garbage collections in the window (count, total s, longest s): "
                   + ", ".join(f"gen{g} {e[f'gc{g}'][0]} {e[f'gc{g}'][1]:.3f} {e[f'gc{g}'][2]:.3f}"
-                              for g in (0, 1, 2)), flush=True)
+                              for g in (0, 1, 2))
+                  + "; full passes (s, objects walked) " + (str(e.get("full_passes")) or "none"), flush=True)
         g = e.get("gc") or {}
         if g.get("enabled"):
             print(f"  {'':<16} gc: {g['frozen_objects']} objects frozen, last freeze "

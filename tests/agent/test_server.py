@@ -89,7 +89,7 @@ async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_me
 
     agent, base = await _agent("agent: {listen: 127.0.0.1:PORT, history: 'DB'}\n", tmp_path)
     render_threads: list[int] = []
-    real_status, real_metrics = server_mod.render_status, agent.prometheus.render
+    real_status, real_metrics = server_mod.render_status, agent.prometheus._chunks
     rendering = threading.Event()
 
     def slow(real):
@@ -101,7 +101,7 @@ async def test_status_and_metrics_render_off_the_event_loop_so_health_answers_me
         return wrapper
 
     monkeypatch.setattr(server_mod, "render_status", slow(real_status))
-    monkeypatch.setattr(agent.prometheus, "render", slow(real_metrics))
+    monkeypatch.setattr(agent.prometheus, "_chunks", slow(real_metrics))  # the render's work
     try:
         await agent.scheduler.run_once("agent")
         await agent.pipeline.drain(2)
