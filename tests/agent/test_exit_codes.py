@@ -147,7 +147,8 @@ def test_ctrl_c_exits_130(tmp_path):
             else:
                 pytest.fail("the status command never connected")
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=10) == 130
+            _out, err = proc.communicate(timeout=10)
+            assert proc.returncode == 130, err.decode(errors="replace")[-2000:]  # what it said instead
             conn.close()
         finally:
             if proc.poll() is None:
