@@ -132,9 +132,13 @@ def test_ctrl_c_exits_130(tmp_path):
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
+        # Ctrl-C's SIGINT as in a terminal: a suite started in the background (`cmd &` in a
+        # script) ignores SIGINT, its children inherit that, and Python then never raises
+        # KeyboardInterrupt
         proc = subprocess.Popen([sys.executable, str(RUNNER), "status", "--url",
                                  f"http://127.0.0.1:{port}"], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # wait until it is connected and waiting
