@@ -15,14 +15,23 @@ real API). Bodies must be labelled ``application/json``; only the two metric int
 ``Content-Encoding``.
 
 Modes make it answer like the intake in trouble: ``ok`` (202), ``error`` (503),
-``hang`` (no answer before the client's timeout), ``forbidden`` (403 as Datadog sends it
+``hang`` (no answer before the client's timeout), ``late`` (keeps what it
+is sent, but answers only after ``hang_seconds``, when the client has given up), ``forbidden`` (403 as Datadog sends it
 for an invalid key) and ``ratelimit`` (429 with X-RateLimit headers).
+
+An answer can fail to reach the client (it timed out while the intake was still working,
+as a slow machine makes it): the points of such a series request were accepted, but the
+client cannot know and must send them again. ``unacked`` keeps where they sit in
+``points`` (and where those of requests not answered yet sit); ``acked_points()`` is what
+the client was told the intake kept.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import select
+import socket
 import threading
 import time
 import zlib
@@ -120,6 +129,15 @@ def strict_check(data: Any, model: type, path: str = "body", problems: list[str]
     return problems
 
 
+def _client_gone(sock: socket.socket) -> bool:
+    """Whether the client closed its end (it does when its timeout runs out)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    try:
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class FakeIntake:
     """Threaded HTTP server recording every accepted point and service check, in order."""
 
@@ -137,8 +155,9 @@ class FakeIntake:
         self.checks: list[dict] = []
         self.events: list[dict] = []
         self.metadata: dict[str, list[dict]] = {}  # metric -> bodies PUT, in order
-        self.requests: list[tuple[str, int, float]] = []  # (path, answered status, when)
+        self.requests: list[tuple[str, int, float]] = []  # (path, status answered, negative if the client had gone, when)
         self.problems: list[str] = []
+        self.unacked: list[range] = []  # slices of ``points`` whose 202 has not reached the client
         self.ratelimit_reset = 1
         intake = self
 
@@ -166,17 +185,33 @@ class FakeIntake:
         self.server.server_close()
 
     def _answer(self, h: BaseHTTPRequestHandler, status: int, body: Any,
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None) -> bool:
+        """Answer; False when the client had already gone (its timeout ran out)."""
         data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        try:
+            if _client_gone(h.connection):
+                raise BrokenPipeError  # a write to a closed peer can still "succeed" once
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data)
+            h.wfile.flush()
+            delivered = True
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True
+            delivered = False
         with self.lock:
-            self.requests.append((h.path.split("?")[0], status, time.time()))
+            self.requests.append((h.path.split("?")[0], status if delivered else -status, time.time()))
+        return delivered
+
+    def acked_points(self) -> list[tuple[str, tuple[str, ...], int, float]]:
+        """``points`` less those whose acceptance the client never heard of."""
+        with self.lock:
+            dropped = {i for r in self.unacked for i in r}
+            return [p for i, p in enumerate(self.points) if i not in dropped]
 
     def requests_to(self, path: str) -> int:
         """How many requests reached ``path`` (whatever the answer)."""
@@ -229,10 +264,18 @@ class FakeIntake:
                 return self._answer(h, 400, {"errors": problems})
             with self.lock:
                 self.series_payloads.append(body)
+                first = len(self.points)
                 for s in body["series"]:
                     for p in s["points"]:
                         self.points.append((s["metric"], tuple(s.get("tags", [])), p["timestamp"], p["value"]))
-            return self._answer(h, 202, {"errors": []})
+                taken = range(first, len(self.points))
+                self.unacked.append(taken)  # until the client has its answer
+            if mode == "late":
+                time.sleep(self.hang_seconds)
+            if self._answer(h, 202, {"errors": []}):
+                with self.lock:
+                    self.unacked.remove(taken)
+            return None
         if path == "/api/v1/distribution_points":
             problems = strict_check(body, DistributionPointsPayload)
             for s in body.get("series", []) if not problems else []:

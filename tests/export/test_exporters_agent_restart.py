@@ -47,8 +47,8 @@ def test_outage_and_restart_lose_nothing_and_send_nothing_twice(tmp_path):
         # the self-check interval is agent.self_check_interval (set to 1s by start_agent)
         agent, port = start_agent(tmp_path, extra)
         try:
-            def runs():
-                return [(ts, tags) for m, tags, ts, _ in list(intake.points)
+            def runs(points=None):
+                return [(ts, tags) for m, tags, ts, _ in (intake.acked_points() if points is None else points)
                         if m == "mlwarden.check.runs" and "check:agent" in tags]
 
             wait_for(lambda: len(runs()) >= 2, 20, 0.2, "the first points")
@@ -70,8 +70,13 @@ def test_outage_and_restart_lose_nothing_and_send_nothing_twice(tmp_path):
         points = runs()
         assert intake.problems == []
         times = [ts for ts, _ in points]
-        # exactly once: no second holds more points than the agent recorded runs in it (a run
-        # that starts late can share its second with the next one, which is not a resend)
+        # a request whose 202 never reached the agent (its timeout ran out while the intake was
+        # slow) must be sent again: its points are then in the acknowledged ones too
+        unheard = runs([intake.points[i] for r in intake.unacked for i in r])
+        assert not Counter(unheard) - Counter(points), unheard
+        # exactly once among what the intake acknowledged: no second holds more points than the
+        # agent recorded runs in it (a run that starts late can share its second with the next
+        # one, which is not a resend)
         recorded = Counter(round(ts) for ts in recorded_runs(tmp_path / "history.db"))
         dupes = [(ts, n, recorded[ts]) for ts, n in Counter(times).items() if n > recorded[ts]]
         assert dupes == [], dupes

@@ -66,7 +66,9 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
 
 
 def durations(intake: FakeIntake) -> list[tuple[int, float]]:
-    return [(ts, v) for m, _, ts, v in intake.points if m == "mlwarden.check.duration"]
+    """What the intake told the exporter it kept (a 202 that came after the exporter's
+    timeout is not: those points must come again)."""
+    return [(ts, v) for m, _, ts, v in intake.acked_points() if m == "mlwarden.check.duration"]
 
 
 async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine, intake):
@@ -110,6 +112,33 @@ async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine,
     assert {s for _, s, _ in intake.requests} >= {202, 503}
     assert Outbox(engine).pending_count(SERIES_KIND) == 0
     assert exporter.health.state == "ok"
+
+
+async def test_points_the_intake_kept_after_the_timeout_are_sent_again_and_kept_once(engine, intake):
+    # the intake keeps a request's points but answers after the exporter gave up: the exporter
+    # cannot know they were kept, so it must send them again (Datadog keeps the last value
+    # sent for a series and second, so the copy changes nothing there)
+    intake.hang_seconds = 1.0
+    exporter = DatadogApiExporter(config(intake, service_checks=False), engine, hostname="node-1")
+    await exporter.start()
+    sent = []
+    intake.mode = "late"
+    for i in range(3):
+        ts = time.time()
+        exporter.consume(result(i, ts))
+        sent.append((round(ts), float(i)))
+        await asyncio.sleep(0.05)
+    await wait_until(lambda: intake.unacked, 5, "a request answered after the exporter's timeout")
+    intake.mode = "ok"
+    await wait_until(lambda: len(durations(intake)) >= len(sent), 10, "the points again")
+    await asyncio.sleep(0.3)
+    await exporter.stop()
+    assert durations(intake) == sent  # what the exporter was told was kept: once, in order
+    unheard = [(ts, v) for r in intake.unacked for m, _, ts, v in (intake.points[i] for i in r)
+               if m == "mlwarden.check.duration"]
+    assert unheard and set(unheard) <= set(sent)
+    assert intake.problems == []
+    assert Outbox(engine).pending_count(SERIES_KIND) == 0
 
 
 async def test_series_carry_types_units_tags_and_host(engine, intake):
