@@ -2,7 +2,8 @@
 
 Runs ``mlwarden run`` with agent_scale.py's config (N model_endpoint checks every 10 s
 against its keep-alive target, 200 rules, store, /metrics and DogStatsD on) at each size,
-takes a tracemalloc snapshot (one frame) ``--after`` seconds after start, and prints the
+scrapes /metrics every 15 s as Prometheus would, takes a tracemalloc snapshot (one frame)
+``--after`` seconds after start, and prints the
 traced heap's growth per further check, by file and by line. tracemalloc's own bookkeeping
 inflates RSS: read RSS from agent_scale.py, the split from here.
 
@@ -23,6 +24,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+def scrape_until_exit(proc: subprocess.Popen, port: int, every: float, limit: float) -> None:
+    """Scrape /metrics as Prometheus does (OpenMetrics, gzip) until the agent exits: a
+    scrape's texts are part of what the agent holds."""
+    import urllib.request
+
+    deadline = time.monotonic() + limit
+    ready = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={
+            "Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+            ready = True
+        except OSError:
+            pass
+        waited = time.monotonic()
+        while proc.poll() is None and time.monotonic() - waited < (every if ready else 0.5):
+            time.sleep(0.1)
+
 
 WRAP = r'''
 import sys, threading, time, tracemalloc, pickle, os, gc
@@ -53,6 +75,7 @@ def main() -> None:
     ap.add_argument("--after", type=float, default=45)
     ap.add_argument("--out", default="/tmp/mlwarden-memory-per-check")
     ap.add_argument("--top", type=int, default=45)
+    ap.add_argument("--scrape-interval", type=float, default=15.0)
     a = ap.parse_args()
     tree = Path(a.tree).resolve()
     sys.path.insert(0, str(tree / "benchmarks")); sys.path.insert(0, str(tree))
@@ -68,11 +91,19 @@ def main() -> None:
             for f in folder.glob("history.db*"): f.unlink()
             cfg = folder / "agent.yaml"
             ns = argparse.Namespace(interval=10.0, rules=200)
-            agent_scale.agent_config(cfg, ns, size, free_port(), f"http://127.0.0.1:{tport}", free_port())
+            port = free_port()
+            agent_scale.agent_config(cfg, ns, size, port, f"http://127.0.0.1:{tport}", free_port())
             pk = folder / "snap.pkl"
             env = {**os.environ, "PYTHONPATH": str(tree)}
-            subprocess.run([sys.executable, "-c", WRAP, str(pk), str(a.after), "run", "--config", str(cfg)],
-                               cwd=folder, env=env, stdout=open(folder / "log", "wb"), stderr=subprocess.STDOUT, timeout=a.after + 120)
+            with (folder / "log").open("wb") as log:
+                proc = subprocess.Popen([sys.executable, "-c", WRAP, str(pk), str(a.after), "run", "--config", str(cfg)],
+                                        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    scrape_until_exit(proc, port, a.scrape_interval, a.after + 120)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.wait()
             snaps[size] = pickle.load(open(pk, "rb"))
             print(f"{size}: rss {snaps[size]['rss']/2**20:.1f} MiB traced {snaps[size]['traced']/2**20:.1f} MiB", flush=True)
     finally:

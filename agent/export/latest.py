@@ -51,7 +51,7 @@ class Histogram:
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
-        self.template: tuple | None = None  # the renderer's: its lines' heads (prometheus.py)
+        self.template: tuple | None = None  # the renderer's: its labels, bucket tails (prometheus.py)
         self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
         self.count = 0
@@ -249,6 +249,12 @@ class LatestValues:
                 old.updated, old.hold = now, keep
                 old.replace(values)
                 dirty[gkey] = old
+        if not reported:
+            return
+        names = tuple(reported)
+        last = self._last_report.get(check)
+        if last is not None and last[1] == names:
+            names = last[1]  # the groups of last time: one tuple for every entry that names them
         # when this report's groups may go stale: looked at then, not on every take
         if events_seen:
             for groups_of, keep in events_seen:
@@ -256,10 +262,9 @@ class LatestValues:
             if len(events_seen) < len(reported):
                 self._expiry_add(now, hold, check,
                                  tuple(g for g in reported if g.__class__ is not tuple))
-        elif reported:
-            self._expiry_add(now, hold, check, tuple(reported))
-        if reported:
-            self._last_report[check] = (now, tuple(reported))
+        else:
+            self._expiry_add(now, hold, check, names)
+        self._last_report[check] = (now, names)
 
     def _expiry_add(self, now: float, keep: float, check: str, groups: tuple[object, ...]) -> None:
         second = int(now + keep)

@@ -4,8 +4,9 @@ The sink keeps what each series last said (:mod:`agent.export.latest`: which ser
 stay, for how long, how counters start), so a poll costs a few dict updates and a scrape
 grows with the number of series, never with history. Rendering writes the exposition
 directly: each series' line prefix (``name{label="value"}``) is built once, when the
-series first appears, and cached, and so is the text of each instance's series until its
-values change, so a scrape formats only what changed and joins the rest — cheaper than building
+series first appears, and cached, and so is the text of each instance's gauges and
+counters until their values change (a histogram's is made at each render from its last
+state), so a scrape formats only what changed and joins the rest — cheaper than building
 metric families and escaping labels on every scrape as ``prometheus_client.generate_latest``
 does (see benchmarks/exporters.py). Both formats (:mod:`agent.export.exposition`) share
 the prefixes; only family headers differ. Scrapes and pushes render in a worker thread
@@ -74,14 +75,16 @@ class PrometheusExporter:
         self._headers: dict[tuple[str, int, bool], bytes] = {}
         # line prefixes per series: gauges, counters; histograms (buckets..., sum, count)
         self._prefixes: tuple[dict[SeriesKey, str], dict[SeriesKey, str]] = ({}, {})
-        # the exposition's text, per kind code and metric: per gauge group (an instance's
-        # series of one metric) or per counter or histogram series, in order of appearance
-        self._texts: tuple[dict[str, dict[Any, str]], ...] = ({}, {}, {})
+        # per kind code and metric, in order of appearance: the exposition's text per gauge
+        # group (an instance's series of one metric) or counter series; a histogram's last
+        # state (hist, counts, sum, count), formatted at each render (see _hist_lines)
+        self._texts: tuple[dict[str, dict[Any, Any]], ...] = ({}, {}, {})
         self._gtags: dict[tuple[str, object], object] = {}  # one-series groups': the tags of their text
-        # a family's lines, encoded, once they stayed the same from one render to the next
+        # a gauge or counter family's lines, encoded, once they stayed the same from one
+        # render to the next
         self._joined: dict[tuple[int, str], tuple[bytes, ...]] = {}
         # families whose texts changed since the last render, per kind code
-        self._touched: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        self._touched: tuple[set[str], set[str]] = (set(), set())
         self._bucket_tails: dict[tuple[float, ...], str] = {}  # histogram bounds -> their lines' tails
         self.health = ExporterHealth("prometheus")
         self.health.state = "ok"
@@ -189,24 +192,21 @@ class PrometheusExporter:
             self._prefixes[code][key] = prefix
         return prefix
 
-    def _hist_template(self, key: SeriesKey, bounds: tuple[float, ...]) -> tuple[str, str, str, str]:
-        """A histogram's lines in parts: the bucket lines' head, their tails, sum's and count's heads.
+    def _hist_template(self, key: SeriesKey, bounds: tuple[float, ...]) -> tuple[str, str]:
+        """A histogram's lines in parts: its labels, and the bucket lines' tails.
 
-        Only the heads are the series' own (its labels once each); the tails (``le`` and a
-        ``%d`` for the cumulative count, NUL where the next line's head goes) are shared by
-        every histogram with those bounds. A whole %-template per series kept its labels
-        once per bucket: ~2 KiB per check instance, for text that changes every run anyway.
-        A label value never reaches the tails, so a NUL in one cannot be mistaken for a head.
+        Only the labels are the series' own; the tails (``le`` and a ``%d`` for the
+        cumulative count, NUL where the next line's head goes) are shared by every
+        histogram with those bounds, and the heads are made at each render (~0.3 us): a
+        whole %-template per series kept its labels once per bucket (~2 KiB per check
+        instance), the three heads ~0.6 KiB. A label value never reaches the tails, so a
+        NUL in one cannot be mistaken for a head.
         """
-        name = self._family(key[0], _HISTOGRAM)[0]
-        joined = ",".join(self._labels(key[1], histogram=True))
         tails = self._bucket_tails.get(bounds)
         if tails is None:
             tails = self._bucket_tails[bounds] = "\0".join(
                 [format_value(b) + '"} %d.0\n' for b in (*bounds, float("inf"))])
-        bucket = f'{name}_bucket{{{joined},le="' if joined else f'{name}_bucket{{le="'
-        labels = f"{{{joined}}} " if joined else " "
-        return bucket, tails, f"{name}_sum{labels}", f"{name}_count{labels}"
+        return ",".join(self._labels(key[1], histogram=True)), tails
 
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """:meth:`render` (and gzip) off the event loop."""
@@ -225,13 +225,15 @@ class PrometheusExporter:
     def render(self, openmetrics: bool = False) -> bytes:
         """The whole exposition (text 0.0.4, or OpenMetrics 1.0); safe from any thread.
 
-        The text of every series is kept between renders, per family and in the order
-        the series appeared: a gauge group's lines (one instance's series of one metric),
-        a counter's or a histogram's lines. Each report's lines are formatted as it
-        arrives (:meth:`consume`, a check's few lines at a time on the loop), so a scrape
-        formats only what the store changed by itself (first increments, stale series),
-        joins the rest and encodes it: formatting 70k series at a scrape held the GIL for
-        ~100 ms in one piece, which delayed due checks.
+        The text of every gauge and counter series is kept between renders, per family
+        and in the order the series appeared: a gauge group's lines (one instance's series
+        of one metric), a counter's line. Each report's lines are formatted as it arrives
+        (:meth:`consume`, a check's few lines at a time on the loop), so a scrape formats
+        only what the store changed by itself (first increments, stale series), joins the
+        rest and encodes it: formatting 70k series at a scrape held the GIL for ~100 ms in
+        one piece, which delayed due checks. Histograms are the exception: each run changes
+        them and their text is the largest (the labels once per bucket), so a render makes
+        it from each one's last state, outside the lock, in chunks (~2 us a histogram).
         """
         started = time.perf_counter()
         body = b"".join(self._chunks(openmetrics))
@@ -246,9 +248,10 @@ class PrometheusExporter:
     def _chunks(self, openmetrics: bool) -> list[bytes]:
         """The exposition as encoded chunks of at most ``JOIN`` texts each.
 
-        Joining happens outside the lock, so ``consume`` never waits for it, and in
-        chunks, so no single call holds the GIL for long (a family of 5,000 histograms
-        is 8 MB). A family that stayed the same since the last render keeps its chunks.
+        Joining (and formatting the histograms) happens outside the lock, so ``consume``
+        never waits for it, and in chunks, so no single call holds the GIL for long (a
+        family of 5,000 histograms is 8 MB). A gauge or counter family that stayed the
+        same since the last render keeps its chunks.
         """
         snapshot = self.latest.take()
         parts: list[Any] = []
@@ -256,9 +259,15 @@ class PrometheusExporter:
         with self._render_lock:
             self._apply(snapshot)
             touched = self._touched
-            self._touched = (set(), set(), set())
+            self._touched = (set(), set())
             joined = self._joined
             for code, fams in enumerate(self._texts):
+                if code == _HISTOGRAM:  # (formatted from their states at each render)
+                    for metric, fam in fams.items():
+                        if fam:
+                            parts.append(self._header(metric, code, openmetrics))
+                            parts.append(_States(self._family(metric, code)[0], fam.values()))
+                    continue
                 for metric in touched[code]:
                     joined.pop((code, metric), None)
                 for metric, fam in fams.items():
@@ -294,6 +303,10 @@ class PrometheusExporter:
         for i, part in enumerate(parts):
             if part.__class__ is list:
                 parts[i] = tuple("".join(part[j:j + JOIN]).encode() for j in range(0, len(part), JOIN))
+            elif part.__class__ is _States:
+                name = part.name
+                parts[i] = tuple("".join([_hist_lines(name, state) for state in part[j:j + JOIN]]).encode()
+                                 for j in range(0, len(part), JOIN))
 
     def _gauge_lines(self, items: Sequence[tuple[SeriesKey, float]]) -> str:
         prefixes, fmt = self._prefixes[_GAUGE], format_value
@@ -344,22 +357,20 @@ class PrometheusExporter:
             else:
                 fam[key] = (prefixes.get(key) or self._prefix(key, _COUNTER)) + fmt(value) + "\n"
         fams = texts[_HISTOGRAM]
-        changed = self._touched[_HISTOGRAM].add
         for key, state in hists.items():
             fam = fams.get(key[0])
             if fam is None:
                 fam = fams[key[0]] = {}
-            changed(key[0])
             if state is None:
                 fam.pop(key, None)
                 continue
-            hist, counts, total, count = state
-            template = hist.template
-            if template is None:
-                template = hist.template = self._hist_template(key, hist.bounds)
-            bucket, tails, sum_head, count_head = template
-            fam[key] = (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
-                        + sum_head + fmt(total) + "\n" + count_head + str(count) + ".0\n")
+            hist = state[0]
+            if hist.template is None:  # set before a render can read it (render lock held)
+                hist.template = self._hist_template(key, hist.bounds)
+            # the state, not its text: a histogram changes every run, so its text (~2.3 KiB,
+            # the labels once per bucket) is made when a scrape needs it, from a state
+            # whose counts were copied under the store's lock and are never changed
+            fam[key] = state
 
     def _trim_caches(self) -> None:
         """Series that ended leave their line prefixes behind; rebuild a cache that has
@@ -378,6 +389,29 @@ class PrometheusExporter:
     @staticmethod
     def content_type(openmetrics: bool) -> str:
         return OPENMETRICS if openmetrics else TEXT
+
+
+class _States(list):  # type: ignore[type-arg]
+    """A histogram family's states in a render's parts (lists of texts are the others)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, states: Any) -> None:
+        super().__init__(states)
+        self.name = name  # the family's sample name
+
+
+def _hist_lines(name: str, state: tuple[Any, list[int], float, int]) -> str:
+    """A histogram's lines from its state and template (see ``_hist_template``): one ``%``
+    and one ``str.replace``, ~2.5 us."""
+    hist, counts, total, count = state
+    labels, tails = hist.template
+    if labels:
+        bucket, tail = f'{name}_bucket{{{labels},le="', f"{{{labels}}} "
+    else:
+        bucket, tail = f'{name}_bucket{{le="', " "
+    return (bucket + (tails % (*accumulate(counts),)).replace("\0", bucket)
+            + f"{name}_sum{tail}{format_value(total)}\n{name}_count{tail}{count}.0\n")
 
 
 def sample_family_name(sample: Sample) -> str:
