@@ -78,37 +78,41 @@ class Histogram:
 class _Group:
     """One instance's series of one gauge metric (or one series of a per-event metric).
 
-    Most groups hold one series: that one is kept as a ``(key, value)`` pair in ``one``
-    (``values`` None), not in a one-entry dict: ~170 bytes less a group, 7 groups an
-    endpoint check. A report that changes the values replaces the pair or the dict (one
-    reference each, so a reader off the lock sees a whole one): ``one`` is set before
-    ``values`` is cleared, and never cleared itself.
+    Most groups hold one series: that one is kept in ``key`` and ``value`` (``values``
+    None), not in a one-entry dict (~200 bytes) nor a pair (~60), 7 groups an
+    endpoint check. A report that changes the values replaces them; every reader holds
+    the store's lock (renders get copies through ``_drain``). ``moved``: whether the
+    one series' key is not the one of the report before (the renderer keeps the line
+    prefix of its last text otherwise).
     """
 
-    __slots__ = ("updated", "hold", "one", "values")
+    __slots__ = ("updated", "hold", "key", "value", "values", "moved")
 
     def __init__(self, updated: float, hold: float, values: dict[SeriesKey, float]) -> None:
         self.updated = updated
         self.hold = hold
-        self.one: tuple[SeriesKey, float] | None = None
+        self.key: SeriesKey | None = None
+        self.value = 0.0
         self.values: dict[SeriesKey, float] | None = None
         self.replace(values)
 
     def replace(self, values: dict[SeriesKey, float]) -> None:
         if len(values) == 1:
-            (self.one,) = values.items()
-            self.values = None
+            ((key, self.value),) = values.items()
+            old = self.key
+            self.moved = old is None or (old[1] is not key[1] and old != key)
+            self.key, self.values = key, None
         else:
-            self.values = values
+            self.key, self.values, self.moved = None, values, True
 
     def __len__(self) -> int:
         values = self.values
         return 1 if values is None else len(values)
 
-    def series(self) -> dict[SeriesKey, float]:
-        """The group's series and values (a new dict for a one-series group)."""
+    def series(self) -> dict[SeriesKey, float] | tuple[SeriesKey, float, bool]:
+        """The group's series and values: its dict, or (key, value, moved) for one series."""
         values = self.values
-        return dict((self.one,)) if values is None else values  # type: ignore[arg-type]
+        return (self.key, self.value, self.moved) if values is None else values  # type: ignore[return-value]
 
     def same(self, new: dict[SeriesKey, float]) -> bool:
         """Whether ``new`` holds the same series and values, hashing no series key."""
@@ -116,16 +120,16 @@ class _Group:
             if len(new) != 1:
                 return False
             ((key, value),) = new.items()
-            okey, ovalue = self.one  # type: ignore[misc]
-            return ovalue == value and okey == key  # (the same tag tuples: by identity)
+            return self.value == value and self.key == key  # (the same tag tuples: by identity)
         return self.values == new
 
 
 _Pending = Union[float, Histogram]
 # what changed since the last take, None for what is gone: gauge values per group (an
-# instance's series of one metric), counters, (the histogram, per-bucket counts, sum,
-# count) per histogram
-Snapshot = tuple[dict[tuple[str, object], Optional[dict[SeriesKey, float]]],
+# instance's series of one metric; (key, value, moved) for a group of one series, see
+# _Group), counters, (the histogram, per-bucket counts, sum, count) per histogram
+Snapshot = tuple[dict[tuple[str, object],
+                      Union[dict[SeriesKey, float], tuple[SeriesKey, float, bool], None]],
                  dict[SeriesKey, Optional[float]],
                  dict[SeriesKey, Optional[tuple[Histogram, list[int], float, int]]]]
 
@@ -144,7 +148,8 @@ class LatestValues:
         # a metric keeps one kind: a sample of another kind would make a second family
         # of the same name, and Prometheus refuses the whole scrape for that
         self._kinds: dict[str, Kind] = {s.name: s.kind for s in catalog}
-        self._groups: dict[tuple[str, object], _Group] = {}
+        # per check, its groups: one dict a check rather than a (check, group) key a group
+        self._groups: dict[str, dict[object, _Group]] = {}
         self._counters: dict[SeriesKey, float] = {}
         self._hists: dict[SeriesKey, Histogram] = {}
         self._fresh: dict[SeriesKey, _Pending] = {}  # new series' first increments
@@ -225,11 +230,15 @@ class LatestValues:
         # a run longer than the interval delays the next one (runs never overlap)
         hold = 2.0 * max(result.interval or DEFAULT_INTERVAL, result.duration)
         check = result.check
-        groups, dirty = self._groups, self._dirty_groups
+        dirty = self._dirty_groups
+        groups = self._groups.get(check)
+        if groups is None:
+            if not reported:
+                return
+            groups = self._groups[check] = {}
         events_seen = None
         for group, values in reported.items():
-            gkey = (check, group)
-            old = groups.get(gkey)
+            old = groups.get(group)
             keep = hold
             if group.__class__ is tuple:  # a per-event series: its own cadence
                 keep = max(hold, EVENT_HOLD, 2.0 * (now - old.updated) if old else 0.0)
@@ -241,14 +250,14 @@ class LatestValues:
                 old.updated, old.hold = now, keep
                 continue
             if old is None:
-                groups[gkey] = dirty[gkey] = _Group(now, keep, values)
+                groups[group] = dirty[(check, group)] = _Group(now, keep, values)
                 self.gauge_series += len(values)
             else:  # the group object stays: one object fewer per report to reach the
                 # collector's old generation (it lives an interval); its values are replaced
                 self.gauge_series += len(values) - len(old)
                 old.updated, old.hold = now, keep
                 old.replace(values)
-                dirty[gkey] = old
+                dirty[(check, group)] = old
         if not reported:
             return
         names = tuple(reported)
@@ -306,9 +315,9 @@ class LatestValues:
         tag = ("check", check)
         with self._lock:
             self._last_report.pop(check, None)
-            for gkey in [k for k in self._groups if k[0] == check]:
-                self.gauge_series -= len(self._groups.pop(gkey))
-                self._dirty_groups[gkey] = None
+            for name, group in self._groups.pop(check, {}).items():
+                self.gauge_series -= len(group)
+                self._dirty_groups[(check, name)] = None
             for key in [k for k in self._counters if tag in k[1]]:
                 del self._counters[key]
                 self._dirty_counters.add(key)
@@ -360,14 +369,14 @@ class LatestValues:
         # its +Inf bucket)
         changed_hists = {k: None if h is None else (h, h.counts[:], h.sum, h.count)
                          for k, h in dirty_hists.items()}
-        # a group's pair or dict is replaced by each report that changes it, never
-        # changed (see _Group), and a counter is a float
+        # a group's dict is replaced by each report that changes it, never changed (see
+        # _Group), a one-series group's is made here, and a counter is a float
         gauges = {k: None if g is None else g.series() for k, g in dirty_groups.items()}
         counters = self._counters
         changed_counters = {k: counters.get(k) for k in dirty_counters}
         return gauges, changed_counters, changed_hists
 
-    def _expire(self, now: float, groups: dict[tuple[str, object], _Group],
+    def _expire(self, now: float, by_check: dict[str, dict[object, _Group]],
                 dirty: dict[tuple[str, object], _Group | None]) -> None:
         """Drop the groups not reported again within their hold (twice the interval)."""
         expiry = self._expiry
@@ -382,14 +391,18 @@ class LatestValues:
                 last = self._last_report.get(check)
                 if last is not None and last[0] > reported_at and last[1] == names:
                     continue  # the check reported these groups again since: nothing to drop
+                groups = by_check.get(check)
+                if groups is None:
+                    continue
                 for name in names:
-                    gkey = (check, name)
-                    group = groups.get(gkey)
+                    group = groups.get(name)
                     # a group reported since has a later entry of its own
                     if group is not None and now - group.updated > group.hold:
-                        del groups[gkey]
+                        del groups[name]
                         self.gauge_series -= len(group)
-                        dirty[gkey] = None
+                        dirty[(check, name)] = None
+                if not groups:
+                    del by_check[check]
             if later:
                 expiry[second] = later
 
