@@ -57,6 +57,7 @@ FIRST_RUN_SPREAD = 10.0  # seconds; also the longest wait for a check's first re
 SLOT = 0.1  # seconds: checks of one interval due within the same slot share one job
 GROUP = 10  # checks a slot starts together; more start in groups spread over the slot
 
+_STATUS_VALUES = {status: float(status) for status in Status}  # one float each, not one a run
 SlotKey = tuple[float, str, int]  # (interval, scope, phase index within the interval)
 
 
@@ -379,7 +380,7 @@ def add_meta_samples(check: AgentCheck, result: CheckResult) -> None:
     """The agent's own view of every run: verdict, duration, and an error sample on failure."""
     tags = check.merged_tags({"check_type": check.type_name})
     ts = result.started or time.time()
-    result.samples.append(Sample("mlwarden.check.status", float(result.status), tags, ts))
+    result.samples.append(Sample("mlwarden.check.status", _STATUS_VALUES[result.status], tags, ts))
     result.samples.append(Sample("mlwarden.check.duration", result.duration, tags, ts))
     result.samples.append(Sample("mlwarden.check.runs", 1.0, tags, ts, Kind.COUNT))
     if result.error:
