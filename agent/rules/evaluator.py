@@ -208,7 +208,7 @@ class RuleEvaluator:
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
         # expiry visits only the buffers it may act on: by the second they become due, and
         # those whose samples moved in a way that may make them due sooner (see _expire)
-        self._due: dict[int, list[tuple[SeriesKey, SeriesBuffer]]] = {}
+        self._due: dict[int, list[SeriesBuffer]] = {}
         self._due_at: list[int] = []  # the keys of _due, a heap
         self._recheck: dict[SeriesKey, SeriesBuffer] = {}
         self._created = 0
@@ -278,6 +278,7 @@ class RuleEvaluator:
     def _new_series(self, key: SeriesKey) -> SeriesBuffer:
         metric, tags = key
         buf = self.buffers[key] = SeriesBuffer(self.settings.max_points, tags)
+        buf.key = key  # the same tuple as the dict's: expiry's buckets hold the buffer alone
         groups = []
         for rule in self.by_metric[metric]:
             gkey = rule.group_key(tags)
@@ -689,24 +690,23 @@ class RuleEvaluator:
                 for metric, horizon in self.horizon.items()}
         default = (now - stale_after, now, now - _EXPIRE_SLACK, stale_after, _EXPIRE_SLACK)
         buffers = self.buffers
-        visit = []  # (key, buffer) entries, and the second a buffer was filed under before
+        visit = []  # buffers, and the second each was filed under before
         for key, buf in self._recheck.items():
             if buffers.get(key) is buf:
-                visit.append(((key, buf), buf.due))
+                visit.append((buf, buf.due))
                 buf.due = None  # its bucket entry, if any, is stale now (unless filed there again)
         self._recheck = {}
         due, heap = self._due, self._due_at
         while heap and heap[0] <= now:
             second = heapq.heappop(heap)
-            for entry in due.pop(second):
-                buf = entry[1]
+            for buf in due.pop(second):
                 if buf.due == second:  # (a forgotten buffer's is None)
                     buf.due = None
-                    visit.append((entry, None))
+                    visit.append((buf, None))
         silent = []
         floor = math.floor
-        for entry, before in visit:
-            key, buf = entry
+        for buf, before in visit:
+            key = buf.key
             stale, cut, late, to_stale, to_late = cuts.get(key[0], default)
             if buf.last_seen < stale:
                 silent.append((buf.seq, key, buf))
@@ -740,7 +740,7 @@ class RuleEvaluator:
             if bucket is None:
                 bucket = due[second] = []
                 heapq.heappush(heap, second)
-            bucket.append(entry)
+            bucket.append(buf)
         silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them
         for _, key, buf in silent:
             del buffers[key]

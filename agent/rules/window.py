@@ -27,7 +27,7 @@ class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
     __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
-                 "memo", "facts", "epoch", "watch", "lo", "hi", "absent", "seq", "due")
+                 "memo", "facts", "epoch", "watch", "lo", "hi", "absent", "seq", "due", "key")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
@@ -51,6 +51,7 @@ class SeriesBuffer:
         self.absent: tuple = ()
         self.seq = 0
         self.due: int | None = None
+        self.key: tuple = ()  # (metric, tags): the evaluator's key of this series
 
     def __len__(self) -> int:
         return len(self.times) - self.start

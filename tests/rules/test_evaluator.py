@@ -321,3 +321,9 @@ def test_a_series_holds_only_what_its_rules_use():
     assert ev.alerts()[0].annotations["summary"] == "gone"
     ev.evaluate(ev.ingest([Sample(last.metric, 1.0, tags, 30)]), 30)
     assert ready.facts is NO_FACTS and not NO_FACTS
+    # expiry files the buffer itself, which knows its key: the very tuple the map holds
+    assert next(k for k, b in ev.buffers.items() if b is ready) is ready.key
+    ev.tick(40)
+    assert any(ready in bucket for bucket in ev._due.values())
+    ev.tick(10_000)  # silent past stale_after: forgotten, and its alert closes
+    assert ev.series_count() == 0 and ready.groups == () and ready.due is None
