@@ -202,7 +202,7 @@ class AgentCheck(ABC):
         self._tag_cache: dict[tuple[tuple[str, object], ...], Tags] = {}
         self._status: Status | None = None
         self._message = ""
-        self._warnings: list[str] = []
+        self._warnings: list[str] | None = None  # made by the first warning of a run
         self._now = 0.0
 
     # -- what subclasses write ------------------------------------------------------
@@ -259,6 +259,8 @@ class AgentCheck(ABC):
 
     def warning(self, message: str) -> None:
         """A non-fatal problem: logged and shown in /status, the run goes on."""
+        if self._warnings is None:
+            self._warnings = []
         self._warnings.append(scrub(message))
 
     @property
@@ -321,7 +323,7 @@ class AgentCheck(ABC):
     # -- the firewall ----------------------------------------------------------------
     async def run(self) -> CheckResult:
         """Run ``check()`` once, bounded and contained; never raises (but CancelledError)."""
-        self._samples, self._status, self._message, self._warnings = [], None, "", []
+        self._samples, self._status, self._message, self._warnings = [], None, "", None
         self._now = self.context.clock()
         started_mono = time.monotonic()
         error: str | None = None
@@ -361,9 +363,10 @@ class AgentCheck(ABC):
             started=self._now,
             duration=duration,
             error=error,
-            warnings=list(self._warnings),
+            warnings=self._warnings if self._warnings is not None else [],  # handed over
             interval=self.report_interval,
         )
+        self._warnings = None
         return result
 
     def _validated_samples(self) -> tuple[list[Sample], int]:

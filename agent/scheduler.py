@@ -347,7 +347,8 @@ class CheckScheduler:
         previous, state.status = state.status, result.status
         state.message = result.message
         state.error = result.error
-        state.warnings = result.warnings[-5:]
+        warnings = result.warnings  # the result's own list where it fits: no copy a run
+        state.warnings = warnings if len(warnings) <= 5 else warnings[-5:]
         if result.error:
             state.failures += 1
             state.consecutive_failures += 1

@@ -125,3 +125,15 @@ async def test_whole_number_values_become_shared_floats():
     assert values == [200.0, True, 1e6, -0.0] and type(values[0]) is float
     assert str(values[3]) == "-0.0"
     assert again[0].value is first[0].value  # one float object for 200, held once
+
+
+async def test_each_run_hands_over_its_own_warnings():
+    """The run's warnings list goes to its result (no copy) and the check keeps none
+    between runs: a later run neither adds to an earlier result nor inherits its lines."""
+    check = make(GarbageCheck)
+    first, second = await check.run(), await check.run()
+    assert first.warnings == second.warnings and len(first.warnings) == 2
+    assert first.warnings is not second.warnings and check._warnings is None
+    quiet = make(FastCheck)
+    one, two = await quiet.run(), await quiet.run()
+    assert one.warnings == [] and two.warnings == [] and one.warnings is not two.warnings
