@@ -89,6 +89,17 @@ class Change:
         return AlertEvent(self.alert(), self.previous, self.at, self.state, self.record.flap_count)
 
 
+class _Bucket(list):
+    """The buffers whose expiry is due in one second, and that second as one int object
+    (each buffer's ``due`` is it, not an int of its own: 32 bytes a series)."""
+
+    __slots__ = ("second",)
+
+    def __init__(self, second: int) -> None:
+        super().__init__()
+        self.second = second
+
+
 class SeriesGroup:
     """The series of one rule that make one alert (one series unless ``group_by``).
 
@@ -208,7 +219,7 @@ class RuleEvaluator:
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
         # expiry visits only the buffers it may act on: by the second they become due, and
         # those whose samples moved in a way that may make them due sooner (see _expire)
-        self._due: dict[int, list[SeriesBuffer]] = {}
+        self._due: dict[int, _Bucket] = {}
         self._due_at: list[int] = []  # the keys of _due, a heap
         self._recheck: dict[SeriesKey, SeriesBuffer] = {}
         self._created = 0
@@ -731,14 +742,16 @@ class RuleEvaluator:
                     self._recheck[key] = buf
                 continue  # +inf: nothing due by time alone; ingest sends it back when samples move
             second = floor(at - 1.0 - abs(at) * _EARLY)  # a second early, whatever the rounding
+            bucket = due.get(second)
+            if bucket is not None:
+                second = bucket.second  # one int object for every buffer filed there
             buf.due = second
             # still in that bucket (not due yet): a series that moves its samples round
             # after round does not pile up entries
             if second == before and second > now:
                 continue
-            bucket = due.get(second)
             if bucket is None:
-                bucket = due[second] = []
+                bucket = due[second] = _Bucket(second)
                 heapq.heappush(heap, second)
             bucket.append(buf)
         silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them

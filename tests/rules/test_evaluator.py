@@ -323,7 +323,10 @@ def test_a_series_holds_only_what_its_rules_use():
     assert ready.facts is NO_FACTS and not NO_FACTS
     # expiry files the buffer itself, which knows its key: the very tuple the map holds
     assert next(k for k, b in ev.buffers.items() if b is ready) is ready.key
+    other = make_tags({"endpoint": "y"})  # due the same second: the same int object
+    ev.evaluate(ev.ingest([Sample(last.metric, 1.0, other, 30)]), 30)
     ev.tick(40)
     assert any(ready in bucket for bucket in ev._due.values())
+    assert ready.due is ev.buffers[(last.metric, other)].due is not None
     ev.tick(10_000)  # silent past stale_after: forgotten, and its alert closes
     assert ev.series_count() == 0 and ready.groups == () and ready.due is None
