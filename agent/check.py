@@ -46,6 +46,8 @@ NAMESPACE = "mlwarden"
 _CACHE_MAX = 10_000  # distinct metric names remembered with their namespace
 _TAG_CACHE_MAX = 256  # distinct tag sets remembered per check instance
 _FULL_NAMES: dict[str, str] = {}
+_FLOATS: dict[int, float] = {}  # whole-number values emitted as ints, as floats
+_FLOATS_MAX = 1024
 
 
 class InstanceConfig(BaseModel):
@@ -143,6 +145,16 @@ class CheckContext:
         self.node = node  # the node the agent runs on (agent.node): where its local targets run
         self._http_limit = http_limit
         self._http: aiohttp.ClientSession | None = None
+        self._pairs: dict[tuple[str, str], tuple[str, str]] | None = None
+
+    def shared_pairs(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """The ``(tag, value)`` pairs every check of this context may carry (the agent's tags
+        and its ``agent`` tag), each one tuple: the checks' tag tuples share them instead of
+        holding a copy each (56 bytes a pair and a check)."""
+        if self._pairs is None:
+            pairs = make_tags(self.agent_tags, {"agent": self.agent} if self.agent else None)
+            self._pairs = {pair: pair for pair in pairs}
+        return self._pairs
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -183,13 +195,14 @@ class AgentCheck(ABC):
         self.name = config.name
         self.context = context or CheckContext()
         own = {"agent": self.context.agent} if self.context.agent and config.scope == "local" else {}
-        self._base_tags: Tags = make_tags(self.context.agent_tags, own, config.tags,
-                                          {"check": config.name})
+        shared = self.context.shared_pairs()
+        self._base_tags: Tags = tuple([shared.get(pair, pair) for pair in make_tags(
+            self.context.agent_tags, own, config.tags, {"check": config.name})])
         self._samples: list[Sample] = []
         self._tag_cache: dict[tuple[tuple[str, object], ...], Tags] = {}
         self._status: Status | None = None
         self._message = ""
-        self._warnings: list[str] = []
+        self._warnings: list[str] | None = None  # made by the first warning of a run
         self._now = 0.0
 
     # -- what subclasses write ------------------------------------------------------
@@ -246,6 +259,8 @@ class AgentCheck(ABC):
 
     def warning(self, message: str) -> None:
         """A non-fatal problem: logged and shown in /status, the run goes on."""
+        if self._warnings is None:
+            self._warnings = []
         self._warnings.append(scrub(message))
 
     @property
@@ -292,8 +307,13 @@ class AgentCheck(ABC):
             return make_tags(self._base_tags, tags)
         if merged is None:
             merged = make_tags(self._base_tags, tags)
-            # the instance's own (tag, value) pairs, shared rather than one copy per tag set
+            # the instance's own (tag, value) pairs and those of the cache key, shared rather
+            # than one copy per tag set and another in the key (string pairs only: make_tags
+            # turns other values into new strings, which must not be swapped for equal ones)
             own = {pair: pair for pair in self._base_tags}
+            for pair in key:
+                if type(pair[0]) is str and type(pair[1]) is str:
+                    own[pair] = pair
             merged = tuple([own.get(pair, pair) for pair in merged])
             if len(self._tag_cache) >= _TAG_CACHE_MAX:
                 self._tag_cache.clear()  # tags that vary without bound: start over
@@ -303,7 +323,7 @@ class AgentCheck(ABC):
     # -- the firewall ----------------------------------------------------------------
     async def run(self) -> CheckResult:
         """Run ``check()`` once, bounded and contained; never raises (but CancelledError)."""
-        self._samples, self._status, self._message, self._warnings = [], None, "", []
+        self._samples, self._status, self._message, self._warnings = [], None, "", None
         self._now = self.context.clock()
         started_mono = time.monotonic()
         error: str | None = None
@@ -343,9 +363,10 @@ class AgentCheck(ABC):
             started=self._now,
             duration=duration,
             error=error,
-            warnings=list(self._warnings),
+            warnings=self._warnings if self._warnings is not None else [],  # handed over
             interval=self.report_interval,
         )
+        self._warnings = None
         return result
 
     def _validated_samples(self) -> tuple[list[Sample], int]:
@@ -357,8 +378,16 @@ class AgentCheck(ABC):
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 self.warning(f"dropped {sample.metric}: value {value!r} is not a finite number")
                 continue
-            good.append(sample if type(value) is float else
-                        Sample(sample.metric, float(value), sample.tags, sample.timestamp, sample.kind))
+            if type(value) is not float:
+                # small ints (up/ready, HTTP statuses) as one shared float each: the exporters
+                # hold a check's latest values
+                as_float = _FLOATS.get(value) if type(value) is int else None
+                if as_float is None:
+                    as_float = float(value)
+                    if type(value) is int and -_FLOATS_MAX <= value <= _FLOATS_MAX:
+                        _FLOATS[value] = as_float
+                sample = Sample(sample.metric, as_float, sample.tags, sample.timestamp, sample.kind)
+            good.append(sample)
         dropped = len(self._samples) - len(good)
         self._samples = []
         return good, dropped

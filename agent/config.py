@@ -450,10 +450,34 @@ def _validate_check(item: Any, loc: tuple, problems: list[str]) -> InstanceConfi
         problems.append(f"{path}.type: {exc}{hint}")
         return None
     try:
-        return cls.Config.model_validate(item)
+        return _share_fields_set(cls.Config.model_validate(item))
     except ValidationError as exc:
         problems.extend(format_errors(exc, loc, cls.Config))
         return None
+
+
+# A check's config keeps the names of the keys its entry set (``__pydantic_fields_set__``):
+# a set of 5-19 names is 728 bytes, the same names for most instances of a type. Frozen
+# models never change theirs (pydantic's __setattr__/__delattr__ refuse before touching it,
+# and model_copy/__copy__/__deepcopy__ copy it before adding), so equal sets are shared.
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+_FIELDS_SETS_MAX = 4096  # distinct key sets remembered; beyond, instances keep their own
+
+
+def _share_fields_set(model: InstanceConfig) -> InstanceConfig:
+    """``model`` holding the one shared set of its set field names (frozen models only)."""
+    if not model.model_config.get("frozen"):
+        return model
+    own = model.__pydantic_fields_set__
+    key = frozenset(own)
+    shared = _FIELDS_SETS.get(key)
+    if shared is None:
+        if len(_FIELDS_SETS) >= _FIELDS_SETS_MAX:
+            return model
+        shared = _FIELDS_SETS[key] = own
+    elif shared is not own:
+        object.__setattr__(model, "__pydantic_fields_set__", shared)
+    return model
 
 
 def _register_secrets(model: Any) -> None:

@@ -46,9 +46,17 @@ class RunLog:
         self._memory.pop(check, None)
 
     def record(self, check: str, previous: Status | None, result: CheckResult) -> None:
-        """Say what this run changed; ``previous`` is the status before it."""
+        """Say what this run changed; ``previous`` is the status before it.
+
+        A check is remembered only while something may still be said about it (a failure, a
+        recent change, flapping): a steady one, most checks, holds nothing here. ``runs``
+        counts from when it is remembered; only differences of it are ever read.
+        """
+        changed = result.status != previous and (result.status != Status.OK or previous is not None)
         m = self._memory.get(check)
         if m is None:
+            if not result.error and not changed:
+                return
             m = self._memory[check] = _Memory()
         m.runs += 1
         now = result.started
@@ -69,7 +77,6 @@ class RunLog:
             if m.failed_runs > 1:
                 log.info("check %s runs again after %d failed runs", check, m.failed_runs, extra=extra)
             m.failed_runs, m.failure_logged = 0, None
-        changed = result.status != previous and (result.status != Status.OK or previous is not None)
         m.same_status_runs = 0 if changed else m.same_status_runs + 1
         if changed:
             m.changes = (*m.changes, m.runs)[-FLAP_CHANGES:]
@@ -86,6 +93,9 @@ class RunLog:
                         extra=extra)
             return
         if not changed:
+            if not m.changes or m.runs - m.changes[-1] >= FLAP_RUNS:
+                # settled: its changes are too old to make it flap, nothing is owed
+                del self._memory[check]
             return
         if len(m.changes) == FLAP_CHANGES and m.runs - m.changes[0] < FLAP_RUNS:
             m.flapping, m.unlogged_changes = True, 0

@@ -33,7 +33,7 @@ from agent.rules.incremental import INCREMENTAL
 from agent.rules.lifecycle import AlertRecord, Timing, step, vanish
 from agent.rules.matchers import Selector
 from agent.rules.templates import render_annotations
-from agent.rules.window import SeriesBuffer
+from agent.rules.window import NO_FACTS, SeriesBuffer
 from agent.samples import Kind, Sample, SeriesKey, Tags
 
 __all__ = ["Change", "CompiledRule", "RuleEvaluator"]
@@ -50,6 +50,7 @@ _KEEP_MIN = 9  # samples always kept per series, so a series' own interval can b
 _SERIES_SHOWN = 10  # member series an alert names (for its chart)
 _EXPIRE_SLACK = 60.0  # seconds past the horizon a sample may still be held (see _expire)
 _INF = math.inf
+_NEG_INF = -math.inf  # one object: SeriesGroup and SeriesBuffer hold it until a sample comes
 _EARLY = 2.0 ** -40  # expiry files a buffer a second and this share of its due time early
 
 
@@ -88,6 +89,17 @@ class Change:
         return AlertEvent(self.alert(), self.previous, self.at, self.state, self.record.flap_count)
 
 
+class _Bucket(list):
+    """The buffers whose expiry is due in one second, and that second as one int object
+    (each buffer's ``due`` is it, not an int of its own: 32 bytes a series)."""
+
+    __slots__ = ("second",)
+
+    def __init__(self, second: int) -> None:
+        super().__init__()
+        self.second = second
+
+
 class SeriesGroup:
     """The series of one rule that make one alert (one series unless ``group_by``).
 
@@ -103,14 +115,14 @@ class SeriesGroup:
         self.key = key
         self.members: list[SeriesBuffer] = []
         self.alert: AlertRecord | None = None
-        self.last_seen = -math.inf  # absent rules: the newest sample of any member
+        self.last_seen = _NEG_INF  # absent rules: the newest sample of any member
         self.interval: float | None = None  # absent_intervals: the members' own interval
         self._record: tuple[dict[str, str], str] | None = None
         # the rule's quiet band (agent.rules.bounds) and the time of the members' newest
         # sample outside it; +inf: no band, the group is evaluated with every sample
         band = rule.band
-        self.lo, self.hi = band if band is not None else (-_INF, _INF)
-        self.hot = -_INF if band is not None else _INF
+        self.lo, self.hi = band if band is not None else (_NEG_INF, _INF)
+        self.hot = _NEG_INF if band is not None else _INF
 
     def new_record(self) -> AlertRecord:
         if self._record is None:
@@ -207,7 +219,7 @@ class RuleEvaluator:
         self.buffers: dict[SeriesKey, SeriesBuffer] = {}
         # expiry visits only the buffers it may act on: by the second they become due, and
         # those whose samples moved in a way that may make them due sooner (see _expire)
-        self._due: dict[int, list[tuple[SeriesKey, SeriesBuffer]]] = {}
+        self._due: dict[int, _Bucket] = {}
         self._due_at: list[int] = []  # the keys of _due, a heap
         self._recheck: dict[SeriesKey, SeriesBuffer] = {}
         self._created = 0
@@ -244,7 +256,7 @@ class RuleEvaluator:
                 buf = self._new_series(key)
             ts = sample.timestamp
             if desc and ts >= buf.last_seen:
-                buf.facts = {k: v for k, v in tags if (k, v) not in ident}
+                buf.facts = {k: v for k, v in tags if (k, v) not in ident} or NO_FACTS
             times = buf.times
             n = len(times) - buf.start  # held before this sample
             if n > 0 and ts > times[-1] and n < buf.max_points:
@@ -277,12 +289,15 @@ class RuleEvaluator:
     def _new_series(self, key: SeriesKey) -> SeriesBuffer:
         metric, tags = key
         buf = self.buffers[key] = SeriesBuffer(self.settings.max_points, tags)
+        buf.key = key  # the same tuple as the dict's: expiry's buckets hold the buffer alone
+        groups = []
         for rule in self.by_metric[metric]:
             gkey = rule.group_key(tags)
             if gkey is not None:
                 group = rule.group(gkey)
                 group.members.append(buf)
-                buf.groups.append(group)
+                groups.append(group)
+        buf.groups = tuple(groups)  # fixed from here on (a tuple: 40 bytes less than a list)
         buf.watch = tuple(g for g in buf.groups if g.rule.band is not None)
         if buf.watch:  # a sample inside all of its groups' bands is hot for none of them
             buf.lo, buf.hi = max(g.lo for g in buf.watch), min(g.hi for g in buf.watch)
@@ -353,9 +368,12 @@ class RuleEvaluator:
                     value: float | None = buf.values[n - 1]
                 elif sliding is not None:
                     # one state per series and (aggregate, window), shared by rules that match
-                    state = buf.memo.get(memo_key)
+                    memo = buf.memo
+                    if memo is None:
+                        memo = buf.memo = {}
+                    state = memo.get(memo_key)
                     if state is None:
-                        state = buf.memo[memo_key] = sliding()
+                        state = memo[memo_key] = sliding()
                     if shared and state.now == now and state.hi == n and state.epoch in (
                             buf.epoch, -2 - buf.epoch):
                         value = state.value  # another rule asked the same a moment ago
@@ -370,13 +388,16 @@ class RuleEvaluator:
                 else:
                     # rules sharing an aggregate and window (a warning and a critical level)
                     # reduce a series once per evaluation time
-                    hit = buf.memo.get(memo_key)
+                    memo = buf.memo
+                    if memo is None:
+                        memo = buf.memo = {}
+                    hit = memo.get(memo_key)
                     if hit is not None and hit[0] == now and hit[1] == n:
                         value = hit[2]
                     else:
                         lo = bisect_right(times, now - window, buf.start)
                         value = reduce(times, buf.values, lo, n, window, delta)
-                        buf.memo[memo_key] = (now, n, value)
+                        memo[memo_key] = (now, n, value)
                 if value is None or value != value:
                     continue  # no data in the window: nothing to judge
                 rec = group.alert
@@ -680,24 +701,23 @@ class RuleEvaluator:
                 for metric, horizon in self.horizon.items()}
         default = (now - stale_after, now, now - _EXPIRE_SLACK, stale_after, _EXPIRE_SLACK)
         buffers = self.buffers
-        visit = []  # (key, buffer) entries, and the second a buffer was filed under before
+        visit = []  # buffers, and the second each was filed under before
         for key, buf in self._recheck.items():
             if buffers.get(key) is buf:
-                visit.append(((key, buf), buf.due))
+                visit.append((buf, buf.due))
                 buf.due = None  # its bucket entry, if any, is stale now (unless filed there again)
         self._recheck = {}
         due, heap = self._due, self._due_at
         while heap and heap[0] <= now:
             second = heapq.heappop(heap)
-            for entry in due.pop(second):
-                buf = entry[1]
+            for buf in due.pop(second):
                 if buf.due == second:  # (a forgotten buffer's is None)
                     buf.due = None
-                    visit.append((entry, None))
+                    visit.append((buf, None))
         silent = []
         floor = math.floor
-        for entry, before in visit:
-            key, buf = entry
+        for buf, before in visit:
+            key = buf.key
             stale, cut, late, to_stale, to_late = cuts.get(key[0], default)
             if buf.last_seen < stale:
                 silent.append((buf.seq, key, buf))
@@ -722,16 +742,18 @@ class RuleEvaluator:
                     self._recheck[key] = buf
                 continue  # +inf: nothing due by time alone; ingest sends it back when samples move
             second = floor(at - 1.0 - abs(at) * _EARLY)  # a second early, whatever the rounding
+            bucket = due.get(second)
+            if bucket is not None:
+                second = bucket.second  # one int object for every buffer filed there
             buf.due = second
             # still in that bucket (not due yet): a series that moves its samples round
             # after round does not pile up entries
             if second == before and second > now:
                 continue
-            bucket = due.get(second)
             if bucket is None:
-                bucket = due[second] = []
+                bucket = due[second] = _Bucket(second)
                 heapq.heappush(heap, second)
-            bucket.append(entry)
+            bucket.append(buf)
         silent.sort(key=lambda item: item[0])  # the order a walk over the buffers meets them
         for _, key, buf in silent:
             del buffers[key]
@@ -747,9 +769,9 @@ class RuleEvaluator:
                 self._vanish(group, now)
             else:
                 group.rule.groups.pop(group.key, None)
-        buf.groups = []
+        buf.groups = ()
         buf.watch, buf.absent, buf.due = (), (), None
-        buf.lo, buf.hi = -_INF, _INF
+        buf.lo, buf.hi = _NEG_INF, _INF
 
 
 def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
@@ -763,15 +785,18 @@ def _reduce(rule: CompiledRule, buf: SeriesBuffer, now: float) -> float | None:
         lo, hi = buf.bounds(now - window, now)
         sliding = rule.sliding
         if sliding is not None:  # the timer round re-reads a live alert's window: mostly unmoved
-            state = buf.memo.get(rule.memo_key)
+            memo = buf.memo
+            if memo is None:
+                memo = buf.memo = {}
+            state = memo.get(rule.memo_key)
             if state is None:
-                state = buf.memo[rule.memo_key] = sliding()
+                state = memo[rule.memo_key] = sliding()
             state.now = now
             return state.update(buf.values, lo, hi, buf.epoch)
     return rule.reduce(buf.times, buf.values, lo, hi, window, rule.delta)
 
 
-def _facts(group: SeriesGroup | None) -> dict[str, str]:
+def _facts(group: SeriesGroup | None) -> Mapping[str, str]:
     """The facts of the group's most recently updated series (what its text may say)."""
     if group is None or not group.members:
         return {}

@@ -9,40 +9,49 @@ memory follows what the rules need, not how long the agent has run.
 
 from __future__ import annotations
 
+import math
 import statistics
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
+from types import MappingProxyType
 
-__all__ = ["SeriesBuffer"]
+__all__ = ["NO_FACTS", "SeriesBuffer"]
 
 _COMPACT_MIN = 64
+_INF, _NEG_INF = math.inf, -math.inf  # one float object each, not two per series
+NO_FACTS: MappingProxyType[str, str] = MappingProxyType({})  # the facts of most series: none
 
 
 class SeriesBuffer:
     """The samples of one series from ``times[start]`` on, oldest first."""
 
     __slots__ = ("times", "values", "start", "last_seen", "max_points", "dropped", "tags", "groups",
-                 "memo", "facts", "epoch", "watch", "lo", "hi", "absent", "seq", "due")
+                 "memo", "facts", "epoch", "watch", "lo", "hi", "absent", "seq", "due", "key")
 
     def __init__(self, max_points: int = 4096, tags: tuple = ()) -> None:
         self.times = array("d")
         self.values = array("d")
         self.start = 0
-        self.last_seen = float("-inf")
+        self.last_seen = _NEG_INF
         self.max_points = max_points
         self.dropped = 0  # samples pushed out by the max_points cap
         self.tags = tags
-        self.groups: list = []  # the rule groups this series belongs to (set by the evaluator)
-        self.memo: dict = {}  # (aggregate, window) -> (now, length, value), for the evaluator
-        self.facts: dict[str, str] = {}  # what the newest sample says beyond its tags (a reason)
+        self.groups: tuple = ()  # the rule groups this series belongs to (set by the evaluator)
+        # (aggregate, window) -> (now, length, value) or a window state, for the evaluator;
+        # made on first use (most series are read by rules that keep none)
+        self.memo: dict | None = None
+        # what the newest sample says beyond its tags (a reason); read-only
+        self.facts: Mapping[str, str] = NO_FACTS
         self.epoch = 0  # moves when held samples move or change (incremental window states)
         # the evaluator's: its groups with a quiet band and where all those bands overlap,
         # those of absent rules, when it was created and the second its expiry is due
         self.watch: tuple = ()
-        self.lo, self.hi = float("-inf"), float("inf")
+        self.lo, self.hi = _NEG_INF, _INF
         self.absent: tuple = ()
         self.seq = 0
         self.due: int | None = None
+        self.key: tuple = ()  # (metric, tags): the evaluator's key of this series
 
     def __len__(self) -> int:
         return len(self.times) - self.start

@@ -89,3 +89,51 @@ async def test_cancellation_propagates():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_tag_tuples_share_their_pairs_and_equal_make_tags():
+    """Memory (issue #20): a check's tag tuples hold one tuple per (tag, value) pair, shared
+    with the agent's other checks (agent tags) and with the tag-set cache's key; the tags
+    themselves are exactly what make_tags gives."""
+    from agent.samples import make_tags
+
+    context = CheckContext(agent_tags={"region": "eu"}, agent="a1")
+    one = FastCheck(InstanceConfig(type="test_fast", name="n1"), context)
+    two = FastCheck(InstanceConfig(type="test_fast", name="n2", tags={"team": "a"}), context)
+    assert dict(one._base_tags)["region"] is dict(two._base_tags)["region"]
+    assert one._base_tags[0] is two._base_tags[0] == ("agent", "a1")
+    tags = {"model": "m", "code": 7, "check": "other"}
+    merged = two.merged_tags(tags)
+    assert merged == make_tags(two._base_tags, tags)
+    assert merged is two.merged_tags(dict(tags))  # the same tuple for the same tags
+    key_pairs = {id(p) for p in next(iter(two._tag_cache))}
+    shared = [p for p in merged if id(p) in key_pairs]
+    assert shared == [("check", "other"), ("model", "m")]  # not ("code", "7"): made by make_tags
+    assert [p for p in merged if p[0] == "code"] == [("code", "7")]
+
+
+async def test_whole_number_values_become_shared_floats():
+    check = make(FastCheck)
+    check.gauge("a", 200)
+    check.gauge("b", True)
+    check.gauge("c", 10**6)
+    check.gauge("d", -0.0)
+    first, _ = check._validated_samples()
+    check.gauge("a", 200)
+    again, _ = check._validated_samples()
+    values = [s.value for s in first]
+    assert values == [200.0, True, 1e6, -0.0] and type(values[0]) is float
+    assert str(values[3]) == "-0.0"
+    assert again[0].value is first[0].value  # one float object for 200, held once
+
+
+async def test_each_run_hands_over_its_own_warnings():
+    """The run's warnings list goes to its result (no copy) and the check keeps none
+    between runs: a later run neither adds to an earlier result nor inherits its lines."""
+    check = make(GarbageCheck)
+    first, second = await check.run(), await check.run()
+    assert first.warnings == second.warnings and len(first.warnings) == 2
+    assert first.warnings is not second.warnings and check._warnings is None
+    quiet = make(FastCheck)
+    one, two = await quiet.run(), await quiet.run()
+    assert one.warnings == [] and two.warnings == [] and one.warnings is not two.warnings

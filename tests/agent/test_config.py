@@ -163,3 +163,26 @@ def test_a_removed_key_says_what_replaced_it():
     (problem,) = info.value.problems
     assert problem.startswith("checks[0].latency_window: was removed: probe latency is a histogram")
     assert "unknown key" not in problem
+
+
+def test_check_configs_with_the_same_keys_share_one_fields_set():
+    """Memory (issue #20): one set of set-key names for all instances that set the same keys;
+    the shared set must never change, whatever is done with one instance."""
+    text = "checks:\n" + "".join(
+        f"  - {{type: model_endpoint, name: ep-{i}, url: 'http://127.0.0.1:9/{i}', protocol: http}}\n"
+        for i in range(3)) + "  - {type: model_endpoint, name: ep-x, url: 'http://127.0.0.1:9/x', " \
+        "protocol: http, interval: 5s}\n"
+    config = parse_config(text)
+    a, b, c, d = config.checks
+    assert a.model_fields_set is b.model_fields_set is c.model_fields_set
+    assert a.model_fields_set == {"type", "name", "url", "protocol"}
+    assert d.model_fields_set == {"type", "name", "url", "protocol", "interval"}
+    copied = a.model_copy(update={"interval": 30.0})
+    assert copied.model_fields_set == {"type", "name", "url", "protocol", "interval"}
+    assert b.model_fields_set == {"type", "name", "url", "protocol"}
+    with pytest.raises(ValueError):
+        a.interval = 1.0  # frozen: refused before pydantic would add to the set
+    assert b.model_fields_set == {"type", "name", "url", "protocol"}
+    assert a.model_dump(exclude_unset=True) == {"type": "model_endpoint", "name": "ep-0",
+                                                 "url": "http://127.0.0.1:9/0", "protocol": "http"}
+    assert parse_config(text).checks == config.checks  # reload diffs compare equal

@@ -80,3 +80,58 @@ def test_forget_starts_a_check_afresh(said):
     runlog.forget("ep")
     feed(runlog, [Status.CRITICAL], start=6, previous=Status.OK)
     assert said()[-1] == "check ep is now CRITICAL: HTTP 503"
+
+
+class _Remembers(dict):
+    """A memory that keeps every check from its first run and never lets go: how RunLog
+    worked before it forgot steady checks (issue #20), the reference it must still match."""
+
+    def get(self, key, default=None):
+        from agent.runlog import _Memory
+
+        return self.setdefault(key, _Memory())
+
+    def __delitem__(self, key):
+        pass
+
+
+def test_steady_checks_are_not_remembered_and_nothing_said_changes(caplog):
+    """A check that keeps its status holds nothing; one whose changes are too old to flap
+    is let go; and over random histories every line is what a log that remembers every
+    check from its first run says."""
+    import random
+
+    runlog = RunLog()
+    feed(runlog, [Status.OK] * 30)
+    assert runlog._memory == {}
+    prev = feed(runlog, [Status.CRITICAL], start=30, previous=Status.OK)
+    assert "ep" in runlog._memory
+    feed(runlog, [Status.CRITICAL] * FLAP_RUNS, start=31, previous=prev)
+    assert runlog._memory == {}
+
+    caplog.set_level(logging.INFO, logger="agent.scheduler")
+    rng = random.Random(20)
+    for _ in range(40):
+        runs = []
+        for _ in range(rng.randrange(1, 8)):  # stretches of a status, an error, or a flap
+            kind = rng.choice(["ok", "crit", "warn", "error", "flap"])
+            length = rng.randrange(1, 25)
+            if kind == "flap":
+                runs += [(rng.choice([Status.OK, Status.CRITICAL]), None) for _ in range(length)]
+            elif kind == "error":
+                runs += [(Status.UNKNOWN, rng.choice(["timeout", "exception"])) for _ in range(length)]
+            else:
+                status = {"ok": Status.OK, "crit": Status.CRITICAL, "warn": Status.WARNING}[kind]
+                runs += [(status, None)] * length
+        said = []
+        for log in (RunLog(), RunLog()):
+            if said:
+                log._memory = _Remembers()
+            caplog.clear()
+            previous = None
+            for i, (status, error) in enumerate(runs):
+                log.record("ep", previous, CheckResult("ep", "model_endpoint", status, status.name,
+                                                       started=T0 + i * 61.0, error=error))
+                previous = status
+            said.append([r.getMessage() for r in caplog.records])
+        assert said[0] == said[1]

@@ -233,3 +233,22 @@ async def test_a_big_slot_starts_its_checks_in_groups_and_each_once():
     await asyncio.sleep(0.2)  # past the slot: a dropped group would have started by now
     assert sorted(s.runs for s in sched.states.values()) == [1] * 16 + [2] * 9
     sched.shutdown()
+
+
+def test_check_state_copy_carries_every_field():
+    """CheckState has slots (memory, issue #20): its copy is built from every field, in
+    order, so a field added later cannot be left behind or swapped with another."""
+    import dataclasses
+
+    from agent.samples import Status
+    from agent.scheduler import CheckState
+
+    state = CheckState(name="ep", type="model_endpoint", interval=10.0)
+    for i, f in enumerate(dataclasses.fields(CheckState)):
+        if f.name not in ("name", "type", "interval"):
+            setattr(state, f.name, Status.WARNING if f.name == "status" else float(i))
+    snap = state.copy()
+    assert snap is not state and snap == state and snap.as_dict() == state.as_dict()
+    assert [getattr(snap, f.name) for f in dataclasses.fields(CheckState)] == \
+        [getattr(state, f.name) for f in dataclasses.fields(CheckState)]
+    assert not hasattr(state, "__dict__")

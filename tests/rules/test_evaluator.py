@@ -294,3 +294,39 @@ def test_a_missing_fact_reads_n_a_not_a_placeholder():
     ev = RuleEvaluator([r], started=0.0)
     ev.evaluate(ev.ingest([Sample(r.metric, 0.0, make_tags({"endpoint": "x"}), 10)]), 10)
     assert ev.alerts()[0].annotations["summary"] == "down: n/a"
+
+
+def test_a_series_holds_only_what_its_rules_use():
+    """Memory (issue #20): a series read only by last-value rules keeps no memo, one without
+    facts holds the shared empty facts, and its groups are a tuple; a fact that comes and
+    goes is held and let go, and a windowed rule gets its memo on first use."""
+    from agent.rules.window import NO_FACTS
+
+    last = rule(metric="mlwarden.endpoint.ready", op="<", threshold=1, summary="{reason}")
+    avg = rule(alert="Avg", metric="mlwarden.endpoint.latency", aggregate="avg", window="1m",
+               op=">", threshold=2.0)
+    avg_too = rule(alert="AvgCritical", metric=avg.metric, aggregate="avg", window="1m",
+                   op=">", threshold=2.5)  # two levels of one reduction: a memo is kept
+    ev = RuleEvaluator([last, avg, avg_too], started=0.0)
+    tags = make_tags({"endpoint": "x"})
+    ev.evaluate(ev.ingest([Sample(last.metric, 1.0, tags, 10), Sample(avg.metric, 3.0, tags, 10)]), 10)
+    ready, latency = ev.buffers[(last.metric, tags)], ev.buffers[(avg.metric, tags)]
+    assert ready.memo is None and ready.facts is NO_FACTS and latency.facts is NO_FACTS
+    assert latency.memo is not None and len(latency.memo) == 1
+    assert type(ready.groups) is tuple and len(ready.groups) == 1 and len(latency.groups) == 2
+    assert sorted(a.rule for a in ev.alerts()) == ["Avg", "AvgCritical"]
+    why = make_tags({"endpoint": "x", "reason": "gone"})
+    ev.evaluate(ev.ingest([Sample(last.metric, 0.0, why, 20)]), 20)
+    assert ready.facts == {"reason": "gone"}
+    assert ev.alerts()[0].annotations["summary"] == "gone"
+    ev.evaluate(ev.ingest([Sample(last.metric, 1.0, tags, 30)]), 30)
+    assert ready.facts is NO_FACTS and not NO_FACTS
+    # expiry files the buffer itself, which knows its key: the very tuple the map holds
+    assert next(k for k, b in ev.buffers.items() if b is ready) is ready.key
+    other = make_tags({"endpoint": "y"})  # due the same second: the same int object
+    ev.evaluate(ev.ingest([Sample(last.metric, 1.0, other, 30)]), 30)
+    ev.tick(40)
+    assert any(ready in bucket for bucket in ev._due.values())
+    assert ready.due is ev.buffers[(last.metric, other)].due is not None
+    ev.tick(10_000)  # silent past stale_after: forgotten, and its alert closes
+    assert ev.series_count() == 0 and ready.groups == () and ready.due is None
