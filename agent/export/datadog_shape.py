@@ -80,12 +80,15 @@ class Shaper:
             names = tuple([t for t in names if t.partition(":")[0] not in dropped])
         return names
 
-    def plain(self, tags: Tags) -> list[str]:
+    def plain(self, tags: Tags, cache: bool = True) -> list[str]:
         """Tags of a service check or an event: unified and normalised (no budget: they are
-        not billed as custom metrics)."""
+        not billed as custom metrics). ``cache`` False: for a caller that keeps what it
+        makes of them (the DogStatsD exporter's service check lines)."""
         out = self._plain.get(tags)
         if out is None:
             out = normalised(self.unified.apply(tags))
+            if not cache:
+                return out
             if len(self._plain) >= _MAX_CACHE:
                 self._plain.clear()
             self._plain[tags] = out

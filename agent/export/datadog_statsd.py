@@ -120,7 +120,7 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         tail = f"|c:{container}" if container else ""
         if cardinality:
             tail += f"|card:{cardinality}"
-        return f"_sc|{name}|", mid, tail
+        return sys.intern(f"_sc|{name}|"), mid, tail  # (one string a check type)
 
     @staticmethod
     def check_message(message: str) -> str:
@@ -279,8 +279,9 @@ class DogStatsdExporter:
         self._heads: dict[tuple[str, Kind], _Head] = {}  # shared by the lines of a metric
         self._batching = self.statsd.batches()
         self._send_lines = self.statsd.send_lines if self._batching else self._line_by_line
-        # (check type, instance tags) -> its service check line around status and message
-        self._checks: dict[tuple[str, Tags], tuple[str, str, str]] = {}
+        # the tags of a result's status sample (the check's own tuple: no key made a check)
+        # -> its service check line around status and message, and the check type
+        self._checks: dict[Tags, tuple[str, str, str, str]] = {}
 
     @property
     def destination(self) -> str:
@@ -395,8 +396,7 @@ class DogStatsdExporter:
         if self.config.service_checks and \
                 (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
             if self._batching:
-                key = (result.check_type, instance_tags(result))
-                template = self._checks.get(key) or self._check_template(key)
+                template = self._check_template(result)
                 out.append(f"{template[0]}{int(result.status)}{template[1]}"
                            f"{self.statsd.check_message(result.message)}{template[2]}")
                 checks = 1
@@ -413,11 +413,24 @@ class DogStatsdExporter:
         self.health.success(n + sent)
         self._observe_drops()
 
-    def _check_template(self, key: tuple[str, Tags]) -> tuple[str, str, str]:
-        template = self.statsd.check_template(service_check_name(key[0]), self.shaper.plain(key[1]))
-        if len(self._checks) >= 100_000:  # bounded, like the line cache
-            self._checks.clear()
-        self._checks[key] = template
+    def _check_template(self, result: CheckResult) -> tuple[str, str, str, str]:
+        """A result's service check line around its status and message, made from its check
+        type and instance tags (:func:`instance_tags`: its status sample's tags less the
+        check type) and cached per its status sample's tags, the check's own tuple."""
+        for sample in result.samples:
+            if sample.metric == "mlwarden.check.status":
+                key = sample.tags
+                break
+        else:  # (instance_tags: the check's name alone)
+            key = (("check", result.check), ("check_type", result.check_type))
+        template = self._checks.get(key)
+        if template is None or template[3] != result.check_type:
+            tags = self.shaper.plain(instance_tags(result), cache=False)  # (kept in the template)
+            parts = self.statsd.check_template(service_check_name(result.check_type), tags)
+            template = (*parts, result.check_type)
+            if len(self._checks) >= 100_000:  # bounded, like the line cache
+                self._checks.clear()
+            self._checks[key] = template
         return template
 
     def _admit(self, line: _Line, tags: Tags, now: float) -> _Line | None:
@@ -530,7 +543,7 @@ class DogStatsdExporter:
             gone.append(self._kinds.pop(key))
         self._series -= len(gone)
         self._release(gone)
-        for key in [k for k in self._checks if ("check", check) in k[1]]:
+        for key in [k for k in self._checks if ("check", check) in k]:
             del self._checks[key]
 
     def flush(self) -> None:
