@@ -30,9 +30,12 @@ and exported as ``mlwarden.exporter.custom_metrics.limited`` (which the agent's 
 alerts on). A tag drop stands until the agent restarts or reloads; held-back series get in
 once series unseen for an hour have left the count. Nothing is dropped silently.
 
-Series are keyed by their normalised Datadog tags, exactly what is sent. The hot path
-(:meth:`admit` of a known series) is a dict lookup and an attribute store; callers that
-cache per series keep its :class:`Ticket` and only stamp it while it is ``live``.
+Series are keyed by their normalised Datadog tags, exactly what is sent, in their metric's
+own dict (no (metric, tags) key tuple a series: a caller that keeps the tags tuple shares it).
+The hot path (:meth:`admit` of a known series) is two dict lookups and an attribute store;
+callers that cache per series keep its :class:`Ticket` and only stamp it while it is ``live``.
+Such a caller may hand in its own per-series object as the ticket (a :class:`Ticket`
+subclass: no second object a series) and :meth:`release` it when it stops keeping it.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class Admission:
 
 class Ticket:
     """An admitted series: when it was last sent, and whether it may still be sent
-    without asking the budget again (False once a decision retired it)."""
+    without asking the budget again (False once a decision retired it, it expired, or its
+    caller's object was released for a plain ticket)."""
 
     __slots__ = ("seen", "live")
 
@@ -83,10 +87,17 @@ class Ticket:
         self.live = True
 
 
+class _Plain(Ticket):
+    """A ticket the budget made itself: a caller's own object takes its place (:meth:`admit`)."""
+
+    __slots__ = ()
+
+
 @dataclass
 class _Metric:
     weight: int
-    series: dict[tuple[str, ...], None] = field(default_factory=dict)  # (last seen: in _last)
+    # every series of it being sent -> its ticket (insertion order: the newest last)
+    series: dict[tuple[str, ...], Ticket] = field(default_factory=dict)
     # series a decision stopped (merged away by a tag drop, or displaced) -> last sent
     retired: dict[tuple[str, ...], float] = field(default_factory=dict)
     held: int = 0  # points held back since start
@@ -106,8 +117,7 @@ class CustomMetricsBudget:
         self.droppable = tuple(droppable)
         self._weight = weight
         self._on_held = on_held
-        self._metrics: dict[str, _Metric] = {}
-        self._last: dict[Series, Ticket] = {}  # every series being sent
+        self._metrics: dict[str, _Metric] = {}  # its series being sent are in its entry
         self.total = 0  # weighted distinct series being sent (what the budget limits)
         self.retired = 0  # weighted series a decision stopped, still billed this hour
         self.dropped_tags: dict[str, tuple[str, ...]] = {}  # metric -> tag keys removed
@@ -117,38 +127,59 @@ class CustomMetricsBudget:
         self._searched = False  # True: the last search found no droppable tag
 
     # -- the hot path --------------------------------------------------------------------
-    def admit(self, key: Series, now: float) -> int:
-        """Whether a point of ``key`` may be sent now (an :class:`Admission` value)."""
-        ticket = self._last.get(key)
-        if ticket is not None:
-            ticket.seen = now
-            return Admission.SEND
-        return self._new(key, now)
+    def admit(self, key: Series, now: float, ticket: Ticket | None = None) -> int:
+        """Whether a point of ``key`` may be sent now (an :class:`Admission` value).
+
+        ``ticket``: the caller's own object to become the series' ticket if it is admitted
+        now, or if its ticket is a plain one (made here, or left by :meth:`release`)."""
+        entry = self._metrics.get(key[0])
+        if entry is not None:
+            held = entry.series.get(key[1])
+            if held is not None:
+                if ticket is not None and held.__class__ is _Plain:  # the caller's takes over
+                    entry.series[key[1]] = ticket
+                    ticket.live = True
+                    held.live = False  # (its holders ask again)
+                    held = ticket
+                held.seen = now
+                return Admission.SEND
+        return self._new(key, now, ticket)
 
     def ticket(self, key: Series) -> Ticket | None:
         """The ticket of an admitted series (to stamp ``seen`` without a lookup)."""
-        return self._last.get(key)
+        entry = self._metrics.get(key[0])
+        return entry.series.get(key[1]) if entry is not None else None
 
-    def _retire(self, metric: str, entry: _Metric, tags: tuple[str, ...]) -> None:
-        ticket = self._last.pop((metric, tags))
+    def release(self, key: Series, ticket: Ticket) -> None:
+        """The caller no longer keeps ``ticket``, its own object handed to :meth:`admit`: if
+        it is still the series' ticket, a plain one takes its place (so it is not held for as
+        long as the series is sent); whoever holds it sees it no longer ``live``."""
+        entry = self._metrics.get(key[0])
+        if entry is not None and entry.series.get(key[1]) is ticket:
+            entry.series[key[1]] = _Plain(ticket.seen)  # (an existing key: order kept)
+            ticket.live = False
+
+    @staticmethod
+    def _retire(entry: _Metric, tags: tuple[str, ...], ticket: Ticket) -> None:
+        """A series taken out of ``entry.series`` stops: billed this hour, no longer sent."""
         ticket.live = False
         entry.retired[tags] = ticket.seen
 
     # -- new series ----------------------------------------------------------------------
-    def _new(self, key: Series, now: float) -> int:
+    def _new(self, key: Series, now: float, ticket: Ticket | None = None) -> int:
         self.expire(now, due_only=True)
         metric, tags = key
         entry = self._metrics.get(metric)
         if entry is None:
             entry = self._metrics[metric] = _Metric(self._weight(metric))
         if self.budget is None or self.total + entry.weight <= self.budget:
-            self._admit(key, entry, now)
+            self._admit(key, entry, now, ticket)
             return Admission.SEND
         if (not self._searched or self._droppable_in(tags)) and self._drop_a_tag(now, key):
             return Admission.RESHAPE
         self._searched = True  # nothing droppable among admitted series until one with a tag
         if self._displace(metric, entry, now):
-            self._admit(key, entry, now)
+            self._admit(key, entry, now, ticket)
             return Admission.SEND
         entry.held += 1
         self._on_held(1)
@@ -161,10 +192,14 @@ class CustomMetricsBudget:
         entry.held_series_at = now
         return Admission.HOLD
 
-    def _admit(self, key: Series, entry: _Metric, now: float) -> None:
+    def _admit(self, key: Series, entry: _Metric, now: float, ticket: Ticket | None) -> None:
         tags = key[1]
-        entry.series[tags] = None
-        self._last[key] = Ticket(now)  # the shaper's key tuple, not a copy per series
+        if ticket is None:
+            ticket = _Plain(now)
+        else:
+            ticket.seen = now
+            ticket.live = True
+        entry.series[tags] = ticket  # the caller's tags tuple, not a copy per series
         self.total += entry.weight
         if self._searched and self._droppable_in(tags):
             self._searched = False
@@ -222,8 +257,7 @@ class CustomMetricsBudget:
                 top.weight * (len(top.series) - need) < entry.weight * (len(entry.series) + 1):
             return False  # it would become the smaller one: no ping-pong
         for _ in range(need):
-            tags, _ = top.series.popitem()
-            self._retire(biggest, top, tags)
+            self._retire(top, *top.series.popitem())
         self.total -= top.weight * need
         self.retired += top.weight * need
         if top.held_series_at is None:
@@ -245,15 +279,13 @@ class CustomMetricsBudget:
         hit = [tags for tags in entry.series if has(tags)]
         merged = {tuple(t for t in tags if not (t == name or t.startswith(prefix))) for tags in hit}
         for tags in hit:
-            del entry.series[tags]
-            self._retire(metric, entry, tags)
+            self._retire(entry, tags, entry.series.pop(tags))
         self.total -= entry.weight * len(hit)
         self.retired += entry.weight * len(hit)
         # the merged series keep their room: otherwise the series that forced the drop
         # would take it and hold back the metric that just gave it up
         for tags in merged - set(entry.series):
-            entry.series[tags] = None
-            self._last[(metric, tags)] = Ticket(now)
+            entry.series[tags] = _Plain(now)
             self.total += entry.weight
         return len(entry.series)
 
@@ -270,12 +302,12 @@ class CustomMetricsBudget:
         self._swept = now
         cutoff = now - WINDOW
         metrics = self._metrics
-        for key in [k for k, t in self._last.items() if t.seen < cutoff]:
-            metric, tags = key
-            entry = metrics[metric]
-            del entry.series[tags]
-            self._last.pop(key).live = False
-            self.total -= entry.weight
+        for entry in metrics.values():
+            series = entry.series
+            quiet = [t for t, ticket in series.items() if ticket.seen < cutoff]
+            for tags in quiet:
+                series.pop(tags).live = False
+            self.total -= entry.weight * len(quiet)
         for metric, entry in list(metrics.items()):
             gone = [t for t, seen in entry.retired.items() if seen < cutoff] if entry.retired else ()
             for tags in gone:

@@ -11,7 +11,8 @@ One place decides what a series is in Datadog, so both modes send the same thing
 The result is cached per (metric, tags): tag sets repeat every poll. The cache is bounded
 (a fact-bearing sample is a new key each time) and is emptied when the budget drops a tag.
 A caller that keeps what it needs of each series itself (the DogStatsD exporter's line
-cache) turns it off: ~200 bytes a series, 2 KiB an endpoint check, held twice otherwise.
+cache) turns it off and asks :meth:`Shaper.names`, which makes no key tuple: ~200 bytes a
+series, 2 KiB an endpoint check, held twice otherwise.
 """
 
 from __future__ import annotations
@@ -61,11 +62,7 @@ class Shaper:
         key = (metric, tags)
         shaped = self._cache.get(key)
         if shaped is None:
-            series = self.catalog.series_tags(metric, tags)
-            names = tuple(normalised(self.unified.apply(series)))
-            dropped = self.budget.dropped_tags.get(metric)
-            if dropped:
-                names = tuple([t for t in names if t.partition(":")[0] not in dropped])
+            names = self.names(metric, tags)
             shaped = Shaped((metric, names), names)
             if self._caching:
                 if len(self._cache) >= _MAX_CACHE:
@@ -73,12 +70,25 @@ class Shaper:
                 self._cache[key] = shaped
         return shaped
 
-    def plain(self, tags: Tags) -> list[str]:
+    def names(self, metric: str, tags: Tags) -> tuple[str, ...]:
+        """The tag strings a series of ``metric`` is sent with, uncached: for a caller that
+        keeps them per series itself and wants no (metric, tags) key tuple made for it (the
+        DogStatsD exporter shares one tuple among a check's series with equal tags)."""
+        names = tuple(normalised(self.unified.apply(self.catalog.series_tags(metric, tags))))
+        dropped = self.budget.dropped_tags.get(metric)
+        if dropped:
+            names = tuple([t for t in names if t.partition(":")[0] not in dropped])
+        return names
+
+    def plain(self, tags: Tags, cache: bool = True) -> list[str]:
         """Tags of a service check or an event: unified and normalised (no budget: they are
-        not billed as custom metrics)."""
+        not billed as custom metrics). ``cache`` False: for a caller that keeps what it
+        makes of them (the DogStatsD exporter's service check lines)."""
         out = self._plain.get(tags)
         if out is None:
             out = normalised(self.unified.apply(tags))
+            if not cache:
+                return out
             if len(self._plain) >= _MAX_CACHE:
                 self._plain.clear()
             self._plain[tags] = out

@@ -10,6 +10,12 @@ UDP drops are silent, so the client's own telemetry is on and its drop counters 
 (they reset each time the client flushes its telemetry; :class:`_CountingDogStatsd` keeps
 totals).
 
+The line cache is what this exporter holds per series (issue #20, RSS per check: ~650
+bytes a series before its sixth pass, ~300 after): lines are found by the sample's tags,
+then its metric (a check's series share their tags tuple, so one lookup serves a run's
+samples in a row, and no key tuple is made a series); a check's series share their shaped
+tags tuple and their line tails; and a cached line is its series' budget ticket itself.
+
 Kinds: gauges are gauges; ``count`` samples are sent as counts (``|c``), never gauges;
 ``monotonic_count`` totals become the delta since the previous total, sent as counts;
 ``distribution`` observations go as distributions (``|d``), so Datadog computes
@@ -33,10 +39,10 @@ import sys
 import time
 from typing import Any
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent.catalog import Catalog, load_catalog
-from agent.export.budget import Admission, CustomMetricsBudget, catalog_weight
+from agent.export.budget import Admission, CustomMetricsBudget, Ticket, catalog_weight
 from agent.export.config import DatadogConfig
 from agent.export.counters import MonotonicDeltas
 from agent.export.datadog_shape import Shaper
@@ -85,7 +91,8 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
             if getattr(self, "_max_buffer_len", 0):
                 self._max_payload_size = self._max_buffer_len
 
-    def line_template(self, metric: str, metric_type: str, tags: list[str]) -> tuple[str, str] | None:
+    def line_template(self, metric: str, metric_type: str,
+                      tags: Sequence[str]) -> tuple[str, str] | None:
         """The datagram line of a series split around its value, serialised once by the
         client itself (namespace, constant tags, container id as it would send them).
 
@@ -99,7 +106,9 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         head, sep, tail = line.partition(":\x00|")
         if not sep or "\x00" in tail:
             return None
-        return sys.intern(head + ":"), "|" + tail  # a metric's head: one string for all its series
+        # a metric's head: one string for all its series; a tail: one for all the series of
+        # a type with the same tags (a check's gauges: 115 bytes a series otherwise)
+        return sys.intern(head + ":"), sys.intern("|" + tail)
 
     def check_template(self, name: str, tags: list[str]) -> tuple[str, str, str]:
         """A service check's line around its status and message, as the client's
@@ -111,7 +120,7 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         tail = f"|c:{container}" if container else ""
         if cardinality:
             tail += f"|card:{cardinality}"
-        return f"_sc|{name}|", mid, tail
+        return sys.intern(f"_sc|{name}|"), mid, tail  # (one string a check type)
 
     @staticmethod
     def check_message(message: str) -> str:
@@ -194,6 +203,35 @@ class _CountingDogStatsd(DogStatsd):  # type: ignore[misc]
         return int(self.total_sent + self.packets_sent)
 
 
+class _Head:
+    """What the cached lines of one metric and kind share: the line's head (``text`` None:
+    send through the client's public calls) and whether the metric makes events."""
+
+    __slots__ = ("metric", "kind", "text", "events")
+
+    def __init__(self, metric: str, kind: Kind, text: str | None, events: bool) -> None:
+        self.metric = metric
+        self.kind = kind
+        self.text = text
+        self.events = events
+
+
+class _Line(Ticket):
+    """A series' cached line: its head, the tail after its value, the tags it is sent with,
+    and once admitted its budget ticket: the line itself (one object a series, ~11 an
+    endpoint check, not a ticket beside it), or the ticket of the series it merged into."""
+
+    __slots__ = ("head", "tail", "names", "ticket")
+
+    def __init__(self, head: _Head, tail: str, names: tuple[str, ...]) -> None:
+        self.head = head
+        self.tail = tail
+        self.names = names  # shaped tags: with the metric, the budget's key for the series
+        self.ticket: Ticket | None = None
+        self.seen = 0.0
+        self.live = False  # (set by the budget when it takes the line as a ticket)
+
+
 class DogStatsdExporter:
     """Pipeline sink and component that sends every sample to a DogStatsD server."""
 
@@ -213,7 +251,8 @@ class DogStatsdExporter:
         self.budget = CustomMetricsBudget(
             config.custom_metrics_budget, [dd_tag(t, "") for t in config.cardinality_tags],
             weight=catalog_weight(self.catalog), on_held=lambda n: self.health.drop("over_budget", n))
-        self.shaper = Shaper(self.catalog, self.unified, self.budget, cache=False)  # _lines keeps it
+        # the lines keep their shaped tags (Shaper.names): no cache of Shaped objects beside them
+        self.shaper = Shaper(self.catalog, self.unified, self.budget, cache=False)
         self.events = EventDetector(self.catalog)
         self._event_metrics = self.events.metrics
         self.statsd = _CountingDogStatsd(
@@ -231,12 +270,18 @@ class DogStatsdExporter:
         # the client added DD_ENV/DD_SERVICE/DD_VERSION/DATADOG_TAGS as constant tags; the
         # shaper adds them instead, once per key and with the documented precedence
         self.statsd.constant_tags = [t for t in self.statsd.constant_tags if t.startswith(_KEEP_CONSTANT)]
-        # (metric, tags, kind) -> see _entry (one flat tuple a series, not a series key in one)
-        self._lines: dict[tuple[str, Tags, Kind], list[Any]] = {}
+        # a sample's tags -> the _Line of the only series with them, or {metric: _Line} for
+        # a check's series that share them: no key tuple a series (see _line)
+        self._lines: dict[Tags, _Line | dict[str, _Line]] = {}
+        # (metric, tags, kind) -> the line of a series also sent with another kind (rare)
+        self._kinds: dict[tuple[str, Tags, Kind], _Line] = {}
+        self._series = 0  # lines cached in both (bounded)
+        self._heads: dict[tuple[str, Kind], _Head] = {}  # shared by the lines of a metric
         self._batching = self.statsd.batches()
         self._send_lines = self.statsd.send_lines if self._batching else self._line_by_line
-        # (check type, instance tags) -> its service check line around status and message
-        self._checks: dict[tuple[str, Tags], tuple[str, str, str]] = {}
+        # the tags of a result's status sample (the check's own tuple: no key made a check)
+        # -> its service check line around status and message, and the check type
+        self._checks: dict[Tags, tuple[str, str, str, str]] = {}
 
     @property
     def destination(self) -> str:
@@ -301,6 +346,8 @@ class DogStatsdExporter:
         add = out.append
         n = 0  # sent through the public calls (a client without the internals we use)
         eventful = None
+        seen: Tags | None = None  # the last sample's tags: a check's series share the tuple
+        group: Any = None  # what the cache holds for them
         for sample in samples:
             kind = sample.kind
             if kind is monotonic:
@@ -309,25 +356,37 @@ class DogStatsdExporter:
                     continue
             else:
                 value = sample.value
-            entry = cached((sample.metric, sample.tags, kind))
-            if entry is None:
-                entry = self._entry(sample.metric, kind, sample.tags)
-            if entry[4]:  # an event metric: looked at below
+            tags = sample.tags
+            if tags is not seen:
+                seen = tags
+                group = cached(tags)
+            metric = sample.metric
+            if group.__class__ is dict:
+                line = group.get(metric)
+            else:
+                line = group if group is not None and group.head.metric == metric else None
+            if line is None or line.head.kind is not kind:
+                line = self._line(metric, kind, tags, line)
+                seen = None  # the cache changed: look the tags up again
+            head = line.head
+            if head.events:  # an event metric: looked at below
                 eventful = eventful or []
                 eventful.append(sample)
-            ticket = entry[3]
+            ticket = line.ticket
             if ticket is not None and ticket.live:  # admitted before: stamp it
                 ticket.seen = now
             else:
-                entry = self._admit(entry, sample, kind, now)
-                if entry is None:  # held back by the budget (counted there)
+                seen = None  # (a reshape empties the cache)
+                line = self._admit(line, tags, now)
+                if line is None:  # held back by the budget (counted there)
                     continue
-            head = entry[0]
-            if head is None:
-                self._fallback(sample.metric, kind, value, entry[2][1])
+                head = line.head
+            text = head.text
+            if text is None:
+                self._fallback(metric, kind, value, line.names)
                 n += 1
             else:
-                add(f"{head}{value!r}{entry[1]}")
+                add(f"{text}{value!r}{line.tail}")
         return n, eventful
 
     def _finish(self, result: CheckResult, out: list[str], n: int, eventful: list[Sample] | None) -> None:
@@ -337,8 +396,7 @@ class DogStatsdExporter:
         if self.config.service_checks and \
                 (result.check_type, result.check) != (AGENT_CHECK_TYPE, EXPORTERS_CHECK):
             if self._batching:
-                key = (result.check_type, instance_tags(result))
-                template = self._checks.get(key) or self._check_template(key)
+                template = self._check_template(result)
                 out.append(f"{template[0]}{int(result.status)}{template[1]}"
                            f"{self.statsd.check_message(result.message)}{template[2]}")
                 checks = 1
@@ -355,37 +413,77 @@ class DogStatsdExporter:
         self.health.success(n + sent)
         self._observe_drops()
 
-    def _check_template(self, key: tuple[str, Tags]) -> tuple[str, str, str]:
-        template = self.statsd.check_template(service_check_name(key[0]), self.shaper.plain(key[1]))
-        if len(self._checks) >= 100_000:  # bounded, like the line cache
-            self._checks.clear()
-        self._checks[key] = template
+    def _check_template(self, result: CheckResult) -> tuple[str, str, str, str]:
+        """A result's service check line around its status and message, made from its check
+        type and instance tags (:func:`instance_tags`: its status sample's tags less the
+        check type) and cached per its status sample's tags, the check's own tuple."""
+        for sample in result.samples:
+            if sample.metric == "mlwarden.check.status":
+                key = sample.tags
+                break
+        else:  # (instance_tags: the check's name alone)
+            key = (("check", result.check), ("check_type", result.check_type))
+        template = self._checks.get(key)
+        if template is None or template[3] != result.check_type:
+            tags = self.shaper.plain(instance_tags(result), cache=False)  # (kept in the template)
+            parts = self.statsd.check_template(service_check_name(result.check_type), tags)
+            template = (*parts, result.check_type)
+            if len(self._checks) >= 100_000:  # bounded, like the line cache
+                self._checks.clear()
+            self._checks[key] = template
         return template
 
-    def _admit(self, entry: list[Any], sample: Any, kind: Kind, now: float) -> list[Any] | None:
-        """Ask the budget about a series not (or no longer) admitted: its cache entry, with
+    def _admit(self, line: _Line, tags: Tags, now: float) -> _Line | None:
+        """Ask the budget about a series not (or no longer) admitted: its cached line, with
         the ticket kept, or None when it is held back."""
-        verdict = self.budget.admit(entry[2], now)
+        metric, kind = line.head.metric, line.head.kind
+        verdict = self.budget.admit((metric, line.names), now, line)
         while verdict == Admission.RESHAPE:  # the budget dropped a tag: shape again
             self._reset()
-            entry = self._entry(sample.metric, kind, sample.tags)
-            verdict = self.budget.admit(entry[2], now)
+            line = self._line(metric, kind, tags, None)
+            verdict = self.budget.admit((metric, line.names), now, line)
         if verdict == Admission.HOLD:
             return None
-        entry[3] = self.budget.ticket(entry[2])
-        return entry
+        line.ticket = self.budget.ticket((metric, line.names))  # itself, or the merged series'
+        return line
 
-    def _entry(self, metric: str, kind: Kind, tags: Tags) -> list[Any]:
-        """[line head, line tail (None head: use the public calls), budget key, ticket,
-        whether the metric makes events]."""
-        shaped = self.shaper.shape(metric, tags)
-        template = self.statsd.line_template(metric, _TYPE[kind], shaped.tags)
-        head, tail = template if template else (None, "")
-        entry = [head, tail, shaped.key, None, metric in self._event_metrics]
-        if len(self._lines) >= 100_000:  # bounded, like the shaper's cache
-            self._lines.clear()
-        self._lines[(metric, tags, kind)] = entry
-        return entry
+    def _line(self, metric: str, kind: Kind, tags: Tags, other: _Line | None) -> _Line:
+        """The cached line of a series that :meth:`_lines_of` did not find under its tags,
+        made and cached now (``other``: the line found there, of another kind)."""
+        if other is not None:  # the same metric and tags sent with two kinds: kept apart
+            line = self._kinds.get((metric, tags, kind))
+            if line is None:
+                line = self._kinds[(metric, tags, kind)] = self._make(metric, kind, tags, other)
+                self._series += 1
+            return line
+        if self._series >= 100_000:  # bounded, like the shaper's cache
+            self._clear_lines()
+        group = self._lines.get(tags)
+        if group is None:
+            line = self._lines[tags] = self._make(metric, kind, tags, None)
+        elif group.__class__ is dict:
+            line = group[metric] = self._make(metric, kind, tags, next(iter(group.values())))
+        else:
+            line = self._make(metric, kind, tags, group)
+            self._lines[tags] = {group.head.metric: group, metric: line}
+        self._series += 1
+        return line
+
+    def _make(self, metric: str, kind: Kind, tags: Tags, sibling: _Line | None) -> _Line:
+        """A series' line; its tag strings are its ``sibling``'s tuple (a series cached under
+        the same tags) when equal, so a check's series share one."""
+        names = self.shaper.names(metric, tags)
+        if sibling is not None and sibling.names == names:
+            names = sibling.names
+        template = self.statsd.line_template(metric, _TYPE[kind], names)
+        text, tail = template if template else (None, "")
+        head = self._heads.get((metric, kind))
+        if head is None:
+            if len(self._heads) >= 100_000:
+                self._heads.clear()
+            events = metric in self._event_metrics
+            head = self._heads[(metric, kind)] = _Head(metric, kind, text, events)
+        return _Line(head, tail, names)
 
     def _line_by_line(self, lines: list[str], checks: int = 0) -> None:
         """Unbuffered (one datagram a metric, as configured) or a client without the buffer
@@ -395,9 +493,26 @@ class DogStatsdExporter:
                 self.statsd.send_line(line)
 
     def _reset(self) -> None:
-        self._lines.clear()
+        self._clear_lines()
         self._checks.clear()
         self.shaper.clear()
+
+    def _clear_lines(self) -> None:
+        self._release([line for group in self._lines.values()
+                       for line in (group.values() if group.__class__ is dict else (group,))])
+        self._release(self._kinds.values())
+        self._lines.clear()
+        self._kinds.clear()
+        self._heads.clear()
+        self._series = 0
+
+    def _release(self, lines: Iterable[_Line]) -> None:
+        """Lines leaving the cache stop being budget tickets (a plain one takes the place of
+        each), so the budget does not keep them for as long as their series are sent."""
+        release = self.budget.release
+        for line in lines:
+            if line.ticket is line:
+                release((line.head.metric, line.names), line)
 
     def _fallback(self, metric: str, kind: Kind, value: float, tags: tuple[str, ...]) -> None:
         if kind is Kind.GAUGE:
@@ -420,9 +535,15 @@ class DogStatsdExporter:
     def forget(self, check: str) -> None:
         self._deltas.forget(check)
         self.events.forget(check)
-        for key in [k for k in self._lines if ("check", check) in k[1]]:
-            del self._lines[key]
-        for key in [k for k in self._checks if ("check", check) in k[1]]:
+        gone: list[_Line] = []
+        for tags in [t for t in self._lines if ("check", check) in t]:
+            group = self._lines.pop(tags)
+            gone += group.values() if group.__class__ is dict else (group,)
+        for key in [k for k in self._kinds if ("check", check) in k[1]]:
+            gone.append(self._kinds.pop(key))
+        self._series -= len(gone)
+        self._release(gone)
+        for key in [k for k in self._checks if ("check", check) in k]:
             del self._checks[key]
 
     def flush(self) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from agent.catalog import Catalog, MetricSpec, load_catalog
-from agent.export.budget import Admission, CustomMetricsBudget
+from agent.export.budget import Admission, CustomMetricsBudget, Ticket
 from agent.export.config import DatadogConfig
 from agent.export.datadog_api import DatadogApiExporter
 from agent.export.datadog_statsd import DogStatsdExporter
@@ -111,6 +111,36 @@ def test_an_exploding_metric_gives_way_to_the_others_new_series():
         small.admit(key("a", n=str(i)), now)
         small.admit(key("b", n=str(i)), now)
     assert small.admit(key("b", n="2"), now) == Admission.HOLD
+
+
+def test_a_callers_own_ticket_stands_for_its_series_until_released():
+    """A caller that keeps an object a series (the DogStatsD exporter's cached line) hands it
+    in as the ticket, so the budget holds no second object a series. Released, a plain ticket
+    takes its place (same last-seen time, same counts) and the released one is no longer
+    live, so whoever stamps it asks again; the next caller's own object then takes over."""
+    budget = CustomMetricsBudget(3)
+    now = 1_000_000.0
+    series = key("a", pod="p0")
+    mine, other = Ticket(0.0), Ticket(0.0)
+    assert budget.admit(series, now, mine) == Admission.SEND
+    assert budget.ticket(series) is mine and mine.live and mine.seen == now
+    # a second holder (two raw series merged into one) stamps the first one's ticket
+    assert budget.admit(series, now + 1, other) == Admission.SEND
+    assert budget.ticket(series) is mine and mine.seen == now + 1
+    budget.release(series, mine)
+    plain = budget.ticket(series)
+    assert plain is not mine and not mine.live and plain.live and plain.seen == now + 1
+    assert (budget.total, budget.billed, budget.count("a")) == (1, 1, 1)
+    assert budget.admit(series, now + 2, other) == Admission.SEND  # a plain ticket gives way
+    assert budget.ticket(series) is other and other.live and other.seen == now + 2
+    assert not plain.live
+    budget.release(series, mine)  # no longer the series' ticket: nothing changes
+    assert budget.ticket(series) is other
+    # a released ticket of a retired or expired series is not brought back
+    budget.expire(now + 2 + 3601)
+    assert not other.live and budget.ticket(series) is None and budget.billed == 0
+    budget.release(series, other)
+    assert budget.ticket(series) is None and budget.billed == 0
 
 
 def test_budget_config_errors_are_clear(monkeypatch):

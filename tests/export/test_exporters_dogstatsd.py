@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+import tracemalloc
 
 import pytest
 
 from agent.export.config import DatadogConfig
-from agent.export.datadog_statsd import DogStatsdExporter
+from agent.export.datadog_statsd import DogStatsdExporter, _Line
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
 from tests.export.dogstatsd_listener import DogStatsdListener
 from tests.support.procs import wait_for
@@ -167,3 +169,114 @@ async def test_public_calls_when_the_client_cannot_serialise_lines_for_the_cache
     await exporter.stop()
     assert [(m.name, m.type) for m in listener.ours()] == [
         ("mlwarden.check.duration", "g"), ("mlwarden.check.runs", "c"), ("mlwarden.check.status", "g")]
+
+
+async def test_a_series_sent_as_a_gauge_and_as_a_count_keeps_both_lines(listener, monkeypatch):
+    exporter = exporter_for(listener, monkeypatch, service_checks=False)
+    tags = make_tags({"check": "c", "model": "m"})
+    for i, kind in enumerate([Kind.GAUGE, Kind.COUNT, Kind.GAUGE, Kind.COUNT]):
+        exporter.consume(CheckResult("c", "model_endpoint", Status.OK, samples=[
+            Sample("mlwarden.check.duration", float(i), tags, 1.0),
+            Sample("mlwarden.test.twice", float(i), tags, 1.0, kind)]))
+    exporter.flush()
+    wait_for(lambda: len(listener.ours()) >= 8, 5, 0.05, "the lines")
+    await exporter.stop()
+    assert [(m.value, m.type) for m in listener.ours() if m.name == "mlwarden.test.twice"] == [
+        (0.0, "g"), (1.0, "c"), (2.0, "g"), (3.0, "c")]
+    assert listener.problems == []
+
+
+def endpoint_run(c: int, now: float) -> CheckResult:
+    """An endpoint check's run as the agent makes it: 14 series on three tag sets."""
+    base = make_tags({"check": f"endpoint-{c}", "check_type": "model_endpoint", "env": "prod"})
+    tags = make_tags(base, {"endpoint": f"http://127.0.0.1:18080/m/{c}",
+                            "model": f"model-{c % 50}"})
+    samples = [Sample(f"mlwarden.endpoint.{m}", 1.0, tags, now) for m in (
+        "up", "ready", "http_status", "workers", "workers.ready", "latency.connect", "latency.ttfb",
+        "canary.success")]
+    samples += [Sample("mlwarden.endpoint.model.info", 1.0, make_tags(tags, {"version": "1"}), now),
+                Sample("mlwarden.endpoint.latency", 0.01, tags, now, Kind.DISTRIBUTION),
+                Sample("mlwarden.check.duration", 0.02, base, now),
+                Sample("mlwarden.check.status", 0.0, base, now),
+                Sample("mlwarden.check.runs", 1.0, base, now, Kind.COUNT),
+                Sample("mlwarden.agent.cpu.time", now, base, now, Kind.MONOTONIC_COUNT)]
+    return CheckResult(f"endpoint-{c}", "model_endpoint", Status.OK, samples=samples, started=now)
+
+
+def test_a_series_costs_the_exporter_about_300_bytes():
+    """What the line cache, the shaper and the budget hold a series of an endpoint check
+    (issue #20: ~650 bytes before its sixth pass, a list, a key tuple and a line tail a
+    series in the cache, the shaper's key tuples, a ticket and two dict slots in the budget).
+    A line is now one object that is also its series' budget ticket, in a dict per tag set,
+    and a check's series share their shaped tags tuple and line tails. Two windows of 1,000
+    further checks, the smaller kept: the tails are interned, and the interpreter's table of
+    interned strings may grow (megabytes, not ours) in either window, not in both."""
+    ours = [tracemalloc.Filter(True, f"*/agent/export/{name}.py")
+            for name in ("datadog_statsd", "datadog_shape", "budget")]
+    with DogStatsdListener() as listener:
+        exporter = DogStatsdExporter(DatadogConfig(host="127.0.0.1", port=listener.port,
+                                                   service_checks=False), environ={})
+        now = time.time()
+
+        def add(checks: range) -> None:
+            for run in (0, 1):  # a monotonic total's first run only seeds
+                for c in checks:
+                    exporter.consume(endpoint_run(c, now + run))
+            exporter.flush()  # (the client's buffer is not the exporter's)
+
+        add(range(100))
+        tracemalloc.start(1)
+        try:
+            snapshots = [tracemalloc.take_snapshot().filter_traces(ours)]
+            for first in (100, 1100):
+                add(range(first, first + 1000))
+                snapshots.append(tracemalloc.take_snapshot().filter_traces(ours))
+        finally:
+            tracemalloc.stop()
+        exporter.statsd.stop()
+    assert exporter.status()["custom_metrics"]["active"] == 2100 * (13 + 5)  # a distribution: 5
+    held = min(sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+               for before, after in zip(snapshots, snapshots[1:]))
+    assert held / (1000 * 14) < 400, f"{held / (1000 * 14):.0f} bytes a series"
+
+
+def test_lines_that_leave_the_cache_are_not_kept_as_budget_tickets():
+    """A cached line is its series' budget ticket. A line the cache lets go (its check
+    forgotten; every line once the budget drops a tag) must not live on as a ticket for as
+    long as its series is sent: the budget takes a plain one, and the next line takes over."""
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is _Line)
+
+    def run(c: int, now: float, pods: int = 1) -> CheckResult:
+        tags = make_tags({"check": f"c{c}", "model": "m"})
+        return CheckResult(f"c{c}", "openmetrics", Status.OK, started=now, samples=[
+            Sample("mlwarden.check.duration", 0.1, tags, now),
+            Sample("mlwarden.check.status", 0.0, tags, now),
+            Sample("mlwarden.check.runs", 1.0, tags, now, Kind.COUNT),
+            *[Sample("mlwarden.openmetrics.demo_requests", 1.0,
+                     make_tags(tags, {"pod": f"p{p}"}), now) for p in range(pods)]])
+
+    elsewhere = alive()
+    exporter = DogStatsdExporter(DatadogConfig(host="127.0.0.1", port=9, service_checks=False,
+                                               custom_metrics_budget=100, cardinality_tags=["pod"]),
+                                 environ={})
+    now = time.time()
+    for c in range(10):
+        exporter.consume(run(c, now))
+    assert alive() - elsewhere == exporter._series == 40
+    for c in range(5):
+        exporter.forget(f"c{c}")
+    assert alive() - elsewhere == exporter._series == 20
+    for c in range(10):
+        exporter.consume(run(c, now + 1))
+    assert alive() - elsewhere == exporter._series == 40
+    assert exporter.status()["custom_metrics"]["active"] == 40
+    exporter.consume(run(0, now + 2, pods=80))  # over the budget: the pods go, the cache empties
+    dropped = exporter.status()["custom_metrics"]["tags_dropped"]
+    assert dropped == {"mlwarden.openmetrics.demo_requests": ["pod"]}
+    for c in range(10):
+        exporter.consume(run(c, now + 3))
+    assert alive() - elsewhere == exporter._series
+    status = exporter.status()["custom_metrics"]
+    assert (status["active"], status["held_back_points"]) == (40, {})
