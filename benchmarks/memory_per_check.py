@@ -12,11 +12,13 @@ inflates RSS: read RSS from agent_scale.py, the split from here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +26,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+def _drain(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            sock.recv(65536)
+
 
 def scrape_until_exit(proc: subprocess.Popen, port: int, every: float, limit: float) -> None:
     """Scrape /metrics as Prometheus does (OpenMetrics, gzip) until the agent exits: a
@@ -84,6 +92,12 @@ def main() -> None:
     tport = free_port()
     target = subprocess.Popen([sys.executable, str(tree / "benchmarks/agent_scale.py"), "--serve-target", str(tport)], cwd=tree)
     time.sleep(1.5)
+    # DogStatsD's datagrams go to a socket that reads them (a closed port makes the client
+    # drop and reopen its socket on every send)
+    statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    statsd.bind(("127.0.0.1", 0))
+    statsd_port = statsd.getsockname()[1]
+    threading.Thread(target=_drain, args=(statsd,), daemon=True).start()
     snaps = {}
     try:
         for size in [int(s) for s in a.sizes.split(",")]:
@@ -92,7 +106,7 @@ def main() -> None:
             cfg = folder / "agent.yaml"
             ns = argparse.Namespace(interval=10.0, rules=200)
             port = free_port()
-            agent_scale.agent_config(cfg, ns, size, port, f"http://127.0.0.1:{tport}", free_port())
+            agent_scale.agent_config(cfg, ns, size, port, f"http://127.0.0.1:{tport}", statsd_port)
             pk = folder / "snap.pkl"
             env = {**os.environ, "PYTHONPATH": str(tree)}
             with (folder / "log").open("wb") as log:
