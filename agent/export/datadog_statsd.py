@@ -478,11 +478,14 @@ class DogStatsdExporter:
         template = self.statsd.line_template(metric, _TYPE[kind], names)
         text, tail = template if template else (None, "")
         head = self._heads.get((metric, kind))
-        if head is None:
-            if len(self._heads) >= 100_000:
-                self._heads.clear()
-            events = metric in self._event_metrics
-            head = self._heads[(metric, kind)] = _Head(metric, kind, text, events)
+        if head is None or head.text != text:
+            # (a series the client could not template goes through the public calls on
+            # its own: the metric's shared head is for the series it could)
+            head = _Head(metric, kind, text, metric in self._event_metrics)
+            if text is not None or (metric, kind) not in self._heads:
+                if len(self._heads) >= 100_000:
+                    self._heads.clear()
+                self._heads[(metric, kind)] = head
         return _Line(head, tail, names)
 
     def _line_by_line(self, lines: list[str], checks: int = 0) -> None:

@@ -280,3 +280,24 @@ def test_lines_that_leave_the_cache_are_not_kept_as_budget_tickets():
     assert alive() - elsewhere == exporter._series
     status = exporter.status()["custom_metrics"]
     assert (status["active"], status["held_back_points"]) == (40, {})
+
+
+async def test_a_series_the_client_cannot_template_does_not_change_its_metric_siblings(listener, monkeypatch):
+    # the line head is shared by a metric's series: one the client cannot serialise for the
+    # cache goes through the public calls alone, whether it comes first or after the others
+    exporter = exporter_for(listener, monkeypatch, service_checks=False)
+    real = exporter.statsd.line_template
+    monkeypatch.setattr(exporter.statsd, "line_template",
+                        lambda metric, kind, tags: None if any("model:odd" in t for t in tags)
+                        else real(metric, kind, tags))
+    order = ["a", "odd", "b", "odd", "c"]
+    for i, model in enumerate(order):
+        exporter.consume(CheckResult(model, "model_endpoint", Status.OK, samples=[
+            Sample("mlwarden.check.duration", float(i), make_tags({"check": model, "model": model}), 1.0)]))
+    exporter.flush()
+    wait_for(lambda: len(listener.ours()) >= len(order), 5, 0.05, "the lines")
+    await exporter.stop()
+    got = sorted((m.value, m.type, next(t for t in m.tags if t.startswith("model:")))
+                 for m in listener.ours() if m.name == "mlwarden.check.duration")
+    assert got == [(float(i), "g", f"model:{model}") for i, model in enumerate(order)]
+    assert listener.problems == []
