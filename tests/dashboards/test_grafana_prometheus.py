@@ -294,6 +294,15 @@ scrape_configs:
                 airflow_runs = 'mlwarden_check_runs_total{check="airflow"}'
                 wait_for(lambda: query(base, airflow_runs)[1]["data"]["result"],
                          30, 0.5, "Prometheus to scrape the agent's airflow check")
+                # batch_score's tasks end 2 s before the events: the GPU check (1 s) must have read
+                # the node for a few seconds before that, or a loaded machine leaves nothing to charge
+                gpu_runs = 'sum(mlwarden_check_runs_total{check="fleet"})'
+
+                def gpu_read_long_enough() -> bool:
+                    result = query(base, gpu_runs)[1]["data"]["result"]
+                    return bool(result) and float(result[0]["value"][1]) >= 6
+
+                wait_for(gpu_read_long_enough, 60, 0.5, "the GPU check to read the node six times")
                 targets.call(lambda: airflow_events(fake_airflow))
                 rows = list(panel_targets())
                 # every query of every panel, but Datadog's event streams (a note in Grafana)
