@@ -38,9 +38,15 @@ def intake():
         yield fake
 
 
+# the client's timeout where a test makes the intake hang past it; elsewhere a generous one,
+# so a loaded machine cannot turn the intake's answer into a timeout (an answer after the
+# timeout is not acknowledged: the test would see nothing kept)
+SHORT = 0.4
+
+
 def config(intake: FakeIntake, **over) -> DatadogConfig:
     base = dict(mode="api", api_key=intake.api_key, api_url=intake.url, flush_interval=0.1,
-                timeout=0.4, retry_initial=0.1, retry_max=0.8, client_backoff=1.0)
+                timeout=10.0, retry_initial=0.1, retry_max=0.8, client_backoff=1.0)
     base.update(over)
     return DatadogConfig(**base)
 
@@ -72,7 +78,7 @@ def durations(intake: FakeIntake) -> list[tuple[int, float]]:
 
 
 async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine, intake):
-    exporter = DatadogApiExporter(config(intake), engine, hostname="node-1")
+    exporter = DatadogApiExporter(config(intake, timeout=SHORT), engine, hostname="node-1")
     await exporter.start()
     sent: list[tuple[int, float]] = []
     i = 0
@@ -99,7 +105,7 @@ async def test_points_of_an_outage_arrive_once_in_order_across_a_restart(engine,
     assert "no answer within" in status["last_error"] or "backing off" in status["last_error"]
     assert exporter.health.queue_length > 0
     await exporter.stop()  # restart in the middle of the outage, same database
-    exporter = DatadogApiExporter(config(intake), engine, hostname="node-1")
+    exporter = DatadogApiExporter(config(intake, timeout=SHORT), engine, hostname="node-1")
     await exporter.start()
     await feed(OUTAGE / 4, exporter)
     intake.mode = "ok"
@@ -119,7 +125,8 @@ async def test_points_the_intake_kept_after_the_timeout_are_sent_again_and_kept_
     # cannot know they were kept, so it must send them again (Datadog keeps the last value
     # sent for a series and second, so the copy changes nothing there)
     intake.hang_seconds = 1.0
-    exporter = DatadogApiExporter(config(intake, service_checks=False), engine, hostname="node-1")
+    exporter = DatadogApiExporter(config(intake, timeout=SHORT, service_checks=False), engine,
+                                  hostname="node-1")
     await exporter.start()
     sent = []
     intake.mode = "late"
