@@ -449,7 +449,7 @@ def test_a_report_that_arrives_while_a_scrape_joins_its_lines_is_in_the_next_scr
         def _join(self, parts):  # noqa: ANN001, ANN202
             while self.during:
                 self.consume(self.during.pop(0))
-            super()._join(parts)
+            return super()._join(parts)
 
     exp = ReportDuringJoin(clock=clock)
     exp.consume(result("a", gauge("mlwarden.endpoint.up", 1, check="a")))
