@@ -30,11 +30,13 @@ __all__ = [
     "negotiate",
     "wants_gzip",
     "compress_chunks",
+    "GzipStream",
 ]
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _OM_VERSIONS = ("", "1.0.0", "0.0.1")
+BLOCK = 4 << 20  # bytes of text handed to the compressor at once (see compress_chunks)
 _LABEL_BAD = re.compile(r"[^a-zA-Z0-9_]")
 # labels Prometheus sets on every target: a sample carrying one would be renamed
 # ``exported_*`` (honor_labels: false) or overwrite the target's (honor_labels: true)
@@ -134,12 +136,52 @@ def wants_gzip(accept_encoding: str | None) -> bool:
     return any(media in ("gzip", "*") and q > 0 for media, _p, q in _media_ranges(accept_encoding))
 
 
-def compress_chunks(chunks: Iterable[bytes]) -> bytes:
-    """The chunks joined and gzip-compressed, without joining them (one gzip member, mtime
-    0), each compressed as it comes, so a generator's chunks need not all be alive at once.
-    ISA-L's level 1: a sixth of zlib's level-1 CPU on exposition text, and smaller; it
-    lets go of the GIL while it works, so the loop runs checks meanwhile."""
-    z = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)  # 31: a gzip header
-    out = [z.compress(chunk) for chunk in chunks]
-    out.append(z.flush())
-    return b"".join(out)
+class GzipStream:
+    """Gzip (one member, mtime 0) of chunks fed one at a time, so a generator's chunks
+    need not all be alive at once, and a renderer on the event loop can stop between them.
+
+    ISA-L's level 1: a sixth of zlib's level-1 CPU on exposition text, and smaller. Chunks
+    are copied into one buffer and compressed ``block`` bytes at a time: each compress call
+    lets go of the GIL, and a thread that lets go of it waits to get it back (see
+    PrometheusExporter.render_async); the buffer is one allocation a render, not one
+    mapping a chunk.
+    """
+
+    __slots__ = ("_z", "_out", "_buf", "_view", "_pos", "_block")
+
+    def __init__(self, block: int = BLOCK) -> None:
+        self._z = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)  # 31: a gzip header
+        self._out: list[bytes] = []
+        self._buf = bytearray(block)
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        self._block = block
+
+    def feed(self, chunk: bytes) -> None:
+        n, pos = len(chunk), self._pos
+        if pos + n > self._block:
+            if pos:
+                self._out.append(self._z.compress(self._view[:pos]))
+                pos = 0
+            if n > self._block:
+                self._pos = 0
+                self._out.append(self._z.compress(chunk))
+                return
+        self._view[pos:pos + n] = chunk
+        self._pos = pos + n
+
+    def finish(self) -> bytes:
+        """The gzip body; the stream is done."""
+        if self._pos:
+            self._out.append(self._z.compress(self._view[:self._pos]))
+        self._view.release()
+        self._out.append(self._z.flush())
+        return b"".join(self._out)
+
+
+def compress_chunks(chunks: Iterable[bytes], block: int = BLOCK) -> bytes:
+    """The chunks joined and gzip-compressed (see :class:`GzipStream`)."""
+    stream = GzipStream(block)
+    for chunk in chunks:
+        stream.feed(chunk)
+    return stream.finish()

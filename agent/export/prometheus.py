@@ -9,9 +9,10 @@ counters until their values change (a histogram's is made at each render from it
 state), so a scrape formats only what changed and joins the rest — cheaper than building
 metric families and escaping labels on every scrape as ``prometheus_client.generate_latest``
 does (see benchmarks/exporters.py). Both formats (:mod:`agent.export.exposition`) share
-the prefixes; only family headers differ. Scrapes and pushes render in a worker thread
-(:meth:`PrometheusExporter.render_async`): at 10k series a render takes milliseconds to
-tens of milliseconds, which on the event loop would delay checks.
+the prefixes; only family headers differ. Scrapes and pushes render on the event loop a
+slice of ~2 ms at a time (:meth:`PrometheusExporter.render_async`): at 70k series a render
+is ~35 ms of work, which in one piece would delay checks, and in a worker thread waited
+for the GIL whenever the loop was busy.
 
 HELP, TYPE, UNIT and names come from the catalog through :func:`agent.catalog.prometheus_name`.
 ``distribution`` samples become classic histograms (``_bucket``/``_sum``/``_count``) whose
@@ -35,6 +36,7 @@ from agent.catalog import UNITS, Catalog, load_catalog, prometheus_name
 from agent.export.exposition import (
     OPENMETRICS,
     TEXT,
+    GzipStream,
     compress_chunks,
     escape_label,
     family_header,
@@ -59,6 +61,7 @@ SLICE = 1000  # samples of a large report taken before the loop may run other ta
 # ~150-200 bytes with an instance's usual tags, a histogram's 13 buckets ~2.3 KiB)
 JOIN = 500
 HIST_JOIN = 40
+RENDER_SLICE = 0.002  # seconds of a render's work on the loop before other tasks run
 
 
 class PrometheusExporter:
@@ -72,7 +75,7 @@ class PrometheusExporter:
         self.catalog = catalog or load_catalog()
         self._buckets = {k: tuple(float(b) for b in v) for k, v in (buckets or {}).items()}
         self.latest = LatestValues(self.catalog, self.buckets_for, clock)
-        self._render_lock = threading.Lock()  # the caches below: renders run in worker threads
+        self._render_lock = threading.Lock()  # the caches below: render() may run in any thread
         # (metric, kind code) -> (sample name, type, help, unit); header per format
         self._families: dict[tuple[str, int], tuple[str, str, str, str]] = {}
         self._headers: dict[tuple[str, int, bool], str] = {}
@@ -207,14 +210,36 @@ class PrometheusExporter:
         return ",".join(self._labels(key[1], histogram=True)), tails
 
     async def render_async(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
-        """:meth:`render` (and gzip) off the event loop."""
-        return await asyncio.to_thread(self._encoded, openmetrics, gzip)
+        """:meth:`render` (and gzip) on the event loop, ``RENDER_SLICE`` seconds at a time.
 
-    def _encoded(self, openmetrics: bool, gzip: bool) -> bytes:
+        Not in a worker thread: CPython hands the GIL back to a thread that waits for it only
+        when the thread holding it waits or after a switch interval (5 ms) without a switch,
+        and the loop lets go of it and takes it back at every poll, so a render thread got
+        almost nothing while the loop was busy (a burst of due checks, the self-check's
+        10,000 series at 5,000 instances): the same render took 45 ms or 200-300 ms at a
+        scrape by when the scrape fell. On the loop it takes its turns with the checks' work:
+        the checks wait at most a slice, the scrape for the work in between.
+        """
         started = time.perf_counter()
         chunks = self._chunks(openmetrics)
-        # gzip takes each chunk as it is made, so no more than one chunk of text is alive
-        # at a time (see _join); ISA-L lets go of the GIL while it compresses
+        stream: GzipStream | None = GzipStream() if gzip else None
+        plain: list[bytes] = []
+        feed = stream.feed if stream is not None else plain.append
+        clock = time.perf_counter
+        until = clock() + RENDER_SLICE
+        for chunk in chunks:
+            feed(chunk)
+            if clock() > until:
+                await asyncio.sleep(0)
+                until = clock() + RENDER_SLICE
+        body = stream.finish() if stream is not None else b"".join(plain)
+        self._rendered(started)
+        return body
+
+    def _encoded(self, openmetrics: bool, gzip: bool) -> bytes:
+        """:meth:`render_async` in one piece (benchmarks, threads)."""
+        started = time.perf_counter()
+        chunks = self._chunks(openmetrics)
         body = compress_chunks(chunks) if gzip else b"".join(chunks)
         self._rendered(started)
         return body
