@@ -298,7 +298,7 @@ def bench_agent_scrape(checks: int = 5000, rounds: int = 6) -> None:
           f"generate_latest {b * 1e3:6.1f} ms (OpenMetrics, no gzip) | ratio {a / b:4.2f} "
           f"(aim < 150 ms); nothing new since the last scrape: {statistics.median(plain_t) * 1e3:.1f} ms; "
           f"consume {consume / (checks * 14) * 1e6:.2f} us/sample")
-    chunks = ours._chunks(True)
+    chunks = list(ours._chunks(True))
     isal_t, zlib_t = [], []
     for _ in range(7):  # the two compressors take turns over the same chunks
         t0 = time.perf_counter()
