@@ -5,8 +5,9 @@ need ``Authorization: Bearer <token>`` (health probes stay open for kubelets). T
 (``/`` and ``/ui/``) applies the same token rule itself, also accepting it as a Basic-auth
 password so a browser can send it, and is refused on a non-loopback bind without a token
 (see agent/web/access.py).
-/status and /metrics are serialized in a worker thread: at 1,000 checks either takes tens
-of milliseconds, which on the event loop would make every check due meanwhile run late.
+/status is serialized in a worker thread and /metrics rendered on the loop in ~2 ms slices
+(see PrometheusExporter.render_async): at 1,000 checks either takes tens of milliseconds,
+which in one piece on the event loop would make every check due meanwhile run late.
 
 ``exporters.prometheus.listen`` adds a second listener that serves /metrics only and
 asks for no token: scrapers that cannot send one (``prometheus.io/scrape`` annotations)
