@@ -21,7 +21,7 @@ from agent.app import Agent
 from agent.catalog import load_catalog
 from agent.config import parse_config
 from agent.errors import ConfigError
-from agent.export.exposition import OPENMETRICS, TEXT, negotiate, wants_gzip
+from agent.export.exposition import OPENMETRICS, TEXT, compress_chunks, negotiate, wants_gzip
 from agent.export.latest import EVENT_HOLD
 from agent.export.prometheus import DEFAULT_BUCKETS, PrometheusExporter
 from agent.samples import CheckResult, Kind, Sample, Status, make_tags
@@ -498,3 +498,23 @@ def test_scrapes_in_threads_while_reports_arrive_parse_and_end_on_the_last_value
         assert seen[("mlwarden_endpoint_up", labels)] == float((299 + i) % 7 == 0)
         assert seen[("mlwarden_endpoint_latency_ttfb_seconds", labels)] == 299 + i / 100
         assert seen[("mlwarden_check_runs_total", labels)] == 300
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [5, 3, 7], [8], [8, 1], [9, 2], [3, 20, 4], [4, 4, 4, 4, 1]])
+def test_the_gzip_stream_reads_back_as_its_chunks_joined_across_block_boundaries(sizes):
+    """The compressor copies chunks into a block and compresses a block at a time; a chunk
+    that fills it exactly, overflows it, or is larger than a block must lose no byte and
+    keep the order (a block of 8 bytes here; the render's are 4 MiB)."""
+    chunks = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    body = compress_chunks(iter(chunks), block=8)
+    assert gzip.decompress(body) == b"".join(chunks)
+
+
+async def test_a_gzip_scrape_on_the_loop_reads_back_as_the_plain_render():
+    """render_async gzips the same exposition render() joins, in slices on the loop."""
+    exp = PrometheusExporter(clock=Clock())
+    for i in range(300):
+        exp.consume(result(f"c{i}", gauge("mlwarden.endpoint.up", 1, check=f"c{i}")))
+    plain = exp.render(True)
+    assert gzip.decompress(await exp.render_async(True, gzip=True)) == plain
+    assert await exp.render_async(True, gzip=False) == plain
